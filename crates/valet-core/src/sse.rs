@@ -1,0 +1,339 @@
+//! Server-Sent Events parsing, as the WHATWG HTML standard specifies it
+//! ("Parsing an event stream", section 9.2.6).
+//!
+//! Decisions:
+//! - Input is bytes in chunks of any size; a chunk boundary may fall anywhere,
+//!   including between the CR and LF of a CRLF or inside a UTF-8 sequence. Lines
+//!   are split on bytes (CR and LF never occur inside a UTF-8 sequence) and each
+//!   complete line is decoded on its own, with replacement characters for
+//!   invalid UTF-8, as the standard's decoder does.
+//! - One leading U+FEFF (BOM) is dropped; `:` lines are comments; `retry`
+//!   is surfaced to the caller; `id` containing NUL is ignored.
+//! - An event larger than [`SseParser::max_event_bytes`] is dropped whole and
+//!   reported once as [`SseItem::Oversized`]; parsing resumes at the next
+//!   blank line, so one bad event never kills the stream or eats memory.
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field, or `"message"` when absent.
+    pub event: String,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+    /// The last event id in force when this event was dispatched (may be empty).
+    pub id: String,
+}
+
+/// What the parser yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseItem {
+    /// A complete event.
+    Event(SseEvent),
+    /// A valid `retry:` field: the server's reconnection time in milliseconds.
+    Retry(u64),
+    /// An event exceeded the size cap and was discarded.
+    Oversized {
+        /// The cap that was exceeded, in bytes.
+        limit: usize,
+    },
+}
+
+/// Default cap on one event's size (line plus accumulated data): 4 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// An incremental event-stream parser. Feed it chunks; it returns whatever
+/// the chunk completed.
+#[derive(Debug)]
+pub struct SseParser {
+    line: Vec<u8>,
+    data: String,
+    event_type: String,
+    last_id: String,
+    seen_first_bytes: bool,
+    skip_lf: bool,
+    overflow: bool,
+    /// Largest event accepted, in bytes.
+    pub max_event_bytes: usize,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SseParser {
+    /// A parser with the default event size cap.
+    pub fn new() -> Self {
+        Self {
+            line: Vec::new(),
+            data: String::new(),
+            event_type: String::new(),
+            last_id: String::new(),
+            seen_first_bytes: false,
+            skip_lf: false,
+            overflow: false,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+
+    /// The last event id seen so far (what a resume would send as `Last-Event-ID`).
+    pub fn last_event_id(&self) -> &str {
+        &self.last_id
+    }
+
+    /// Feeds a chunk and returns the items it completed, in order.
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Vec<SseItem> {
+        let mut out = Vec::new();
+        if !self.seen_first_bytes && !chunk.is_empty() {
+            // The BOM may itself be split over chunks; buffer until 3 bytes are known.
+            self.line.extend_from_slice(chunk);
+            if self.line.len() < 3 && b"\xEF\xBB\xBF".starts_with(&self.line) {
+                return out;
+            }
+            self.seen_first_bytes = true;
+            let buffered = std::mem::take(&mut self.line);
+            let rest = buffered.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buffered);
+            return self.feed_lines(rest, out);
+        }
+        if self.skip_lf && !chunk.is_empty() {
+            // The previous chunk ended in CR: an LF here completes that CRLF.
+            if chunk[0] == b'\n' {
+                chunk = &chunk[1..];
+            }
+            self.skip_lf = false;
+        }
+        self.feed_lines(chunk, out)
+    }
+
+    fn feed_lines(&mut self, mut chunk: &[u8], mut out: Vec<SseItem>) -> Vec<SseItem> {
+        while let Some(pos) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let (head, tail) = chunk.split_at(pos);
+            if !self.overflow {
+                self.line.extend_from_slice(head);
+            }
+            let mut rest = &tail[1..];
+            if tail[0] == b'\r' {
+                match rest.first() {
+                    Some(b'\n') => rest = &rest[1..],
+                    Some(_) => {}
+                    None => self.skip_lf = true,
+                }
+            }
+            chunk = rest;
+            let line = std::mem::take(&mut self.line);
+            self.process_line(&line, &mut out);
+            self.line = line;
+            self.line.clear();
+        }
+        if !self.overflow {
+            self.line.extend_from_slice(chunk);
+            self.check_size(&mut out);
+        }
+        out
+    }
+
+    fn check_size(&mut self, out: &mut Vec<SseItem>) {
+        if self.line.len() + self.data.len() > self.max_event_bytes {
+            self.overflow = true;
+            self.line.clear();
+            self.data.clear();
+            self.event_type.clear();
+            out.push(SseItem::Oversized { limit: self.max_event_bytes });
+        }
+    }
+
+    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseItem>) {
+        if line.is_empty() {
+            if self.overflow {
+                self.overflow = false;
+                return;
+            }
+            self.dispatch(out);
+            return;
+        }
+        if self.overflow || line[0] == b':' {
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"event" => self.event_type = String::from_utf8_lossy(value).into_owned(),
+            b"data" => {
+                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push('\n');
+                self.check_size(out);
+            }
+            b"id" => {
+                if !value.contains(&0) {
+                    self.last_id = String::from_utf8_lossy(value).into_owned();
+                }
+            }
+            b"retry" => {
+                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
+                    if let Ok(ms) = std::str::from_utf8(value).unwrap_or("").parse() {
+                        out.push(SseItem::Retry(ms));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<SseItem>) {
+        if self.data.is_empty() {
+            self.event_type.clear();
+            return;
+        }
+        let mut data = std::mem::take(&mut self.data);
+        data.pop(); // the trailing LF
+        let event = if self.event_type.is_empty() {
+            "message".to_owned()
+        } else {
+            std::mem::take(&mut self.event_type)
+        };
+        out.push(SseItem::Event(SseEvent { event, data, id: self.last_id.clone() }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn events(input: &[u8]) -> Vec<SseItem> {
+        SseParser::new().feed(input)
+    }
+
+    fn ev(event: &str, data: &str, id: &str) -> SseItem {
+        SseItem::Event(SseEvent { event: event.into(), data: data.into(), id: id.into() })
+    }
+
+    #[test]
+    fn basic_event_with_name_and_multiline_data() {
+        let got = events(b"event: ready\ndata: {\"a\":1}\ndata: x\n\n");
+        assert_eq!(got, vec![ev("ready", "{\"a\":1}\nx", "")]);
+    }
+
+    #[test]
+    fn all_three_line_endings() {
+        let got = events(b"data: a\r\n\r\ndata: b\r\rdata: c\n\n");
+        assert_eq!(got, vec![ev("message", "a", ""), ev("message", "b", ""), ev("message", "c", "")]);
+    }
+
+    #[test]
+    fn bom_comments_and_unknown_fields() {
+        let got = events(b"\xEF\xBB\xBF: hello\nfoo: bar\ndata\n\ndata:no-space\n\n");
+        assert_eq!(got, vec![ev("message", "", ""), ev("message", "no-space", "")]);
+    }
+
+    #[test]
+    fn only_one_bom_is_stripped() {
+        let got = events(b"\xEF\xBB\xBF\xEF\xBB\xBFdata: x\n\n");
+        // The second BOM makes the field name "\u{feff}data", an unknown field.
+        assert_eq!(got, vec![]);
+    }
+
+    #[test]
+    fn id_persists_and_nul_id_ignored() {
+        let got = events(b"id: 7\ndata: a\n\ndata: b\n\nid: 8\0\ndata: c\n\nid\ndata: d\n\n");
+        assert_eq!(
+            got,
+            vec![ev("message", "a", "7"), ev("message", "b", "7"), ev("message", "c", "7"), ev("message", "d", "")]
+        );
+    }
+
+    #[test]
+    fn retry_only_digits() {
+        let got = events(b"retry: 1500\nretry: 15x\nretry:\n\n");
+        assert_eq!(got, vec![SseItem::Retry(1500)]);
+    }
+
+    #[test]
+    fn event_without_data_is_not_dispatched_and_type_resets() {
+        let got = events(b"event: typing\n\ndata: x\n\n");
+        assert_eq!(got, vec![ev("message", "x", "")]);
+    }
+
+    #[test]
+    fn incomplete_trailing_event_is_not_dispatched() {
+        let got = events(b"data: x\n\ndata: y\n");
+        assert_eq!(got, vec![ev("message", "x", "")]);
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_char() {
+        let got = events(b"data: a\xFFb\n\n");
+        assert_eq!(got, vec![ev("message", "a\u{FFFD}b", "")]);
+    }
+
+    #[test]
+    fn oversized_event_is_dropped_and_stream_goes_on() {
+        let mut p = SseParser::new();
+        p.max_event_bytes = 16;
+        let mut got = p.feed(b"data: 0123456789abcdefghij\ndata: more\n\n");
+        got.extend(p.feed(b"data: ok\n\n"));
+        assert_eq!(got, vec![SseItem::Oversized { limit: 16 }, ev("message", "ok", "")]);
+    }
+
+    #[test]
+    fn oversized_by_many_lines_is_dropped() {
+        let mut p = SseParser::new();
+        p.max_event_bytes = 10;
+        let got = p.feed(b"data: 1234\ndata: 5678\ndata: 9\n\ndata: ok\n\n");
+        assert_eq!(got, vec![SseItem::Oversized { limit: 10 }, ev("message", "ok", "")]);
+    }
+
+    const SAMPLE: &[u8] = b"\xEF\xBB\xBFevent: ready\r\ndata: {\"conn_id\":\"c\"}\r\n\r\n: ping\n\
+id: 1\nevent: message\ndata: {\"t\":\"h\xC3\xA9llo\"}\n\nretry: 300\r\rdata: a\rdata: b\r\r\
+event: x\ndata\n\n";
+
+    proptest! {
+        /// Any split of a byte stream into chunks parses exactly as the whole.
+        #[test]
+        fn any_chunking_parses_the_same(cuts in proptest::collection::vec(0usize..SAMPLE.len(), 0..12)) {
+            let whole = events(SAMPLE);
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let mut p = SseParser::new();
+            let mut got = Vec::new();
+            let mut start = 0;
+            for c in cuts.into_iter().chain([SAMPLE.len()]) {
+                got.extend(p.feed(&SAMPLE[start..c]));
+                start = c;
+            }
+            prop_assert_eq!(got, whole);
+        }
+
+        /// Arbitrary bytes never panic, and chunking never changes the result.
+        #[test]
+        fn arbitrary_bytes_chunked_equal_whole(bytes in proptest::collection::vec(any::<u8>(), 0..200), cut in 0usize..200) {
+            let cut = cut.min(bytes.len());
+            let whole = events(&bytes);
+            let mut p = SseParser::new();
+            let mut got = p.feed(&bytes[..cut]);
+            got.extend(p.feed(&bytes[cut..]));
+            prop_assert_eq!(got, whole);
+        }
+    }
+
+    #[test]
+    fn sample_parses_as_expected() {
+        let got = events(SAMPLE);
+        assert_eq!(
+            got,
+            vec![
+                ev("ready", "{\"conn_id\":\"c\"}", ""),
+                ev("message", "{\"t\":\"héllo\"}", "1"),
+                SseItem::Retry(300),
+                ev("message", "a\nb", "1"),
+                ev("x", "", "1"),
+            ]
+        );
+    }
+}

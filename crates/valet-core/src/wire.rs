@@ -1,0 +1,539 @@
+//! The Valet v2 wire shapes: REST bodies and SSE frames, as serde types.
+//!
+//! Decisions:
+//! - One definition serves the SDK and the reference server, so the two can
+//!   not drift apart. Field names are the wire's (snake_case).
+//! - Reading is lenient, as a client of a moving service must be: unknown
+//!   fields are ignored; an unknown enum value decodes to `Unknown`; optional
+//!   fields default. Writing is exact.
+//! - Our extensions (`seq` on messages) are optional and omitted when absent,
+//!   so a peer that does not know them sees the contract byte for byte.
+
+use serde::{Deserialize, Serialize};
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Author {
+    /// The end user of the embedding app.
+    Appuser,
+    /// The AI agent.
+    AiAgent,
+    /// A human agent who took the convo over.
+    HumanAgent,
+    /// A value this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// A participant shown next to a message (agents, humans).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// Participant id.
+    pub id: String,
+    /// Participant kind, e.g. `"ai_agent"`.
+    #[serde(default)]
+    pub kind: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Avatar URL.
+    #[serde(default)]
+    pub photo_url: Option<String>,
+    /// Initial for an avatar placeholder.
+    #[serde(default)]
+    pub initial: Option<String>,
+}
+
+/// A file attached to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Where to download it.
+    pub url: String,
+    /// Original file name.
+    pub filename: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub byte_size: u64,
+}
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Server-assigned id; the dedupe key.
+    pub id: String,
+    /// Text content.
+    pub content: String,
+    /// Author kind.
+    pub from: Author,
+    /// The turn this message belongs to.
+    pub turn_number: u64,
+    /// ISO-8601 creation time.
+    pub created_at: String,
+    /// Who wrote it, when known.
+    #[serde(default)]
+    pub participant: Option<Participant>,
+    /// Attached files.
+    #[serde(default)]
+    pub files: Vec<FileRef>,
+    /// EXTENSION: the message's position in its convo (1, 2, 3, ...). Absent
+    /// from servers that do not implement it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// Convo states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvoState {
+    /// Open, the AI agent answers.
+    Open,
+    /// Handed to a human.
+    Escalated,
+    /// Resolved by an agent.
+    Resolved,
+    /// Resolved automatically.
+    AutoResolved,
+    /// Assumed resolved after inactivity.
+    AssumedResolved,
+    /// Locked for abusive language.
+    RageLocked,
+    /// Locked for an attempted prompt attack.
+    AttemptedHack,
+    /// Waiting for the user's feedback.
+    PendingFeedback,
+    /// A value this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ConvoState {
+    /// Every known state, in contract order.
+    pub const ALL: [ConvoState; 8] = [
+        ConvoState::Open,
+        ConvoState::Escalated,
+        ConvoState::Resolved,
+        ConvoState::AutoResolved,
+        ConvoState::AssumedResolved,
+        ConvoState::RageLocked,
+        ConvoState::AttemptedHack,
+        ConvoState::PendingFeedback,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConvoState::Open => "open",
+            ConvoState::Escalated => "escalated",
+            ConvoState::Resolved => "resolved",
+            ConvoState::AutoResolved => "auto_resolved",
+            ConvoState::AssumedResolved => "assumed_resolved",
+            ConvoState::RageLocked => "rage_locked",
+            ConvoState::AttemptedHack => "attempted_hack",
+            ConvoState::PendingFeedback => "pending_feedback",
+            ConvoState::Unknown => "unknown",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything unknown.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether a convo in this state no longer takes turns with the agent.
+    pub fn is_closed(self) -> bool {
+        !matches!(self, ConvoState::Open | ConvoState::Escalated | ConvoState::PendingFeedback)
+    }
+}
+
+/// Whether the user is locked out of the agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockoutSnapshot {
+    /// Locked out now.
+    pub locked_out: bool,
+    /// When the lockout ends (ISO-8601), if it does.
+    pub expires_at: Option<String>,
+    /// A permanent lockout.
+    pub permanent: bool,
+    /// `"permanent" | "rage" | "hack"`.
+    pub reason: Option<String>,
+    /// Text to show the user.
+    pub user_message: Option<String>,
+}
+
+/// What may be attached to messages in a convo.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttachmentPolicy {
+    /// Files per message (0: attachments disabled).
+    pub max_files_per_message: u32,
+    /// Files per convo.
+    pub max_files_per_convo: u32,
+    /// Largest file, in bytes.
+    pub max_file_size_bytes: u64,
+    /// Accepted MIME types.
+    pub allowed_mime_types: Vec<String>,
+}
+
+/// `POST /api/v2/sessions` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionResponse {
+    /// The new convo.
+    pub convo_id: String,
+    /// Attachment rules (default when absent).
+    #[serde(default)]
+    pub attachment_policy: Option<AttachmentPolicy>,
+    /// Lockout status (default when absent).
+    #[serde(default)]
+    pub lockout: Option<LockoutSnapshot>,
+}
+
+/// One entry of `GET /api/v2/agent_convos`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvoSummary {
+    /// Convo id.
+    pub id: String,
+    /// Current state.
+    pub state: ConvoState,
+    /// Whether it is closed.
+    pub closed: bool,
+    /// Time of the newest message, if any.
+    pub last_message_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// `GET /api/v2/agent_convos` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvoList {
+    /// The appuser's convos with this agent, newest first.
+    pub agent_convos: Vec<ConvoSummary>,
+}
+
+/// `GET /api/v2/agent_convos/{convo}` response (the reconcile fetch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvoHistory {
+    /// Messages in convo order.
+    pub messages: Vec<Message>,
+}
+
+/// `POST .../stream_message` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The user's text.
+    pub text: String,
+    /// A draft created by `upload_file`, finalized by this send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+/// `POST .../upload_file` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResponse {
+    /// The draft message holding the files.
+    pub message_id: String,
+}
+
+/// The body of a `429` from `stream_message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitedBody {
+    /// Always `"rate_limited"`.
+    pub status: String,
+    /// The convo.
+    pub convo_id: String,
+    /// The convo's state.
+    pub state: ConvoState,
+    /// Seconds to wait; wins over the `Retry-After` header.
+    pub retry_after_seconds: u64,
+}
+
+/// The JSON error body of the reference server (and a shape the SDK reads
+/// from any server when present): a stable `code` and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `"token_expired"`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// `typing.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypingKind {
+    /// The agent is thinking.
+    Thinking,
+    /// The agent is typing.
+    Typing,
+    /// A value this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `typing.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypingState {
+    /// Indicator on.
+    Start,
+    /// Indicator off.
+    Stop,
+    /// A value this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `turn_done.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnDoneReason {
+    /// The agent answered.
+    Ok,
+    /// The message was blocked.
+    Blocked,
+    /// Too many messages.
+    RateLimited,
+    /// The convo is closed.
+    Closed,
+    /// The agent is unavailable.
+    Unavailable,
+    /// A transient failure; retry later.
+    TemporaryFailure,
+    /// A value this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `closed.reason`: why the server is ending the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedReason {
+    /// The stream reached its maximum age.
+    ServerCap,
+    /// The server is shutting down.
+    Shutdown,
+    /// The token that opened the stream expires soon.
+    AuthExpiring,
+    /// The stream stalled (the consumer fell behind).
+    Stalled,
+    /// A value this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ClosedReason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClosedReason::ServerCap => "server_cap",
+            ClosedReason::Shutdown => "shutdown",
+            ClosedReason::AuthExpiring => "auth_expiring",
+            ClosedReason::Stalled => "stalled",
+            ClosedReason::Unknown => "unknown",
+        }
+    }
+}
+
+/// One SSE frame of `GET .../events`. On the wire the frame's `event:` name
+/// equals `type`; a frame whose JSON lacks `type` takes the event name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The stream is open.
+    Ready {
+        /// Server-side id of this connection.
+        conn_id: String,
+    },
+    /// A new message in the convo.
+    Message {
+        /// Always `"create"` in v2.
+        action: String,
+        /// The agent.
+        agent_id: String,
+        /// The convo.
+        convo_id: String,
+        /// The message.
+        message: Message,
+    },
+    /// A typing indicator change.
+    Typing {
+        /// Thinking or typing.
+        kind: TypingKind,
+        /// Start or stop.
+        state: TypingState,
+        /// Optional label to show.
+        #[serde(default)]
+        label: Option<String>,
+        /// The convo.
+        convo_id: String,
+    },
+    /// The convo changed state.
+    ConvoState {
+        /// The agent.
+        agent_id: String,
+        /// The convo.
+        convo_id: String,
+        /// New state.
+        state: ConvoState,
+        /// Previous state.
+        #[serde(default)]
+        prev_state: Option<ConvoState>,
+        /// Text for the user once closed; null while open.
+        #[serde(default)]
+        closed_user_message: Option<String>,
+    },
+    /// The agent's turn ended.
+    TurnDone {
+        /// The convo.
+        convo_id: String,
+        /// Why it ended.
+        reason: TurnDoneReason,
+        /// When (ISO-8601).
+        at: String,
+        /// With `rate_limited`: seconds to wait.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_seconds: Option<u64>,
+    },
+    /// A server-side failure report (not an SDK error).
+    Error {
+        /// The convo.
+        #[serde(default)]
+        convo_id: Option<String>,
+        /// Always `"temporary_failure"` in v2.
+        reason: String,
+        /// When (ISO-8601).
+        #[serde(default)]
+        at: Option<String>,
+    },
+    /// Heartbeat.
+    Ping {},
+    /// The server ends the stream after this frame.
+    Closed {
+        /// Why.
+        reason: ClosedReason,
+    },
+}
+
+impl ServerFrame {
+    /// The SSE event name for this frame.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            ServerFrame::Ready { .. } => "ready",
+            ServerFrame::Message { .. } => "message",
+            ServerFrame::Typing { .. } => "typing",
+            ServerFrame::ConvoState { .. } => "convo_state",
+            ServerFrame::TurnDone { .. } => "turn_done",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Ping {} => "ping",
+            ServerFrame::Closed { .. } => "closed",
+        }
+    }
+}
+
+/// The frame types this version understands.
+pub const KNOWN_FRAME_TYPES: [&str; 8] =
+    ["ready", "message", "typing", "convo_state", "turn_done", "error", "ping", "closed"];
+
+/// Why an SSE event could not become a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    /// The event name.
+    pub event: String,
+    /// What was wrong.
+    pub detail: String,
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed `{}` frame: {}", self.event, self.detail)
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Decodes one SSE event into a frame. `Ok(None)` for a frame type this
+/// version does not know (skipped, per the contract); `Err` for JSON that is
+/// not a valid frame of a known type.
+pub fn decode_frame(event: &str, data: &str) -> Result<Option<ServerFrame>, FrameError> {
+    let err = |detail: String| FrameError { event: event.to_owned(), detail };
+    let mut value: serde_json::Value = serde_json::from_str(data).map_err(|e| err(e.to_string()))?;
+    let obj = value.as_object_mut().ok_or_else(|| err("data is not a JSON object".into()))?;
+    let ty = match obj.get("type") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(_) => return Err(err("`type` is not a string".into())),
+        None => {
+            obj.insert("type".into(), serde_json::Value::String(event.to_owned()));
+            event.to_owned()
+        }
+    };
+    if !KNOWN_FRAME_TYPES.contains(&ty.as_str()) {
+        return Ok(None);
+    }
+    serde_json::from_value(value).map(Some).map_err(|e| err(e.to_string()))
+}
+
+/// Encodes a frame as the JSON `data:` of its SSE event (with `type`).
+pub fn encode_frame(frame: &ServerFrame) -> String {
+    serde_json::to_string(frame).expect("frames always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> Message {
+        Message {
+            id: "m1".into(),
+            content: "hi".into(),
+            from: Author::AiAgent,
+            turn_number: 1,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            participant: None,
+            files: vec![],
+            seq: None,
+        }
+    }
+
+    #[test]
+    fn message_frame_encodes_contract_fields_and_omits_absent_seq() {
+        let f = ServerFrame::Message { action: "create".into(), agent_id: "a".into(), convo_id: "c".into(), message: msg() };
+        let v: serde_json::Value = serde_json::from_str(&encode_frame(&f)).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["message"]["from"], "ai_agent");
+        assert!(v["message"].get("seq").is_none());
+        assert_eq!(v["message"]["participant"], serde_json::Value::Null);
+        assert_eq!(decode_frame("message", &encode_frame(&f)).unwrap(), Some(f));
+    }
+
+    #[test]
+    fn missing_type_takes_event_name() {
+        let f = decode_frame("closed", r#"{"reason":"auth_expiring"}"#).unwrap();
+        assert_eq!(f, Some(ServerFrame::Closed { reason: ClosedReason::AuthExpiring }));
+        assert_eq!(decode_frame("ping", "{}").unwrap(), Some(ServerFrame::Ping {}));
+    }
+
+    #[test]
+    fn unknown_type_is_skipped_unknown_values_tolerated() {
+        assert_eq!(decode_frame("presence", r#"{"who":"x"}"#).unwrap(), None);
+        let f = decode_frame("closed", r#"{"reason":"maintenance","extra":1}"#).unwrap();
+        assert_eq!(f, Some(ServerFrame::Closed { reason: ClosedReason::Unknown }));
+    }
+
+    #[test]
+    fn malformed_is_an_error() {
+        assert!(decode_frame("message", "{not json").is_err());
+        assert!(decode_frame("message", "[1]").is_err());
+        assert!(decode_frame("message", r#"{"type":"message"}"#).is_err());
+        assert!(decode_frame("x", r#"{"type":5}"#).is_err());
+    }
+
+    #[test]
+    fn convo_state_names_round_trip() {
+        for s in ConvoState::ALL {
+            assert_eq!(ConvoState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}
