@@ -84,7 +84,7 @@ impl SseParser {
 
     /// Feeds a chunk and returns the items it completed, in order.
     pub fn feed(&mut self, mut chunk: &[u8]) -> Vec<SseItem> {
-        let mut out = Vec::new();
+        let out = Vec::new();
         if !self.seen_first_bytes && !chunk.is_empty() {
             // The BOM may itself be split over chunks; buffer until 3 bytes are known.
             self.line.extend_from_slice(chunk);
