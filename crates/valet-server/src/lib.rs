@@ -30,7 +30,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use config::Config;
 use error::ApiError;
@@ -128,10 +128,12 @@ pub fn router(state: AppState, static_dir: Option<&std::path::Path>) -> Router {
     app.with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // The path only: never the query, never headers (tokens).
-                tracing::info_span!("request", method = %req.method(), path = req.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    // The path only: never the query, never headers (tokens).
+                    tracing::info_span!("request", method = %req.method(), path = req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors(config))

@@ -147,9 +147,16 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=info".into());
     if cli.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        {
+        use std::io::IsTerminal;
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_env_filter(filter)
+            .init();
+    }
     }
     let config = match config(&cli) {
         Ok(c) => c,
@@ -179,11 +186,17 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    // One line for people and scripts: where to go.
-    println!("valet-server listening on http://{addr}");
+    // The first line is for people and scripts: where to go. Written with
+    // errors ignored: a closed stdout must not take the server down.
+    let mut banner = format!("valet-server listening on http://{addr}\n");
     if dev_mode {
-        println!("dev mode: company api key {}, agent id {}", dev::API_KEY, dev::AGENT_ID);
-        println!("dev mode: POST http://{addr}/dev/jwt {{\"source_key\":\"...\"}} mints a token");
+        banner += &format!("dev mode: company api key {}, agent id {}\n", dev::API_KEY, dev::AGENT_ID);
+        banner += &format!("dev mode: POST http://{addr}/dev/jwt {{\"source_key\":\"...\"}} mints a token\n");
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
     match valet_server::serve(listener, state, cli.static_dir.clone(), terminate()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
