@@ -1,0 +1,138 @@
+// Test harness for browser end-to-end tests: the real reference server as a
+// child process, a static file server for pages (on any loopback origin),
+// and Debian's Chromium driven by playwright-core with a fresh profile.
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { extname, join, normalize, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
+export const ADMIN_SECRET = "dev-admin-secret";
+/** Generous liveness bound for anything a test waits on. */
+export const LIVENESS_MS = 20_000;
+
+const SERVER_BIN = process.env.VALET_SERVER_BIN ?? join(ROOT, "target/debug/valet-server");
+
+/** Starts the reference server (dev mode, in-memory SQLite) on a free port. */
+export async function startServer(extraArgs = []) {
+  const child = spawn(
+    SERVER_BIN,
+    ["--dev", "--addr", "127.0.0.1:0", "--db", ":memory:", "--agent-delay-ms", "50", ...extraArgs],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
+  );
+  const lines = createInterface({ input: child.stdout });
+  const base = await new Promise((ok, fail) => {
+    child.once("exit", (code) => fail(new Error(`valet-server exited early with ${code}`)));
+    lines.once("line", (line) => ok(line.replace("valet-server listening on ", "").trim()));
+  });
+  lines.on("line", () => {}); // keep draining stdout
+  const server = {
+    base,
+    async stats() {
+      return (await fetch(`${base}/dev/stats`)).json();
+    },
+    async jwt(sourceKey, ttlSeconds) {
+      const res = await fetch(`${base}/dev/jwt`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ source_key: sourceKey, ttl_seconds: ttlSeconds }),
+      });
+      return res.json();
+    },
+    async admin(path, body = {}) {
+      const res = await fetch(`${base}/dev/admin${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_SECRET}` },
+        body: JSON.stringify(body),
+      });
+      if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
+      return res.json();
+    },
+    /** Polls /dev/stats until pred(stats) holds. */
+    async waitStats(what, pred) {
+      const deadline = Date.now() + LIVENESS_MS;
+      for (;;) {
+        const s = await server.stats();
+        if (pred(s)) return s;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s)}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+  return server;
+}
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".css": "text/css",
+  ".map": "application/json",
+};
+
+/**
+ * Serves files: `mounts` maps a URL prefix to a directory. Listens on
+ * `host` (any loopback address), a free port.
+ */
+export async function startStatic(mounts, host = "127.0.0.1") {
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    const prefix = Object.keys(mounts)
+      .sort((a, b) => b.length - a.length)
+      .find((p) => path.startsWith(p));
+    if (prefix === undefined) return void res.writeHead(404).end();
+    const dir = mounts[prefix];
+    let file = normalize(join(dir, path.slice(prefix.length)));
+    if (!file.startsWith(dir)) return void res.writeHead(403).end();
+    try {
+      if (statSync(file).isDirectory()) file = join(file, "index.html");
+      const body = readFileSync(file);
+      res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((ok) => server.listen(0, host, ok));
+  return {
+    origin: `http://${host}:${server.address().port}`,
+    close: () => new Promise((ok) => server.close(ok)),
+  };
+}
+
+/** Launches headless Chromium with a fresh profile; returns its one context. */
+export async function launchBrowser() {
+  const userDataDir = mkdtempSync(join(tmpdir(), "valet-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
