@@ -6,6 +6,12 @@
 //! share these types, so both speak one contract.
 #![deny(missing_docs)]
 
+pub mod backoff;
+pub mod convo;
+pub mod delivery;
+pub mod error;
+pub mod events;
+pub mod send;
 pub mod sse;
 pub mod token;
 pub mod wire;

@@ -1,14 +1,27 @@
-//! JWT reading without verification, and redaction.
+//! JWTs: reading without verification, redaction, and the client's token
+//! lifecycle ([`TokenManager`]).
 //!
 //! Decisions:
 //! - The client never verifies a token (it has no key); it only reads `exp`
 //!   to schedule refreshes. The server reads `iss` the same way to find which
 //!   company's key verifies the token, then verifies it properly.
 //! - A token is never logged: [`redact`] is what goes in a log line.
+//! - Lifecycle: a token is used while more than the refresh lead (5 min) is
+//!   left, or half its lifetime for tokens shorter than twice the lead, so a
+//!   short-lived token is not refetched on every call. The caller refreshes
+//!   on a timer at [`TokenManager::refresh_due_at`] (not only lazily).
+//! - Single flight: while a fetch is in flight every request waits for it,
+//!   including a retry after a 401 (the JS SDK's defect 3).
+//! - A token the server rejected (401, `auth_expiring`) is never used again:
+//!   if `fetchJwt` hands it back, that is an `auth` error, not a loop (defect 2).
+//! - `fetchJwt` throwing, timing out or returning junk is an `auth` error;
+//!   the caller retries with backoff.
 
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::Deserialize;
+
+use crate::error::{ClientError, ErrorCode};
 
 /// Claims read from a JWT payload, unverified. Fields are optional so that a
 /// token missing one still yields a precise error where it matters.
@@ -72,9 +85,207 @@ pub fn redact(token: &str) -> String {
     format!("<redacted jwt, {} chars>", token.len())
 }
 
+/// The refresh lead: tokens are replaced this long before `exp`.
+pub const REFRESH_LEAD_MS: u64 = 5 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+struct Held {
+    jwt: String,
+    exp_ms: u64,
+    refresh_at_ms: u64,
+}
+
+/// What to do to get a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenStep {
+    /// Use this one.
+    Use(String),
+    /// Call `fetchJwt` now (this request started the fetch); feed the result
+    /// to [`TokenManager::fetched`].
+    Fetch,
+    /// A fetch is in flight: wait for its result.
+    Wait,
+}
+
+/// Why a fetched token is unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// `fetchJwt` threw or its promise rejected (the message, redacted).
+    Threw(String),
+    /// `fetchJwt` did not settle within `fetchJwtTimeoutMs`.
+    TimedOut(u64),
+    /// `fetchJwt` resolved to something that is not a string.
+    NotAString,
+}
+
+/// The client's token: cache, single flight, refresh schedule, rejections.
+#[derive(Debug)]
+pub struct TokenManager {
+    held: Option<Held>,
+    rejected: Vec<String>,
+    in_flight: bool,
+}
+
+impl Default for TokenManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TokenManager {
+    /// No token yet.
+    pub fn new() -> Self {
+        TokenManager { held: None, rejected: Vec::new(), in_flight: false }
+    }
+
+    /// A token for a request at `now_ms`. With `reject`, that token was
+    /// refused by the server and must not be used again.
+    pub fn request(&mut self, now_ms: u64, reject: Option<&str>) -> TokenStep {
+        if let Some(bad) = reject {
+            self.reject(bad);
+        }
+        if self.in_flight {
+            return TokenStep::Wait;
+        }
+        match &self.held {
+            Some(h) if now_ms < h.refresh_at_ms => TokenStep::Use(h.jwt.clone()),
+            _ => {
+                self.in_flight = true;
+                TokenStep::Fetch
+            }
+        }
+    }
+
+    /// Marks a token as refused by the server.
+    pub fn reject(&mut self, token: &str) {
+        if self.held.as_ref().is_some_and(|h| h.jwt == token) {
+            self.held = None;
+        }
+        if !self.rejected.iter().any(|r| r == token) {
+            self.rejected.push(token.to_owned());
+            if self.rejected.len() > 8 {
+                self.rejected.remove(0);
+            }
+        }
+    }
+
+    /// Whether a fetch is in flight.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// Starts a fetch now if none is in flight (the refresh timer's path).
+    /// Returns whether the caller must call `fetchJwt`.
+    pub fn begin_refresh(&mut self) -> bool {
+        if self.in_flight {
+            return false;
+        }
+        self.in_flight = true;
+        true
+    }
+
+    /// The result of `fetchJwt`. `Ok` is the token every waiter gets.
+    pub fn fetched(&mut self, now_ms: u64, result: Result<String, FetchFailure>) -> Result<String, ClientError> {
+        self.in_flight = false;
+        let auth = |m: String| ClientError::new(ErrorCode::Auth, m);
+        let jwt = result.map_err(|f| match f {
+            FetchFailure::Threw(m) => auth(format!("fetchJwt failed: {m}")),
+            FetchFailure::TimedOut(ms) => ClientError::new(ErrorCode::Auth, format!("fetchJwt did not settle within {ms} ms")),
+            FetchFailure::NotAString => auth("fetchJwt must resolve to a JWT string".into()),
+        })?;
+        let jwt = jwt.trim().to_owned();
+        let claims = read_claims(&jwt).map_err(|e| auth(format!("fetchJwt returned an unusable token: {e}")))?;
+        let exp = claims.exp.ok_or_else(|| auth("fetchJwt returned a token without `exp`".into()))?;
+        let exp_ms = u64::try_from(exp).unwrap_or(0).saturating_mul(1000);
+        if exp_ms <= now_ms {
+            return Err(auth("fetchJwt returned an expired token".into()));
+        }
+        if self.rejected.iter().any(|r| r == &jwt) {
+            return Err(auth("fetchJwt returned the token the server just rejected".into()));
+        }
+        let lifetime = exp_ms - now_ms;
+        let lead = REFRESH_LEAD_MS.min(lifetime / 2);
+        self.held = Some(Held { jwt: jwt.clone(), exp_ms, refresh_at_ms: exp_ms - lead });
+        Ok(jwt)
+    }
+
+    /// When the held token should be replaced (for a refresh timer).
+    pub fn refresh_due_at(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.refresh_at_ms)
+    }
+
+    /// The held token's expiry, in ms.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.exp_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn jwt_exp(exp_s: u64, tag: &str) -> String {
+        jwt(&format!(r#"{{"exp":{exp_s},"tag":"{tag}"}}"#))
+    }
+
+    #[test]
+    fn caches_until_the_lead_then_refetches() {
+        let mut m = TokenManager::new();
+        let t0 = 1_000_000_000;
+        assert_eq!(m.request(t0, None), TokenStep::Fetch);
+        assert_eq!(m.request(t0, None), TokenStep::Wait, "single flight");
+        let tok = jwt_exp(t0 / 1000 + 900, "a");
+        assert_eq!(m.fetched(t0, Ok(tok.clone())), Ok(tok.clone()));
+        assert_eq!(m.request(t0 + 1000, None), TokenStep::Use(tok.clone()));
+        assert_eq!(m.refresh_due_at(), Some(t0 + 600_000));
+        assert_eq!(m.request(t0 + 599_999, None), TokenStep::Use(tok));
+        assert_eq!(m.request(t0 + 600_000, None), TokenStep::Fetch);
+    }
+
+    #[test]
+    fn short_tokens_refresh_at_half_life() {
+        let mut m = TokenManager::new();
+        let t0 = 2_000_000_000;
+        m.request(t0, None);
+        m.fetched(t0, Ok(jwt_exp(t0 / 1000 + 60, "short"))).unwrap();
+        assert_eq!(m.refresh_due_at(), Some(t0 + 30_000));
+    }
+
+    #[test]
+    fn a_rejected_token_is_never_reused_even_if_fetch_returns_it() {
+        let mut m = TokenManager::new();
+        let t0 = 1_000_000_000;
+        let tok = jwt_exp(t0 / 1000 + 900, "a");
+        m.request(t0, None);
+        m.fetched(t0, Ok(tok.clone())).unwrap();
+        assert_eq!(m.request(t0, Some(&tok)), TokenStep::Fetch, "rejection forces a fetch");
+        assert_eq!(m.request(t0, None), TokenStep::Wait, "a retry waits for the refresh in flight");
+        let err = m.fetched(t0, Ok(tok.clone())).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Auth);
+        assert!(err.message.contains("rejected"));
+        assert_eq!(m.request(t0, None), TokenStep::Fetch);
+        let fresh = jwt_exp(t0 / 1000 + 900, "b");
+        assert_eq!(m.fetched(t0, Ok(fresh.clone())), Ok(fresh));
+    }
+
+    #[test]
+    fn junk_and_failures_are_auth_errors() {
+        let mut m = TokenManager::new();
+        let now = 1_000_000_000;
+        for r in [
+            Err(FetchFailure::Threw("boom".into())),
+            Err(FetchFailure::TimedOut(10_000)),
+            Err(FetchFailure::NotAString),
+            Ok("junk".to_owned()),
+            Ok(jwt(r#"{"sub":"x"}"#)),
+            Ok(jwt_exp(now / 1000 - 1, "expired")),
+        ] {
+            m.request(now, None);
+            let e = m.fetched(now, r).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Auth, "{e}");
+            assert!(!m.in_flight());
+        }
+    }
 
     fn jwt(payload: &str) -> String {
         format!("eyJhbGciOiJIUzI1NiJ9.{}.sig", URL_SAFE_NO_PAD.encode(payload))

@@ -1,0 +1,711 @@
+//! The convo machine: one convo's stream, reconnects, reconcile and
+//! delivery, as a sans-IO state machine.
+//!
+//! The glue feeds [`Input`]s (with the time) and carries out the
+//! [`Action`]s it gets back: get a token, open or close the stream, fetch
+//! history, set or clear a timer, emit an event. It decides nothing itself.
+//!
+//! Decisions (each one a defect of the Valet JS SDK that this fixes):
+//! - One stream at a time. Every connection attempt has a number; input
+//!   about any other attempt is ignored, so a pause/resume during a backoff
+//!   sleep can not start a second stream, and `close()` leaves nothing
+//!   running (defect 5).
+//! - A refused stream keeps its HTTP status (defect 1): 401 refreshes the
+//!   token and retries at once, three in a row stop with an `auth` error;
+//!   403 and 404 (and other 4xx but 408) stop; 429 waits `Retry-After`
+//!   (body value first, capped); 408, 5xx and network errors back off.
+//! - `closed{server_cap|shutdown}` reconnect "at once" with jitter;
+//!   `closed{auth_expiring}` also rejects the token, forcing a refresh
+//!   (defect 2); `stalled`, unknown reasons and streams that end without
+//!   `closed` back off. Jitter everywhere (defect 9).
+//! - A stream silent (no byte, not even a `ping`) for `stall_timeout_ms` is
+//!   dead: closed and reconnected (defect 9).
+//! - Every `ready` starts a reconcile; delivery holds live messages until it
+//!   answers, so history never arrives after newer messages (defect 7) and
+//!   no old message comes back (defect 8): see [`crate::delivery`]. A failed
+//!   reconcile is reported and retried with backoff until it succeeds.
+//! - Extensions are used only when the server shows it has them: `?after=`
+//!   is a harmless query parameter, but `Last-Event-ID` (a header a strict
+//!   CORS policy may refuse) is sent only after frames carried `id:`.
+
+use crate::backoff::{Backoff, BackoffConfig, Rng};
+use crate::delivery::{Delivered, Delivery};
+use crate::error::{retry_after_seconds, ClientError, ErrorCode};
+use crate::events::{ErrorEvent, EventName, MessageEvent, Phase, Status, StatusEvent};
+use crate::sse::{SseEvent, SseItem, SseParser};
+use crate::token::redact;
+use crate::wire::{decode_frame, encode_frame, ClosedReason, ConvoHistory, ServerFrame};
+
+/// Tunables of a convo machine.
+#[derive(Debug, Clone)]
+pub struct ConvoConfig {
+    /// The agent.
+    pub agent_id: String,
+    /// The convo.
+    pub convo_id: String,
+    /// A stream with no bytes for this long is dead (connecting included).
+    pub stall_timeout_ms: u64,
+    /// Reconnect backoff.
+    pub backoff: BackoffConfig,
+    /// 401s in a row before giving up with an `auth` error.
+    pub max_auth_failures: u32,
+    /// The longest `Retry-After` honoured, in ms.
+    pub retry_after_cap_ms: u64,
+}
+
+impl ConvoConfig {
+    /// Defaults for a convo.
+    pub fn new(agent_id: impl Into<String>, convo_id: impl Into<String>) -> Self {
+        ConvoConfig {
+            agent_id: agent_id.into(),
+            convo_id: convo_id.into(),
+            stall_timeout_ms: 45_000,
+            backoff: BackoffConfig::default(),
+            max_auth_failures: 3,
+            retry_after_cap_ms: 30_000,
+        }
+    }
+}
+
+/// The machine's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// Time to reconnect.
+    Reconnect,
+    /// Time to check the stream for silence.
+    Stall,
+    /// Time to retry a failed reconcile.
+    Reconcile,
+}
+
+/// What a requested token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFor {
+    /// Opening stream attempt N.
+    Stream(u64),
+    /// Reconcile request N.
+    Reconcile(u64),
+}
+
+/// Inputs, from the glue.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Open (or resume) the stream.
+    Start,
+    /// Drop the stream until `Start`.
+    Pause,
+    /// Stop for good.
+    Close,
+    /// A token, as asked with [`Action::GetToken`].
+    Token {
+        /// What it is for.
+        purpose: TokenFor,
+        /// The JWT.
+        token: String,
+    },
+    /// No token could be had.
+    TokenFailed {
+        /// What it was for.
+        purpose: TokenFor,
+        /// Why.
+        error: ClientError,
+    },
+    /// The stream answered 200 with `text/event-stream`.
+    StreamOpened {
+        /// The attempt.
+        attempt: u64,
+    },
+    /// The stream answered another status (body read, possibly empty).
+    StreamRefused {
+        /// The attempt.
+        attempt: u64,
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After` header.
+        retry_after: Option<String>,
+        /// Response body.
+        body: String,
+    },
+    /// Bytes of the stream (fetch transport).
+    StreamBytes {
+        /// The attempt.
+        attempt: u64,
+        /// The chunk.
+        bytes: Vec<u8>,
+    },
+    /// A parsed event (EventSource transport).
+    StreamEvent {
+        /// The attempt.
+        attempt: u64,
+        /// The event.
+        event: SseEvent,
+    },
+    /// The stream's body ended.
+    StreamEnded {
+        /// The attempt.
+        attempt: u64,
+    },
+    /// The stream failed without an HTTP answer, or mid-body.
+    StreamFailed {
+        /// The attempt.
+        attempt: u64,
+        /// Why (no token in it).
+        message: String,
+    },
+    /// The reconcile fetch answered.
+    ReconcileDone {
+        /// The request.
+        req: u64,
+        /// HTTP status.
+        status: u16,
+        /// Body.
+        body: String,
+    },
+    /// The reconcile fetch failed without an HTTP answer.
+    ReconcileFailed {
+        /// The request.
+        req: u64,
+        /// Why.
+        message: String,
+    },
+    /// A timer set with [`Action::SetTimer`] fired.
+    TimerFired(Timer),
+}
+
+/// Actions, for the glue to carry out in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Get a token (from cache or `fetchJwt`), then feed `Input::Token` or
+    /// `Input::TokenFailed` with the same purpose. With `reject`, that token
+    /// was refused by the server and must not be returned.
+    GetToken {
+        /// What for.
+        purpose: TokenFor,
+        /// A token the server refused.
+        reject: Option<String>,
+    },
+    /// Open the event stream.
+    OpenStream {
+        /// The attempt (tag every stream input with it).
+        attempt: u64,
+        /// Bearer token.
+        token: String,
+        /// `Last-Event-ID` header to send, if any.
+        last_event_id: Option<String>,
+    },
+    /// Abort the stream of this attempt.
+    CloseStream {
+        /// The attempt.
+        attempt: u64,
+    },
+    /// `GET /api/v2/agent_convos/{convo}` (with `?after=` when given).
+    Reconcile {
+        /// The request (tag the answer with it).
+        req: u64,
+        /// Bearer token.
+        token: String,
+        /// EXTENSION: only messages after this id.
+        after: Option<String>,
+    },
+    /// (Re)arm a timer to fire after `delay_ms`, replacing any pending one.
+    SetTimer {
+        /// Which.
+        timer: Timer,
+        /// Delay from now.
+        delay_ms: u64,
+    },
+    /// Cancel a timer.
+    ClearTimer(Timer),
+    /// Call the handlers of `event` with `JSON.parse(payload)`.
+    Emit {
+        /// The event.
+        event: EventName,
+        /// The payload as JSON.
+        payload: String,
+    },
+    /// A debug log line (never contains a token).
+    Log(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conn {
+    Idle,
+    Paused,
+    Stopped,
+    Closed,
+    Backoff,
+    Authorizing(u64),
+    Connecting(u64),
+    Live(u64),
+}
+
+/// The machine.
+#[derive(Debug)]
+pub struct ConvoMachine {
+    cfg: ConvoConfig,
+    rng: Rng,
+    backoff: Backoff,
+    conn: Conn,
+    attempt: u64,
+    ever_connected: bool,
+    stream_token: Option<String>,
+    reject_next: Option<String>,
+    auth_failures: u32,
+    parser: SseParser,
+    last_activity_ms: u64,
+    ids_seen: bool,
+    last_event_id: Option<String>,
+    delivery: Delivery,
+    reconcile_req: u64,
+    reconcile_in_flight: bool,
+    reconcile_again: bool,
+    reconcile_token: Option<String>,
+    reconcile_auth_failures: u32,
+    reconcile_backoff: Backoff,
+    out: Vec<Action>,
+}
+
+impl ConvoMachine {
+    /// A machine (not started) with a random seed for jitter.
+    pub fn new(cfg: ConvoConfig, seed: u64) -> Self {
+        ConvoMachine {
+            backoff: Backoff::new(cfg.backoff.clone()),
+            reconcile_backoff: Backoff::new(cfg.backoff.clone()),
+            cfg,
+            rng: Rng::new(seed),
+            conn: Conn::Idle,
+            attempt: 0,
+            ever_connected: false,
+            stream_token: None,
+            reject_next: None,
+            auth_failures: 0,
+            parser: SseParser::new(),
+            last_activity_ms: 0,
+            ids_seen: false,
+            last_event_id: None,
+            delivery: Delivery::new(),
+            reconcile_req: 0,
+            reconcile_in_flight: false,
+            reconcile_again: false,
+            reconcile_token: None,
+            reconcile_auth_failures: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// The convo id.
+    pub fn convo_id(&self) -> &str {
+        &self.cfg.convo_id
+    }
+
+    /// Whether `close()` happened.
+    pub fn is_closed(&self) -> bool {
+        self.conn == Conn::Closed
+    }
+
+    /// Messages delivered so far.
+    pub fn delivered_count(&self) -> usize {
+        self.delivery.delivered_count()
+    }
+
+    /// Handles one input at `now_ms`; returns the actions to carry out.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Action> {
+        if self.conn == Conn::Closed {
+            return Vec::new();
+        }
+        match input {
+            Input::Start => self.start(now_ms),
+            Input::Pause => self.pause(),
+            Input::Close => self.close(),
+            Input::Token { purpose, token } => self.on_token(now_ms, purpose, token),
+            Input::TokenFailed { purpose, error } => self.on_token_failed(purpose, error),
+            Input::StreamOpened { attempt } => {
+                if self.conn == Conn::Connecting(attempt) {
+                    self.conn = Conn::Live(attempt);
+                    self.last_activity_ms = now_ms;
+                }
+            }
+            Input::StreamRefused { attempt, status, retry_after, body } => {
+                if self.conn == Conn::Connecting(attempt) {
+                    self.on_refused(status, retry_after.as_deref(), &body);
+                }
+            }
+            Input::StreamBytes { attempt, bytes } => {
+                if self.conn == Conn::Live(attempt) {
+                    self.last_activity_ms = now_ms;
+                    let items = self.parser.feed(&bytes);
+                    for item in items {
+                        if self.conn != Conn::Live(attempt) {
+                            break; // a `closed` frame ended this stream
+                        }
+                        self.on_sse_item(attempt, item);
+                    }
+                }
+            }
+            Input::StreamEvent { attempt, event } => {
+                if matches!(self.conn, Conn::Connecting(a) | Conn::Live(a) if a == attempt) {
+                    self.conn = Conn::Live(attempt);
+                    self.last_activity_ms = now_ms;
+                    self.on_sse_item(attempt, SseItem::Event(event));
+                }
+            }
+            Input::StreamEnded { attempt } => {
+                if matches!(self.conn, Conn::Connecting(a) | Conn::Live(a) if a == attempt) {
+                    self.log(format!("stream ended without a `closed` frame (attempt {attempt})"));
+                    self.close_stream();
+                    self.schedule_backoff();
+                }
+            }
+            Input::StreamFailed { attempt, message } => {
+                if matches!(self.conn, Conn::Connecting(a) | Conn::Live(a) if a == attempt) {
+                    self.log(format!("stream failed: {message}"));
+                    self.close_stream();
+                    self.schedule_backoff();
+                }
+            }
+            Input::ReconcileDone { req, status, body } => self.on_reconcile_done(req, status, &body),
+            Input::ReconcileFailed { req, message } => {
+                if req == self.reconcile_req && self.reconcile_in_flight {
+                    self.reconcile_in_flight = false;
+                    self.reconcile_failed(ClientError::new(ErrorCode::Network, format!("reconcile failed: {message}")));
+                }
+            }
+            Input::TimerFired(timer) => self.on_timer(now_ms, timer),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn log(&mut self, line: String) {
+        self.out.push(Action::Log(line));
+    }
+
+    fn emit(&mut self, event: EventName, payload: String) {
+        self.out.push(Action::Emit { event, payload });
+    }
+
+    fn emit_status(&mut self, status: Status, retry_in_ms: Option<u64>) {
+        let payload = serde_json::to_string(&StatusEvent { status, attempt: self.attempt, retry_in_ms }).expect("serializable");
+        self.emit(EventName::Status, payload);
+    }
+
+    fn emit_error(&mut self, error: ClientError, phase: Phase) {
+        self.log(format!("error ({phase:?}): {}", error.message));
+        let payload = serde_json::to_string(&ErrorEvent { error, phase }).expect("serializable");
+        self.emit(EventName::Error, payload);
+    }
+
+    fn emit_delivered(&mut self, delivered: Vec<Delivered>) {
+        for d in delivered {
+            let payload = serde_json::to_string(&MessageEvent {
+                kind: "message",
+                action: "create",
+                agent_id: &self.cfg.agent_id,
+                convo_id: &self.cfg.convo_id,
+                message: &d.message,
+                from_reconcile: d.from_reconcile,
+            })
+            .expect("serializable");
+            self.out.push(Action::Emit { event: EventName::Message, payload });
+        }
+    }
+
+    fn start(&mut self, now_ms: u64) {
+        match self.conn {
+            Conn::Idle | Conn::Paused | Conn::Stopped | Conn::Backoff => {
+                self.out.push(Action::ClearTimer(Timer::Reconnect));
+                if self.conn == Conn::Stopped {
+                    self.auth_failures = 0;
+                }
+                self.connect(now_ms);
+            }
+            // Already running: a second start must not open a second stream.
+            Conn::Authorizing(_) | Conn::Connecting(_) | Conn::Live(_) | Conn::Closed => {}
+        }
+    }
+
+    fn pause(&mut self) {
+        if matches!(self.conn, Conn::Closed | Conn::Paused) {
+            return;
+        }
+        self.close_stream();
+        self.conn = Conn::Paused;
+        self.out.push(Action::ClearTimer(Timer::Reconnect));
+        self.out.push(Action::ClearTimer(Timer::Stall));
+        self.emit_status(Status::Paused, None);
+    }
+
+    fn close(&mut self) {
+        self.close_stream();
+        self.conn = Conn::Closed;
+        for t in [Timer::Reconnect, Timer::Stall, Timer::Reconcile] {
+            self.out.push(Action::ClearTimer(t));
+        }
+        self.emit_status(Status::Closed, None);
+    }
+
+    fn connect(&mut self, _now_ms: u64) {
+        self.attempt += 1;
+        self.conn = Conn::Authorizing(self.attempt);
+        self.parser = SseParser::new();
+        let status = if self.ever_connected { Status::Reconnecting } else { Status::Connecting };
+        self.emit_status(status, None);
+        let reject = self.reject_next.take();
+        self.out.push(Action::GetToken { purpose: TokenFor::Stream(self.attempt), reject });
+    }
+
+    fn close_stream(&mut self) {
+        if let Conn::Connecting(a) | Conn::Live(a) = self.conn {
+            self.out.push(Action::CloseStream { attempt: a });
+        }
+        self.out.push(Action::ClearTimer(Timer::Stall));
+    }
+
+    fn schedule(&mut self, delay_ms: u64) {
+        self.conn = Conn::Backoff;
+        self.out.push(Action::ClearTimer(Timer::Stall));
+        self.out.push(Action::SetTimer { timer: Timer::Reconnect, delay_ms });
+        self.emit_status(Status::Reconnecting, Some(delay_ms));
+    }
+
+    fn schedule_backoff(&mut self) {
+        let d = self.backoff.next_delay(&mut self.rng);
+        self.schedule(d);
+    }
+
+    fn schedule_immediate(&mut self) {
+        let d = self.backoff.immediate(&mut self.rng);
+        self.schedule(d);
+    }
+
+    fn stop(&mut self, error: ClientError, phase: Phase) {
+        self.close_stream();
+        self.conn = Conn::Stopped;
+        self.out.push(Action::ClearTimer(Timer::Reconnect));
+        self.emit_error(error, phase);
+        self.emit_status(Status::Stopped, None);
+    }
+
+    fn on_token(&mut self, now_ms: u64, purpose: TokenFor, token: String) {
+        match purpose {
+            TokenFor::Stream(a) if self.conn == Conn::Authorizing(a) => {
+                self.conn = Conn::Connecting(a);
+                self.log(format!("opening stream (attempt {a}, token {})", redact(&token)));
+                self.stream_token = Some(token.clone());
+                self.last_activity_ms = now_ms;
+                let last_event_id = if self.ids_seen { self.last_event_id.clone() } else { None };
+                self.out.push(Action::OpenStream { attempt: a, token, last_event_id });
+                self.out.push(Action::SetTimer { timer: Timer::Stall, delay_ms: self.cfg.stall_timeout_ms });
+            }
+            TokenFor::Reconcile(r) if r == self.reconcile_req && self.reconcile_in_flight => {
+                self.reconcile_token = Some(token.clone());
+                let after = self.delivery.last_id().map(str::to_owned);
+                self.out.push(Action::Reconcile { req: r, token, after });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_token_failed(&mut self, purpose: TokenFor, error: ClientError) {
+        match purpose {
+            TokenFor::Stream(a) if self.conn == Conn::Authorizing(a) => {
+                self.emit_error(error, Phase::Auth);
+                self.schedule_backoff();
+            }
+            TokenFor::Reconcile(r) if r == self.reconcile_req && self.reconcile_in_flight => {
+                self.reconcile_in_flight = false;
+                self.reconcile_failed(error);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_refused(&mut self, status: u16, retry_after: Option<&str>, body: &str) {
+        self.out.push(Action::ClearTimer(Timer::Stall));
+        self.conn = Conn::Backoff;
+        let error = ClientError::from_http(status, retry_after_seconds(retry_after, body), body, "opening the stream");
+        self.log(format!("stream refused: HTTP {status}"));
+        match status {
+            401 => {
+                self.auth_failures += 1;
+                if self.auth_failures >= self.cfg.max_auth_failures {
+                    let mut e = error;
+                    e.message = format!("the server refused {} tokens in a row: {}", self.auth_failures, e.message);
+                    self.stop(e, Phase::Auth);
+                } else {
+                    self.reject_next = self.stream_token.clone();
+                    self.schedule_immediate();
+                }
+            }
+            403 => self.stop(error, Phase::Auth),
+            429 => {
+                let secs = error.retry_after_seconds;
+                let nominal = self.backoff.next_delay(&mut self.rng);
+                let delay = match secs {
+                    Some(s) => s.saturating_mul(1000).min(self.cfg.retry_after_cap_ms) + self.backoff.immediate(&mut self.rng),
+                    None => nominal,
+                };
+                self.schedule(delay);
+            }
+            408 | 500..=599 => self.schedule_backoff(),
+            _ => self.stop(error, Phase::Connect),
+        }
+    }
+
+    fn on_sse_item(&mut self, attempt: u64, item: SseItem) {
+        match item {
+            SseItem::Event(ev) => self.on_event(attempt, ev),
+            SseItem::Retry(_) => {} // reconnect timing is ours, not the server's
+            SseItem::Oversized { limit } => self.emit_error(
+                ClientError::new(ErrorCode::Protocol, format!("a stream event exceeded {limit} bytes and was dropped")),
+                Phase::Stream,
+            ),
+        }
+    }
+
+    fn on_event(&mut self, attempt: u64, ev: SseEvent) {
+        if !ev.id.is_empty() {
+            self.ids_seen = true;
+            self.last_event_id = Some(ev.id.clone());
+        }
+        let frame = match decode_frame(&ev.event, &ev.data) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                self.log(format!("skipping unknown frame type `{}`", ev.event));
+                return;
+            }
+            Err(e) => {
+                self.emit_error(ClientError::new(ErrorCode::Protocol, e.to_string()), Phase::Stream);
+                return;
+            }
+        };
+        match frame {
+            ServerFrame::Ready { .. } => {
+                self.ever_connected = true;
+                self.backoff.reset();
+                self.auth_failures = 0;
+                self.emit(EventName::Ready, encode_frame(&frame));
+                self.emit_status(Status::Connected, None);
+                self.delivery.begin_sync();
+                self.request_reconcile();
+            }
+            ServerFrame::Message { message, .. } => {
+                if message.id.is_empty() {
+                    self.emit_error(ClientError::new(ErrorCode::Protocol, "a message frame without an id"), Phase::Stream);
+                    return;
+                }
+                let outcome = self.delivery.on_live(message);
+                if outcome.duplicate {
+                    self.log("dropped a duplicate message".into());
+                }
+                self.emit_delivered(outcome.deliver);
+                if outcome.needs_reconcile {
+                    self.request_reconcile();
+                }
+            }
+            ServerFrame::Typing { .. } => self.emit(EventName::Typing, encode_frame(&frame)),
+            ServerFrame::ConvoState { .. } => self.emit(EventName::ConvoState, encode_frame(&frame)),
+            ServerFrame::TurnDone { .. } => self.emit(EventName::TurnDone, encode_frame(&frame)),
+            ServerFrame::Error { ref reason, .. } => {
+                let mut e = ClientError::new(ErrorCode::Server, format!("the server reported `{reason}`"));
+                e.body = serde_json::to_value(&frame).ok();
+                self.emit_error(e, Phase::Server);
+            }
+            ServerFrame::Ping {} => {}
+            ServerFrame::Closed { reason } => {
+                self.emit(EventName::Closed, encode_frame(&frame));
+                self.log(format!("server closed the stream: {}", reason.as_str()));
+                if self.conn == Conn::Live(attempt) {
+                    self.close_stream();
+                }
+                match reason {
+                    ClosedReason::ServerCap | ClosedReason::Shutdown => self.schedule_immediate(),
+                    ClosedReason::AuthExpiring => {
+                        self.reject_next = self.stream_token.clone();
+                        self.schedule_immediate();
+                    }
+                    ClosedReason::Stalled | ClosedReason::Unknown => self.schedule_backoff(),
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, now_ms: u64, timer: Timer) {
+        match timer {
+            Timer::Reconnect => {
+                if self.conn == Conn::Backoff {
+                    self.connect(now_ms);
+                }
+            }
+            Timer::Stall => {
+                if let Conn::Connecting(_) | Conn::Live(_) = self.conn {
+                    let silent = now_ms.saturating_sub(self.last_activity_ms);
+                    if silent >= self.cfg.stall_timeout_ms {
+                        self.log(format!("stream silent for {silent} ms: reconnecting"));
+                        self.close_stream();
+                        self.schedule_backoff();
+                    } else {
+                        let delay_ms = self.cfg.stall_timeout_ms - silent;
+                        self.out.push(Action::SetTimer { timer: Timer::Stall, delay_ms });
+                    }
+                }
+            }
+            Timer::Reconcile => {
+                if !matches!(self.conn, Conn::Paused | Conn::Closed) {
+                    self.request_reconcile();
+                }
+            }
+        }
+    }
+
+    fn request_reconcile(&mut self) {
+        if self.reconcile_in_flight {
+            self.reconcile_again = true;
+            return;
+        }
+        self.out.push(Action::ClearTimer(Timer::Reconcile));
+        self.reconcile_req += 1;
+        self.reconcile_in_flight = true;
+        self.out.push(Action::GetToken { purpose: TokenFor::Reconcile(self.reconcile_req), reject: None });
+    }
+
+    fn on_reconcile_done(&mut self, req: u64, status: u16, body: &str) {
+        if req != self.reconcile_req || !self.reconcile_in_flight {
+            return;
+        }
+        self.reconcile_in_flight = false;
+        match status {
+            200..=299 => match serde_json::from_str::<ConvoHistory>(body) {
+                Ok(history) => {
+                    self.reconcile_backoff.reset();
+                    self.reconcile_auth_failures = 0;
+                    let delivered = self.delivery.on_reconcile(history.messages);
+                    self.emit_delivered(delivered);
+                    if std::mem::take(&mut self.reconcile_again) {
+                        self.request_reconcile();
+                    }
+                }
+                Err(e) => self.reconcile_failed(ClientError::new(ErrorCode::Protocol, format!("malformed history: {e}"))),
+            },
+            401 if self.reconcile_auth_failures + 1 < self.cfg.max_auth_failures => {
+                self.reconcile_auth_failures += 1;
+                self.reconcile_req += 1;
+                self.reconcile_in_flight = true;
+                let reject = self.reconcile_token.take();
+                self.out.push(Action::GetToken { purpose: TokenFor::Reconcile(self.reconcile_req), reject });
+            }
+            _ => {
+                let e = ClientError::from_http(status, retry_after_seconds(None, body), body, "reconcile");
+                self.reconcile_failed(e);
+            }
+        }
+    }
+
+    fn reconcile_failed(&mut self, error: ClientError) {
+        self.emit_error(error, Phase::Reconcile);
+        let released = self.delivery.abandon_sync();
+        self.emit_delivered(released);
+        self.reconcile_again = false;
+        let delay_ms = self.reconcile_backoff.next_delay(&mut self.rng);
+        self.out.push(Action::SetTimer { timer: Timer::Reconcile, delay_ms });
+    }
+}

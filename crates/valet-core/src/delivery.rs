@@ -1,0 +1,345 @@
+//! The delivery buffer: each message reaches the handlers exactly once, in
+//! server order.
+//!
+//! Decisions:
+//! - Dedupe by message id over the whole convo, never evicting: an old
+//!   message can not come back as new however long the convo (the JS SDK's
+//!   defect 8 was a 5000-id window). Memory is one id per message, the same
+//!   order as the history the app renders anyway.
+//! - Order (defect 7): after every (re)connect the buffer is *syncing*: live
+//!   messages that can not be placed yet are held until the reconcile fetch
+//!   answers; then history and held messages are merged and delivered in
+//!   server order. With the `seq` extension a live message is delivered at
+//!   once when it is the next one, and a gap (seq jumps) holds it and asks
+//!   for a reconcile. Without `seq`, history order is server order, and live
+//!   messages after sync are delivered as they come.
+//! - Nothing is dropped: a reconcile that fails releases held messages in
+//!   the best order known; a gap the server's history confirms (a seq that
+//!   never existed) is accepted.
+
+use std::collections::HashSet;
+
+use crate::wire::Message;
+
+/// A message ready for the handlers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    /// The message.
+    pub message: Message,
+    /// Whether it came from a reconcile fetch rather than the live stream.
+    pub from_reconcile: bool,
+}
+
+/// What a live message did.
+#[derive(Debug, Default, PartialEq)]
+pub struct LiveOutcome {
+    /// Deliver these now, in order.
+    pub deliver: Vec<Delivered>,
+    /// A gap was seen: ask for a reconcile.
+    pub needs_reconcile: bool,
+    /// The message was a duplicate and was dropped.
+    pub duplicate: bool,
+}
+
+/// Dedupe and ordering state for one convo.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    seen: HashSet<String>,
+    last_seq: Option<u64>,
+    last_id: Option<String>,
+    held: Vec<Message>,
+    syncing: bool,
+    synced_once: bool,
+}
+
+impl Delivery {
+    /// Empty state (nothing delivered yet).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A (re)connect happened; a reconcile is coming.
+    pub fn begin_sync(&mut self) {
+        self.syncing = true;
+    }
+
+    /// Whether a reconcile is awaited.
+    pub fn syncing(&self) -> bool {
+        self.syncing
+    }
+
+    /// The last message delivered in server order (for `?after=`).
+    pub fn last_id(&self) -> Option<&str> {
+        self.last_id.as_deref()
+    }
+
+    /// Messages delivered so far.
+    pub fn delivered_count(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether a message id was already delivered (or is held).
+    pub fn has_seen(&self, id: &str) -> bool {
+        self.seen.contains(id) || self.held.iter().any(|m| m.id == id)
+    }
+
+    /// A message from the live stream.
+    pub fn on_live(&mut self, message: Message) -> LiveOutcome {
+        if self.has_seen(&message.id) {
+            return LiveOutcome { duplicate: true, ..Default::default() };
+        }
+        let mut out = LiveOutcome::default();
+        // Once a history has been seen, "nothing delivered" means "at seq 0".
+        let last_seq = self.last_seq.or(self.synced_once.then_some(0));
+        match (message.seq, last_seq) {
+            (Some(seq), Some(last)) if seq == last + 1 => {
+                self.deliver(message, false, &mut out.deliver);
+                self.flush_contiguous(&mut out.deliver);
+            }
+            (Some(seq), Some(last)) if seq <= last => {
+                // Older than what was delivered and never seen: deliver, never drop.
+                self.deliver(message, false, &mut out.deliver);
+            }
+            (Some(_), _) => {
+                self.hold(message);
+                out.needs_reconcile = !self.syncing;
+            }
+            (None, _) if self.syncing => self.hold(message),
+            (None, _) => self.deliver(message, false, &mut out.deliver),
+        }
+        out
+    }
+
+    /// The reconcile fetch answered with (part of) the history. Ends sync.
+    pub fn on_reconcile(&mut self, mut history: Vec<Message>) -> Vec<Delivered> {
+        self.syncing = false;
+        self.synced_once = true;
+        if history.iter().all(|m| m.seq.is_some()) {
+            history.sort_by_key(|m| m.seq);
+        }
+        let held = std::mem::take(&mut self.held);
+        let held_ids: HashSet<&str> = held.iter().map(|m| m.id.as_str()).collect();
+        let mut merged: Vec<(Message, bool)> = Vec::with_capacity(history.len() + held.len());
+        let mut in_history: HashSet<String> = HashSet::new();
+        for m in history {
+            if self.seen.contains(&m.id) || !in_history.insert(m.id.clone()) {
+                continue;
+            }
+            let from_reconcile = !held_ids.contains(m.id.as_str());
+            merged.push((m, from_reconcile));
+        }
+        merged.extend(held.into_iter().filter(|m| !in_history.contains(&m.id)).map(|m| (m, false)));
+        if merged.iter().all(|(m, _)| m.seq.is_some()) {
+            merged.sort_by_key(|(m, _)| m.seq);
+        }
+        let mut out = Vec::with_capacity(merged.len());
+        for (m, from_reconcile) in merged {
+            self.deliver(m, from_reconcile, &mut out);
+        }
+        out
+    }
+
+    /// The reconcile failed: stop syncing and release what can be placed
+    /// without breaking order: messages without `seq` (nothing better is
+    /// known) and the contiguous run after the last delivered one. Messages
+    /// behind a `seq` gap wait for the next successful reconcile: order is
+    /// never traded for speed.
+    pub fn abandon_sync(&mut self) -> Vec<Delivered> {
+        self.syncing = false;
+        let mut out = Vec::new();
+        let (release, keep): (Vec<Message>, Vec<Message>) =
+            std::mem::take(&mut self.held).into_iter().partition(|m| m.seq.is_none());
+        self.held = keep;
+        for m in release {
+            self.deliver(m, false, &mut out);
+        }
+        if self.last_seq.is_none() && self.synced_once {
+            self.last_seq = Some(0);
+        }
+        self.flush_contiguous(&mut out);
+        out
+    }
+
+    /// Messages waiting to be placed.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    fn hold(&mut self, message: Message) {
+        self.held.push(message);
+    }
+
+    fn deliver(&mut self, message: Message, from_reconcile: bool, out: &mut Vec<Delivered>) {
+        if !self.seen.insert(message.id.clone()) {
+            return;
+        }
+        if let Some(seq) = message.seq {
+            if self.last_seq.is_none_or(|l| seq > l) {
+                self.last_seq = Some(seq);
+                self.last_id = Some(message.id.clone());
+            }
+        } else {
+            self.last_id = Some(message.id.clone());
+        }
+        out.push(Delivered { message, from_reconcile });
+    }
+
+    fn flush_contiguous(&mut self, out: &mut Vec<Delivered>) {
+        while let Some(last) = self.last_seq {
+            let Some(pos) = self.held.iter().position(|m| m.seq == Some(last + 1)) else { break };
+            let m = self.held.remove(pos);
+            self.deliver(m, false, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Author;
+    use proptest::prelude::*;
+
+    fn msg(seq: u64) -> Message {
+        Message {
+            id: format!("m{seq}"),
+            content: format!("c{seq}"),
+            from: Author::Appuser,
+            turn_number: seq,
+            created_at: String::new(),
+            participant: None,
+            files: vec![],
+            seq: Some(seq),
+        }
+    }
+
+    fn unseq(mut m: Message) -> Message {
+        m.seq = None;
+        m
+    }
+
+    fn seqs(d: &[Delivered]) -> Vec<u64> {
+        d.iter().map(|d| d.message.seq.unwrap()).collect()
+    }
+
+    #[test]
+    fn history_then_live_in_order_once() {
+        let mut d = Delivery::new();
+        d.begin_sync();
+        let out = d.on_reconcile(vec![msg(1), msg(2)]);
+        assert_eq!(seqs(&out), [1, 2]);
+        assert!(out.iter().all(|x| x.from_reconcile));
+        let out = d.on_live(msg(3));
+        assert_eq!(seqs(&out.deliver), [3]);
+        assert!(!out.deliver[0].from_reconcile);
+        assert!(d.on_live(msg(3)).duplicate);
+        assert_eq!(d.last_id(), Some("m3"));
+    }
+
+    #[test]
+    fn live_before_history_is_held_and_merged_in_order() {
+        let mut d = Delivery::new();
+        d.begin_sync();
+        assert!(d.on_live(msg(5)).deliver.is_empty());
+        let out = d.on_reconcile(vec![msg(1), msg(2), msg(3), msg(4), msg(5)]);
+        assert_eq!(seqs(&out), [1, 2, 3, 4, 5]);
+        assert!(!out[4].from_reconcile, "m5 came live");
+    }
+
+    #[test]
+    fn a_gap_holds_and_asks_for_reconcile() {
+        let mut d = Delivery::new();
+        d.begin_sync();
+        d.on_reconcile(vec![msg(1)]);
+        let out = d.on_live(msg(3));
+        assert!(out.deliver.is_empty() && out.needs_reconcile);
+        let out = d.on_live(msg(2));
+        assert_eq!(seqs(&out.deliver), [2, 3], "the missing one releases the held one");
+    }
+
+    #[test]
+    fn a_gap_the_server_confirms_is_accepted() {
+        let mut d = Delivery::new();
+        d.begin_sync();
+        d.on_reconcile(vec![msg(1)]);
+        d.on_live(msg(3));
+        d.begin_sync();
+        let out = d.on_reconcile(vec![msg(1), msg(3)]);
+        assert_eq!(seqs(&out), [3]);
+        assert_eq!(seqs(&d.on_live(msg(4)).deliver), [4]);
+    }
+
+    #[test]
+    fn without_seq_history_order_is_server_order() {
+        let mut d = Delivery::new();
+        d.begin_sync();
+        assert!(d.on_live(unseq(msg(9))).deliver.is_empty());
+        let out = d.on_reconcile(vec![unseq(msg(7)), unseq(msg(8)), unseq(msg(9))]);
+        let ids: Vec<_> = out.iter().map(|x| x.message.id.as_str()).collect();
+        assert_eq!(ids, ["m7", "m8", "m9"]);
+        assert_eq!(d.on_live(unseq(msg(10))).deliver.len(), 1);
+        assert!(d.on_live(unseq(msg(8))).duplicate);
+    }
+
+    #[test]
+    fn never_re_emits_an_old_message_however_long_the_convo() {
+        let mut d = Delivery::new();
+        d.begin_sync();
+        let history: Vec<Message> = (1..=12_000).map(msg).collect();
+        assert_eq!(d.on_reconcile(history.clone()).len(), 12_000);
+        d.begin_sync();
+        assert!(d.on_reconcile(history).is_empty(), "a full-history reconcile emits nothing new");
+        assert!(d.on_live(msg(1)).duplicate);
+    }
+
+    #[test]
+    fn abandoned_sync_keeps_messages_behind_a_gap() {
+        let mut d = Delivery::new();
+        d.begin_sync();
+        d.on_reconcile(vec![msg(1)]);
+        d.begin_sync();
+        assert!(d.on_live(msg(4)).deliver.is_empty());
+        assert_eq!(seqs(&d.on_live(msg(2)).deliver), [2], "the next one goes at once, even while syncing");
+        assert!(d.abandon_sync().is_empty(), "4 waits behind the gap at 3");
+        assert_eq!(d.held_count(), 1);
+        assert_eq!(seqs(&d.on_reconcile(vec![msg(3), msg(4)])), [3, 4]);
+    }
+
+    #[test]
+    fn first_live_message_after_an_empty_history_is_delivered() {
+        let mut d = Delivery::new();
+        d.begin_sync();
+        assert!(d.on_reconcile(vec![]).is_empty());
+        assert_eq!(seqs(&d.on_live(msg(1)).deliver), [1]);
+    }
+
+    proptest! {
+        /// Any schedule of live frames (shuffled, duplicated, some missing)
+        /// and reconciles delivers every message exactly once, and in seq
+        /// order whenever the history has been seen.
+        #[test]
+        fn exactly_once_and_ordered(
+            n in 1u64..40,
+            live in proptest::collection::vec((1u64..40, any::<bool>()), 0..80),
+            reconcile_at in proptest::collection::vec(0usize..80, 1..4),
+        ) {
+            let mut d = Delivery::new();
+            let mut out: Vec<Delivered> = Vec::new();
+            d.begin_sync();
+            let mut committed = 0u64; // the server's history grows as live frames are "committed"
+            for (i, (seq, dup)) in live.iter().enumerate() {
+                let seq = (*seq).min(n);
+                committed = committed.max(seq);
+                let r = d.on_live(msg(seq));
+                out.extend(r.deliver);
+                if *dup { out.extend(d.on_live(msg(seq)).deliver); }
+                if reconcile_at.contains(&i) || r.needs_reconcile {
+                    out.extend(d.on_reconcile((1..=committed).map(msg).collect()));
+                    d.begin_sync();
+                }
+            }
+            out.extend(d.on_reconcile((1..=n).map(msg).collect()));
+            let got = seqs(&out);
+            prop_assert_eq!(got.clone(), (1..=n).collect::<Vec<_>>(), "each once, in order");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Errors a caller can branch on.
+//!
+//! Every failure the SDK reports has a [`ErrorCode`]: `auth`, `network`,
+//! `timeout`, `rate_limited` (with `retry_after_seconds`), `http` (with
+//! `status` and the body), `protocol`, plus `server` for a server `error`
+//! frame, `closed` for a call on a closed convo and `invalid_argument` for a
+//! bad call. The JS glue turns it into an `Error` with the same fields.
+
+use serde::Serialize;
+
+/// What kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Token problems: `fetchJwt` failed, hung or returned junk; the server
+    /// refused the token (401 three times in a row, or 403).
+    Auth,
+    /// The network failed (no HTTP answer).
+    Network,
+    /// Something took longer than its limit (e.g. `fetchJwtTimeoutMs`).
+    Timeout,
+    /// The server rate-limited the call; see `retry_after_seconds`.
+    RateLimited,
+    /// The server answered an HTTP error; see `status` and `body`.
+    Http,
+    /// The server sent something that breaks the contract (malformed frame or body).
+    Protocol,
+    /// The server reported a failure in a stream `error` frame.
+    Server,
+    /// The convo was closed.
+    Closed,
+    /// The call's arguments are wrong.
+    InvalidArgument,
+}
+
+/// An SDK error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+pub struct ClientError {
+    /// Branch on this.
+    pub code: ErrorCode,
+    /// Human explanation (never contains a token).
+    pub message: String,
+    /// HTTP status, when the server answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// With `rate_limited`: seconds to wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    /// The server's answer body, parsed as JSON when it is JSON, else the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "tsify", tsify(type = "unknown"))]
+    pub body: Option<serde_json::Value>,
+}
+
+impl ClientError {
+    /// An error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ClientError { code, message: message.into(), status: None, retry_after_seconds: None, body: None }
+    }
+
+    /// From an HTTP answer: 429 becomes `rate_limited`, 401/403 `auth`, the
+    /// rest `http`. The body is kept (as JSON when it parses).
+    pub fn from_http(status: u16, retry_after_seconds: Option<u64>, body: &str, what: &str) -> Self {
+        let parsed = serde_json::from_str::<serde_json::Value>(body).ok();
+        let detail = parsed
+            .as_ref()
+            .and_then(|b| b.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        let code = match status {
+            429 => ErrorCode::RateLimited,
+            401 | 403 => ErrorCode::Auth,
+            _ => ErrorCode::Http,
+        };
+        let message = if detail.is_empty() {
+            format!("{what} failed with HTTP {status}")
+        } else {
+            format!("{what} failed with HTTP {status}: {detail}")
+        };
+        ClientError {
+            code,
+            message,
+            status: Some(status),
+            retry_after_seconds,
+            body: parsed.or_else(|| (!body.is_empty()).then(|| serde_json::Value::String(body.chars().take(2000).collect()))),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// The seconds a 429 asks to wait: the body's `retry_after_seconds` wins over
+/// the `Retry-After` header (seconds or an HTTP date is not parsed: seconds only).
+pub fn retry_after_seconds(header: Option<&str>, body: &str) -> Option<u64> {
+    let from_body = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("retry_after_seconds").and_then(|s| s.as_u64()));
+    from_body.or_else(|| header.and_then(|h| h.trim().parse::<u64>().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_retry_after_wins_over_header() {
+        assert_eq!(retry_after_seconds(Some("30"), r#"{"retry_after_seconds":7}"#), Some(7));
+        assert_eq!(retry_after_seconds(Some(" 30 "), "{}"), Some(30));
+        assert_eq!(retry_after_seconds(Some("Wed, 21 Oct 2026 07:28:00 GMT"), ""), None);
+        assert_eq!(retry_after_seconds(None, "not json"), None);
+    }
+
+    #[test]
+    fn http_errors_are_classified_and_keep_the_body() {
+        let e = ClientError::from_http(429, Some(5), r#"{"status":"rate_limited"}"#, "send");
+        assert_eq!((e.code, e.status, e.retry_after_seconds), (ErrorCode::RateLimited, Some(429), Some(5)));
+        assert_eq!(e.body.unwrap()["status"], "rate_limited");
+        let e = ClientError::from_http(404, None, r#"{"code":"convo_not_found","message":"no such convo"}"#, "open");
+        assert_eq!(e.code, ErrorCode::Http);
+        assert!(e.message.contains("no such convo"));
+        assert_eq!(ClientError::from_http(401, None, "", "x").code, ErrorCode::Auth);
+        assert_eq!(ClientError::from_http(502, None, "<html>", "x").body, Some(serde_json::Value::String("<html>".into())));
+    }
+}

@@ -1,0 +1,147 @@
+//! The payloads the SDK hands to `convo.on(...)` handlers.
+//!
+//! Decisions:
+//! - A payload is built once in Rust and crosses to JS as one JSON string
+//!   (then one `JSON.parse`): one boundary crossing per event, not one per
+//!   field, which is what makes delivery fast.
+//! - Server frames keep their wire shape (`type` and snake_case fields), as
+//!   the Valet JS SDK hands them over; `message` adds `from_reconcile`.
+
+use serde::Serialize;
+
+use crate::error::ClientError;
+use crate::wire::Message;
+
+/// The events a convo emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventName {
+    /// A message, once, in order.
+    Message,
+    /// Typing indicator.
+    Typing,
+    /// Convo state change.
+    ConvoState,
+    /// The agent's turn ended.
+    TurnDone,
+    /// The stream is (re)connected.
+    Ready,
+    /// The server closed the stream.
+    Closed,
+    /// An SDK error or a server `error` frame.
+    Error,
+    /// Connection status changed (EXTENSION to the JS SDK's events).
+    Status,
+}
+
+impl EventName {
+    /// Every event, for validation of `on(name)`.
+    pub const ALL: [EventName; 8] = [
+        EventName::Message,
+        EventName::Typing,
+        EventName::ConvoState,
+        EventName::TurnDone,
+        EventName::Ready,
+        EventName::Closed,
+        EventName::Error,
+        EventName::Status,
+    ];
+
+    /// The name handlers subscribe with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::Message => "message",
+            EventName::Typing => "typing",
+            EventName::ConvoState => "convo_state",
+            EventName::TurnDone => "turn_done",
+            EventName::Ready => "ready",
+            EventName::Closed => "closed",
+            EventName::Error => "error",
+            EventName::Status => "status",
+        }
+    }
+
+    /// Parses a subscription name.
+    pub fn parse(s: &str) -> Option<EventName> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// `message` payload.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+pub struct MessageEvent<'a> {
+    /// Always `"message"`.
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "tsify", tsify(type = "\"message\""))]
+    pub kind: &'static str,
+    /// Always `"create"`.
+    pub action: &'static str,
+    /// The agent.
+    pub agent_id: &'a str,
+    /// The convo.
+    pub convo_id: &'a str,
+    /// The message.
+    pub message: &'a Message,
+    /// Whether it came from a reconcile fetch (history or a gap fill).
+    pub from_reconcile: bool,
+}
+
+/// Where an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Getting or using a token.
+    Auth,
+    /// Opening the stream.
+    Connect,
+    /// Reading the stream.
+    Stream,
+    /// The reconcile fetch.
+    Reconcile,
+    /// A server `error` frame.
+    Server,
+}
+
+/// `error` payload: `{ error, phase }`.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+pub struct ErrorEvent {
+    /// The error.
+    pub error: ClientError,
+    /// Where.
+    pub phase: Phase,
+}
+
+/// Connection status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// First connection in progress.
+    Connecting,
+    /// The stream is live (after `ready`).
+    Connected,
+    /// Waiting to reconnect (see `retry_in_ms`) or reconnecting.
+    Reconnecting,
+    /// Paused (`pause()` or hidden page).
+    Paused,
+    /// Stopped on an error that retrying will not fix (see the `error` event);
+    /// `resume()` tries again.
+    Stopped,
+    /// `close()` was called.
+    Closed,
+}
+
+/// `status` payload.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+pub struct StatusEvent {
+    /// The status.
+    pub status: Status,
+    /// Connection attempts so far.
+    pub attempt: u64,
+    /// With `reconnecting`: the delay before the next attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+}

@@ -1,0 +1,586 @@
+//! The convo machine, driven natively: one test per JS SDK defect that
+//! concerns one tab, and generated fault sequences checked for invariants.
+
+use proptest::prelude::*;
+use serde_json::Value;
+use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer, TokenFor};
+use valet_core::events::EventName;
+
+const T1: &str = "tok-1";
+
+struct Harness {
+    m: ConvoMachine,
+    now: u64,
+    log: Vec<Action>,
+}
+
+impl Harness {
+    fn new(seed: u64) -> Self {
+        let mut cfg = ConvoConfig::new("agent", "convo");
+        cfg.stall_timeout_ms = 1000;
+        Harness { m: ConvoMachine::new(cfg, seed), now: 1_000_000, log: Vec::new() }
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Action> {
+        let out = self.m.handle(self.now, input);
+        self.log.extend(out.iter().cloned());
+        out
+    }
+
+    /// Start and connect to `ready`, answering the token and the (empty) reconcile.
+    fn connect(&mut self) -> u64 {
+        let out = self.feed(Input::Start);
+        let attempt = stream_token_request(&out).expect("asks for a token");
+        let out = self.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: T1.into() });
+        assert!(out.iter().any(|a| matches!(a, Action::OpenStream { attempt: x, .. } if *x == attempt)));
+        self.feed(Input::StreamOpened { attempt });
+        let out = self.bytes(attempt, "event: ready\ndata: {\"conn_id\":\"c1\"}\n\n");
+        if let Some(req) = reconcile_token_request(&out) {
+            let out = self.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+            assert!(out.iter().any(|a| matches!(a, Action::Reconcile { .. })));
+            self.feed(Input::ReconcileDone { req, status: 200, body: r#"{"messages":[]}"#.into() });
+        }
+        attempt
+    }
+
+    fn bytes(&mut self, attempt: u64, s: &str) -> Vec<Action> {
+        self.feed(Input::StreamBytes { attempt, bytes: s.as_bytes().to_vec() })
+    }
+}
+
+fn stream_token_request(out: &[Action]) -> Option<u64> {
+    out.iter().find_map(|a| match a {
+        Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
+        _ => None,
+    })
+}
+
+fn reconcile_token_request(out: &[Action]) -> Option<u64> {
+    out.iter().find_map(|a| match a {
+        Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
+        _ => None,
+    })
+}
+
+fn reconnect_delay(out: &[Action]) -> Option<u64> {
+    out.iter().find_map(|a| match a {
+        Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
+        _ => None,
+    })
+}
+
+fn emitted(out: &[Action], name: EventName) -> Vec<Value> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Emit { event, payload } if *event == name => Some(serde_json::from_str(payload).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn msg_frame(seq: u64) -> String {
+    format!(
+        "event: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{seq}\",\"content\":\"c{seq}\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{seq}}}}}\n\n"
+    )
+}
+
+fn history(seqs: impl IntoIterator<Item = u64>) -> String {
+    let msgs: Vec<String> = seqs
+        .into_iter()
+        .map(|s| format!("{{\"id\":\"m{s}\",\"content\":\"c{s}\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}"))
+        .collect();
+    format!("{{\"messages\":[{}]}}", msgs.join(","))
+}
+
+// Defect 1: the status of a refused stream decides what happens.
+
+#[test]
+fn not_found_stops_with_an_error_and_no_retry() {
+    let mut h = Harness::new(1);
+    let out = h.feed(Input::Start);
+    let a = stream_token_request(&out).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+    let out = h.feed(Input::StreamRefused { attempt: a, status: 404, retry_after: None, body: r#"{"code":"convo_not_found","message":"no such convo"}"#.into() });
+    assert_eq!(reconnect_delay(&out), None, "no retry loop");
+    let errors = emitted(&out, EventName::Error);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["phase"], "connect");
+    assert_eq!(errors[0]["error"]["code"], "http");
+    assert_eq!(errors[0]["error"]["status"], 404);
+    assert_eq!(errors[0]["error"]["body"]["code"], "convo_not_found");
+    assert_eq!(emitted(&out, EventName::Status).last().unwrap()["status"], "stopped");
+    // Timers firing later do nothing.
+    assert!(h.feed(Input::TimerFired(Timer::Reconnect)).iter().all(|a| !matches!(a, Action::GetToken { .. })));
+}
+
+#[test]
+fn too_many_requests_waits_retry_after_body_value_first() {
+    let mut h = Harness::new(2);
+    let out = h.feed(Input::Start);
+    let a = stream_token_request(&out).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+    let out = h.feed(Input::StreamRefused { attempt: a, status: 429, retry_after: Some("30".into()), body: r#"{"retry_after_seconds":7}"#.into() });
+    let d = reconnect_delay(&out).unwrap();
+    assert!((7000..7500).contains(&d), "waited 7 s (+jitter): {d}");
+    let out = h.feed(Input::TimerFired(Timer::Reconnect));
+    let a2 = stream_token_request(&out).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Stream(a2), token: T1.into() });
+    let out = h.feed(Input::StreamRefused { attempt: a2, status: 429, retry_after: Some("600".into()), body: String::new() });
+    assert!(reconnect_delay(&out).unwrap() <= 30_500, "Retry-After is capped");
+}
+
+#[test]
+fn unauthorized_rejects_the_token_and_three_in_a_row_stop_with_auth() {
+    let mut h = Harness::new(3);
+    let mut out = h.feed(Input::Start);
+    for i in 1..=3 {
+        let a = stream_token_request(&out).unwrap();
+        let token = format!("tok-{i}");
+        h.feed(Input::Token { purpose: TokenFor::Stream(a), token: token.clone() });
+        let refused = h.feed(Input::StreamRefused { attempt: a, status: 401, retry_after: None, body: String::new() });
+        if i < 3 {
+            let d = reconnect_delay(&refused).expect("retries");
+            assert!(d < 500, "at once (with jitter)");
+            out = h.feed(Input::TimerFired(Timer::Reconnect));
+            let reject = out.iter().find_map(|a| match a {
+                Action::GetToken { reject, .. } => Some(reject.clone()),
+                _ => None,
+            });
+            assert_eq!(reject, Some(Some(token)), "the refused token is rejected, forcing a refresh");
+        } else {
+            assert_eq!(reconnect_delay(&refused), None);
+            let errors = emitted(&refused, EventName::Error);
+            assert_eq!((errors[0]["phase"].as_str(), errors[0]["error"]["code"].as_str()), (Some("auth"), Some("auth")));
+        }
+    }
+}
+
+#[test]
+fn server_errors_and_network_failures_back_off_exponentially() {
+    let mut h = Harness::new(4);
+    let mut out = h.feed(Input::Start);
+    let mut delays = Vec::new();
+    for i in 0..6 {
+        let a = stream_token_request(&out).unwrap();
+        h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+        let r = if i % 2 == 0 {
+            h.feed(Input::StreamRefused { attempt: a, status: 503, retry_after: None, body: String::new() })
+        } else {
+            h.feed(Input::StreamFailed { attempt: a, message: "connection refused".into() })
+        };
+        delays.push(reconnect_delay(&r).unwrap());
+        out = h.feed(Input::TimerFired(Timer::Reconnect));
+    }
+    for (i, d) in delays.iter().enumerate() {
+        let nominal = 250u64 << i;
+        assert!(*d >= nominal / 2 && *d <= nominal, "attempt {i}: {d} in [{}, {nominal}]", nominal / 2);
+    }
+}
+
+// Defect 2: auth_expiring forces a new token.
+
+#[test]
+fn auth_expiring_reconnects_at_once_with_a_fresh_token() {
+    let mut h = Harness::new(5);
+    let a = h.connect();
+    let out = h.bytes(a, "event: closed\ndata: {\"reason\":\"auth_expiring\"}\n\n");
+    assert_eq!(emitted(&out, EventName::Closed)[0]["reason"], "auth_expiring");
+    assert!(out.iter().any(|x| matches!(x, Action::CloseStream { attempt } if *attempt == a)));
+    assert!(reconnect_delay(&out).unwrap() < 500);
+    let out = h.feed(Input::TimerFired(Timer::Reconnect));
+    assert!(out.iter().any(|x| matches!(x, Action::GetToken { purpose: TokenFor::Stream(_), reject: Some(t) } if t == T1)));
+}
+
+#[test]
+fn graceful_closes_reconnect_at_once_stalled_and_bare_ends_back_off() {
+    for (reason, immediate) in [("server_cap", true), ("shutdown", true), ("stalled", false), ("something_new", false)] {
+        let mut h = Harness::new(6);
+        let a = h.connect();
+        // Several failures first so that backoff is visibly longer than the jitter.
+        let out = h.bytes(a, &format!("event: closed\ndata: {{\"reason\":\"{reason}\"}}\n\n"));
+        let d = reconnect_delay(&out).unwrap();
+        if immediate {
+            assert!(d < 500, "{reason}: {d}");
+            assert!(!out.iter().any(|x| matches!(x, Action::GetToken { .. })), "{reason}: token kept");
+        } else {
+            assert!((125..=250).contains(&d), "{reason}: first backoff step, {d}");
+        }
+    }
+    let mut h = Harness::new(7);
+    let a = h.connect();
+    let out = h.feed(Input::StreamEnded { attempt: a });
+    assert!((125..=250).contains(&reconnect_delay(&out).unwrap()));
+}
+
+// Defect 5: pause/resume/close never leave two streams or a zombie.
+
+#[test]
+fn pause_during_backoff_then_resume_opens_exactly_one_stream() {
+    let mut h = Harness::new(8);
+    let a = h.connect();
+    h.feed(Input::StreamFailed { attempt: a, message: "reset".into() });
+    let out = h.feed(Input::Pause);
+    assert!(out.contains(&Action::ClearTimer(Timer::Reconnect)));
+    // The old backoff timer fires anyway (a race in the glue): nothing happens.
+    assert!(stream_token_request(&h.feed(Input::TimerFired(Timer::Reconnect))).is_none());
+    let out = h.feed(Input::Start); // resume
+    let b = stream_token_request(&out).unwrap();
+    assert!(stream_token_request(&h.feed(Input::Start)).is_none(), "a second resume opens nothing");
+    h.feed(Input::Token { purpose: TokenFor::Stream(b), token: T1.into() });
+    // Late input from the old attempt is ignored.
+    assert!(h.feed(Input::StreamBytes { attempt: a, bytes: msg_frame(1).into_bytes() }).is_empty());
+    assert_eq!(open_streams(&h.log), 1);
+}
+
+#[test]
+fn close_stops_everything_and_later_input_does_nothing() {
+    let mut h = Harness::new(9);
+    let a = h.connect();
+    let out = h.feed(Input::Close);
+    assert!(out.iter().any(|x| matches!(x, Action::CloseStream { attempt } if *attempt == a)));
+    for t in [Timer::Reconnect, Timer::Stall, Timer::Reconcile] {
+        assert!(out.contains(&Action::ClearTimer(t)));
+    }
+    assert!(h.m.is_closed());
+    for input in [
+        Input::Start,
+        Input::StreamBytes { attempt: a, bytes: msg_frame(1).into_bytes() },
+        Input::TimerFired(Timer::Reconnect),
+        Input::StreamEnded { attempt: a },
+    ] {
+        assert!(h.feed(input).is_empty());
+    }
+    assert_eq!(open_streams(&h.log), 0);
+}
+
+fn open_streams(log: &[Action]) -> usize {
+    let mut open = std::collections::HashSet::new();
+    for a in log {
+        match a {
+            Action::OpenStream { attempt, .. } => {
+                open.insert(*attempt);
+            }
+            Action::CloseStream { attempt } => {
+                open.remove(attempt);
+            }
+            _ => {}
+        }
+    }
+    open.len()
+}
+
+// Defect 7: history never arrives after newer live messages.
+
+#[test]
+fn live_messages_wait_for_history_and_come_out_in_order() {
+    let mut h = Harness::new(10);
+    let out = h.feed(Input::Start);
+    let a = stream_token_request(&out).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+    h.feed(Input::StreamOpened { attempt: a });
+    let out = h.bytes(a, "event: ready\ndata: {\"conn_id\":\"c\"}\n\n");
+    let req = reconcile_token_request(&out).unwrap();
+    let out = h.bytes(a, &msg_frame(3));
+    assert!(emitted(&out, EventName::Message).is_empty(), "held until history arrives");
+    let out = h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+    assert!(out.iter().any(|x| matches!(x, Action::Reconcile { after: None, .. })));
+    let out = h.feed(Input::ReconcileDone { req, status: 200, body: history([1, 2, 3]) });
+    let msgs = emitted(&out, EventName::Message);
+    let ids: Vec<&str> = msgs.iter().map(|m| m["message"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["m1", "m2", "m3"]);
+    let from: Vec<bool> = msgs.iter().map(|m| m["from_reconcile"].as_bool().unwrap()).collect();
+    assert_eq!(from, [true, true, false]);
+    assert_eq!(msgs[0]["convo_id"], "convo");
+    // The next reconcile asks only for what is newer.
+    h.feed(Input::StreamEnded { attempt: a });
+    h.feed(Input::TimerFired(Timer::Reconnect));
+    let b = a + 1;
+    h.feed(Input::Token { purpose: TokenFor::Stream(b), token: T1.into() });
+    h.feed(Input::StreamOpened { attempt: b });
+    let out = h.bytes(b, "event: ready\ndata: {\"conn_id\":\"c2\"}\n\n");
+    let req = reconcile_token_request(&out).unwrap();
+    let out = h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+    assert!(out.iter().any(|x| matches!(x, Action::Reconcile { after: Some(id), .. } if id == "m3")));
+}
+
+#[test]
+fn a_failed_reconcile_is_reported_and_retried_and_order_holds() {
+    let mut h = Harness::new(11);
+    let out = h.feed(Input::Start);
+    let a = stream_token_request(&out).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+    h.feed(Input::StreamOpened { attempt: a });
+    let out = h.bytes(a, "event: ready\ndata: {\"conn_id\":\"c\"}\n\n");
+    let mut req = reconcile_token_request(&out).unwrap();
+    h.bytes(a, &msg_frame(2));
+    for round in 0..3 {
+        h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+        let out = h.feed(Input::ReconcileFailed { req, message: "offline".into() });
+        assert!(emitted(&out, EventName::Message).is_empty(), "round {round}: m2 waits: m1 may exist");
+        assert_eq!(emitted(&out, EventName::Error)[0]["phase"], "reconcile");
+        assert!(out.iter().any(|x| matches!(x, Action::SetTimer { timer: Timer::Reconcile, .. })));
+        req = reconcile_token_request(&h.feed(Input::TimerFired(Timer::Reconcile))).unwrap();
+    }
+    h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+    let out = h.feed(Input::ReconcileDone { req, status: 200, body: history([1, 2]) });
+    let ids: Vec<String> = emitted(&out, EventName::Message).iter().map(|m| m["message"]["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+}
+
+// Defect 9: pings keep a stream alive; silence kills it.
+
+#[test]
+fn a_silent_stream_is_detected_and_replaced() {
+    let mut h = Harness::new(12);
+    let a = h.connect();
+    h.now += 600;
+    h.bytes(a, "event: ping\ndata: {}\n\n");
+    h.now += 600;
+    let out = h.feed(Input::TimerFired(Timer::Stall));
+    assert!(out.iter().any(|x| matches!(x, Action::SetTimer { timer: Timer::Stall, delay_ms: 400 })), "re-armed for the rest: {out:?}");
+    h.now += 400;
+    let out = h.feed(Input::TimerFired(Timer::Stall));
+    assert!(out.iter().any(|x| matches!(x, Action::CloseStream { attempt } if *attempt == a)));
+    assert!(reconnect_delay(&out).is_some());
+}
+
+#[test]
+fn immediate_reconnects_are_jittered_across_clients() {
+    let delays: std::collections::HashSet<u64> = (0..50)
+        .map(|seed| {
+            let mut h = Harness::new(seed);
+            let a = h.connect();
+            reconnect_delay(&h.bytes(a, "event: closed\ndata: {\"reason\":\"shutdown\"}\n\n")).unwrap()
+        })
+        .collect();
+    assert!(delays.len() > 25, "50 clients spread over many delays: {}", delays.len());
+}
+
+// Bad input is reported and loses nothing.
+
+#[test]
+fn malformed_frames_are_protocol_errors_and_the_stream_goes_on() {
+    let mut h = Harness::new(13);
+    let a = h.connect();
+    let out = h.bytes(a, "event: message\ndata: {\"type\":\"message\",\"message\":{\"id\":\n\nevent: presence\ndata: {}\n\n");
+    let errors = emitted(&out, EventName::Error);
+    assert_eq!(errors.len(), 1, "unknown frame types are skipped silently");
+    assert_eq!((errors[0]["phase"].as_str(), errors[0]["error"]["code"].as_str()), (Some("stream"), Some("protocol")));
+    let out = h.bytes(a, &msg_frame(1));
+    assert_eq!(emitted(&out, EventName::Message).len(), 1);
+    assert!(!out.iter().any(|x| matches!(x, Action::CloseStream { .. })));
+}
+
+#[test]
+fn server_frames_are_emitted_in_wire_shape() {
+    let mut h = Harness::new(14);
+    let a = h.connect();
+    let out = h.bytes(
+        a,
+        "event: typing\ndata: {\"kind\":\"thinking\",\"state\":\"start\",\"label\":null,\"convo_id\":\"convo\"}\n\n\
+         event: turn_done\ndata: {\"type\":\"turn_done\",\"convo_id\":\"convo\",\"reason\":\"ok\",\"at\":\"t\"}\n\n\
+         event: error\ndata: {\"convo_id\":\"convo\",\"reason\":\"temporary_failure\",\"at\":\"t\"}\n\n",
+    );
+    assert_eq!(emitted(&out, EventName::Typing)[0]["type"], "typing");
+    assert_eq!(emitted(&out, EventName::TurnDone)[0]["reason"], "ok");
+    let e = &emitted(&out, EventName::Error)[0];
+    assert_eq!((e["phase"].as_str(), e["error"]["code"].as_str()), (Some("server"), Some("server")));
+    assert_eq!(e["error"]["body"]["reason"], "temporary_failure");
+}
+
+#[test]
+fn last_event_id_is_sent_only_once_the_server_used_ids() {
+    let mut h = Harness::new(15);
+    let a = h.connect();
+    h.feed(Input::StreamEnded { attempt: a });
+    let out = h.feed(Input::TimerFired(Timer::Reconnect));
+    let b = stream_token_request(&out).unwrap();
+    let out = h.feed(Input::Token { purpose: TokenFor::Stream(b), token: T1.into() });
+    assert!(out.iter().any(|x| matches!(x, Action::OpenStream { last_event_id: None, .. })));
+    h.feed(Input::StreamOpened { attempt: b });
+    h.bytes(b, &format!("id: 1\n{}", msg_frame(1)));
+    h.feed(Input::StreamEnded { attempt: b });
+    let out = h.feed(Input::TimerFired(Timer::Reconnect));
+    let c = stream_token_request(&out).unwrap();
+    let out = h.feed(Input::Token { purpose: TokenFor::Stream(c), token: T1.into() });
+    assert!(out.iter().any(|x| matches!(x, Action::OpenStream { last_event_id: Some(id), .. } if id == "1")));
+}
+
+#[test]
+fn no_action_ever_carries_a_token_in_a_log_line() {
+    let mut h = Harness::new(16);
+    let a = h.connect();
+    h.bytes(a, "event: closed\ndata: {\"reason\":\"auth_expiring\"}\n\n");
+    for action in &h.log {
+        if let Action::Log(line) = action {
+            assert!(!line.contains(T1), "{line}");
+        }
+    }
+}
+
+// Generated fault sequences.
+
+#[derive(Debug, Clone)]
+enum Fault {
+    Message,
+    Duplicate(u64),
+    Closed(&'static str),
+    End,
+    Fail,
+    Refuse(u16),
+    Stall,
+    Pause,
+    Resume,
+    OldAttemptBytes(u64),
+    ReconcileFails,
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        4 => Just(Fault::Message),
+        1 => (1u64..30).prop_map(Fault::Duplicate),
+        1 => prop::sample::select(vec!["server_cap", "shutdown", "auth_expiring", "stalled"]).prop_map(Fault::Closed),
+        1 => Just(Fault::End),
+        1 => Just(Fault::Fail),
+        1 => prop::sample::select(vec![401u16, 429, 500, 503]).prop_map(Fault::Refuse),
+        1 => Just(Fault::Stall),
+        1 => Just(Fault::Pause),
+        1 => Just(Fault::Resume),
+        1 => (1u64..30).prop_map(Fault::OldAttemptBytes),
+        1 => Just(Fault::ReconcileFails),
+    ]
+}
+
+/// A simulated server and glue: answers tokens, opens streams, answers
+/// reconciles with the committed history, fires timers.
+struct Sim {
+    h: Harness,
+    committed: u64,
+    live: Option<u64>,
+    pending: Vec<Action>,
+    delivered: Vec<String>,
+    fail_next_reconcile: bool,
+    paused: bool,
+}
+
+impl Sim {
+    fn apply(&mut self, out: Vec<Action>) {
+        self.pending.extend(out);
+        while !self.pending.is_empty() {
+            let actions = std::mem::take(&mut self.pending);
+            for a in actions {
+                let next = match a {
+                    Action::GetToken { purpose, .. } => self.h.feed(Input::Token { purpose, token: T1.into() }),
+                    Action::OpenStream { attempt, .. } => {
+                        assert!(self.live.is_none() || self.live == Some(attempt), "two streams at once");
+                        self.live = Some(attempt);
+                        let mut o = self.h.feed(Input::StreamOpened { attempt });
+                        o.extend(self.h.bytes(attempt, "event: ready\ndata: {\"conn_id\":\"c\"}\n\n"));
+                        o
+                    }
+                    Action::CloseStream { attempt } => {
+                        if self.live == Some(attempt) {
+                            self.live = None;
+                        }
+                        vec![]
+                    }
+                    Action::Reconcile { req, .. } => {
+                        if std::mem::take(&mut self.fail_next_reconcile) {
+                            self.h.feed(Input::ReconcileFailed { req, message: "x".into() })
+                        } else {
+                            self.h.feed(Input::ReconcileDone { req, status: 200, body: history(1..=self.committed) })
+                        }
+                    }
+                    Action::Emit { event: EventName::Message, payload } => {
+                        let v: Value = serde_json::from_str(&payload).unwrap();
+                        self.delivered.push(v["message"]["id"].as_str().unwrap().to_owned());
+                        vec![]
+                    }
+                    _ => vec![],
+                };
+                self.pending.extend(next);
+            }
+        }
+    }
+
+    fn fire_reconnect(&mut self) {
+        let out = self.h.feed(Input::TimerFired(Timer::Reconnect));
+        self.apply(out);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn generated_fault_sequences_keep_the_invariants(seed in any::<u64>(), faults in prop::collection::vec(fault(), 0..60)) {
+        let mut sim = Sim { h: Harness::new(seed), committed: 0, live: None, pending: vec![], delivered: vec![], fail_next_reconcile: false, paused: false };
+        let out = sim.h.feed(Input::Start);
+        sim.apply(out);
+        for f in faults {
+            let out = match (f, sim.live) {
+                (Fault::Message, Some(a)) => {
+                    sim.committed += 1;
+                    sim.h.bytes(a, &msg_frame(sim.committed))
+                }
+                (Fault::Message, None) => { sim.committed += 1; vec![] } // sent while disconnected
+                (Fault::Duplicate(s), Some(a)) if s <= sim.committed => sim.h.bytes(a, &msg_frame(s)),
+                (Fault::Closed(r), Some(a)) => sim.h.bytes(a, &format!("event: closed\ndata: {{\"reason\":\"{r}\"}}\n\n")),
+                (Fault::End, Some(a)) => { sim.live = None; sim.h.feed(Input::StreamEnded { attempt: a }) }
+                (Fault::Fail, Some(a)) => { sim.live = None; sim.h.feed(Input::StreamFailed { attempt: a, message: "x".into() }) }
+                (Fault::Stall, Some(_)) => { sim.h.now += 2000; sim.h.feed(Input::TimerFired(Timer::Stall)) }
+                (Fault::Refuse(status), None) => {
+                    // The next connection attempt is refused.
+                    let out = sim.h.feed(Input::TimerFired(Timer::Reconnect));
+                    let mut next = vec![];
+                    for a in out {
+                        match a {
+                            Action::GetToken { purpose: TokenFor::Stream(n), .. } => {
+                                sim.h.feed(Input::Token { purpose: TokenFor::Stream(n), token: T1.into() });
+                                next.extend(sim.h.feed(Input::StreamRefused { attempt: n, status, retry_after: Some("1".into()), body: String::new() }));
+                            }
+                            other => next.push(other),
+                        }
+                    }
+                    next
+                }
+                (Fault::Pause, _) => { sim.paused = true; sim.h.feed(Input::Pause) }
+                (Fault::Resume, _) => { sim.paused = false; sim.h.feed(Input::Start) }
+                (Fault::OldAttemptBytes(s), _) => {
+                    let out = sim.h.feed(Input::StreamBytes { attempt: 0, bytes: msg_frame(s).into_bytes() });
+                    prop_assert!(out.is_empty(), "input for a dead attempt is ignored");
+                    out
+                }
+                (Fault::ReconcileFails, _) => { sim.fail_next_reconcile = true; vec![] }
+                _ => vec![],
+            };
+            sim.apply(out);
+            if sim.live.is_none() && !sim.paused {
+                sim.fire_reconnect();
+            }
+            let ids: std::collections::HashSet<&String> = sim.delivered.iter().collect();
+            prop_assert_eq!(ids.len(), sim.delivered.len(), "a message was delivered twice");
+        }
+        // Settle: resume, reconnect, and a final successful reconcile delivers everything, in order.
+        sim.fail_next_reconcile = false;
+        let out = sim.h.feed(Input::Start);
+        sim.apply(out);
+        for _ in 0..5 { if sim.live.is_none() { sim.fire_reconnect(); } }
+        let out = sim.h.feed(Input::TimerFired(Timer::Reconcile));
+        sim.apply(out);
+        if let Some(a) = sim.live {
+            // A gap-free final message forces order to settle.
+            sim.committed += 1;
+            let out = sim.h.bytes(a, &msg_frame(sim.committed));
+            sim.apply(out);
+        }
+        let stopped = sim.h.log.iter().any(|a| matches!(a, Action::Emit { event: EventName::Status, payload } if payload.contains("\"stopped\"")));
+        if !stopped {
+            let expected: Vec<String> = (1..=sim.committed).map(|s| format!("m{s}")).collect();
+            prop_assert_eq!(&sim.delivered, &expected, "every message once, in order");
+        }
+        let out = sim.h.feed(Input::Close);
+        sim.apply(out);
+        prop_assert!(sim.live.is_none(), "close leaves no stream");
+    }
+}
