@@ -29,6 +29,25 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// A random (version 4 format) UUID string, for idempotency keys.
+    pub fn uuid_v4(&mut self) -> String {
+        let (a, b) = (self.next_u64(), self.next_u64());
+        let bytes: Vec<u8> = a.to_be_bytes().into_iter().chain(b.to_be_bytes()).collect();
+        let mut hex = String::with_capacity(36);
+        for (i, byte) in bytes.iter().enumerate() {
+            let byte = match i {
+                6 => (byte & 0x0f) | 0x40,
+                8 => (byte & 0x3f) | 0x80,
+                _ => *byte,
+            };
+            if matches!(i, 4 | 6 | 8 | 10) {
+                hex.push('-');
+            }
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        hex
+    }
+
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
@@ -121,6 +140,16 @@ mod tests {
         let delays: std::collections::HashSet<u64> = (0..100).map(|s| b.immediate(&mut Rng::new(s))).collect();
         assert!(delays.len() > 50, "100 clients get many different delays");
         assert!(delays.iter().all(|d| *d < 500));
+    }
+
+    #[test]
+    fn uuids_are_v4_shaped_and_distinct() {
+        let mut r = Rng::new(9);
+        let (a, b) = (r.uuid_v4(), r.uuid_v4());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
     }
 
     #[test]

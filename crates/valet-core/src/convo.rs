@@ -51,6 +51,8 @@ pub struct ConvoConfig {
     pub max_auth_failures: u32,
     /// The longest `Retry-After` honoured, in ms.
     pub retry_after_cap_ms: u64,
+    /// Drop the stream while the page is hidden, resume when visible.
+    pub pause_on_hidden: bool,
 }
 
 impl ConvoConfig {
@@ -63,6 +65,7 @@ impl ConvoConfig {
             backoff: BackoffConfig::default(),
             max_auth_failures: 3,
             retry_after_cap_ms: 30_000,
+            pause_on_hidden: true,
         }
     }
 }
@@ -96,6 +99,11 @@ pub enum Input {
     Pause,
     /// Stop for good.
     Close,
+    /// The page became hidden (`true`) or visible (`false`).
+    Visibility {
+        /// Hidden now.
+        hidden: bool,
+    },
     /// A token, as asked with [`Action::GetToken`].
     Token {
         /// What it is for.
@@ -248,6 +256,8 @@ pub struct ConvoMachine {
     conn: Conn,
     attempt: u64,
     ever_connected: bool,
+    user_paused: bool,
+    hidden: bool,
     stream_token: Option<String>,
     reject_next: Option<String>,
     auth_failures: u32,
@@ -276,6 +286,8 @@ impl ConvoMachine {
             conn: Conn::Idle,
             attempt: 0,
             ever_connected: false,
+            user_paused: false,
+            hidden: false,
             stream_token: None,
             reject_next: None,
             auth_failures: 0,
@@ -314,8 +326,28 @@ impl ConvoMachine {
             return Vec::new();
         }
         match input {
-            Input::Start => self.start(now_ms),
-            Input::Pause => self.pause(),
+            Input::Start => {
+                self.user_paused = false;
+                if self.hidden && self.cfg.pause_on_hidden {
+                    self.pause();
+                } else {
+                    self.start(now_ms, true);
+                }
+            }
+            Input::Pause => {
+                self.user_paused = true;
+                self.pause();
+            }
+            Input::Visibility { hidden } => {
+                self.hidden = hidden;
+                if self.cfg.pause_on_hidden && !self.user_paused && self.conn != Conn::Idle {
+                    if hidden {
+                        self.pause();
+                    } else {
+                        self.start(now_ms, false);
+                    }
+                }
+            }
             Input::Close => self.close(),
             Input::Token { purpose, token } => self.on_token(now_ms, purpose, token),
             Input::TokenFailed { purpose, error } => self.on_token_failed(purpose, error),
@@ -409,8 +441,10 @@ impl ConvoMachine {
         }
     }
 
-    fn start(&mut self, now_ms: u64) {
+    fn start(&mut self, now_ms: u64, by_user: bool) {
         match self.conn {
+            // Only the user restarts a convo stopped on an error.
+            Conn::Stopped if !by_user => {}
             Conn::Idle | Conn::Paused | Conn::Stopped | Conn::Backoff => {
                 self.out.push(Action::ClearTimer(Timer::Reconnect));
                 if self.conn == Conn::Stopped {

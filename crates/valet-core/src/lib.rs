@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod backoff;
+pub mod client;
 pub mod convo;
 pub mod delivery;
 pub mod error;

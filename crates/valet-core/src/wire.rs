@@ -227,6 +227,20 @@ pub struct SendRequest {
     /// A draft created by `upload_file`, finalized by this send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// EXTENSION: a retried send with the same key is stored once. In the
+    /// body (not a header) so that a strict CORS policy can not refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// EXTENSION: `POST .../stream_ticket` response, for transports that can not
+/// send an `Authorization` header (`EventSource`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTicket {
+    /// Single-use ticket for `GET .../events?ticket=`.
+    pub ticket: String,
+    /// Seconds the ticket stays valid.
+    pub expires_in_seconds: u64,
 }
 
 /// `POST .../upload_file` response.

@@ -584,3 +584,27 @@ proptest! {
         prop_assert!(sim.live.is_none(), "close leaves no stream");
     }
 }
+
+#[test]
+fn a_hidden_page_pauses_and_a_visible_one_resumes_unless_the_user_paused() {
+    let mut h = Harness::new(17);
+    let a = h.connect();
+    let out = h.feed(Input::Visibility { hidden: true });
+    assert!(out.iter().any(|x| matches!(x, Action::CloseStream { attempt } if *attempt == a)));
+    assert_eq!(emitted(&out, EventName::Status)[0]["status"], "paused");
+    let out = h.feed(Input::Visibility { hidden: false });
+    assert!(stream_token_request(&out).is_some(), "visible again: reconnects");
+    h.feed(Input::Pause);
+    h.feed(Input::Visibility { hidden: true });
+    assert!(stream_token_request(&h.feed(Input::Visibility { hidden: false })).is_none(), "the user's pause wins");
+    assert!(stream_token_request(&h.feed(Input::Start)).is_some());
+}
+
+#[test]
+fn with_pause_on_hidden_off_visibility_changes_nothing() {
+    let mut cfg = ConvoConfig::new("agent", "convo");
+    cfg.pause_on_hidden = false;
+    let mut m = ConvoMachine::new(cfg, 1);
+    m.handle(0, Input::Start);
+    assert!(m.handle(0, Input::Visibility { hidden: true }).is_empty());
+}

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use valet_core::wire::{
-    Author, ConvoHistory, ConvoList, LockoutSnapshot, RateLimitedBody, SendRequest, SessionResponse, UploadResponse,
+    Author, ConvoHistory, ConvoList, LockoutSnapshot, RateLimitedBody, SendRequest, SessionResponse, StreamTicket,
+    UploadResponse,
 };
 
 use crate::agent;
@@ -133,7 +134,7 @@ pub async fn stream_message(
 ) -> Result<Response, ApiError> {
     let convo = owned_convo(&state, &who, &convo_id).await?;
     let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
+        None => req.idempotency_key.clone().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY),
         Some(v) => match v.to_str() {
             Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_owned()),
             _ => {
@@ -273,4 +274,45 @@ impl ApiError {
             ApiError::bad_request("invalid_multipart", e.body_text())
         }
     }
+}
+
+/// Single-use stream tickets (EXTENSION): an `EventSource` can not send an
+/// `Authorization` header, and a token must never go in a URL, so the SDK
+/// trades its token for a ticket that opens one stream within a minute.
+#[derive(Default)]
+pub struct Tickets {
+    issued: Mutex<HashMap<String, (Principal, String, Instant)>>,
+}
+
+/// How long a ticket is valid.
+pub const TICKET_TTL: Duration = Duration::from_secs(60);
+
+impl Tickets {
+    /// Issues a ticket for a principal and convo.
+    pub fn issue(&self, who: Principal, convo_id: &str) -> String {
+        let ticket = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let now = Instant::now();
+        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+        issued.retain(|_, (_, _, at)| now.duration_since(*at) < TICKET_TTL);
+        issued.insert(ticket.clone(), (who, convo_id.to_owned(), now));
+        ticket
+    }
+
+    /// Redeems a ticket for a convo (once).
+    pub fn redeem(&self, ticket: &str, convo_id: &str) -> Option<Principal> {
+        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+        let (who, convo, at) = issued.remove(ticket)?;
+        (convo == convo_id && at.elapsed() < TICKET_TTL).then_some(who)
+    }
+}
+
+/// `POST /api/v2/agent_convos/{convo}/stream_ticket` (EXTENSION).
+pub async fn stream_ticket(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath(convo_id): ApiPath<String>,
+) -> Result<Json<StreamTicket>, ApiError> {
+    owned_convo(&state, &who, &convo_id).await?;
+    let ticket = state.tickets.issue(who, &convo_id);
+    Ok(Json(StreamTicket { ticket, expires_in_seconds: TICKET_TTL.as_secs() }))
 }

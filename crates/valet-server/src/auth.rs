@@ -126,6 +126,22 @@ pub fn verify(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     Ok(Principal { company: company.api_key.clone(), agent_id: claims.agent_uuid, source_key: claims.source_key, exp: claims.exp })
 }
 
+/// Refuses a request whose `Origin` is not on the principal's company list
+/// (requests without `Origin`, from servers and tools, pass).
+pub fn check_origin(state: &AppState, principal: &Principal, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(ORIGIN) else { return Ok(()) };
+    let allowed = origin
+        .to_str()
+        .ok()
+        .and_then(|o| state.config.company(&principal.company).map(|c| c.allows_origin(o)))
+        .unwrap_or(false);
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("origin_not_allowed", "this origin is not allowed for the company"))
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -142,16 +158,7 @@ impl FromRequestParts<AppState> for Principal {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing_token", "the Authorization header must be `Bearer <jwt>`"))?;
         let principal = verify(state, token)?;
-        if let Some(origin) = parts.headers.get(ORIGIN) {
-            let allowed = origin
-                .to_str()
-                .ok()
-                .and_then(|o| state.config.company(&principal.company).map(|c| c.allows_origin(o)))
-                .unwrap_or(false);
-            if !allowed {
-                return Err(ApiError::forbidden("origin_not_allowed", "this origin is not allowed for the company"));
-            }
-        }
+        check_origin(state, &principal, &parts.headers)?;
         Ok(principal)
     }
 }

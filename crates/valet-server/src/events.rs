@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{broadcast, mpsc};
@@ -22,19 +22,43 @@ use tokio_stream::wrappers::ReceiverStream;
 use valet_core::wire::{ClosedReason, ServerFrame};
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiPath};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::hub::{Control, HubEvent, StreamGuard};
 use crate::{api::owned_convo, AppState};
 
 type Tx = mpsc::Sender<Result<Event, Infallible>>;
 
+/// Query of the events route.
+#[derive(Debug, serde::Deserialize)]
+pub struct EventsQuery {
+    /// EXTENSION: a single-use ticket from `stream_ticket`, for clients that
+    /// can not send `Authorization` (`EventSource`).
+    pub ticket: Option<String>,
+}
+
 /// The handler.
 pub async fn events(
     State(state): State<AppState>,
-    principal: Principal,
     ApiPath(convo_id): ApiPath<String>,
-    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    request: Parts,
 ) -> Result<Response, ApiError> {
+    let mut parts = request;
+    let headers = parts.headers.clone();
+    let principal = match (&query.ticket, headers.contains_key(axum::http::header::AUTHORIZATION)) {
+        (Some(ticket), false) => {
+            let who = state
+                .tickets
+                .redeem(ticket, &convo_id)
+                .ok_or_else(|| ApiError::unauthorized("invalid_ticket", "the stream ticket is unknown, used or expired"))?;
+            crate::auth::check_origin(&state, &who, &headers)?;
+            who
+        }
+        _ => Principal::from_request_parts(&mut parts, &state).await?,
+    };
     owned_convo(&state, &principal, &convo_id).await?;
     let cap = state.config.max_streams_per_user;
     let Some(guard) = state.hub.register(&principal.company, &principal.source_key, &principal.agent_id, &convo_id, cap)

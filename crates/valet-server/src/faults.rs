@@ -20,7 +20,7 @@ use crate::AppState;
 #[derive(Debug, Clone, Deserialize)]
 pub struct FaultRule {
     /// Route name: `sessions`, `list_convos`, `get_convo`, `stream_message`,
-    /// `upload_file`, `events`.
+    /// `upload_file`, `events`, `stream_ticket`.
     pub route: String,
     /// HTTP status to answer.
     pub status: u16,
@@ -40,7 +40,8 @@ fn one() -> u32 {
 }
 
 /// The stable route names.
-pub const ROUTES: [&str; 6] = ["sessions", "list_convos", "get_convo", "stream_message", "upload_file", "events"];
+pub const ROUTES: [&str; 7] =
+    ["sessions", "list_convos", "get_convo", "stream_message", "upload_file", "events", "stream_ticket"];
 
 /// The name of an API route, from its method and pattern.
 pub fn route_name(method: &Method, pattern: &str) -> Option<&'static str> {
@@ -51,6 +52,7 @@ pub fn route_name(method: &Method, pattern: &str) -> Option<&'static str> {
         ("POST", "/api/v2/agent_convos/{convo}/stream_message") => "stream_message",
         ("POST", "/api/v2/agent_convos/{convo}/upload_file") => "upload_file",
         ("GET", "/api/v2/agent_convos/{convo}/events") => "events",
+        ("POST", "/api/v2/agent_convos/{convo}/stream_ticket") => "stream_ticket",
         _ => return None,
     })
 }

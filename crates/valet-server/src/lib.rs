@@ -48,6 +48,8 @@ pub struct AppState {
     pub faults: Arc<faults::Faults>,
     /// `stream_message` rate limit.
     pub rate: Arc<api::RateLimiter>,
+    /// Stream tickets for `EventSource`.
+    pub tickets: Arc<api::Tickets>,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             store,
             hub: hub::Hub::new(1024),
             faults: Arc::new(faults::Faults::default()),
+            tickets: Arc::new(api::Tickets::default()),
         })
     }
 }
@@ -114,6 +117,7 @@ pub fn router(state: AppState, static_dir: Option<&std::path::Path>) -> Router {
             post(api::upload_file).layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/api/v2/agent_convos/{convo}/events", get(events::events))
+        .route("/api/v2/agent_convos/{convo}/stream_ticket", post(api::stream_ticket))
         .route("/files/{id}", get(api::download_file))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), faults::middleware));
     let mut app = api;

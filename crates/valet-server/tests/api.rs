@@ -347,3 +347,63 @@ async fn closed_reasons_parse_as_the_contract_names() {
         assert_eq!(data, format!("{{\"type\":\"closed\",\"reason\":\"{name}\"}}"));
     }
 }
+
+#[tokio::test]
+async fn stream_tickets_open_one_stream_once_without_a_header() {
+    let s = Server::start().await;
+    let t = token("ticket-user");
+    let convo = s.session(&t).await;
+    let other = s.session(&t).await;
+    let ticket = |convo: String| {
+        let s = &s;
+        let t = t.clone();
+        async move {
+            let res = s.post_json(&t, &format!("/api/v2/agent_convos/{convo}/stream_ticket"), json!({})).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            let v: Value = res.json().await.unwrap();
+            assert_eq!(v["expires_in_seconds"], 60);
+            v["ticket"].as_str().unwrap().to_owned()
+        }
+    };
+    let events = |convo: &str, ticket: &str| s.http.get(s.url(&format!("/api/v2/agent_convos/{convo}/events?ticket={ticket}"))).send();
+
+    let tk = ticket(convo.clone()).await;
+    let res = events(&convo, &tk).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    drop(res);
+    let again = events(&convo, &tk).await.unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "single use");
+    assert_eq!(again.json::<Value>().await.unwrap()["code"], "invalid_ticket");
+
+    let tk = ticket(convo.clone()).await;
+    assert_eq!(events(&other, &tk).await.unwrap().status(), StatusCode::UNAUTHORIZED, "bound to its convo");
+    let res = s.http.get(s.url(&format!("/api/v2/agent_convos/{convo}/events"))).send().await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "missing_token");
+    let mallory = token("mallory");
+    let res = s.post_json(&mallory, &format!("/api/v2/agent_convos/{convo}/stream_ticket"), json!({})).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // A ticket redeemed from a foreign origin is refused.
+    let tk = ticket(convo.clone()).await;
+    let res = s
+        .http
+        .get(s.url(&format!("/api/v2/agent_convos/{convo}/events?ticket={tk}")))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn idempotency_key_in_the_body_works_like_the_header() {
+    let s = Server::start().await;
+    let t = token("idem-body-user");
+    let convo = s.session(&t).await;
+    let path = format!("/api/v2/agent_convos/{convo}/stream_message");
+    let first: Value = s.post_json(&t, &path, json!({"text": "once", "idempotency_key": "k-1"})).await.json().await.unwrap();
+    let second: Value = s.post_json(&t, &path, json!({"text": "once", "idempotency_key": "k-1"})).await.json().await.unwrap();
+    assert_eq!(first["message_id"], second["message_id"]);
+    assert_eq!(second["duplicate"], true);
+    let third: Value = s.post_json(&t, &path, json!({"text": "twice", "idempotency_key": "k-2"})).await.json().await.unwrap();
+    assert_eq!(third["duplicate"], false);
+}
