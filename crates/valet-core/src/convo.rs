@@ -31,7 +31,7 @@
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
-use crate::events::{ErrorEvent, EventName, MessageEvent, Phase, Status, StatusEvent};
+use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, MessageEvent, Phase, Status};
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
 use crate::wire::{decode_frame, encode_frame, ClosedReason, ConvoHistory, ServerFrame};
@@ -416,13 +416,13 @@ impl ConvoMachine {
     }
 
     fn emit_status(&mut self, status: Status, retry_in_ms: Option<u64>) {
-        let payload = serde_json::to_string(&StatusEvent { status, attempt: self.attempt, retry_in_ms }).expect("serializable");
+        let payload = serde_json::to_string(&ConvoStatusEvent { status, attempt: self.attempt, retry_in_ms }).expect("serializable");
         self.emit(EventName::Status, payload);
     }
 
     fn emit_error(&mut self, error: ClientError, phase: Phase) {
         self.log(format!("error ({phase:?}): {}", error.message));
-        let payload = serde_json::to_string(&ErrorEvent { error, phase }).expect("serializable");
+        let payload = serde_json::to_string(&ConvoErrorEvent { error, phase }).expect("serializable");
         self.emit(EventName::Error, payload);
     }
 

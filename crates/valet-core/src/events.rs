@@ -66,13 +66,11 @@ impl EventName {
     }
 }
 
-/// `message` payload.
+/// `message` payload (typed in TS as `ConvoMessageEvent`).
 #[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 pub struct MessageEvent<'a> {
     /// Always `"message"`.
     #[serde(rename = "type")]
-    #[cfg_attr(feature = "tsify", tsify(type = "\"message\""))]
     pub kind: &'static str,
     /// Always `"create"`.
     pub action: &'static str,
@@ -106,7 +104,7 @@ pub enum Phase {
 /// `error` payload: `{ error, phase }`.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
-pub struct ErrorEvent {
+pub struct ConvoErrorEvent {
     /// The error.
     pub error: ClientError,
     /// Where.
@@ -136,7 +134,7 @@ pub enum Status {
 /// `status` payload.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
-pub struct StatusEvent {
+pub struct ConvoStatusEvent {
     /// The status.
     pub status: Status,
     /// Connection attempts so far.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum Author {
     /// The end user of the embedding app.
@@ -28,6 +29,7 @@ pub enum Author {
 
 /// A participant shown next to a message (agents, humans).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 pub struct Participant {
     /// Participant id.
     pub id: String,
@@ -47,6 +49,7 @@ pub struct Participant {
 
 /// A file attached to a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 pub struct FileRef {
     /// Where to download it.
     pub url: String,
@@ -60,6 +63,7 @@ pub struct FileRef {
 
 /// A chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 pub struct Message {
     /// Server-assigned id; the dedupe key.
     pub id: String,
@@ -85,6 +89,7 @@ pub struct Message {
 
 /// Convo states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum ConvoState {
     /// Open, the AI agent answers.
@@ -149,6 +154,7 @@ impl ConvoState {
 
 /// Whether the user is locked out of the agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(default)]
 pub struct LockoutSnapshot {
     /// Locked out now.
@@ -165,6 +171,7 @@ pub struct LockoutSnapshot {
 
 /// What may be attached to messages in a convo.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(default)]
 pub struct AttachmentPolicy {
     /// Files per message (0: attachments disabled).
@@ -192,6 +199,7 @@ pub struct SessionResponse {
 
 /// One entry of `GET /api/v2/agent_convos`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 pub struct ConvoSummary {
     /// Convo id.
     pub id: String,
@@ -275,6 +283,7 @@ pub struct ErrorBody {
 
 /// `typing.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum TypingKind {
     /// The agent is thinking.
@@ -288,6 +297,7 @@ pub enum TypingKind {
 
 /// `typing.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum TypingState {
     /// Indicator on.
@@ -301,6 +311,7 @@ pub enum TypingState {
 
 /// `turn_done.reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum TurnDoneReason {
     /// The agent answered.
@@ -322,6 +333,7 @@ pub enum TurnDoneReason {
 
 /// `closed.reason`: why the server is ending the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum ClosedReason {
     /// The stream reached its maximum age.
@@ -353,6 +365,7 @@ impl ClosedReason {
 /// One SSE frame of `GET .../events`. On the wire the frame's `event:` name
 /// equals `type`; a frame whose JSON lacks `type` takes the event name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// The stream is open.

@@ -50,6 +50,7 @@ pub async fn mint_jwt(State(state): State<AppState>, ApiJson(req): ApiJson<JwtRe
         source_key: req.source_key,
         iat: now,
         exp: now + ttl,
+        jti: Some(uuid::Uuid::new_v4().to_string()),
     };
     let token = mint(&company.secret, &claims);
     Ok(Json(serde_json::json!({"token": token, "agent_id": agent_id, "expires_at": claims.exp})).into_response())

@@ -153,6 +153,7 @@ pub fn claims(source_key: &str, exp: i64) -> Claims {
         source_key: source_key.into(),
         iat: chrono::Utc::now().timestamp(),
         exp,
+        jti: None,
     }
 }
 

@@ -1,0 +1,232 @@
+//! `ValetClient`: options, REST calls that are not per-stream, and
+//! `openConvo`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use tsify::Ts;
+use valet_core::backoff::Rng;
+use valet_core::client::{ClientConfig, RawOptions};
+use valet_core::error::{ClientError, ErrorCode};
+use valet_core::send::{SendOutcome, SendPolicy, SendStep};
+use valet_core::wire::{AttachmentPolicy, ConvoList, LockoutSnapshot, SessionResponse};
+use wasm_bindgen::prelude::*;
+
+use crate::convo::{Convo, ConvoInner};
+use crate::error::{js_error, to_js};
+use crate::http;
+use crate::log::Logger;
+use crate::tokens::TokenSource;
+
+/// Options of `new ValetClient(...)`.
+#[derive(Deserialize, tsify::Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct ValetClientOptions {
+    /// The agent's id.
+    pub agent_id: String,
+    /// Returns a JWT minted by your backend (a string, or a Promise of one).
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    #[tsify(type = "() => Promise<string> | string")]
+    pub fetch_jwt: JsValue,
+    /// API base URL (default `https://api.valet.red`).
+    #[tsify(optional)]
+    pub base_url: Option<String>,
+    /// Log `[valet-sdk]` lines to the console (tokens are never logged).
+    #[tsify(optional)]
+    pub debug: Option<bool>,
+    /// Cap on one `fetchJwt` call (default 10000 ms).
+    #[tsify(optional)]
+    pub fetch_jwt_timeout_ms: Option<f64>,
+    /// Drop streams while the page is hidden (default true).
+    #[tsify(optional)]
+    pub pause_on_hidden: Option<bool>,
+    /// `"fetch"` (default) or `"eventsource"`.
+    #[tsify(optional, type = "\"fetch\" | \"eventsource\"")]
+    pub transport: Option<String>,
+    /// A stream silent this long is replaced (default 45000 ms).
+    #[tsify(optional)]
+    pub stall_timeout_ms: Option<f64>,
+}
+
+/// Options of `openConvo`.
+#[derive(Deserialize, tsify::Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenConvoOptions {
+    /// The convo to open (from `startSession` or `listConvos`).
+    pub convo_id: String,
+}
+
+/// What `startSession` resolves to.
+#[derive(Serialize, tsify::Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct StartSessionResult {
+    /// The new convo.
+    pub convo_id: String,
+    /// What may be attached.
+    pub attachment_policy: AttachmentPolicy,
+    /// Whether the user is locked out.
+    pub lockout: LockoutSnapshot,
+}
+
+/// What every convo of a client shares.
+pub struct ClientShared {
+    pub(crate) config: ClientConfig,
+    pub(crate) tokens: Rc<TokenSource>,
+    pub(crate) log: Logger,
+    pub(crate) rng: RefCell<Rng>,
+    seeds: Cell<u64>,
+}
+
+impl ClientShared {
+    pub(crate) fn seed(&self) -> u64 {
+        let s = self.seeds.get().wrapping_add(1);
+        self.seeds.set(s);
+        self.rng.borrow_mut().next_u64() ^ s
+    }
+
+    pub(crate) fn uuid(&self) -> String {
+        self.rng.borrow_mut().uuid_v4()
+    }
+
+    /// A REST call with token refresh on 401 and backoff on transient failures.
+    async fn request(&self, what: &'static str, method: &str, url: &str) -> Result<String, ClientError> {
+        let mut policy = SendPolicy::new(what);
+        let mut reject = None;
+        loop {
+            let token = self.tokens.get(reject.take()).await?;
+            let outcome = match http::send_read(method, url, Some(&token), http::Body::Empty, None).await {
+                Ok(r) if (200..300).contains(&r.status) => return Ok(r.body),
+                Ok(r) => SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body },
+                Err(m) => SendOutcome::Network(m),
+            };
+            match policy.next(outcome, &mut self.rng.borrow_mut()) {
+                SendStep::Done => return Ok(String::new()),
+                SendStep::Retry { delay_ms, refresh_token } => {
+                    if refresh_token {
+                        reject = Some(token);
+                    }
+                    gloo_timers::future::TimeoutFuture::new(delay_ms as u32).await;
+                }
+                SendStep::Fail(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn opt_string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+    let v = get(obj, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a string")))
+}
+
+fn opt_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
+    let v = get(obj, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_bool().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a boolean")))
+}
+
+fn opt_number(obj: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
+    let v = get(obj, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_f64().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a number")))
+}
+
+fn to_js_value<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| js_error(ErrorCode::Protocol, e.to_string()))
+}
+
+/// The entry point: `new ValetClient({ agentId, fetchJwt, ... })`.
+#[wasm_bindgen]
+pub struct ValetClient {
+    shared: Rc<ClientShared>,
+}
+
+#[wasm_bindgen]
+impl ValetClient {
+    /// Validates the options (throws a `ValetError` with code
+    /// `invalid_argument` naming the option at fault).
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: Ts<ValetClientOptions>) -> Result<ValetClient, JsValue> {
+        let options: JsValue = options.into();
+        if !options.is_object() {
+            return Err(js_error(ErrorCode::InvalidArgument, "new ValetClient(options): options must be an object"));
+        }
+        let fetch_jwt = get(&options, "fetchJwt");
+        let raw = RawOptions {
+            agent_id: opt_string(&options, "agentId")?,
+            has_fetch_jwt: fetch_jwt.is_function(),
+            base_url: opt_string(&options, "baseUrl")?,
+            fetch_jwt_timeout_ms: opt_number(&options, "fetchJwtTimeoutMs")?,
+            debug: opt_bool(&options, "debug")?,
+            pause_on_hidden: opt_bool(&options, "pauseOnHidden")?,
+            transport: opt_string(&options, "transport")?,
+            stall_timeout_ms: opt_number(&options, "stallTimeoutMs")?,
+        };
+        let config = ClientConfig::from_raw(raw).map_err(|m| js_error(ErrorCode::InvalidArgument, m))?;
+        let log = Logger { enabled: config.debug };
+        let tokens = TokenSource::new(fetch_jwt.into(), config.fetch_jwt_timeout_ms, log);
+        let seed = (js_sys::Math::random() * (u64::MAX as f64)) as u64 ^ (js_sys::Date::now() as u64);
+        log.log(&format!("client for agent {} at {}", config.agent_id, config.base_url));
+        Ok(ValetClient {
+            shared: Rc::new(ClientShared { config, tokens, log, rng: RefCell::new(Rng::new(seed)), seeds: Cell::new(0) }),
+        })
+    }
+
+    /// Starts a new convo with the agent.
+    #[wasm_bindgen(js_name = startSession, unchecked_return_type = "Promise<StartSessionResult>")]
+    pub fn start_session(&self) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let body = shared.request("startSession", "POST", &shared.config.sessions_url()).await.map_err(|e| to_js(&e))?;
+            let s: SessionResponse = serde_json::from_str(&body)
+                .map_err(|e| to_js(&ClientError::new(ErrorCode::Protocol, format!("malformed session answer: {e}"))))?;
+            to_js_value(&StartSessionResult {
+                convo_id: s.convo_id,
+                attachment_policy: s.attachment_policy.unwrap_or_default(),
+                lockout: s.lockout.unwrap_or_default(),
+            })
+        })
+    }
+
+    /// The user's convos with the agent, newest first.
+    #[wasm_bindgen(js_name = listConvos, unchecked_return_type = "Promise<ConvoSummary[]>")]
+    pub fn list_convos(&self) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let body = shared.request("listConvos", "GET", &shared.config.convos_url()).await.map_err(|e| to_js(&e))?;
+            let list: ConvoList = serde_json::from_str(&body)
+                .map_err(|e| to_js(&ClientError::new(ErrorCode::Protocol, format!("malformed convo list: {e}"))))?;
+            to_js_value(&list.agent_convos)
+        })
+    }
+
+    /// Opens a convo: gets a token first (so auth problems reject here), then
+    /// streams its events. Subscribe with `convo.on(...)`.
+    #[wasm_bindgen(js_name = openConvo, unchecked_return_type = "Promise<Convo>")]
+    pub fn open_convo(&self, options: Ts<OpenConvoOptions>) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        let options: JsValue = options.into();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let convo_id = if options.is_object() { opt_string(&options, "convoId")? } else { None };
+            let convo_id = convo_id
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "openConvo({ convoId }): convoId is required"))?;
+            shared.tokens.get(None).await.map_err(|e| to_js(&e))?;
+            let inner = ConvoInner::open(shared, convo_id);
+            Ok(Convo::start(inner).into())
+        })
+    }
+}

@@ -1,0 +1,161 @@
+//! The two stream transports, as handles that clean up on drop.
+//!
+//! - `fetch` (default): `Authorization` header; the response's status and
+//!   `Retry-After` reach the core; bytes are fed as they arrive.
+//! - `EventSource`: trades the token for a single-use ticket (EXTENSION) so
+//!   the token never goes in a URL; the browser parses frames. It can not
+//!   see an HTTP status, so failures after the ticket are plain failures.
+//!
+//! Dropping a handle aborts the fetch (or closes the EventSource and removes
+//! its listeners): a closed or replaced stream leaves nothing behind.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use gloo_events::EventListener;
+use valet_core::convo::Input;
+use valet_core::sse::SseEvent;
+use valet_core::wire::{StreamTicket, KNOWN_FRAME_TYPES};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, EventSource, MessageEvent, ReadableStreamDefaultReader};
+
+use crate::convo::{feed, ConvoInner};
+use crate::http;
+
+/// A live stream.
+pub enum StreamHandle {
+    /// A fetch in flight.
+    Fetch(AbortController),
+    /// An EventSource (created once its ticket arrives).
+    EventSource(Rc<EsState>),
+}
+
+/// The parts of an EventSource stream.
+pub struct EsState {
+    ticket_abort: AbortController,
+    source: RefCell<Option<EventSource>>,
+    listeners: RefCell<Vec<EventListener>>,
+    dropped: Cell<bool>,
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        match self {
+            StreamHandle::Fetch(c) => c.abort(),
+            StreamHandle::EventSource(s) => {
+                s.dropped.set(true);
+                s.ticket_abort.abort();
+                s.listeners.borrow_mut().clear();
+                if let Some(es) = s.source.borrow_mut().take() {
+                    es.close();
+                }
+            }
+        }
+    }
+}
+
+/// Opens the stream over fetch.
+pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: String, last_event_id: Option<String>) -> StreamHandle {
+    let controller = AbortController::new().expect("AbortController");
+    let signal = controller.signal();
+    wasm_bindgen_futures::spawn_local(async move {
+        let mut headers = vec![("accept", "text/event-stream")];
+        if let Some(id) = &last_event_id {
+            headers.push(("last-event-id", id.as_str()));
+        }
+        let response = match http::send("GET", &url, Some(&token), &headers, http::Body::Empty, Some(&signal)).await {
+            Ok(r) => r,
+            Err(message) => return feed(&sink, Input::StreamFailed { attempt, message }),
+        };
+        let status = response.status();
+        let is_sse = response
+            .headers()
+            .get("content-type")
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
+        if status != 200 || !is_sse {
+            let retry_after = response.headers().get("retry-after").ok().flatten();
+            let body = http::text(&response).await;
+            return feed(&sink, Input::StreamRefused { attempt, status, retry_after, body });
+        }
+        feed(&sink, Input::StreamOpened { attempt });
+        let Some(body) = response.body() else {
+            return feed(&sink, Input::StreamEnded { attempt });
+        };
+        let reader: ReadableStreamDefaultReader = match body.get_reader().dyn_into() {
+            Ok(r) => r,
+            Err(_) => return feed(&sink, Input::StreamFailed { attempt, message: "no stream reader".into() }),
+        };
+        loop {
+            let chunk = match JsFuture::from(reader.read()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let message = e.as_string().unwrap_or_else(|| "stream read failed".into());
+                    return feed(&sink, Input::StreamFailed { attempt, message });
+                }
+            };
+            let result: web_sys::ReadableStreamReadResult = chunk.unchecked_into();
+            if result.get_done().unwrap_or(false) {
+                return feed(&sink, Input::StreamEnded { attempt });
+            }
+            let bytes = js_sys::Uint8Array::new(&result.get_value()).to_vec();
+            if sink.upgrade().is_none() {
+                return;
+            }
+            feed(&sink, Input::StreamBytes { attempt, bytes });
+        }
+    });
+    StreamHandle::Fetch(controller)
+}
+
+/// Opens the stream over EventSource with a ticket.
+pub fn open_eventsource(sink: Weak<ConvoInner>, attempt: u64, ticket_url: String, events_url: impl Fn(&str) -> String + 'static, token: String) -> StreamHandle {
+    let state = Rc::new(EsState {
+        ticket_abort: AbortController::new().expect("AbortController"),
+        source: RefCell::new(None),
+        listeners: RefCell::new(Vec::new()),
+        dropped: Cell::new(false),
+    });
+    let st = state.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let signal = st.ticket_abort.signal();
+        let reply = match http::send_read("POST", &ticket_url, Some(&token), http::Body::Empty, Some(&signal)).await {
+            Ok(r) => r,
+            Err(message) => return feed(&sink, Input::StreamFailed { attempt, message }),
+        };
+        if !(200..300).contains(&reply.status) {
+            return feed(&sink, Input::StreamRefused { attempt, status: reply.status, retry_after: reply.retry_after, body: reply.body });
+        }
+        let ticket = match serde_json::from_str::<StreamTicket>(&reply.body) {
+            Ok(t) => t.ticket,
+            Err(e) => return feed(&sink, Input::StreamFailed { attempt, message: format!("malformed stream ticket: {e}") }),
+        };
+        if st.dropped.get() {
+            return;
+        }
+        let es = match EventSource::new(&events_url(&ticket)) {
+            Ok(es) => es,
+            Err(_) => return feed(&sink, Input::StreamFailed { attempt, message: "EventSource refused the URL".into() }),
+        };
+        let mut listeners = Vec::new();
+        let s = sink.clone();
+        listeners.push(EventListener::new(&es, "open", move |_| feed(&s, Input::StreamOpened { attempt })));
+        for name in KNOWN_FRAME_TYPES {
+            let s = sink.clone();
+            listeners.push(EventListener::new(&es, name, move |e| {
+                // `error` is both a frame name and the EventSource failure event.
+                let Some(m) = e.dyn_ref::<MessageEvent>() else {
+                    return feed(&s, Input::StreamFailed { attempt, message: "EventSource error".into() });
+                };
+                let data = m.data().as_string().unwrap_or_default();
+                let event = SseEvent { event: name.to_owned(), data, id: m.last_event_id() };
+                feed(&s, Input::StreamEvent { attempt, event });
+            }));
+        }
+        *st.listeners.borrow_mut() = listeners;
+        *st.source.borrow_mut() = Some(es);
+    });
+    StreamHandle::EventSource(state)
+}

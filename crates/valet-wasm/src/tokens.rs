@@ -1,0 +1,144 @@
+//! The client's token source: carries out `valet_core::token::TokenManager`.
+//!
+//! It calls the app's `fetchJwt()` (capped by `fetchJwtTimeoutMs`), hands
+//! the result to every waiter of the single flight, and keeps a refresh
+//! timer ahead of expiry while any convo is open.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use futures_channel::oneshot;
+use futures_util::future::{select, Either};
+use gloo_timers::callback::Timeout;
+use gloo_timers::future::TimeoutFuture;
+use valet_core::error::{ClientError, ErrorCode};
+use valet_core::token::{FetchFailure, TokenManager, TokenStep};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::log::Logger;
+
+type Waiter = oneshot::Sender<Result<String, ClientError>>;
+
+/// Shared by every convo of a client.
+pub struct TokenSource {
+    manager: RefCell<TokenManager>,
+    fetch_jwt: js_sys::Function,
+    timeout_ms: u64,
+    waiters: RefCell<Vec<Waiter>>,
+    refresh: RefCell<Option<Timeout>>,
+    active: Cell<u32>,
+    log: Logger,
+    this: Weak<TokenSource>,
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+fn describe(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "rejected".to_owned())
+}
+
+impl TokenSource {
+    /// A source over the app's `fetchJwt`.
+    pub fn new(fetch_jwt: js_sys::Function, timeout_ms: u64, log: Logger) -> Rc<TokenSource> {
+        Rc::new_cyclic(|this| TokenSource {
+            manager: RefCell::new(TokenManager::new()),
+            fetch_jwt,
+            timeout_ms,
+            waiters: RefCell::new(Vec::new()),
+            refresh: RefCell::new(None),
+            active: Cell::new(0),
+            log,
+            this: this.clone(),
+        })
+    }
+
+    /// A token (cached, or fetched once for all concurrent callers). With
+    /// `reject`, the server refused that token: it is never returned again.
+    pub async fn get(&self, reject: Option<String>) -> Result<String, ClientError> {
+        let step = self.manager.borrow_mut().request(now_ms(), reject.as_deref());
+        match step {
+            TokenStep::Use(t) => Ok(t),
+            TokenStep::Fetch => {
+                let rx = self.wait();
+                self.spawn_fetch();
+                rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
+            }
+            TokenStep::Wait => {
+                let rx = self.wait();
+                rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
+            }
+        }
+    }
+
+    fn wait(&self) -> oneshot::Receiver<Result<String, ClientError>> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().push(tx);
+        rx
+    }
+
+    /// A convo opened (`+1`) or closed (`-1`): refresh ahead only while any is open.
+    pub fn set_active(&self, delta: i32) {
+        let n = (self.active.get() as i32 + delta).max(0) as u32;
+        self.active.set(n);
+        if n == 0 {
+            self.refresh.borrow_mut().take();
+        } else {
+            self.arm_refresh();
+        }
+    }
+
+    fn arm_refresh(&self) {
+        if self.active.get() == 0 || self.refresh.borrow().is_some() {
+            return;
+        }
+        let Some(due) = self.manager.borrow().refresh_due_at() else { return };
+        let delay = due.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
+        let this = self.this.clone();
+        *self.refresh.borrow_mut() = Some(Timeout::new(delay, move || {
+            if let Some(s) = this.upgrade() {
+                s.refresh.borrow_mut().take();
+                if s.manager.borrow_mut().begin_refresh() {
+                    s.log.log("refreshing the token ahead of expiry");
+                    s.spawn_fetch();
+                }
+            }
+        }));
+    }
+
+    fn spawn_fetch(&self) {
+        let Some(this) = self.this.upgrade() else { return };
+        wasm_bindgen_futures::spawn_local(async move {
+            let raw = this.call_fetch_jwt().await;
+            let result = this.manager.borrow_mut().fetched(now_ms(), raw);
+            match &result {
+                Ok(_) => this.log.log("got a token from fetchJwt"),
+                Err(e) => this.log.log(&format!("fetchJwt: {}", e.message)),
+            }
+            this.refresh.borrow_mut().take();
+            this.arm_refresh();
+            let waiters = std::mem::take(&mut *this.waiters.borrow_mut());
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        });
+    }
+
+    async fn call_fetch_jwt(&self) -> Result<String, FetchFailure> {
+        let value = self.fetch_jwt.call0(&JsValue::UNDEFINED).map_err(|e| FetchFailure::Threw(describe(&e)))?;
+        let promise = js_sys::Promise::resolve(&value);
+        let fetch = JsFuture::from(promise);
+        let timeout = TimeoutFuture::new(self.timeout_ms.min(i32::MAX as u64) as u32);
+        match select(fetch, timeout).await {
+            Either::Left((Ok(v), _)) => v.as_string().ok_or(FetchFailure::NotAString),
+            Either::Left((Err(e), _)) => Err(FetchFailure::Threw(describe(&e))),
+            Either::Right(_) => Err(FetchFailure::TimedOut(self.timeout_ms)),
+        }
+    }
+}
