@@ -76,3 +76,324 @@ test("the seed quickstart runs verbatim: reply once, typing, turn_done, and clos
   assert.equal(s.live_streams_by_appuser[sourceKey], undefined);
   await page.close();
 });
+
+/** Opens a recorded convo in a fresh page; returns { page, convoId, sourceKey }. */
+async function opened(name, { clientOptions = {}, jwt = {} } = {}) {
+  const page = await sdkPage();
+  const sourceKey = user(name);
+  const convoId = await page.evaluate(
+    (args) => window.h.openRecorded(args),
+    { base: server.base, agentId: AGENT, sourceKey, clientOptions, jwt },
+  );
+  return { page, convoId, sourceKey };
+}
+
+const rec = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.t.rec)));
+const texts = async (page) => (await rec(page)).message.map((m) => m.message.content);
+const waitIn = (page, js, what) => page.evaluate(([js, what]) => window.h.until(() => (0, eval)(js), what), [js, what]);
+const send = (page, text) => page.evaluate((text) => window.t.convo.send(text), text);
+const closeAll = (page) => page.evaluate(() => window.t.convo.close()).then(() => page.close());
+
+/** Sends `n` messages from the server side (an injected human agent), to test delivery. */
+async function inject(convoId, texts) {
+  for (const content of texts) await server.admin(`/convos/${convoId}/messages`, { content, from: "human_agent" });
+}
+
+test("graceful `closed`: reconnects at once, reconciles, nothing lost or doubled", async () => {
+  const { page, convoId, sourceKey } = await opened("graceful");
+  await inject(convoId, ["a", "b"]);
+  await waitIn(page, "window.t.rec.message.length === 2", "a, b");
+  const opened0 = (await server.stats()).streams_opened_total;
+  await server.admin("/streams/end", { convo_id: convoId, reason: "server_cap" });
+  await inject(convoId, ["c", "d"]); // sent while the client is between streams
+  await waitIn(page, "window.t.rec.ready.length === 1", "a second ready");
+  await waitIn(page, "window.t.rec.message.length >= 4", "c, d");
+  await inject(convoId, ["e"]);
+  await waitIn(page, "window.t.rec.message.length >= 5", "e");
+  await page.waitForTimeout(300);
+  assert.deepEqual(await texts(page), ["a", "b", "c", "d", "e"]);
+  const r = await rec(page);
+  assert.deepEqual(r.closed.map((c) => c.reason), ["server_cap"]);
+  const s = await server.stats();
+  assert.equal(s.streams_opened_total - opened0 >= 1, true);
+  assert.equal(s.live_streams_by_appuser[sourceKey], 1, "exactly one stream after the reconnect");
+  await closeAll(page);
+});
+
+test("a stream dropped without `closed` backs off and recovers every message", async () => {
+  const { page, convoId } = await opened("dropped");
+  await server.admin("/streams/drop", { convo_id: convoId });
+  await inject(convoId, ["during the gap"]);
+  await waitIn(page, "window.t.rec.ready.length === 1", "reconnect");
+  await waitIn(page, "window.t.rec.message.length === 1", "the gap message");
+  const r = await rec(page);
+  const reconnecting = r.status.filter((s) => s.status === "reconnecting" && s.retry_in_ms !== undefined);
+  assert.ok(reconnecting.length >= 1, "a backoff was scheduled");
+  assert.ok(r.closed.length === 0, "no closed frame was seen");
+  assert.equal(r.message[0].from_reconcile, true, "recovered by the reconcile");
+  await closeAll(page);
+});
+
+test("429 on the stream waits the server's Retry-After", async () => {
+  const { page, convoId } = await opened("retry-after");
+  await server.admin("/faults", { route: "events", status: 429, retry_after: 2, count: 1, body: { code: "too_many_streams" } });
+  const before = (await server.stats()).requests.events;
+  await server.admin("/streams/end", { convo_id: convoId, reason: "shutdown" });
+  await waitIn(page, "window.t.rec.ready.length === 1", "reconnect after the wait");
+  const r = await rec(page);
+  const waits = r.status.filter((s) => s.status === "reconnecting" && s.retry_in_ms !== undefined).map((s) => s.retry_in_ms);
+  assert.ok(waits.some((ms) => ms >= 2000 && ms <= 2600), `waited Retry-After: ${waits}`);
+  const after = (await server.stats()).requests.events;
+  assert.equal(after - before, 2, "one refused attempt, one successful: no retry storm");
+  assert.equal(r.error.length, 0, "a 429 is not an error the app must handle");
+  await closeAll(page);
+});
+
+test("401 on the stream: the token is refreshed and the new one is used", async () => {
+  const { page, convoId } = await opened("unauthorized");
+  const calls0 = await page.evaluate(() => window.t.calls.count);
+  await server.admin("/faults", { route: "events", status: 401, count: 1 });
+  await server.admin("/streams/end", { convo_id: convoId, reason: "server_cap" });
+  await waitIn(page, "window.t.rec.ready.length === 1", "reconnect after 401");
+  const calls = await page.evaluate(() => window.t.calls);
+  assert.equal(calls.count, calls0 + 1, "fetchJwt was called once more");
+  assert.notEqual(calls.tokens.at(-1), calls.tokens.at(-2), "a new token");
+  await inject(convoId, ["after refresh"]);
+  await waitIn(page, "window.t.rec.message.length === 1", "delivery on the new stream");
+  await closeAll(page);
+});
+
+test("404: openConvo rejects with an error the app can branch on, and nothing retries", async () => {
+  const page = await sdkPage();
+  const sourceKey = user("not-found");
+  const requests = [];
+  const error = await page.evaluate(async ({ base, AGENT, sourceKey }) => {
+    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
+    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base });
+    try {
+      await client.openConvo({ convoId: "00000000-0000-0000-0000-000000000000" });
+      return "resolved";
+    } catch (e) {
+      return { name: e.name, code: e.code, status: e.status, body: e.body };
+    }
+  }, { base: server.base, AGENT, sourceKey });
+  assert.deepEqual(error, { name: "ValetError", code: "http", status: 404, body: { code: "convo_not_found", message: "no such convo" } });
+  page.on("request", (r) => requests.push(r.url()));
+  await page.waitForTimeout(1500);
+  assert.deepEqual(requests, [], "no retry loop");
+  await page.close();
+});
+
+test("a stalled stream is detected from missing pings and replaced", async () => {
+  const { page, convoId } = await opened("stalled", { clientOptions: { stallTimeoutMs: 1500 } });
+  await server.admin("/streams/stall", { convo_id: convoId });
+  await inject(convoId, ["sent into the stall"]);
+  await waitIn(page, "window.t.rec.ready.length === 1", "a new stream after the stall");
+  await waitIn(page, "window.t.rec.message.length === 1", "the message");
+  await page.waitForTimeout(300);
+  assert.deepEqual(await texts(page), ["sent into the stall"]);
+  await server.waitStats("the stalled stream to be released", (s) => s.live_streams_by_convo[convoId] === 1);
+  await closeAll(page);
+});
+
+test("a malformed frame is reported and the stream goes on; a duplicated frame is delivered once", async () => {
+  const { page, convoId } = await opened("malformed");
+  await server.admin("/streams/malformed", { convo_id: convoId });
+  await waitIn(page, "window.t.rec.error.length === 1", "a protocol error");
+  await server.admin("/streams/duplicate", { convo_id: convoId });
+  await inject(convoId, ["once"]);
+  await waitIn(page, "window.t.rec.message.length >= 1", "the message");
+  await page.waitForTimeout(300);
+  const r = await rec(page);
+  assert.equal(r.error[0].phase, "stream");
+  assert.equal(r.error[0].error.code, "protocol");
+  assert.deepEqual(r.message.map((m) => m.message.content), ["once"]);
+  assert.equal(r.ready.length, 0, "the stream was not dropped (no reconnect)");
+  await closeAll(page);
+});
+
+test("history on open arrives once, in order, marked from_reconcile; live messages follow", async () => {
+  const page = await sdkPage();
+  const sourceKey = user("history");
+  const { token } = await server.jwt(sourceKey);
+  const { convo_id: convoId } = await (await fetch(`${server.base}/api/v2/sessions`, { method: "POST", headers: { authorization: `Bearer ${token}` } })).json();
+  await inject(convoId, ["h1", "h2", "h3"]);
+  const got = await page.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
+    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
+    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base });
+    const convo = await client.openConvo({ convoId });
+    const rec = window.h.record(convo);
+    window.t = { convo, rec };
+    await window.h.until(() => rec.message.length === 3, "history");
+    return rec.message.map((m) => [m.message.content, m.from_reconcile]);
+  }, { base: server.base, AGENT, sourceKey, convoId });
+  assert.deepEqual(got, [["h1", true], ["h2", true], ["h3", true]]);
+  await inject(convoId, ["live"]);
+  await waitIn(page, "window.t.rec.message.length === 4", "live");
+  const last = (await rec(page)).message[3];
+  assert.deepEqual([last.message.content, last.from_reconcile], ["live", false]);
+  await closeAll(page);
+});
+
+test("pause drops the stream; resume reconnects and delivers what came meanwhile, once", async () => {
+  const { page, convoId, sourceKey } = await opened("pause");
+  await page.evaluate(() => window.t.convo.pause());
+  await server.waitStats("the stream to end", (s) => !s.live_streams_by_appuser[sourceKey]);
+  await inject(convoId, ["while paused"]);
+  await page.waitForTimeout(500);
+  assert.deepEqual(await texts(page), [], "nothing while paused");
+  await page.evaluate(() => window.t.convo.resume());
+  await waitIn(page, "window.t.rec.message.length === 1", "the message after resume");
+  assert.equal((await server.stats()).live_streams_by_appuser[sourceKey], 1);
+  await closeAll(page);
+});
+
+test("pause and resume during a backoff, then close: one stream, then none (no zombie)", async () => {
+  const { page, convoId, sourceKey } = await opened("zombie");
+  await server.admin("/faults", { route: "events", status: 503, count: 3 });
+  await server.admin("/streams/drop", { convo_id: convoId });
+  await waitIn(page, "window.t.rec.status.some((s) => s.status === 'reconnecting' && s.retry_in_ms !== undefined)", "a backoff");
+  await page.evaluate(() => { window.t.convo.pause(); window.t.convo.resume(); window.t.convo.pause(); window.t.convo.resume(); });
+  await waitIn(page, "window.t.rec.ready.length === 1", "connected again");
+  await page.waitForTimeout(500);
+  assert.equal((await server.stats()).live_streams_by_appuser[sourceKey], 1, "exactly one stream");
+  await page.evaluate(() => window.t.convo.close());
+  await server.waitStats("no stream", (s) => !s.live_streams_by_appuser[sourceKey]);
+  await inject(convoId, ["after close"]);
+  await page.waitForTimeout(1000);
+  assert.equal((await server.stats()).live_streams_by_appuser[sourceKey], undefined, "nothing came back");
+  assert.deepEqual(await texts(page), [], "no handler ran after close()");
+  await page.close();
+});
+
+test("a handler that throws does not stop the others", async () => {
+  const { page, convoId } = await opened("throwing");
+  await page.evaluate(() => {
+    window.seen = [];
+    window.t.convo.on("message", () => { throw new Error("app bug"); });
+    window.t.convo.on("message", ({ message }) => window.seen.push(message.content));
+  });
+  await inject(convoId, ["x", "y"]);
+  await waitIn(page, "window.seen.length === 2", "both messages to the second handler");
+  assert.deepEqual(await page.evaluate(() => window.seen), ["x", "y"]);
+  // unsubscribe works
+  await page.evaluate(() => { const off = window.t.convo.on("message", () => window.seen.push("extra")); off(); off(); });
+  await inject(convoId, ["z"]);
+  await waitIn(page, "window.seen.length === 3", "z");
+  assert.deepEqual(await page.evaluate(() => window.seen), ["x", "y", "z"]);
+  await closeAll(page);
+});
+
+test("send errors carry a code: rate_limited with retryAfterSeconds, closed, invalid_argument", async () => {
+  const { page, convoId } = await opened("send-errors");
+  await server.admin("/faults", { route: "stream_message", status: 429, retry_after: 30, body: { status: "rate_limited", convo_id: convoId, state: "open", retry_after_seconds: 12 } });
+  const errors = await page.evaluate(async () => {
+    const out = [];
+    const grab = async (p) => { try { await p; out.push("resolved"); } catch (e) { out.push({ name: e.name, code: e.code, status: e.status, retryAfterSeconds: e.retryAfterSeconds, message: e.message }); } };
+    await grab(window.t.convo.send("too fast"));
+    await grab(window.t.convo.send(""));
+    await grab(window.t.convo.send(42));
+    try { window.t.convo.on("nope", () => {}); out.push("no throw"); } catch (e) { out.push({ code: e.code, message: e.message }); }
+    window.t.convo.close();
+    await grab(window.t.convo.send("after close"));
+    return out;
+  });
+  assert.deepEqual(
+    { name: errors[0].name, code: errors[0].code, status: errors[0].status, retryAfterSeconds: errors[0].retryAfterSeconds },
+    { name: "ValetError", code: "rate_limited", status: 429, retryAfterSeconds: 12 },
+  );
+  assert.equal(errors[1].code, "invalid_argument");
+  assert.equal(errors[2].code, "invalid_argument");
+  assert.equal(errors[3].code, "invalid_argument");
+  assert.match(errors[3].message, /unknown event "nope"/);
+  assert.equal(errors[4].code, "closed");
+  await page.close();
+});
+
+test("send retries a 503 with the same idempotency key: stored once", async () => {
+  const { page, convoId, sourceKey } = await opened("idempotent");
+  await server.admin("/faults", { route: "stream_message", status: 503, count: 2 });
+  await send(page, "exactly once");
+  await waitIn(page, "window.t.rec.message.length >= 2", "message and reply");
+  const { token } = await server.jwt(sourceKey);
+  const history = await (await fetch(`${server.base}/api/v2/agent_convos/${convoId}`, { headers: { authorization: `Bearer ${token}` } })).json();
+  assert.deepEqual(history.messages.filter((m) => m.from === "appuser").map((m) => m.content), ["exactly once"]);
+  await closeAll(page);
+});
+
+test("send with files uploads first; the message carries them", async () => {
+  const { page } = await opened("files");
+  await page.evaluate(() => window.t.convo.send("see attached", { files: [new File(["hello"], "note.txt", { type: "text/plain" })] }));
+  await waitIn(page, "window.t.rec.message.length === 2", "message and reply");
+  const r = await rec(page);
+  assert.deepEqual(r.message[0].message.files.map((f) => [f.filename, f.byte_size, f.content_type]), [["note.txt", 5, "text/plain"]]);
+  assert.match(r.message[1].message.content, /note\.txt/);
+  await closeAll(page);
+});
+
+test("the EventSource transport: same behaviour, and the token never appears in a URL", async () => {
+  const page = await sdkPage();
+  const urls = [];
+  page.on("request", (r) => urls.push(r.url()));
+  const sourceKey = user("eventsource");
+  const convoId = await page.evaluate(
+    (args) => window.h.openRecorded(args),
+    { base: server.base, agentId: AGENT, sourceKey, clientOptions: { transport: "eventsource" } },
+  );
+  await send(page, "over EventSource");
+  await waitIn(page, "window.t.rec.turn_done.length === 1", "turn_done");
+  assert.deepEqual(await texts(page), ["over EventSource", 'You said: "over EventSource"']);
+  await server.admin("/streams/end", { convo_id: convoId, reason: "server_cap" });
+  await waitIn(page, "window.t.rec.ready.length === 1", "reconnect");
+  const tokens = await page.evaluate(() => window.t.calls.tokens);
+  for (const url of urls) for (const t of tokens) assert.ok(!url.includes(t), `token in ${url}`);
+  assert.ok(urls.some((u) => u.includes("/events?ticket=")), "a ticket opened the stream");
+  await closeAll(page);
+  await server.waitStats("stream ended", (s) => !s.live_streams_by_appuser[sourceKey]);
+});
+
+test("bad options and a failing fetchJwt give clear errors", async () => {
+  const page = await sdkPage();
+  const out = await page.evaluate(async ({ base, AGENT }) => {
+    const { ValetClient } = window.sdk;
+    const res = {};
+    const sync = (f) => { try { f(); return "no throw"; } catch (e) { return `${e.code}: ${e.message}`; } };
+    res.noAgent = sync(() => new ValetClient({ fetchJwt: () => "x" }));
+    res.noFetch = sync(() => new ValetClient({ agentId: AGENT }));
+    res.badTransport = sync(() => new ValetClient({ agentId: AGENT, fetchJwt: () => "x", transport: "ws" }));
+    const open = async (mode, extra = {}) => {
+      const { fetchJwt, calls } = window.h.makeFetchJwt(base, "fj", { mode });
+      const c = new ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, fetchJwtTimeoutMs: 300, ...extra });
+      try { await c.openConvo({ convoId: "c" }); return "resolved"; } catch (e) { return `${e.code}: ${e.message}`; }
+    };
+    res.throws = await open("throw");
+    res.hangs = await open("hang");
+    res.junk = await open("junk");
+    res.number = await open("number");
+    return res;
+  }, { base: server.base, AGENT });
+  assert.match(out.noAgent, /^invalid_argument: `agentId` is required/);
+  assert.match(out.noFetch, /^invalid_argument: `fetchJwt` is required/);
+  assert.match(out.badTransport, /^invalid_argument: `transport`/);
+  assert.match(out.throws, /^auth: fetchJwt failed: backend down/);
+  assert.match(out.hangs, /^auth: fetchJwt did not settle within 300 ms/);
+  assert.match(out.junk, /^auth: fetchJwt returned an unusable token/);
+  assert.match(out.number, /^auth: fetchJwt must resolve to a JWT string/);
+  await page.close();
+});
+
+test("debug logs carry the prefix and never a token", async () => {
+  const page = await sdkPage();
+  const logs = [];
+  page.on("console", (m) => logs.push(m.text()));
+  const sourceKey = user("debug");
+  await page.evaluate((args) => window.h.openRecorded(args), { base: server.base, agentId: AGENT, sourceKey, clientOptions: { debug: true } });
+  await server.admin("/faults", { route: "events", status: 401, count: 1 });
+  await server.admin("/streams/end", { source_key: sourceKey, reason: "auth_expiring" });
+  await waitIn(page, "window.t.rec.ready.length === 1", "reconnect");
+  const tokens = await page.evaluate(() => window.t.calls.tokens);
+  const ours = logs.filter((l) => l.startsWith("[valet-sdk]"));
+  assert.ok(ours.length > 3, "debug lines were logged");
+  for (const line of logs) for (const t of tokens) assert.ok(!line.includes(t) && !line.includes(t.split(".")[2]), `token in: ${line}`);
+  await closeAll(page);
+});

@@ -233,6 +233,11 @@ pub enum Action {
     },
     /// A debug log line (never contains a token).
     Log(String),
+    /// Sent once: how the first connection went. `Ok` when the stream is
+    /// live, paused, or retrying after a transient failure; `Err` when the
+    /// convo stopped on an error retrying will not fix (404, 403, 401s).
+    /// `openConvo` resolves or rejects with it.
+    Opened(Result<(), ClientError>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +261,8 @@ pub struct ConvoMachine {
     conn: Conn,
     attempt: u64,
     ever_connected: bool,
+    opened_sent: bool,
+    status: Status,
     user_paused: bool,
     hidden: bool,
     stream_token: Option<String>,
@@ -286,6 +293,8 @@ impl ConvoMachine {
             conn: Conn::Idle,
             attempt: 0,
             ever_connected: false,
+            opened_sent: false,
+            status: Status::Connecting,
             user_paused: false,
             hidden: false,
             stream_token: None,
@@ -313,6 +322,11 @@ impl ConvoMachine {
     /// Whether `close()` happened.
     pub fn is_closed(&self) -> bool {
         self.conn == Conn::Closed
+    }
+
+    /// The connection status last emitted.
+    pub fn status(&self) -> Status {
+        self.status
     }
 
     /// Messages delivered so far.
@@ -415,7 +429,14 @@ impl ConvoMachine {
         self.out.push(Action::Emit { event, payload });
     }
 
+    fn opened(&mut self, result: Result<(), ClientError>) {
+        if !std::mem::replace(&mut self.opened_sent, true) {
+            self.out.push(Action::Opened(result));
+        }
+    }
+
     fn emit_status(&mut self, status: Status, retry_in_ms: Option<u64>) {
+        self.status = status;
         let payload = serde_json::to_string(&ConvoStatusEvent { status, attempt: self.attempt, retry_in_ms }).expect("serializable");
         self.emit(EventName::Status, payload);
     }
@@ -466,6 +487,7 @@ impl ConvoMachine {
         self.out.push(Action::ClearTimer(Timer::Reconnect));
         self.out.push(Action::ClearTimer(Timer::Stall));
         self.emit_status(Status::Paused, None);
+        self.opened(Ok(()));
     }
 
     fn close(&mut self) {
@@ -504,6 +526,7 @@ impl ConvoMachine {
     fn schedule_backoff(&mut self) {
         let d = self.backoff.next_delay(&mut self.rng);
         self.schedule(d);
+        self.opened(Ok(()));
     }
 
     fn schedule_immediate(&mut self) {
@@ -515,6 +538,7 @@ impl ConvoMachine {
         self.close_stream();
         self.conn = Conn::Stopped;
         self.out.push(Action::ClearTimer(Timer::Reconnect));
+        self.opened(Err(error.clone()));
         self.emit_error(error, phase);
         self.emit_status(Status::Stopped, None);
     }
@@ -579,6 +603,7 @@ impl ConvoMachine {
                     None => nominal,
                 };
                 self.schedule(delay);
+                self.opened(Ok(()));
             }
             408 | 500..=599 => self.schedule_backoff(),
             _ => self.stop(error, Phase::Connect),
@@ -619,6 +644,7 @@ impl ConvoMachine {
                 self.auth_failures = 0;
                 self.emit(EventName::Ready, encode_frame(&frame));
                 self.emit_status(Status::Connected, None);
+                self.opened(Ok(()));
                 self.delivery.begin_sync();
                 self.request_reconcile();
             }

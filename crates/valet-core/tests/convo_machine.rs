@@ -608,3 +608,37 @@ fn with_pause_on_hidden_off_visibility_changes_nothing() {
     m.handle(0, Input::Start);
     assert!(m.handle(0, Input::Visibility { hidden: true }).is_empty());
 }
+
+fn opened(out: &[Action]) -> Option<Result<(), String>> {
+    out.iter().find_map(|a| match a {
+        Action::Opened(r) => Some(r.clone().map_err(|e| format!("{:?}", e.code))),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_first_outcome_is_reported_once() {
+    // Live: Ok at `ready`, and only once.
+    let mut h = Harness::new(20);
+    h.connect();
+    assert_eq!(h.log.iter().filter(|a| matches!(a, Action::Opened(_))).count(), 1);
+    assert_eq!(opened(&h.log), Some(Ok(())));
+    // A 404: Err, so openConvo rejects.
+    let mut h = Harness::new(21);
+    let a = stream_token_request(&h.feed(Input::Start)).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+    let out = h.feed(Input::StreamRefused { attempt: a, status: 404, retry_after: None, body: String::new() });
+    assert_eq!(opened(&out), Some(Err("Http".into())));
+    // A 401 is retried with a new token before anything is reported.
+    let mut h = Harness::new(22);
+    let a = stream_token_request(&h.feed(Input::Start)).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+    let out = h.feed(Input::StreamRefused { attempt: a, status: 401, retry_after: None, body: String::new() });
+    assert_eq!(opened(&out), None);
+    // A network failure: Ok (the convo keeps retrying).
+    let mut h = Harness::new(23);
+    let a = stream_token_request(&h.feed(Input::Start)).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+    let out = h.feed(Input::StreamFailed { attempt: a, message: "offline".into() });
+    assert_eq!(opened(&out), Some(Ok(())));
+}

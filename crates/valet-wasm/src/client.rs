@@ -214,7 +214,10 @@ impl ValetClient {
     }
 
     /// Opens a convo: gets a token first (so auth problems reject here), then
-    /// streams its events. Subscribe with `convo.on(...)`.
+    /// opens its stream. Resolves once the stream is live (or paused, or
+    /// retrying after a transient failure); rejects with the error when the
+    /// stream is refused for good (e.g. `http` 404). Subscribe with
+    /// `convo.on(...)`; history arrives as `message` events.
     #[wasm_bindgen(js_name = openConvo, unchecked_return_type = "Promise<Convo>")]
     pub fn open_convo(&self, options: Ts<OpenConvoOptions>) -> js_sys::Promise {
         let shared = self.shared.clone();
@@ -226,7 +229,7 @@ impl ValetClient {
                 .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "openConvo({ convoId }): convoId is required"))?;
             shared.tokens.get(None).await.map_err(|e| to_js(&e))?;
             let inner = ConvoInner::open(shared, convo_id);
-            Ok(Convo::start(inner).into())
+            Ok(Convo::start(inner).await.map_err(|e| to_js(&e))?.into())
         })
     }
 }

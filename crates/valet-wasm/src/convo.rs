@@ -37,6 +37,7 @@ pub struct ConvoInner {
     timers: RefCell<HashMap<Timer, Timeout>>,
     rest_abort: AbortController,
     visibility: RefCell<Option<EventListener>>,
+    opened: RefCell<Option<futures_channel::oneshot::Sender<Result<(), ClientError>>>>,
     this: Weak<ConvoInner>,
 }
 
@@ -71,6 +72,7 @@ impl ConvoInner {
             timers: RefCell::new(HashMap::new()),
             rest_abort: AbortController::new().expect("AbortController"),
             visibility: RefCell::new(None),
+            opened: RefCell::new(None),
             this: this.clone(),
         });
         client.tokens.set_active(1);
@@ -162,6 +164,11 @@ impl ConvoInner {
             }
             Action::Emit { event, payload } => self.emitter.emit(event.as_str(), &payload),
             Action::Log(line) => self.client.log.log(&format!("convo {}: {line}", self.convo_id)),
+            Action::Opened(result) => {
+                if let Some(tx) = self.opened.borrow_mut().take() {
+                    let _ = tx.send(result);
+                }
+            }
         }
     }
 
@@ -257,12 +264,24 @@ pub struct Convo {
 }
 
 impl Convo {
-    pub(crate) fn start(inner: Rc<ConvoInner>) -> Convo {
-        inner.handle(Input::Start);
+    /// Starts the stream; resolves when the machine reports the first
+    /// outcome (live, paused, or retrying), rejects if it stopped (the
+    /// convo is then closed).
+    pub(crate) async fn start(inner: Rc<ConvoInner>) -> Result<Convo, ClientError> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        *inner.opened.borrow_mut() = Some(tx);
         if let Some(true) = page_hidden() {
             inner.handle(Input::Visibility { hidden: true });
         }
-        Convo { inner }
+        inner.handle(Input::Start);
+        let outcome = rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")));
+        match outcome {
+            Ok(()) => Ok(Convo { inner }),
+            Err(e) => {
+                inner.close();
+                Err(e)
+            }
+        }
     }
 }
 
@@ -319,6 +338,16 @@ impl Convo {
     /// Reconnects after `pause()`, or after a stop on an error.
     pub fn resume(&self) {
         self.inner.handle(Input::Start);
+    }
+
+    /// The connection status: `connecting`, `connected`, `reconnecting`,
+    /// `paused`, `stopped` or `closed` (the `status` event announces changes).
+    #[wasm_bindgen(getter, unchecked_return_type = "Status")]
+    pub fn status(&self) -> String {
+        serde_json::to_value(self.inner.machine.borrow().status())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 
     /// Messages delivered so far.

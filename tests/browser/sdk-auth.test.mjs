@@ -1,0 +1,46 @@
+// Token expiry against a server whose auth_expiring lead is 2 s.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ROOT, launchBrowser, startServer, startStatic } from "./harness.mjs";
+
+const AGENT = "00000000-0000-4000-8000-00000000a9e1";
+let server, site, browser;
+
+before(async () => {
+  server = await startServer(["--auth-expiring-lead-ms", "2000", "--ping-interval-ms", "500"]);
+  site = await startStatic({ "/": join(ROOT, "tests/browser/fixtures"), "/wasm/": join(ROOT, "target/wasm/web") });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await site?.close();
+  await server?.stop();
+});
+
+test("auth_expiring forces a fresh token: no reconnect loop on the old one", async () => {
+  const page = await browser.context.newPage();
+  await page.goto(`${site.origin}/sdk.html`);
+  await page.waitForFunction(() => window.sdkReady === true);
+  // 5 s tokens: the server closes each stream 2 s before its token expires.
+  const convoId = await page.evaluate(
+    (args) => window.h.openRecorded(args),
+    { base: server.base, agentId: AGENT, sourceKey: "expiring-user", jwt: { ttl: 5 } },
+  );
+  await page.evaluate(() => window.h.until(() => window.t.rec.closed.length >= 1 && window.t.rec.ready.length >= 1, "a reconnect after auth_expiring", 20000));
+  const r = await page.evaluate(() => ({ closed: window.t.rec.closed, ready: window.t.rec.ready.length, calls: window.t.calls }));
+  assert.equal(r.closed[0].reason, "auth_expiring");
+  assert.ok(r.calls.count >= 2, "fetchJwt was called again");
+  assert.equal(new Set(r.calls.tokens).size, r.calls.tokens.length, "every token was new");
+  // Without a fresh token the server would close again at once: a loop. Count
+  // closes over a short window: each token lives 3 s before its close, so at
+  // most one more close can fit in 1.5 s.
+  const closes0 = r.closed.length;
+  await page.waitForTimeout(1500);
+  const closes1 = await page.evaluate(() => window.t.rec.closed.length);
+  assert.ok(closes1 - closes0 <= 1, `no reconnect loop: ${closes1 - closes0} closes in 1.5 s`);
+  await page.evaluate(() => window.t.convo.close());
+  await page.close();
+  assert.ok(convoId);
+});
