@@ -11,7 +11,7 @@ WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
 
 .PHONY: all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
-        build server wasm test test-rust test-browser demo clean
+        build server wasm pkg demo-site size test test-rust test-types test-browser demo clean
 
 all: test
 
@@ -50,22 +50,44 @@ wasm: setup-rust setup-wasm-bindgen
 	wasm-bindgen --target web --out-dir $(WASM_OUT)/web target/$(WASM_TARGET)/release/valet_wasm.wasm
 	wasm-bindgen --target bundler --out-dir $(WASM_OUT)/bundler target/$(WASM_TARGET)/release/valet_wasm.wasm
 
+# The npm package: pkg-template/ plus both builds, version from Cargo.
+pkg: wasm
+	rm -rf pkg && mkdir -p pkg
+	cp -r pkg-template/. pkg/
+	cp -r $(WASM_OUT)/bundler pkg/bundler
+	cp -r $(WASM_OUT)/web/. pkg/web/
+	rm -f pkg/bundler/.gitignore pkg/web/.gitignore
+	node -e 'const f="pkg/package.json",p=JSON.parse(require("fs").readFileSync(f));p.version=process.argv[1];require("fs").writeFileSync(f,JSON.stringify(p,null,2)+"\n")' \
+	  "$$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).packages.find(p=>p.name==="valet-wasm").version))')"
+	@echo "built pkg/ ($$(node -p 'require("./pkg/package.json").name+"@"+require("./pkg/package.json").version'))"
+
 ## ---- test -----------------------------------------------------------------
 test: setup
 	$(MAKE) test-rust
+	$(MAKE) test-types
 	$(MAKE) test-browser
 
 test-rust:
 	cargo test --workspace
 
-test-browser: server wasm setup-npm setup-chromium
+# The seed quickstart type-checks with tsc --strict against the generated typings.
+test-types: pkg setup-npm
+	cd tests && npx tsc -p types/tsconfig.json
+
+test-browser: server wasm demo-site setup-npm setup-chromium
 	cd tests && npm test
 
 ## ---- demo -----------------------------------------------------------------
-demo: setup-rust
+# The demo page and the no-bundler SDK build, served next to the API.
+demo-site: pkg
+	rm -rf target/demo && mkdir -p target/demo
+	cp -r www/. target/demo/
+	cp -r pkg/web target/demo/sdk
+
+demo: setup-rust demo-site
 	cargo build --release -p valet-server
 	@echo "Open the demo at http://$(DEMO_ADDR)/ (Ctrl-C stops the server)"
-	./target/release/valet-server --dev --addr $(DEMO_ADDR) --db target/valet-dev.db --static-dir www
+	./target/release/valet-server --dev --addr $(DEMO_ADDR) --db target/valet-dev.db --static-dir target/demo
 
 clean:
 	cargo clean

@@ -11,7 +11,7 @@ use valet_server::config::{dev, Company, Config};
 /// A local, Valet-v2-compatible API server with an embedded SQLite store,
 /// a built-in dev agent and (in dev mode) fault injection.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_override_self = true)]
 struct Cli {
     /// Dev mode: a dev company and agent, `POST /dev/jwt`, `GET /dev/stats`
     /// and the admin API under `/dev/admin`.

@@ -63,9 +63,12 @@ pub struct OpenConvoOptions {
 pub struct StartSessionResult {
     /// The new convo.
     pub convo_id: String,
-    /// What may be attached.
+    /// What may be attached (every field filled in, defaults when the server
+    /// sent none).
+    #[tsify(type = "Required<AttachmentPolicy>")]
     pub attachment_policy: AttachmentPolicy,
-    /// Whether the user is locked out.
+    /// Whether the user is locked out (every field filled in).
+    #[tsify(type = "Required<LockoutSnapshot>")]
     pub lockout: LockoutSnapshot,
 }
 

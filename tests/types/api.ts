@@ -1,0 +1,45 @@
+// The public surface is typed: events by name, promises, errors. Each
+// `@ts-expect-error` fails the build if the typing it guards goes loose.
+import { ValetClient, type Convo, type ValetError, type ConvoSummary, type StartSessionResult } from "@valet.red/sdk";
+import * as web from "@valet.red/sdk/web";
+
+declare const convo: Convo;
+const valet = new ValetClient({ agentId: "a", fetchJwt: () => "jwt", transport: "eventsource", pauseOnHidden: false });
+
+export async function typed() {
+  const session: StartSessionResult = await valet.startSession();
+  const cid: string = session.convoId;
+  const max: number = session.attachmentPolicy.max_files_per_message;
+  const convos: ConvoSummary[] = await valet.listConvos();
+  const c: Convo = await valet.openConvo({ convoId: cid });
+  const off: () => void = c.on("message", (e) => {
+    const text: string = e.message.content;
+    const fromHistory: boolean = e.from_reconcile;
+    const seq: number | undefined = e.message.seq;
+    void [text, fromHistory, seq];
+  });
+  off();
+  c.on("typing", (e) => { const s: "start" | "stop" | "unknown" = e.state; void s; });
+  c.on("turn_done", (e) => { const r: string = e.reason; void r; });
+  c.on("convo_state", (e) => { const closedText: string | null | undefined = e.closed_user_message; void closedText; });
+  c.on("closed", (e) => { const r: "server_cap" | "shutdown" | "auth_expiring" | "stalled" | "unknown" = e.reason; void r; });
+  c.on("error", ({ error, phase }) => {
+    if (error.code === "rate_limited") { const s: number | undefined = error.retry_after_seconds; void s; }
+    void phase;
+  });
+  c.on("status", (e) => { const st: string = e.status; void st; });
+  await c.send("hi", { files: [new Blob(["x"])] });
+  const status: string = c.status;
+  void [max, convos, status];
+  try { await c.send("x"); } catch (e) { const v = e as ValetError; const code: string = v.code; void code; }
+  // @ts-expect-error: unknown event names do not type-check
+  c.on("nope", () => {});
+  // @ts-expect-error: payloads are typed per event
+  c.on("typing", (e) => { const m: string = e.message; void m; });
+  // @ts-expect-error: agentId is required
+  new ValetClient({ fetchJwt: () => "jwt" });
+  // @ts-expect-error: send takes a string
+  await convo.send(42);
+  const w: typeof ValetClient = web.ValetClient;
+  void w;
+}
