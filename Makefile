@@ -11,7 +11,7 @@ WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
 
 .PHONY: all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
-        build server wasm pkg demo-site size test test-rust test-types test-browser demo clean
+        build server wasm pkg demo-site size bench test test-rust test-types test-browser demo clean
 
 all: test
 
@@ -47,8 +47,8 @@ server:
 
 wasm: setup-rust setup-wasm-bindgen
 	cargo build --release --target $(WASM_TARGET) -p valet-wasm
-	wasm-bindgen --target web --out-dir $(WASM_OUT)/web target/$(WASM_TARGET)/release/valet_wasm.wasm
-	wasm-bindgen --target bundler --out-dir $(WASM_OUT)/bundler target/$(WASM_TARGET)/release/valet_wasm.wasm
+	wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir $(WASM_OUT)/web target/$(WASM_TARGET)/release/valet_wasm.wasm
+	wasm-bindgen --target bundler --remove-name-section --remove-producers-section --out-dir $(WASM_OUT)/bundler target/$(WASM_TARGET)/release/valet_wasm.wasm
 
 # The npm package: pkg-template/ plus both builds, version from Cargo.
 pkg: wasm
@@ -60,6 +60,17 @@ pkg: wasm
 	node -e 'const f="pkg/package.json",p=JSON.parse(require("fs").readFileSync(f));p.version=process.argv[1];require("fs").writeFileSync(f,JSON.stringify(p,null,2)+"\n")' \
 	  "$$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).packages.find(p=>p.name==="valet-wasm").version))')"
 	@echo "built pkg/ ($$(node -p 'require("./pkg/package.json").name+"@"+require("./pkg/package.json").version'))"
+
+# Shipped size of the no-bundler build (a benchmark figure, not a test).
+size: wasm
+	@for f in $(WASM_OUT)/web/valet_wasm_bg.wasm $(WASM_OUT)/web/valet_wasm.js $(WASM_OUT)/web/snippets/*/inline0.js; do \
+	  printf "%-48s %8d bytes  %8d gzipped\n" "$$f" "$$(stat -c %s $$f)" "$$(gzip -9c $$f | wc -c)"; done
+	@printf "%-48s %8s        %8d gzipped\n" "total (wasm + JS glue)" "" \
+	  "$$(cat $(WASM_OUT)/web/valet_wasm_bg.wasm | gzip -9c | wc -c | xargs -I{} sh -c 'echo $$(( {} + $$(gzip -9c $(WASM_OUT)/web/valet_wasm.js | wc -c) + $$(cat $(WASM_OUT)/web/snippets/*/inline0.js | gzip -9c | wc -c) ))')"
+
+## ---- bench ----------------------------------------------------------------
+bench: wasm setup-npm setup-chromium size
+	cd tests && node bench/delivery.mjs
 
 ## ---- test -----------------------------------------------------------------
 test: setup

@@ -97,6 +97,10 @@ export async function startStatic(mounts, host = "127.0.0.1") {
     let file = normalize(join(dir, path.slice(prefix.length)));
     if (!file.startsWith(dir)) return void res.writeHead(403).end();
     try {
+      // Extensionless ESM imports ("./fetch") resolve to ".js", as bundlers do.
+      if (!extname(file)) {
+        try { statSync(file); } catch { file += ".js"; }
+      }
       if (statSync(file).isDirectory()) file = join(file, "index.html");
       const body = readFileSync(file);
       res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });

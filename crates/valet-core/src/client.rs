@@ -64,7 +64,7 @@ fn positive_ms(name: &str, v: Option<f64>, default: u64) -> Result<u64, String> 
     match v {
         None => Ok(default),
         Some(x) if x.is_finite() && x >= 1.0 && x <= 86_400_000.0 => Ok(x as u64),
-        Some(x) => Err(format!("`{name}` must be a number of milliseconds between 1 and 86400000, got {x}")),
+        Some(_) => Err(format!("`{name}` must be a number of milliseconds between 1 and 86400000")),
     }
 }
 

@@ -31,10 +31,10 @@
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
-use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, MessageEvent, Phase, Status};
+use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Phase, Status};
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
-use crate::wire::{decode_frame, encode_frame, ClosedReason, ConvoHistory, ServerFrame};
+use crate::wire::{decode_frame, encode_frame, ClosedReason, RawMessage, ServerFrame};
 
 /// Tunables of a convo machine.
 #[derive(Debug, Clone)]
@@ -272,7 +272,9 @@ pub struct ConvoMachine {
     last_activity_ms: u64,
     ids_seen: bool,
     last_event_id: Option<String>,
-    delivery: Delivery,
+    delivery: Delivery<RawMessage>,
+    /// `{"type":"message","action":"create","agent_id":…,"convo_id":…,"message":`
+    message_prefix: String,
     reconcile_req: u64,
     reconcile_in_flight: bool,
     reconcile_again: bool,
@@ -285,7 +287,13 @@ pub struct ConvoMachine {
 impl ConvoMachine {
     /// A machine (not started) with a random seed for jitter.
     pub fn new(cfg: ConvoConfig, seed: u64) -> Self {
+        let message_prefix = format!(
+            "{{\"type\":\"message\",\"action\":\"create\",\"agent_id\":{},\"convo_id\":{},\"message\":",
+            serde_json::Value::String(cfg.agent_id.clone()),
+            serde_json::Value::String(cfg.convo_id.clone()),
+        );
         ConvoMachine {
+            message_prefix,
             backoff: Backoff::new(cfg.backoff.clone()),
             reconcile_backoff: Backoff::new(cfg.backoff.clone()),
             cfg,
@@ -447,17 +455,15 @@ impl ConvoMachine {
         self.emit(EventName::Error, payload);
     }
 
-    fn emit_delivered(&mut self, delivered: Vec<Delivered>) {
+    /// `message` payloads: the server's message JSON inside our envelope,
+    /// built by concatenation (the message is never decoded and re-encoded).
+    fn emit_delivered(&mut self, delivered: Vec<Delivered<RawMessage>>) {
         for d in delivered {
-            let payload = serde_json::to_string(&MessageEvent {
-                kind: "message",
-                action: "create",
-                agent_id: &self.cfg.agent_id,
-                convo_id: &self.cfg.convo_id,
-                message: &d.message,
-                from_reconcile: d.from_reconcile,
-            })
-            .expect("serializable");
+            let tail = if d.from_reconcile { ",\"from_reconcile\":true}" } else { ",\"from_reconcile\":false}" };
+            let mut payload = String::with_capacity(self.message_prefix.len() + d.message.json.len() + tail.len());
+            payload.push_str(&self.message_prefix);
+            payload.push_str(&d.message.json);
+            payload.push_str(tail);
             self.out.push(Action::Emit { event: EventName::Message, payload });
         }
     }
@@ -626,6 +632,16 @@ impl ConvoMachine {
             self.ids_seen = true;
             self.last_event_id = Some(ev.id.clone());
         }
+        // The hot path: a message frame is read for its id and seq only.
+        if ev.event == "message" {
+            match RawMessage::from_frame(&ev.data) {
+                Some(Ok(message)) => return self.on_live_message(message),
+                Some(Err(e)) => {
+                    return self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream);
+                }
+                None => {} // a frame of another type under the `message` name
+            }
+        }
         let frame = match decode_frame(&ev.event, &ev.data) {
             Ok(Some(f)) => f,
             Ok(None) => {
@@ -649,17 +665,10 @@ impl ConvoMachine {
                 self.request_reconcile();
             }
             ServerFrame::Message { message, .. } => {
-                if message.id.is_empty() {
-                    self.emit_error(ClientError::new(ErrorCode::Protocol, "a message frame without an id"), Phase::Stream);
-                    return;
-                }
-                let outcome = self.delivery.on_live(message);
-                if outcome.duplicate {
-                    self.log("dropped a duplicate message".into());
-                }
-                self.emit_delivered(outcome.deliver);
-                if outcome.needs_reconcile {
-                    self.request_reconcile();
+                // A message frame sent under another event name.
+                match serde_json::to_string(&message).map_err(|e| e.to_string()).and_then(|j| RawMessage::parse(&j)) {
+                    Ok(m) => self.on_live_message(m),
+                    Err(e) => self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
                 }
             }
             ServerFrame::Typing { .. } => self.emit(EventName::Typing, encode_frame(&frame)),
@@ -686,6 +695,17 @@ impl ConvoMachine {
                     ClosedReason::Stalled | ClosedReason::Unknown => self.schedule_backoff(),
                 }
             }
+        }
+    }
+
+    fn on_live_message(&mut self, message: RawMessage) {
+        let outcome = self.delivery.on_live(message);
+        if outcome.duplicate {
+            self.log("dropped a duplicate message".into());
+        }
+        self.emit_delivered(outcome.deliver);
+        if outcome.needs_reconcile {
+            self.request_reconcile();
         }
     }
 
@@ -734,17 +754,17 @@ impl ConvoMachine {
         }
         self.reconcile_in_flight = false;
         match status {
-            200..=299 => match serde_json::from_str::<ConvoHistory>(body) {
+            200..=299 => match RawMessage::parse_history(body) {
                 Ok(history) => {
                     self.reconcile_backoff.reset();
                     self.reconcile_auth_failures = 0;
-                    let delivered = self.delivery.on_reconcile(history.messages);
+                    let delivered = self.delivery.on_reconcile(history);
                     self.emit_delivered(delivered);
                     if std::mem::take(&mut self.reconcile_again) {
                         self.request_reconcile();
                     }
                 }
-                Err(e) => self.reconcile_failed(ClientError::new(ErrorCode::Protocol, format!("malformed history: {e}"))),
+                Err(e) => self.reconcile_failed(ClientError::new(ErrorCode::Protocol, e)),
             },
             401 if self.reconcile_auth_failures + 1 < self.cfg.max_auth_failures => {
                 self.reconcile_auth_failures += 1;

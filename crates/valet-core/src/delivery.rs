@@ -13,46 +13,97 @@
 //!   once when it is the next one, and a gap (seq jumps) holds it and asks
 //!   for a reconcile. Without `seq`, history order is server order, and live
 //!   messages after sync are delivered as they come.
+//! - Ids are hashed with FxHash: they come from the server the client talks
+//!   to, and SipHash's flood resistance is not worth its cost per message.
 //! - Nothing is dropped: a reconcile that fails releases held messages in
 //!   the best order known; a gap the server's history confirms (a seq that
 //!   never existed) is accepted.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use rustc_hash::FxHashSet as HashSet;
 
 use crate::wire::Message;
 
+/// What the buffer needs to know of a message: its id and, with the
+/// extension, its position. (The SDK keeps the message itself as the
+/// server's JSON text; tests use [`Message`].)
+pub trait Keyed {
+    /// The message id.
+    fn id(&self) -> &str;
+    /// Its `seq`, when the server provides one.
+    fn seq(&self) -> Option<u64>;
+}
+
+impl Keyed for Message {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
 /// A message ready for the handlers.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delivered {
+pub struct Delivered<M = Message> {
     /// The message.
-    pub message: Message,
+    pub message: M,
     /// Whether it came from a reconcile fetch rather than the live stream.
     pub from_reconcile: bool,
 }
 
 /// What a live message did.
-#[derive(Debug, Default, PartialEq)]
-pub struct LiveOutcome {
+#[derive(Debug, PartialEq)]
+pub struct LiveOutcome<M = Message> {
     /// Deliver these now, in order.
-    pub deliver: Vec<Delivered>,
+    pub deliver: Vec<Delivered<M>>,
     /// A gap was seen: ask for a reconcile.
     pub needs_reconcile: bool,
     /// The message was a duplicate and was dropped.
     pub duplicate: bool,
 }
 
+impl<M> Default for LiveOutcome<M> {
+    fn default() -> Self {
+        LiveOutcome { deliver: Vec::new(), needs_reconcile: false, duplicate: false }
+    }
+}
+
 /// Dedupe and ordering state for one convo.
-#[derive(Debug, Default)]
-pub struct Delivery {
-    seen: HashSet<String>,
+#[derive(Debug)]
+pub struct Delivery<M = Message> {
+    seen: HashSet<Rc<str>>,
     last_seq: Option<u64>,
-    last_id: Option<String>,
-    held: Vec<Message>,
+    /// The id of the last message in server order (shared with `seen`, so
+    /// keeping it costs no copy per message).
+    last_id: Option<Rc<str>>,
+    /// Held messages with a `seq`, by seq (a gap, or sync in progress).
+    held_seq: BTreeMap<u64, M>,
+    /// Held messages without a `seq`, in arrival order.
+    held_unseq: Vec<M>,
+    held_ids: HashSet<String>,
     syncing: bool,
     synced_once: bool,
 }
 
-impl Delivery {
+impl<M: Keyed> Default for Delivery<M> {
+    fn default() -> Self {
+        Delivery {
+            seen: HashSet::default(),
+            last_seq: None,
+            last_id: None,
+            held_seq: BTreeMap::new(),
+            held_unseq: Vec::new(),
+            held_ids: HashSet::default(),
+            syncing: false,
+            synced_once: false,
+        }
+    }
+}
+
+impl<M: Keyed> Delivery<M> {
     /// Empty state (nothing delivered yet).
     pub fn new() -> Self {
         Self::default()
@@ -80,18 +131,18 @@ impl Delivery {
 
     /// Whether a message id was already delivered (or is held).
     pub fn has_seen(&self, id: &str) -> bool {
-        self.seen.contains(id) || self.held.iter().any(|m| m.id == id)
+        self.seen.contains(id) || self.held_ids.contains(id)
     }
 
     /// A message from the live stream.
-    pub fn on_live(&mut self, message: Message) -> LiveOutcome {
-        if self.has_seen(&message.id) {
+    pub fn on_live(&mut self, message: M) -> LiveOutcome<M> {
+        if self.has_seen(message.id()) {
             return LiveOutcome { duplicate: true, ..Default::default() };
         }
         let mut out = LiveOutcome::default();
         // Once a history has been seen, "nothing delivered" means "at seq 0".
         let last_seq = self.last_seq.or(self.synced_once.then_some(0));
-        match (message.seq, last_seq) {
+        match (message.seq(), last_seq) {
             (Some(seq), Some(last)) if seq == last + 1 => {
                 self.deliver(message, false, &mut out.deliver);
                 self.flush_contiguous(&mut out.deliver);
@@ -111,26 +162,26 @@ impl Delivery {
     }
 
     /// The reconcile fetch answered with (part of) the history. Ends sync.
-    pub fn on_reconcile(&mut self, mut history: Vec<Message>) -> Vec<Delivered> {
+    pub fn on_reconcile(&mut self, mut history: Vec<M>) -> Vec<Delivered<M>> {
         self.syncing = false;
         self.synced_once = true;
-        if history.iter().all(|m| m.seq.is_some()) {
-            history.sort_by_key(|m| m.seq);
+        if history.iter().all(|m| m.seq().is_some()) {
+            history.sort_by_key(|m| m.seq());
         }
-        let held = std::mem::take(&mut self.held);
-        let held_ids: HashSet<&str> = held.iter().map(|m| m.id.as_str()).collect();
-        let mut merged: Vec<(Message, bool)> = Vec::with_capacity(history.len() + held.len());
-        let mut in_history: HashSet<String> = HashSet::new();
+        let held = self.take_held();
+        let held_ids: HashSet<String> = held.iter().map(|m| m.id().to_owned()).collect();
+        let mut merged: Vec<(M, bool)> = Vec::with_capacity(history.len() + held.len());
+        let mut in_history: HashSet<String> = HashSet::default();
         for m in history {
-            if self.seen.contains(&m.id) || !in_history.insert(m.id.clone()) {
+            if self.seen.contains(m.id()) || !in_history.insert(m.id().to_owned()) {
                 continue;
             }
-            let from_reconcile = !held_ids.contains(m.id.as_str());
+            let from_reconcile = !held_ids.contains(m.id());
             merged.push((m, from_reconcile));
         }
-        merged.extend(held.into_iter().filter(|m| !in_history.contains(&m.id)).map(|m| (m, false)));
-        if merged.iter().all(|(m, _)| m.seq.is_some()) {
-            merged.sort_by_key(|(m, _)| m.seq);
+        merged.extend(held.into_iter().filter(|m| !in_history.contains(m.id())).map(|m| (m, false)));
+        if merged.iter().all(|(m, _)| m.seq().is_some()) {
+            merged.sort_by_key(|(m, _)| m.seq());
         }
         let mut out = Vec::with_capacity(merged.len());
         for (m, from_reconcile) in merged {
@@ -144,12 +195,13 @@ impl Delivery {
     /// known) and the contiguous run after the last delivered one. Messages
     /// behind a `seq` gap wait for the next successful reconcile: order is
     /// never traded for speed.
-    pub fn abandon_sync(&mut self) -> Vec<Delivered> {
+    pub fn abandon_sync(&mut self) -> Vec<Delivered<M>> {
         self.syncing = false;
         let mut out = Vec::new();
-        let (release, keep): (Vec<Message>, Vec<Message>) =
-            std::mem::take(&mut self.held).into_iter().partition(|m| m.seq.is_none());
-        self.held = keep;
+        let release = std::mem::take(&mut self.held_unseq);
+        for m in &release {
+            self.held_ids.remove(m.id());
+        }
         for m in release {
             self.deliver(m, false, &mut out);
         }
@@ -162,32 +214,55 @@ impl Delivery {
 
     /// Messages waiting to be placed.
     pub fn held_count(&self) -> usize {
-        self.held.len()
+        self.held_seq.len() + self.held_unseq.len()
     }
 
-    fn hold(&mut self, message: Message) {
-        self.held.push(message);
+    /// Every held message (by seq, then unsequenced), emptying the buffer.
+    fn take_held(&mut self) -> Vec<M> {
+        self.held_ids.clear();
+        let mut all: Vec<M> = std::mem::take(&mut self.held_seq).into_values().collect();
+        all.append(&mut self.held_unseq);
+        all
     }
 
-    fn deliver(&mut self, message: Message, from_reconcile: bool, out: &mut Vec<Delivered>) {
-        if !self.seen.insert(message.id.clone()) {
+    fn hold(&mut self, message: M) {
+        self.held_ids.insert(message.id().to_owned());
+        match message.seq() {
+            Some(seq) => {
+                if let Some(displaced) = self.held_seq.insert(seq, message) {
+                    // Two ids with one seq (a broken server): keep both, never drop.
+                    self.held_unseq.push(displaced);
+                }
+            }
+            None => self.held_unseq.push(message),
+        }
+    }
+
+    fn deliver(&mut self, message: M, from_reconcile: bool, out: &mut Vec<Delivered<M>>) {
+        if self.seen.contains(message.id()) {
             return;
         }
-        if let Some(seq) = message.seq {
+        let id: Rc<str> = Rc::from(message.id());
+        self.seen.insert(id.clone());
+        if let Some(seq) = message.seq() {
             if self.last_seq.is_none_or(|l| seq > l) {
                 self.last_seq = Some(seq);
-                self.last_id = Some(message.id.clone());
+                self.last_id = Some(id);
             }
         } else {
-            self.last_id = Some(message.id.clone());
+            self.last_id = Some(id);
         }
         out.push(Delivered { message, from_reconcile });
     }
 
-    fn flush_contiguous(&mut self, out: &mut Vec<Delivered>) {
+    fn flush_contiguous(&mut self, out: &mut Vec<Delivered<M>>) {
         while let Some(last) = self.last_seq {
-            let Some(pos) = self.held.iter().position(|m| m.seq == Some(last + 1)) else { break };
-            let m = self.held.remove(pos);
+            let Some(entry) = self.held_seq.first_entry() else { break };
+            if *entry.key() > last + 1 {
+                break;
+            }
+            let m = entry.remove();
+            self.held_ids.remove(m.id());
             self.deliver(m, false, out);
         }
     }
@@ -223,7 +298,7 @@ mod tests {
 
     #[test]
     fn history_then_live_in_order_once() {
-        let mut d = Delivery::new();
+        let mut d: Delivery = Delivery::new();
         d.begin_sync();
         let out = d.on_reconcile(vec![msg(1), msg(2)]);
         assert_eq!(seqs(&out), [1, 2]);
@@ -237,7 +312,7 @@ mod tests {
 
     #[test]
     fn live_before_history_is_held_and_merged_in_order() {
-        let mut d = Delivery::new();
+        let mut d: Delivery = Delivery::new();
         d.begin_sync();
         assert!(d.on_live(msg(5)).deliver.is_empty());
         let out = d.on_reconcile(vec![msg(1), msg(2), msg(3), msg(4), msg(5)]);
@@ -247,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_gap_holds_and_asks_for_reconcile() {
-        let mut d = Delivery::new();
+        let mut d: Delivery = Delivery::new();
         d.begin_sync();
         d.on_reconcile(vec![msg(1)]);
         let out = d.on_live(msg(3));
@@ -258,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_gap_the_server_confirms_is_accepted() {
-        let mut d = Delivery::new();
+        let mut d: Delivery = Delivery::new();
         d.begin_sync();
         d.on_reconcile(vec![msg(1)]);
         d.on_live(msg(3));
@@ -270,7 +345,7 @@ mod tests {
 
     #[test]
     fn without_seq_history_order_is_server_order() {
-        let mut d = Delivery::new();
+        let mut d: Delivery = Delivery::new();
         d.begin_sync();
         assert!(d.on_live(unseq(msg(9))).deliver.is_empty());
         let out = d.on_reconcile(vec![unseq(msg(7)), unseq(msg(8)), unseq(msg(9))]);
@@ -282,7 +357,7 @@ mod tests {
 
     #[test]
     fn never_re_emits_an_old_message_however_long_the_convo() {
-        let mut d = Delivery::new();
+        let mut d: Delivery = Delivery::new();
         d.begin_sync();
         let history: Vec<Message> = (1..=12_000).map(msg).collect();
         assert_eq!(d.on_reconcile(history.clone()).len(), 12_000);
@@ -293,7 +368,7 @@ mod tests {
 
     #[test]
     fn abandoned_sync_keeps_messages_behind_a_gap() {
-        let mut d = Delivery::new();
+        let mut d: Delivery = Delivery::new();
         d.begin_sync();
         d.on_reconcile(vec![msg(1)]);
         d.begin_sync();
@@ -306,7 +381,7 @@ mod tests {
 
     #[test]
     fn first_live_message_after_an_empty_history_is_delivered() {
-        let mut d = Delivery::new();
+        let mut d: Delivery = Delivery::new();
         d.begin_sync();
         assert!(d.on_reconcile(vec![]).is_empty());
         assert_eq!(seqs(&d.on_live(msg(1)).deliver), [1]);
@@ -322,7 +397,7 @@ mod tests {
             live in proptest::collection::vec((1u64..40, any::<bool>()), 0..80),
             reconcile_at in proptest::collection::vec(0usize..80, 1..4),
         ) {
-            let mut d = Delivery::new();
+            let mut d: Delivery = Delivery::new();
             let mut out: Vec<Delivered> = Vec::new();
             d.begin_sync();
             let mut committed = 0u64; // the server's history grows as live frames are "committed"

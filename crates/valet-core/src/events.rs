@@ -5,12 +5,12 @@
 //!   (then one `JSON.parse`): one boundary crossing per event, not one per
 //!   field, which is what makes delivery fast.
 //! - Server frames keep their wire shape (`type` and snake_case fields), as
-//!   the Valet JS SDK hands them over; `message` adds `from_reconcile`.
+//!   the Valet JS SDK hands them over; `message` adds `from_reconcile`, and
+//!   carries the server's message object as sent (see `convo.rs`).
 
 use serde::Serialize;
 
 use crate::error::ClientError;
-use crate::wire::Message;
 
 /// The events a convo emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,24 +64,6 @@ impl EventName {
     pub fn parse(s: &str) -> Option<EventName> {
         Self::ALL.into_iter().find(|e| e.as_str() == s)
     }
-}
-
-/// `message` payload (typed in TS as `ConvoMessageEvent`).
-#[derive(Debug, Clone, Serialize)]
-pub struct MessageEvent<'a> {
-    /// Always `"message"`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// Always `"create"`.
-    pub action: &'static str,
-    /// The agent.
-    pub agent_id: &'a str,
-    /// The convo.
-    pub convo_id: &'a str,
-    /// The message.
-    pub message: &'a Message,
-    /// Whether it came from a reconcile fetch (history or a gap fill).
-    pub from_reconcile: bool,
 }
 
 /// Where an error happened.

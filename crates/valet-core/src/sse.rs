@@ -109,9 +109,6 @@ impl SseParser {
     fn feed_lines(&mut self, mut chunk: &[u8], mut out: Vec<SseItem>) -> Vec<SseItem> {
         while let Some(pos) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
             let (head, tail) = chunk.split_at(pos);
-            if !self.overflow {
-                self.line.extend_from_slice(head);
-            }
             let mut rest = &tail[1..];
             if tail[0] == b'\r' {
                 match rest.first() {
@@ -121,10 +118,18 @@ impl SseParser {
                 }
             }
             chunk = rest;
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, &mut out);
-            self.line = line;
-            self.line.clear();
+            if self.line.is_empty() {
+                // The whole line is in this chunk: no copy.
+                self.process_line(head, &mut out);
+            } else {
+                if !self.overflow {
+                    self.line.extend_from_slice(head);
+                }
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, &mut out);
+                self.line = line;
+                self.line.clear();
+            }
         }
         if !self.overflow {
             self.line.extend_from_slice(chunk);
@@ -163,7 +168,10 @@ impl SseParser {
             None => (line, &b""[..]),
         };
         match field {
-            b"event" => self.event_type = String::from_utf8_lossy(value).into_owned(),
+            b"event" => {
+                self.event_type.clear();
+                self.event_type.push_str(&String::from_utf8_lossy(value));
+            }
             b"data" => {
                 self.data.push_str(&String::from_utf8_lossy(value));
                 self.data.push('\n');
@@ -195,7 +203,9 @@ impl SseParser {
         let event = if self.event_type.is_empty() {
             "message".to_owned()
         } else {
-            std::mem::take(&mut self.event_type)
+            let e = self.event_type.clone();
+            self.event_type.clear();
+            e
         };
         out.push(SseItem::Event(SseEvent { event, data, id: self.last_id.clone() }));
     }

@@ -87,6 +87,79 @@ pub struct Message {
     pub seq: Option<u64>,
 }
 
+/// A message kept as the server's JSON text, with the two fields delivery
+/// needs read out. Handing the text through (instead of decoding every field
+/// and encoding it again) is what keeps delivery fast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// The message id.
+    pub id: String,
+    /// EXTENSION: its position in the convo.
+    pub seq: Option<u64>,
+    /// The message object, as JSON.
+    pub json: Box<str>,
+}
+
+impl RawMessage {
+    /// Reads `id` and `seq` from a message object's JSON.
+    pub fn parse(json: &str) -> Result<RawMessage, String> {
+        #[derive(Deserialize)]
+        struct Key {
+            id: String,
+            #[serde(default)]
+            seq: Option<u64>,
+        }
+        let key: Key = serde_json::from_str(json).map_err(|e| format!("malformed message: {e}"))?;
+        if key.id.is_empty() {
+            return Err("a message without an id".into());
+        }
+        Ok(RawMessage { id: key.id, seq: key.seq, json: json.into() })
+    }
+
+    /// The messages of a `GET /api/v2/agent_convos/{convo}` body.
+    pub fn parse_history(body: &str) -> Result<Vec<RawMessage>, String> {
+        #[derive(Deserialize)]
+        struct History<'a> {
+            #[serde(borrow)]
+            messages: Vec<&'a serde_json::value::RawValue>,
+        }
+        let h: History<'_> = serde_json::from_str(body).map_err(|e| format!("malformed history: {e}"))?;
+        h.messages.into_iter().map(|m| RawMessage::parse(m.get())).collect()
+    }
+
+    /// The message of a `message` frame's data, if the frame is a message frame.
+    /// `None` for another `type`; `Err` for a malformed message frame.
+    pub fn from_frame(data: &str) -> Option<Result<RawMessage, String>> {
+        #[derive(Deserialize)]
+        struct Frame<'a> {
+            #[serde(rename = "type", default, borrow)]
+            ty: Option<&'a str>,
+            #[serde(borrow)]
+            message: Option<&'a serde_json::value::RawValue>,
+        }
+        let frame: Frame<'_> = match serde_json::from_str(data) {
+            Ok(f) => f,
+            Err(e) => return Some(Err(format!("malformed `message` frame: {e}"))),
+        };
+        if frame.ty.is_some_and(|t| t != "message") {
+            return None;
+        }
+        Some(match frame.message {
+            Some(m) => RawMessage::parse(m.get()),
+            None => Err("malformed `message` frame: no `message`".into()),
+        })
+    }
+}
+
+impl crate::delivery::Keyed for RawMessage {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
 /// Convo states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
@@ -485,20 +558,51 @@ impl std::error::Error for FrameError {}
 /// not a valid frame of a known type.
 pub fn decode_frame(event: &str, data: &str) -> Result<Option<ServerFrame>, FrameError> {
     let err = |detail: String| FrameError { event: event.to_owned(), detail };
-    let mut value: serde_json::Value = serde_json::from_str(data).map_err(|e| err(e.to_string()))?;
-    let obj = value.as_object_mut().ok_or_else(|| err("data is not a JSON object".into()))?;
-    let ty = match obj.get("type") {
-        Some(serde_json::Value::String(t)) => t.clone(),
-        Some(_) => return Err(err("`type` is not a string".into())),
-        None => {
-            obj.insert("type".into(), serde_json::Value::String(event.to_owned()));
-            event.to_owned()
+    // The hot path: a `message` frame decodes in one pass, no buffering.
+    if event == "message" {
+        #[derive(Deserialize)]
+        struct MessageFrame {
+            #[serde(rename = "type", default)]
+            ty: Option<String>,
+            action: String,
+            agent_id: String,
+            convo_id: String,
+            message: Message,
         }
-    };
+        if let Ok(f) = serde_json::from_str::<MessageFrame>(data) {
+            if f.ty.as_deref().is_none_or(|t| t == "message") {
+                return Ok(Some(ServerFrame::Message {
+                    action: f.action,
+                    agent_id: f.agent_id,
+                    convo_id: f.convo_id,
+                    message: f.message,
+                }));
+            }
+        }
+        // Anything else (another `type`, malformed): the general path says what.
+    }
+    // Read only `type` first (other fields skipped unparsed); then decode the
+    // frame once, straight from the text: no intermediate `Value`.
+    #[derive(Deserialize)]
+    struct TypeOnly {
+        #[serde(rename = "type", default)]
+        ty: Option<String>,
+    }
+    let head: TypeOnly = serde_json::from_str(data).map_err(|e| err(e.to_string()))?;
+    let has_type = head.ty.is_some();
+    let ty = head.ty.unwrap_or_else(|| event.to_owned());
     if !KNOWN_FRAME_TYPES.contains(&ty.as_str()) {
         return Ok(None);
     }
-    serde_json::from_value(value).map(Some).map_err(|e| err(e.to_string()))
+    let frame = if has_type {
+        serde_json::from_str::<ServerFrame>(data)
+    } else {
+        // `{...}` without `type`: splice the event name in as the type.
+        let body = data.trim_start().strip_prefix('{').unwrap_or("}");
+        let sep = if body.trim_start().starts_with('}') { "" } else { "," };
+        serde_json::from_str::<ServerFrame>(&format!("{{\"type\":{}{sep}{body}", serde_json::Value::String(ty)))
+    };
+    frame.map(Some).map_err(|e| err(e.to_string()))
 }
 
 /// Encodes a frame as the JSON `data:` of its SSE event (with `type`).
@@ -554,6 +658,14 @@ mod tests {
         assert!(decode_frame("message", "[1]").is_err());
         assert!(decode_frame("message", r#"{"type":"message"}"#).is_err());
         assert!(decode_frame("x", r#"{"type":5}"#).is_err());
+    }
+
+    #[test]
+    fn a_nested_type_key_does_not_count_as_the_frame_type() {
+        let data = r#"{"action":"create","agent_id":"a","convo_id":"c","message":{"id":"m","content":"\"type\"","from":"appuser","turn_number":1,"created_at":"t","participant":{"id":"p","type":"x"},"files":[]}}"#;
+        let f = decode_frame("message", data).unwrap().unwrap();
+        assert!(matches!(f, ServerFrame::Message { .. }));
+        assert_eq!(decode_frame("ping", "{ }").unwrap(), Some(ServerFrame::Ping {}));
     }
 
     #[test]

@@ -19,16 +19,17 @@ use crate::http;
 use crate::log::Logger;
 use crate::tokens::TokenSource;
 
-/// Options of `new ValetClient(...)`.
+/// Options of `new ValetClient(...)` (declares the TS type; read with
+/// `Reflect`, so each wrong option gets its own error).
+#[allow(dead_code)]
 #[derive(Deserialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct ValetClientOptions {
     /// The agent's id.
     pub agent_id: String,
     /// Returns a JWT minted by your backend (a string, or a Promise of one).
-    #[serde(with = "serde_wasm_bindgen::preserve")]
     #[tsify(type = "() => Promise<string> | string")]
-    pub fetch_jwt: JsValue,
+    pub fetch_jwt: (),
     /// API base URL (default `https://api.valet.red`).
     #[tsify(optional)]
     pub base_url: Option<String>,
@@ -50,6 +51,7 @@ pub struct ValetClientOptions {
 }
 
 /// Options of `openConvo`.
+#[allow(dead_code)]
 #[derive(Deserialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenConvoOptions {
@@ -145,10 +147,10 @@ fn opt_number(obj: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
     v.as_f64().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a number")))
 }
 
+/// One JSON string across the boundary, parsed once by the engine.
 fn to_js_value<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| js_error(ErrorCode::Protocol, e.to_string()))
+    let json = serde_json::to_string(value).map_err(|e| js_error(ErrorCode::Protocol, e.to_string()))?;
+    js_sys::JSON::parse(&json)
 }
 
 /// The entry point: `new ValetClient({ agentId, fetchJwt, ... })`.

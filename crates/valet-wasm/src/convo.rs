@@ -88,11 +88,39 @@ impl ConvoInner {
         inner
     }
 
-    /// Handles one input and carries out the actions, in order.
+    /// Handles one input and carries out the actions, in order. Consecutive
+    /// emits of one event go to JS as one batch.
     pub fn handle(&self, input: Input) {
         let actions = self.machine.borrow_mut().handle(now_ms(), input);
+        let mut batch: Option<(EventName, Vec<String>)> = None;
         for action in actions {
-            self.execute(action);
+            match action {
+                Action::Emit { event, payload } => match &mut batch {
+                    Some((e, payloads)) if *e == event => payloads.push(payload),
+                    _ => {
+                        self.flush(batch.take());
+                        batch = Some((event, vec![payload]));
+                    }
+                },
+                other => {
+                    self.flush(batch.take());
+                    self.execute(other);
+                }
+            }
+        }
+        self.flush(batch);
+    }
+
+    fn flush(&self, batch: Option<(EventName, Vec<String>)>) {
+        let Some((event, payloads)) = batch else { return };
+        // After close() only the final status goes out.
+        if self.is_closed() && event != EventName::Status {
+            return;
+        }
+        if payloads.len() == 1 {
+            self.emitter.emit(event.as_str(), &payloads[0]);
+        } else {
+            self.emitter.emit_many(event.as_str(), &format!("[{}]", payloads.join(",")));
         }
     }
 
@@ -162,7 +190,7 @@ impl ConvoInner {
                 let old = self.timers.borrow_mut().remove(&timer);
                 drop(old);
             }
-            Action::Emit { event, payload } => self.emitter.emit(event.as_str(), &payload),
+            Action::Emit { event, payload } => self.flush(Some((event, vec![payload]))),
             Action::Log(line) => self.client.log.log(&format!("convo {}: {line}", self.convo_id)),
             Action::Opened(result) => {
                 if let Some(tx) = self.opened.borrow_mut().take() {
@@ -252,9 +280,9 @@ impl ConvoInner {
 #[serde(rename_all = "camelCase")]
 pub struct SendOptions {
     /// Files to upload first; they become part of the message.
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    #[serde(default)]
     #[tsify(type = "Blob[]", optional)]
-    pub files: JsValue,
+    pub files: (),
 }
 
 /// An open convo. Get one with `valet.openConvo({ convoId })`.

@@ -5,6 +5,8 @@
 //!   unsubscribe function (no Rust closure per subscription, so nothing to
 //!   leak), and an event crosses the boundary once, as a JSON string parsed
 //!   once for all its handlers.
+//! - Consecutive events of one name (a burst of messages) cross as one JSON
+//!   array: one string and one parse for the burst.
 //! - A handler that throws is reported (`console.error`) and the others
 //!   still run.
 
@@ -30,6 +32,17 @@ export class Emitter {
       catch (e) { console.error("[valet-sdk] a `" + event + "` handler threw; the others still ran:", e); }
     }
   }
+  emitMany(event, jsonArray) {
+    const set = this.handlers.get(event);
+    if (!set || set.size === 0) return;
+    const payloads = JSON.parse(jsonArray);
+    for (const payload of payloads) {
+      for (const entry of Array.from(set)) {
+        try { entry.handler(payload); }
+        catch (e) { console.error("[valet-sdk] a `" + event + "` handler threw; the others still ran:", e); }
+      }
+    }
+  }
   clear() { this.handlers.clear(); }
 }
 "#)]
@@ -48,6 +61,9 @@ extern "C" {
 
     #[wasm_bindgen(method)]
     pub fn emit(this: &Emitter, event: &str, json: &str);
+
+    #[wasm_bindgen(method, js_name = emitMany)]
+    pub fn emit_many(this: &Emitter, event: &str, json_array: &str);
 
     #[wasm_bindgen(method)]
     pub fn clear(this: &Emitter);

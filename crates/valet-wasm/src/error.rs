@@ -21,8 +21,7 @@ pub fn to_js(e: &ClientError) -> JsValue {
         set("retryAfterSeconds", JsValue::from(s as f64));
     }
     if let Some(body) = &e.body {
-        let ser = serde_wasm_bindgen::Serializer::json_compatible();
-        if let Ok(v) = serde::Serialize::serialize(body, &ser) {
+        if let Ok(v) = js_sys::JSON::parse(&body.to_string()) {
             set("body", v);
         }
     }
