@@ -11,7 +11,7 @@ WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
 
 .PHONY: all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
-        build server wasm pkg demo-site size bench test test-rust test-types test-browser demo clean
+        build server wasm pkg demo-site size bench test test-rust test-wasm test-types test-browser demo clean
 
 all: test
 
@@ -75,6 +75,7 @@ bench: wasm setup-npm setup-chromium size
 ## ---- test -----------------------------------------------------------------
 test: setup
 	$(MAKE) test-rust
+	$(MAKE) test-wasm
 	$(MAKE) test-types
 	$(MAKE) test-browser
 
@@ -82,6 +83,10 @@ test-rust:
 	cargo test --workspace
 
 # The seed quickstart type-checks with tsc --strict against the generated typings.
+# The glue's own tests, in headless Chromium (wasm-bindgen-test).
+test-wasm: setup-rust setup-wasm-bindgen setup-chromium
+	CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120 cargo test --target $(WASM_TARGET) -p valet-wasm
+
 test-types: pkg setup-npm
 	cd tests && npx tsc -p types/tsconfig.json
 

@@ -238,3 +238,47 @@ impl ValetClient {
         })
     }
 }
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    fn options(js: &str) -> Ts<ValetClientOptions> {
+        let v = js_sys::Function::new_no_args(&format!("return {js}")).call0(&JsValue::NULL).unwrap();
+        Ts::new_unchecked(v)
+    }
+
+    fn code_of(r: Result<ValetClient, JsValue>) -> String {
+        let e = r.err().expect("an error");
+        js_sys::Reflect::get(&e, &"code".into()).unwrap().as_string().unwrap()
+    }
+
+    #[wasm_bindgen_test]
+    fn options_are_checked_at_construction() {
+        assert!(ValetClient::new(options("{ agentId: 'a', fetchJwt: () => 'x' }")).is_ok());
+        for bad in [
+            "{ fetchJwt: () => 'x' }",
+            "{ agentId: 'a' }",
+            "{ agentId: 'a', fetchJwt: 'not a function' }",
+            "{ agentId: 5, fetchJwt: () => 'x' }",
+            "{ agentId: 'a', fetchJwt: () => 'x', baseUrl: 'ftp://x' }",
+            "{ agentId: 'a', fetchJwt: () => 'x', debug: 'yes' }",
+            "{ agentId: 'a', fetchJwt: () => 'x', fetchJwtTimeoutMs: -5 }",
+            "null",
+        ] {
+            assert_eq!(code_of(ValetClient::new(options(bad))), "invalid_argument", "{bad}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn open_convo_rejects_when_fetch_jwt_fails() {
+        let client = ValetClient::new(options("{ agentId: 'a', fetchJwt: () => Promise.reject(new Error('nope')), baseUrl: 'http://127.0.0.1:9' }")).unwrap();
+        let open = options("{ convoId: 'c' }");
+        let r = wasm_bindgen_futures::JsFuture::from(client.open_convo(Ts::new_unchecked(open.into()))).await;
+        let e = r.err().expect("rejects");
+        assert_eq!(js_sys::Reflect::get(&e, &"code".into()).unwrap().as_string().as_deref(), Some("auth"));
+    }
+}

@@ -68,3 +68,61 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub fn clear(this: &Emitter);
 }
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    /// A JS handler that records `payload.n`, and what it recorded.
+    fn recorder() -> (js_sys::Array, js_sys::Function) {
+        use wasm_bindgen::JsCast;
+        let make = js_sys::Function::new_no_args("const seen = []; const f = (p) => seen.push(p.n); f.seen = seen; return f;");
+        let f: js_sys::Function = make.call0(&JsValue::NULL).unwrap().unchecked_into();
+        let seen: js_sys::Array = js_sys::Reflect::get(&f, &"seen".into()).unwrap().unchecked_into();
+        (seen, f)
+    }
+
+    #[wasm_bindgen_test]
+    fn emits_parsed_payloads_in_order_and_unsubscribes() {
+        let e = Emitter::new();
+        let (seen, handler) = recorder();
+        let off = e.on("message", &handler);
+        assert!(e.has("message"));
+        e.emit("message", r#"{"n":1}"#);
+        e.emit_many("message", r#"[{"n":2},{"n":3}]"#);
+        e.emit("typing", r#"{"n":99}"#);
+        off.call0(&JsValue::NULL).unwrap();
+        off.call0(&JsValue::NULL).unwrap(); // twice is harmless
+        e.emit("message", r#"{"n":4}"#);
+        let got: Vec<f64> = seen.iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(got, [1.0, 2.0, 3.0]);
+        assert!(!e.has("message"));
+    }
+
+    #[wasm_bindgen_test]
+    fn a_throwing_handler_does_not_stop_the_others() {
+        let e = Emitter::new();
+        let throwing = js_sys::Function::new_with_args("p", "throw new Error('app bug')");
+        let (seen, handler) = recorder();
+        e.on("message", &throwing);
+        e.on("message", &handler);
+        e.emit_many("message", r#"[{"n":1},{"n":2}]"#);
+        assert_eq!(seen.length(), 2);
+    }
+
+    #[wasm_bindgen_test]
+    fn the_same_function_can_subscribe_twice_and_clear_removes_all() {
+        let e = Emitter::new();
+        let (seen, handler) = recorder();
+        e.on("ready", &handler);
+        e.on("ready", &handler);
+        e.emit("ready", r#"{"n":1}"#);
+        assert_eq!(seen.length(), 2);
+        e.clear();
+        e.emit("ready", r#"{"n":1}"#);
+        assert_eq!(seen.length(), 2);
+    }
+}

@@ -32,3 +32,31 @@ pub fn to_js(e: &ClientError) -> JsValue {
 pub fn js_error(code: ErrorCode, message: impl Into<String>) -> JsValue {
     to_js(&ClientError::new(code, message))
 }
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_test::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    fn field(v: &JsValue, k: &str) -> JsValue {
+        js_sys::Reflect::get(v, &k.into()).unwrap()
+    }
+
+    #[wasm_bindgen_test]
+    fn errors_are_js_errors_with_branchable_fields() {
+        let e = ClientError::from_http(429, Some(12), r#"{"status":"rate_limited","retry_after_seconds":12}"#, "send");
+        let js = to_js(&e);
+        let err = js.dyn_ref::<js_sys::Error>().expect("an Error");
+        assert_eq!(String::from(err.name()), "ValetError");
+        assert_eq!(field(&js, "code").as_string().as_deref(), Some("rate_limited"));
+        assert_eq!(field(&js, "status").as_f64(), Some(429.0));
+        assert_eq!(field(&js, "retryAfterSeconds").as_f64(), Some(12.0));
+        assert_eq!(field(&field(&js, "body"), "status").as_string().as_deref(), Some("rate_limited"));
+        let plain = js_error(ErrorCode::Closed, "closed");
+        assert!(field(&plain, "status").is_undefined());
+        assert_eq!(field(&plain, "code").as_string().as_deref(), Some("closed"));
+    }
+}
