@@ -397,3 +397,47 @@ test("debug logs carry the prefix and never a token", async () => {
   for (const line of logs) for (const t of tokens) assert.ok(!line.includes(t) && !line.includes(t.split(".")[2]), `token in: ${line}`);
   await closeAll(page);
 });
+
+test("opening and closing a convo 1,000 times leaves the heap flat", async () => {
+  const page = await sdkPage();
+  const cdp = await page.context().newCDPSession(page);
+  const sourceKey = user("heap");
+  await page.evaluate(async ({ base, AGENT, sourceKey }) => {
+    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
+    window.heapClient = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base });
+    window.heapConvo = (await window.heapClient.startSession()).convoId;
+    window.cycle = async (n) => {
+      for (let i = 0; i < n; i++) {
+        const convo = await window.heapClient.openConvo({ convoId: window.heapConvo });
+        const off = convo.on("message", () => {});
+        convo.on("status", () => {});
+        if (i % 2) off();
+        convo.close();
+        // no convo.free(): as real apps, rely on GC (wasm-bindgen finalizers)
+      }
+    };
+  }, { base: server.base, AGENT, sourceKey });
+  const measure = async () => {
+    // GC, then let FinalizationRegistry callbacks (which free the wasm side
+    // of collected handles) run, then GC again.
+    for (let i = 0; i < 3; i++) {
+      await cdp.send("HeapProfiler.collectGarbage");
+      await page.waitForTimeout(200);
+    }
+    const { usedSize } = await cdp.send("Runtime.getHeapUsage");
+    return { js: usedSize, wasm: await page.evaluate(() => window.wasmMemory.buffer.byteLength) };
+  };
+  // Apps do not call free(): a closed convo's wasm side is freed when its JS
+  // handle is collected. Memory never shrinks, so the first 1,000 cycles set
+  // the high-water mark; a leak shows as growth in the second 1,000.
+  await page.evaluate(() => window.cycle(1000));
+  const before = await measure();
+  await page.evaluate(() => window.cycle(1000));
+  const after = await measure();
+  const wasmGrowth = after.wasm - before.wasm, jsGrowth = after.js - before.js;
+  console.log(`heap across 1000 more open/close: wasm ${before.wasm} -> ${after.wasm} bytes, js heap ${before.js} -> ${after.js} bytes`);
+  assert.ok(wasmGrowth <= 64 * 1024, `wasm memory grew by ${wasmGrowth} bytes`);
+  assert.ok(jsGrowth < 1024 * 1024, `JS heap grew by ${jsGrowth} bytes`);
+  await server.waitStats("every stream closed", (s) => !s.live_streams_by_appuser[sourceKey]);
+  await page.close();
+});

@@ -205,7 +205,7 @@ impl ConvoInner {
             return;
         }
         self.handle(Input::Close);
-        self.rest_abort.abort();
+        crate::http::abort(&self.rest_abort);
         self.visibility.borrow_mut().take();
         self.timers.borrow_mut().clear();
         let stream = self.stream.borrow_mut().take();

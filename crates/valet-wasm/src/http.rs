@@ -39,6 +39,14 @@ fn describe(e: &JsValue) -> String {
         .unwrap_or_else(|| "network error".to_owned())
 }
 
+/// Aborts with a plain string reason. A bare `abort()` makes an `AbortError`
+/// whose lazily captured stack keeps the calling frames' objects (the
+/// `Convo` whose `close()` was running) alive; with the controller rooted in
+/// the wasm side, that cycle would never be collected.
+pub fn abort(controller: &web_sys::AbortController) {
+    controller.abort_with_reason(&JsValue::from_str("valet-sdk: aborted"));
+}
+
 /// Sends a request; `Err` is a network failure (no HTTP answer), described.
 pub async fn send(
     method: &str,

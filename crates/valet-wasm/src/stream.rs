@@ -42,10 +42,10 @@ pub struct EsState {
 impl Drop for StreamHandle {
     fn drop(&mut self) {
         match self {
-            StreamHandle::Fetch(c) => c.abort(),
+            StreamHandle::Fetch(c) => crate::http::abort(c),
             StreamHandle::EventSource(s) => {
                 s.dropped.set(true);
-                s.ticket_abort.abort();
+                crate::http::abort(&s.ticket_abort);
                 s.listeners.borrow_mut().clear();
                 if let Some(es) = s.source.borrow_mut().take() {
                     es.close();
