@@ -231,6 +231,16 @@ pub enum Action {
         /// The payload as JSON.
         payload: String,
     },
+    /// Call the handlers of `event` once per element of the JSON array, in
+    /// order (a burst of messages crosses to JS as one string).
+    EmitMany {
+        /// The event.
+        event: EventName,
+        /// `[payload, payload, ...]`.
+        json_array: String,
+        /// How many payloads.
+        count: usize,
+    },
     /// A debug log line (never contains a token).
     Log(String),
     /// Sent once: how the first connection went. `Ok` when the stream is
@@ -457,14 +467,37 @@ impl ConvoMachine {
 
     /// `message` payloads: the server's message JSON inside our envelope,
     /// built by concatenation (the message is never decoded and re-encoded).
+    /// Two or more go out as one array.
     fn emit_delivered(&mut self, delivered: Vec<Delivered<RawMessage>>) {
-        for d in delivered {
+        let count = delivered.len();
+        if count == 0 {
+            return;
+        }
+        let size: usize = delivered.iter().map(|d| self.message_prefix.len() + d.message.json.len() + 24).sum();
+        let mut json = String::with_capacity(size + 2);
+        if count > 1 {
+            json.push('[');
+        }
+        for (i, d) in delivered.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
             let tail = if d.from_reconcile { ",\"from_reconcile\":true}" } else { ",\"from_reconcile\":false}" };
-            let mut payload = String::with_capacity(self.message_prefix.len() + d.message.json.len() + tail.len());
-            payload.push_str(&self.message_prefix);
-            payload.push_str(&d.message.json);
-            payload.push_str(tail);
-            self.out.push(Action::Emit { event: EventName::Message, payload });
+            if d.message.framed {
+                // The server's frame as sent, `from_reconcile` added before its `}`.
+                let frame = d.message.json.trim_end();
+                json.push_str(frame.strip_suffix('}').unwrap_or(frame));
+            } else {
+                json.push_str(&self.message_prefix);
+                json.push_str(&d.message.json);
+            }
+            json.push_str(tail);
+        }
+        if count == 1 {
+            self.out.push(Action::Emit { event: EventName::Message, payload: json });
+        } else {
+            json.push(']');
+            self.out.push(Action::EmitMany { event: EventName::Message, json_array: json, count });
         }
     }
 
@@ -633,16 +666,17 @@ impl ConvoMachine {
             self.last_event_id = Some(ev.id.clone());
         }
         // The hot path: a message frame is read for its id and seq only.
-        if ev.event == "message" {
-            match RawMessage::from_frame(&ev.data) {
-                Some(Ok(message)) => return self.on_live_message(message),
-                Some(Err(e)) => {
-                    return self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream);
-                }
-                None => {} // a frame of another type under the `message` name
+        let data = if ev.event == "message" {
+            match RawMessage::from_frame(ev.data) {
+                Ok(message) => return self.on_live_message(message),
+                Err(Err(e)) => return self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
+                // A frame of another `type` under the `message` name: the general path.
+                Err(Ok(data)) => data,
             }
-        }
-        let frame = match decode_frame(&ev.event, &ev.data) {
+        } else {
+            ev.data
+        };
+        let frame = match decode_frame(&ev.event, &data) {
             Ok(Some(f)) => f,
             Ok(None) => {
                 self.log(format!("skipping unknown frame type `{}`", ev.event));

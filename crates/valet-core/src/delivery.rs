@@ -168,8 +168,8 @@ impl<M: Keyed> Delivery<M> {
         if history.iter().all(|m| m.seq().is_some()) {
             history.sort_by_key(|m| m.seq());
         }
+        let held_ids = std::mem::take(&mut self.held_ids);
         let held = self.take_held();
-        let held_ids: HashSet<String> = held.iter().map(|m| m.id().to_owned()).collect();
         let mut merged: Vec<(M, bool)> = Vec::with_capacity(history.len() + held.len());
         let mut in_history: HashSet<String> = HashSet::default();
         for m in history {
@@ -179,7 +179,11 @@ impl<M: Keyed> Delivery<M> {
             let from_reconcile = !held_ids.contains(m.id());
             merged.push((m, from_reconcile));
         }
-        merged.extend(held.into_iter().filter(|m| !in_history.contains(m.id())).map(|m| (m, false)));
+        if in_history.is_empty() {
+            merged.extend(held.into_iter().map(|m| (m, false)));
+        } else {
+            merged.extend(held.into_iter().filter(|m| !in_history.contains(m.id())).map(|m| (m, false)));
+        }
         if merged.iter().all(|(m, _)| m.seq().is_some()) {
             merged.sort_by_key(|(m, _)| m.seq());
         }

@@ -107,7 +107,7 @@ impl SseParser {
     }
 
     fn feed_lines(&mut self, mut chunk: &[u8], mut out: Vec<SseItem>) -> Vec<SseItem> {
-        while let Some(pos) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', chunk) {
             let (head, tail) = chunk.split_at(pos);
             let mut rest = &tail[1..];
             if tail[0] == b'\r' {
@@ -170,16 +170,16 @@ impl SseParser {
         match field {
             b"event" => {
                 self.event_type.clear();
-                self.event_type.push_str(&String::from_utf8_lossy(value));
+                self.event_type.push_str(&utf8(value));
             }
             b"data" => {
-                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push_str(&utf8(value));
                 self.data.push('\n');
                 self.check_size(out);
             }
             b"id" => {
                 if !value.contains(&0) {
-                    self.last_id = String::from_utf8_lossy(value).into_owned();
+                    self.last_id = utf8(value).into_owned();
                 }
             }
             b"retry" => {
@@ -208,6 +208,15 @@ impl SseParser {
             e
         };
         out.push(SseItem::Event(SseEvent { event, data, id: self.last_id.clone() }));
+    }
+}
+
+/// UTF-8 as the standard's decoder reads it: valid text as is (the fast
+/// check), invalid sequences as U+FFFD.
+fn utf8(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 

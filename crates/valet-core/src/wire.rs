@@ -96,24 +96,33 @@ pub struct RawMessage {
     pub id: String,
     /// EXTENSION: its position in the convo.
     pub seq: Option<u64>,
-    /// The message object, as JSON.
+    /// The JSON text: see [`RawMessage::framed`].
     pub json: Box<str>,
+    /// `true`: `json` is a whole `message` frame (`{"type":"message",…}`),
+    /// ready to hand over. `false`: `json` is the message object alone and
+    /// needs the frame's envelope around it.
+    pub framed: bool,
+}
+
+#[derive(Deserialize)]
+struct Key {
+    id: String,
+    #[serde(default)]
+    seq: Option<u64>,
 }
 
 impl RawMessage {
     /// Reads `id` and `seq` from a message object's JSON.
     pub fn parse(json: &str) -> Result<RawMessage, String> {
-        #[derive(Deserialize)]
-        struct Key {
-            id: String,
-            #[serde(default)]
-            seq: Option<u64>,
-        }
         let key: Key = serde_json::from_str(json).map_err(|e| format!("malformed message: {e}"))?;
+        Self::checked(key, json.into(), false)
+    }
+
+    fn checked(key: Key, json: Box<str>, framed: bool) -> Result<RawMessage, String> {
         if key.id.is_empty() {
             return Err("a message without an id".into());
         }
-        Ok(RawMessage { id: key.id, seq: key.seq, json: json.into() })
+        Ok(RawMessage { id: key.id, seq: key.seq, json, framed })
     }
 
     /// The messages of a `GET /api/v2/agent_convos/{convo}` body.
@@ -127,27 +136,35 @@ impl RawMessage {
         h.messages.into_iter().map(|m| RawMessage::parse(m.get())).collect()
     }
 
-    /// The message of a `message` frame's data, if the frame is a message frame.
-    /// `None` for another `type`; `Err` for a malformed message frame.
-    pub fn from_frame(data: &str) -> Option<Result<RawMessage, String>> {
+    /// The message of a `message` event's data, read in one pass. `Err(Ok(data))`
+    /// hands the text back when the frame says another `type`;
+    /// `Err(Err(why))` for a malformed message frame. The frame text is kept
+    /// whole (with `"type":"message"` added if absent).
+    pub fn from_frame(data: String) -> Result<RawMessage, Result<String, String>> {
         #[derive(Deserialize)]
         struct Frame<'a> {
             #[serde(rename = "type", default, borrow)]
             ty: Option<&'a str>,
-            #[serde(borrow)]
-            message: Option<&'a serde_json::value::RawValue>,
+            message: Option<Key>,
         }
-        let frame: Frame<'_> = match serde_json::from_str(data) {
+        let frame: Frame<'_> = match serde_json::from_str(&data) {
             Ok(f) => f,
-            Err(e) => return Some(Err(format!("malformed `message` frame: {e}"))),
+            Err(e) => return Err(Err(format!("malformed `message` frame: {e}"))),
         };
         if frame.ty.is_some_and(|t| t != "message") {
-            return None;
+            return Err(Ok(data));
         }
-        Some(match frame.message {
-            Some(m) => RawMessage::parse(m.get()),
-            None => Err("malformed `message` frame: no `message`".into()),
-        })
+        let has_type = frame.ty.is_some();
+        let Some(key) = frame.message else {
+            return Err(Err("malformed `message` frame: no `message`".into()));
+        };
+        let json = if has_type {
+            data
+        } else {
+            let body = data.trim_start().strip_prefix('{').unwrap_or_default();
+            format!("{{\"type\":\"message\",{body}")
+        };
+        Self::checked(key, json.into_boxed_str(), true).map_err(Err)
     }
 }
 

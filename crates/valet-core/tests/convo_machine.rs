@@ -71,9 +71,14 @@ fn reconnect_delay(out: &[Action]) -> Option<u64> {
 
 fn emitted(out: &[Action], name: EventName) -> Vec<Value> {
     out.iter()
-        .filter_map(|a| match a {
-            Action::Emit { event, payload } if *event == name => Some(serde_json::from_str(payload).unwrap()),
-            _ => None,
+        .flat_map(|a| match a {
+            Action::Emit { event, payload } if *event == name => vec![serde_json::from_str(payload).unwrap()],
+            Action::EmitMany { event, json_array, count } if *event == name => {
+                let v: Vec<Value> = serde_json::from_str(json_array).unwrap();
+                assert_eq!(v.len(), *count);
+                v
+            }
+            _ => vec![],
         })
         .collect()
 }
@@ -491,9 +496,10 @@ impl Sim {
                             self.h.feed(Input::ReconcileDone { req, status: 200, body: history(1..=self.committed) })
                         }
                     }
-                    Action::Emit { event: EventName::Message, payload } => {
-                        let v: Value = serde_json::from_str(&payload).unwrap();
-                        self.delivered.push(v["message"]["id"].as_str().unwrap().to_owned());
+                    a @ (Action::Emit { event: EventName::Message, .. } | Action::EmitMany { event: EventName::Message, .. }) => {
+                        for v in emitted(&[a], EventName::Message) {
+                            self.delivered.push(v["message"]["id"].as_str().unwrap().to_owned());
+                        }
                         vec![]
                     }
                     _ => vec![],
@@ -641,4 +647,19 @@ fn the_first_outcome_is_reported_once() {
     h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
     let out = h.feed(Input::StreamFailed { attempt: a, message: "offline".into() });
     assert_eq!(opened(&out), Some(Ok(())));
+}
+
+#[test]
+fn the_type_field_wins_over_the_event_name_and_payloads_keep_the_wire_shape() {
+    let mut h = Harness::new(30);
+    let a = h.connect();
+    let out = h.bytes(a, "event: message\ndata: {\"type\":\"turn_done\",\"convo_id\":\"convo\",\"reason\":\"ok\",\"at\":\"t\"}\n\n");
+    assert_eq!(emitted(&out, EventName::TurnDone).len(), 1);
+    // A message frame without `type`: handed over with `type` added, as received otherwise.
+    let out = h.bytes(a, "event: message\ndata: {\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{\"id\":\"x1\",\"content\":\"hi\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"extra\":{\"id\":\"nested\"}}}\n\n");
+    let m = &emitted(&out, EventName::Message)[0];
+    assert_eq!(m["type"], "message");
+    assert_eq!(m["message"]["id"], "x1", "a nested `id` is not the message id");
+    assert_eq!(m["message"]["extra"]["id"], "nested", "unknown fields pass through");
+    assert_eq!(m["from_reconcile"], false);
 }

@@ -88,39 +88,11 @@ impl ConvoInner {
         inner
     }
 
-    /// Handles one input and carries out the actions, in order. Consecutive
-    /// emits of one event go to JS as one batch.
+    /// Handles one input and carries out the actions, in order.
     pub fn handle(&self, input: Input) {
         let actions = self.machine.borrow_mut().handle(now_ms(), input);
-        let mut batch: Option<(EventName, Vec<String>)> = None;
         for action in actions {
-            match action {
-                Action::Emit { event, payload } => match &mut batch {
-                    Some((e, payloads)) if *e == event => payloads.push(payload),
-                    _ => {
-                        self.flush(batch.take());
-                        batch = Some((event, vec![payload]));
-                    }
-                },
-                other => {
-                    self.flush(batch.take());
-                    self.execute(other);
-                }
-            }
-        }
-        self.flush(batch);
-    }
-
-    fn flush(&self, batch: Option<(EventName, Vec<String>)>) {
-        let Some((event, payloads)) = batch else { return };
-        // After close() only the final status goes out.
-        if self.is_closed() && event != EventName::Status {
-            return;
-        }
-        if payloads.len() == 1 {
-            self.emitter.emit(event.as_str(), &payloads[0]);
-        } else {
-            self.emitter.emit_many(event.as_str(), &format!("[{}]", payloads.join(",")));
+            self.execute(action);
         }
     }
 
@@ -190,7 +162,8 @@ impl ConvoInner {
                 let old = self.timers.borrow_mut().remove(&timer);
                 drop(old);
             }
-            Action::Emit { event, payload } => self.flush(Some((event, vec![payload]))),
+            Action::Emit { event, payload } => self.emitter.emit(event.as_str(), &payload),
+            Action::EmitMany { event, json_array, .. } => self.emitter.emit_many(event.as_str(), &json_array),
             Action::Log(line) => self.client.log.log(&format!("convo {}: {line}", self.convo_id)),
             Action::Opened(result) => {
                 if let Some(tx) = self.opened.borrow_mut().take() {

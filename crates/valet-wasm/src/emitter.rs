@@ -5,8 +5,8 @@
 //!   unsubscribe function (no Rust closure per subscription, so nothing to
 //!   leak), and an event crosses the boundary once, as a JSON string parsed
 //!   once for all its handlers.
-//! - Consecutive events of one name (a burst of messages) cross as one JSON
-//!   array: one string and one parse for the burst.
+//! - A burst of messages crosses as one JSON array (valet-core's `EmitMany`):
+//!   one string and one parse for the burst.
 //! - A handler that throws is reported (`console.error`) and the others
 //!   still run.
 

@@ -100,7 +100,7 @@ pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: Stri
             if result.get_done().unwrap_or(false) {
                 return feed(&sink, Input::StreamEnded { attempt });
             }
-            let bytes = js_sys::Uint8Array::new(&result.get_value()).to_vec();
+            let bytes = js_sys::Uint8Array::new(&result.get_value()).to_vec(); // one copy into wasm
             if sink.upgrade().is_none() {
                 return;
             }
