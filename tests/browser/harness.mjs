@@ -140,3 +140,24 @@ export async function launchBrowser() {
     },
   };
 }
+
+/**
+ * The usual set-up of an SDK test file: the reference server (with
+ * `serverArgs`), the test pages and the wasm build on another origin, and a
+ * browser. `close()` tears all three down.
+ */
+export async function sdkEnv(serverArgs = []) {
+  const server = await startServer(serverArgs);
+  const site = await startStatic({ "/": join(ROOT, "tests/browser/fixtures"), "/wasm/": join(ROOT, "target/wasm/web") });
+  const browser = await launchBrowser();
+  return {
+    server,
+    site,
+    browser,
+    async close() {
+      await browser.close();
+      await site.close();
+      await server.stop();
+    },
+  };
+}

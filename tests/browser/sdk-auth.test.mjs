@@ -1,23 +1,17 @@
 // Token expiry against a server whose auth_expiring lead is 2 s.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { ROOT, launchBrowser, startServer, startStatic } from "./harness.mjs";
+import { sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
-let server, site, browser;
+let env, server, site, browser;
 
 before(async () => {
-  server = await startServer(["--auth-expiring-lead-ms", "2000", "--ping-interval-ms", "500"]);
-  site = await startStatic({ "/": join(ROOT, "tests/browser/fixtures"), "/wasm/": join(ROOT, "target/wasm/web") });
-  browser = await launchBrowser();
+  env = await sdkEnv(["--auth-expiring-lead-ms", "2000", "--ping-interval-ms", "500"]);
+  ({ server, site, browser } = env);
 });
 
-after(async () => {
-  await browser?.close();
-  await site?.close();
-  await server?.stop();
-});
+after(async () => env?.close());
 
 test("auth_expiring forces a fresh token: no reconnect loop on the old one", async () => {
   const page = await browser.context.newPage();

@@ -1,23 +1,17 @@
 // The SDK in one tab, in headless Chromium, against the reference server.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { ROOT, launchBrowser, startServer, startStatic } from "./harness.mjs";
+import { sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
-let server, site, browser;
+let env, server, site, browser;
 
 before(async () => {
-  server = await startServer(["--ping-interval-ms", "300", "--rate-limit-messages", "50"]);
-  site = await startStatic({ "/": join(ROOT, "tests/browser/fixtures"), "/wasm/": join(ROOT, "target/wasm/web") });
-  browser = await launchBrowser();
+  env = await sdkEnv(["--ping-interval-ms", "300", "--rate-limit-messages", "50"]);
+  ({ server, site, browser } = env);
 });
 
-after(async () => {
-  await browser?.close();
-  await site?.close();
-  await server?.stop();
-});
+after(async () => env?.close());
 
 async function sdkPage() {
   const page = await browser.context.newPage();

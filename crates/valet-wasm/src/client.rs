@@ -94,17 +94,31 @@ impl ClientShared {
         self.rng.borrow_mut().uuid_v4()
     }
 
-    /// A REST call with token refresh on 401 and backoff on transient failures.
-    async fn request(&self, what: &'static str, method: &str, url: &str) -> Result<String, ClientError> {
+    /// A REST call with the send policy (valet-core `SendPolicy`): token
+    /// refresh on 401, backoff on transient failures. `body` builds the body
+    /// anew for each attempt; `closed` stops retries of a closed convo.
+    /// Returns the body of the 2xx answer.
+    pub(crate) async fn request(
+        &self,
+        what: &'static str,
+        method: &str,
+        url: &str,
+        body: impl Fn() -> http::Body,
+        signal: Option<&web_sys::AbortSignal>,
+        closed: impl Fn() -> bool,
+    ) -> Result<String, ClientError> {
         let mut policy = SendPolicy::new(what);
         let mut reject = None;
         loop {
             let token = self.tokens.get(reject.take()).await?;
-            let outcome = match http::send_read(method, url, Some(&token), http::Body::Empty, None).await {
+            let outcome = match http::send_read(method, url, Some(&token), body(), signal).await {
                 Ok(r) if (200..300).contains(&r.status) => return Ok(r.body),
                 Ok(r) => SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body },
                 Err(m) => SendOutcome::Network(m),
             };
+            if closed() {
+                return Err(ClientError::new(ErrorCode::Closed, "the convo was closed"));
+            }
             match policy.next(outcome, &mut self.rng.borrow_mut()) {
                 SendStep::Done => return Ok(String::new()),
                 SendStep::Retry { delay_ms, refresh_token } => {
@@ -116,6 +130,13 @@ impl ClientShared {
                 SendStep::Fail(e) => return Err(e),
             }
         }
+    }
+
+    /// A client-level REST call (no body, not tied to a convo).
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, what: &'static str, method: &str, url: &str) -> Result<T, JsValue> {
+        let body = self.request(what, method, url, || http::Body::Empty, None, || false).await.map_err(|e| to_js(&e))?;
+        serde_json::from_str(&body)
+            .map_err(|e| to_js(&ClientError::new(ErrorCode::Protocol, format!("malformed answer to {what}: {e}"))))
     }
 }
 
@@ -195,9 +216,7 @@ impl ValetClient {
     pub fn start_session(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let body = shared.request("startSession", "POST", &shared.config.sessions_url()).await.map_err(|e| to_js(&e))?;
-            let s: SessionResponse = serde_json::from_str(&body)
-                .map_err(|e| to_js(&ClientError::new(ErrorCode::Protocol, format!("malformed session answer: {e}"))))?;
+            let s: SessionResponse = shared.get_json("startSession", "POST", &shared.config.sessions_url()).await?;
             to_js_value(&StartSessionResult {
                 convo_id: s.convo_id,
                 attachment_policy: s.attachment_policy.unwrap_or_default(),
@@ -211,9 +230,7 @@ impl ValetClient {
     pub fn list_convos(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let body = shared.request("listConvos", "GET", &shared.config.convos_url()).await.map_err(|e| to_js(&e))?;
-            let list: ConvoList = serde_json::from_str(&body)
-                .map_err(|e| to_js(&ClientError::new(ErrorCode::Protocol, format!("malformed convo list: {e}"))))?;
+            let list: ConvoList = shared.get_json("listConvos", "GET", &shared.config.convos_url()).await?;
             to_js_value(&list.agent_convos)
         })
     }

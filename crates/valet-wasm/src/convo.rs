@@ -15,7 +15,6 @@ use valet_core::client::Transport;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer};
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::events::EventName;
-use valet_core::send::{SendOutcome, SendPolicy, SendStep};
 use valet_core::wire::{SendRequest, UploadResponse};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -216,33 +215,10 @@ impl ConvoInner {
         Ok(())
     }
 
-    /// A REST call with the send policy: token refresh on 401, backoff on
-    /// transient failures. Returns the body of the 2xx answer.
+    /// A REST call of this convo: the client's policy, aborted by `close()`.
     async fn request(&self, what: &'static str, method: &str, url: &str, body: impl Fn() -> http::Body) -> Result<String, ClientError> {
-        let mut policy = SendPolicy::new(what);
-        let mut reject = None;
         let signal = self.rest_abort.signal();
-        loop {
-            let token = self.client.tokens.get(reject.take()).await?;
-            let outcome = match http::send_read(method, url, Some(&token), body(), Some(&signal)).await {
-                Ok(r) if (200..300).contains(&r.status) => return Ok(r.body),
-                Ok(r) => SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body },
-                Err(m) => SendOutcome::Network(m),
-            };
-            if self.is_closed() {
-                return Err(ClientError::new(ErrorCode::Closed, "the convo was closed"));
-            }
-            match policy.next(outcome, &mut self.client.rng.borrow_mut()) {
-                SendStep::Done => return Ok(String::new()),
-                SendStep::Retry { delay_ms, refresh_token } => {
-                    if refresh_token {
-                        reject = Some(token);
-                    }
-                    gloo_timers::future::TimeoutFuture::new(delay_ms as u32).await;
-                }
-                SendStep::Fail(e) => return Err(e),
-            }
-        }
+        self.client.request(what, method, url, body, Some(&signal), || self.is_closed()).await
     }
 }
 
