@@ -70,6 +70,7 @@ size: wasm
 
 ## ---- bench ----------------------------------------------------------------
 bench: wasm setup-npm setup-chromium size
+	cargo run -q --release -p valet-server --example load -- 2000 5
 	cargo run -q --release --example throughput -p valet-core
 	cd tests && node bench/delivery.mjs
 
