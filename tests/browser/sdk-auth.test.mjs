@@ -38,3 +38,21 @@ test("auth_expiring forces a fresh token: no reconnect loop on the old one", asy
   await page.close();
   assert.ok(convoId);
 });
+
+test("the token is refreshed on a timer ahead of expiry, before any close forces it", async () => {
+  const page = await browser.context.newPage();
+  await page.goto(`${site.origin}/sdk.html`);
+  await page.waitForFunction(() => window.sdkReady === true);
+  // 12 s tokens: the SDK refreshes at half-life (6 s); the server would close at 10 s.
+  await page.evaluate(
+    (args) => window.h.openRecorded(args),
+    { base: server.base, agentId: AGENT, sourceKey: "refresh-user", jwt: { ttl: 12 } },
+  );
+  const calls0 = await page.evaluate(() => window.t.calls.count);
+  await page.evaluate(() => window.h.until(() => window.t.calls.count > 1, "a refresh", 15000));
+  const r = await page.evaluate(() => ({ closed: window.t.rec.closed.length, calls: window.t.calls.count }));
+  assert.equal(calls0, 1);
+  assert.equal(r.closed, 0, "refreshed before the server had to close the stream");
+  await page.evaluate(() => window.t.convo.close());
+  await page.close();
+});
