@@ -63,7 +63,7 @@ pub struct RawOptions {
 fn positive_ms(name: &str, v: Option<f64>, default: u64) -> Result<u64, String> {
     match v {
         None => Ok(default),
-        Some(x) if x.is_finite() && x >= 1.0 && x <= 86_400_000.0 => Ok(x as u64),
+        Some(x) if (1.0..=86_400_000.0).contains(&x) => Ok(x as u64),
         Some(_) => Err(format!("`{name}` must be a number of milliseconds between 1 and 86400000")),
     }
 }

@@ -177,16 +177,10 @@ impl SseParser {
                 self.data.push('\n');
                 self.check_size(out);
             }
-            b"id" => {
-                if !value.contains(&0) {
-                    self.last_id = utf8(value).into_owned();
-                }
-            }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    if let Ok(ms) = std::str::from_utf8(value).unwrap_or("").parse() {
-                        out.push(SseItem::Retry(ms));
-                    }
+            b"id" if !value.contains(&0) => self.last_id = utf8(value).into_owned(),
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                if let Ok(ms) = std::str::from_utf8(value).unwrap_or("").parse() {
+                    out.push(SseItem::Retry(ms));
                 }
             }
             _ => {}

@@ -457,6 +457,7 @@ impl ClosedReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // frames are short-lived values; boxing buys nothing
 pub enum ServerFrame {
     /// The stream is open.
     Ready {
@@ -575,29 +576,6 @@ impl std::error::Error for FrameError {}
 /// not a valid frame of a known type.
 pub fn decode_frame(event: &str, data: &str) -> Result<Option<ServerFrame>, FrameError> {
     let err = |detail: String| FrameError { event: event.to_owned(), detail };
-    // The hot path: a `message` frame decodes in one pass, no buffering.
-    if event == "message" {
-        #[derive(Deserialize)]
-        struct MessageFrame {
-            #[serde(rename = "type", default)]
-            ty: Option<String>,
-            action: String,
-            agent_id: String,
-            convo_id: String,
-            message: Message,
-        }
-        if let Ok(f) = serde_json::from_str::<MessageFrame>(data) {
-            if f.ty.as_deref().is_none_or(|t| t == "message") {
-                return Ok(Some(ServerFrame::Message {
-                    action: f.action,
-                    agent_id: f.agent_id,
-                    convo_id: f.convo_id,
-                    message: f.message,
-                }));
-            }
-        }
-        // Anything else (another `type`, malformed): the general path says what.
-    }
     // Read only `type` first (other fields skipped unparsed); then decode the
     // frame once, straight from the text: no intermediate `Value`.
     #[derive(Deserialize)]

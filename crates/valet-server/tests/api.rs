@@ -107,7 +107,7 @@ async fn another_appusers_convo_is_not_found_everywhere() {
     }
     let list: Value = s.get(&mallory, "/api/v2/agent_convos").await.json().await.unwrap();
     assert_eq!(list["agent_convos"], json!([]));
-    assert_eq!(s.history(&alice, &convo).await.len() >= 1, true);
+    assert!(!s.history(&alice, &convo).await.is_empty(), "the owner still sees it");
 }
 
 #[tokio::test]

@@ -119,7 +119,9 @@ impl ClientShared {
             if closed() {
                 return Err(ClientError::new(ErrorCode::Closed, "the convo was closed"));
             }
-            match policy.next(outcome, &mut self.rng.borrow_mut()) {
+            // The RNG borrow must end before the retry's await: other convos use it.
+            let step = policy.next(outcome, &mut self.rng.borrow_mut());
+            match step {
                 SendStep::Done => return Ok(String::new()),
                 SendStep::Retry { delay_ms, refresh_token } => {
                     if refresh_token {
@@ -295,7 +297,7 @@ mod tests {
         let client = ValetClient::new(options("{ agentId: 'a', fetchJwt: () => Promise.reject(new Error('nope')), baseUrl: 'http://127.0.0.1:9' }")).unwrap();
         let open = options("{ convoId: 'c' }");
         let r = wasm_bindgen_futures::JsFuture::from(client.open_convo(Ts::new_unchecked(open.into()))).await;
-        let e = r.err().expect("rejects");
+        let e = r.expect_err("rejects");
         assert_eq!(js_sys::Reflect::get(&e, &"code".into()).unwrap().as_string().as_deref(), Some("auth"));
     }
 }
