@@ -11,7 +11,7 @@ WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
 
 .PHONY: all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
-        build server wasm pkg demo-site size bench test test-rust test-wasm test-types test-browser demo clean
+        build server wasm pkg demo-site size bench test test-rust test-wasm test-types test-browser lint demo clean
 
 all: test
 
@@ -94,6 +94,10 @@ test-types: pkg setup-npm
 
 test-browser: server wasm demo-site setup-npm setup-chromium
 	cd tests && npm test
+
+lint: setup-rust
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p valet-wasm --all-targets -- -D warnings
 
 ## ---- demo -----------------------------------------------------------------
 # The demo page and the no-bundler SDK build, served next to the API.

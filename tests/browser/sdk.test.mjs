@@ -435,3 +435,31 @@ test("opening and closing a convo 1,000 times leaves the heap flat", async () =>
   await server.waitStats("every stream closed", (s) => !s.live_streams_by_appuser[sourceKey]);
   await page.close();
 });
+
+test("two convos send while one is waiting to retry: both succeed", async () => {
+  const { page } = await opened("concurrent-send");
+  const result = await page.evaluate(async () => {
+    const other = await window.t.client.openConvo({ convoId: (await window.t.client.startSession()).convoId });
+    const outcomes = [];
+    // B sends at several points of A's backoff sleep (A's 503 is answered at once).
+    for (const delay of [5, 40, 80, 120]) {
+      await fetch(`${window.t.base}/dev/admin/faults`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer dev-admin-secret" },
+        body: JSON.stringify({ route: "stream_message", status: 503, count: 1 }),
+      });
+      const a = window.t.convo.send(`A after ${delay}`);
+      await new Promise((r) => setTimeout(r, delay));
+      const b = other.send(`B at ${delay}`);
+      const settled = await Promise.race([
+        Promise.allSettled([a, b]),
+        new Promise((r) => setTimeout(() => r([{ status: "hung" }, { status: "hung" }]), 5000)),
+      ]);
+      outcomes.push(settled.map((s) => s.status).join("+"));
+    }
+    other.close();
+    return outcomes;
+  });
+  assert.deepEqual(result, Array(4).fill("fulfilled+fulfilled"));
+  await closeAll(page);
+});
