@@ -663,3 +663,24 @@ fn the_type_field_wins_over_the_event_name_and_payloads_keep_the_wire_shape() {
     assert_eq!(m["message"]["extra"]["id"], "nested", "unknown fields pass through");
     assert_eq!(m["from_reconcile"], false);
 }
+
+#[test]
+fn a_failing_fetch_jwt_is_an_auth_error_and_is_retried_with_backoff() {
+    let mut h = Harness::new(31);
+    let a = h.connect();
+    h.feed(Input::StreamEnded { attempt: a });
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let out = h.feed(Input::TimerFired(Timer::Reconnect));
+        let b = stream_token_request(&out).expect("asks for a token again");
+        let out = h.feed(Input::TokenFailed {
+            purpose: TokenFor::Stream(b),
+            error: valet_core::error::ClientError::new(valet_core::error::ErrorCode::Auth, "fetchJwt failed: backend down"),
+        });
+        let e = &emitted(&out, EventName::Error)[0];
+        assert_eq!((e["phase"].as_str(), e["error"]["code"].as_str()), (Some("auth"), Some("auth")));
+        delays.push(reconnect_delay(&out).expect("retried"));
+    }
+    assert!(delays[2] > delays[0], "backing off: {delays:?}");
+    assert_eq!(emitted(&h.log, EventName::Status).last().unwrap()["status"], "reconnecting", "never stopped");
+}
