@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod client;
 pub mod convo;
 pub mod delivery;
+pub mod election;
 pub mod error;
 pub mod events;
 pub mod send;

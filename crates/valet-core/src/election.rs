@@ -1,0 +1,670 @@
+//! Tab election: which tab of a browser holds the one stream of an
+//! (agent, convo), and the versioned envelope tabs talk in.
+//!
+//! Decisions:
+//! - Leadership is a Web Lock (`navigator.locks`) per (agent, convo) where
+//!   the browser has one: the tab holding it streams; when that tab closes or
+//!   crashes the browser passes the lock at once. Each new leader takes a
+//!   *generation* one above the highest it has seen.
+//! - A lease covers what locks can not: a frozen leader still holds its lock.
+//!   The leader heartbeats every `heartbeat_ms`; a *visible* follower that
+//!   hears nothing for `lease_ms` steals the lock and bumps the generation.
+//!   A leader that hears a higher generation (it was thawed after a steal)
+//!   stands down at once; frames of an older generation are dropped.
+//! - Without Web Locks, the same heartbeats elect: a tab that hears no leader
+//!   for `startup_ms` (first start) or `lease_ms` claims; two leaders that
+//!   hear each other keep the one with the higher (generation, tab id), so two
+//!   leaders never stand for longer than one heartbeat.
+//! - A hidden leader hands over to a visible follower when one exists
+//!   (`pauseOnHidden`): it resigns, and the visible tab takes the lock.
+//! - Anything on the channel that is not a well-formed envelope of this
+//!   version is ignored and counted, never an error.
+
+use serde::{Deserialize, Serialize};
+
+/// The envelope version tabs speak.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// What tabs send each other on the convo's channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Always `"valet-sdk"`: tells our messages from other scripts'.
+    pub sdk: String,
+    /// [`ENVELOPE_VERSION`].
+    pub v: u32,
+    /// The sending tab.
+    pub tab: String,
+    /// The sender's view of the leader generation.
+    pub gen: u64,
+    /// What it says.
+    pub body: Body,
+}
+
+/// Envelope bodies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    /// The leader is alive (and whether its page is visible).
+    Heartbeat {
+        /// The leader's page is visible.
+        visible: bool,
+    },
+    /// A follower is here (and whether its page is visible).
+    Presence {
+        /// The follower's page is visible.
+        visible: bool,
+    },
+    /// The leader is stepping down (closing, or hidden with a visible follower).
+    Resign,
+    /// A convo event, forwarded by the leader: the event name and its JSON.
+    Event {
+        /// Event name (`message`, `typing`, ...).
+        name: String,
+        /// The payload (or, for `EmitMany`, the JSON array of payloads).
+        json: String,
+        /// Whether `json` is an array of payloads.
+        many: bool,
+    },
+}
+
+/// Parses what arrived on the channel. `None` for anything that is not our
+/// envelope of this version (other scripts, garbage, an older SDK).
+pub fn parse_envelope(json: &str) -> Option<Envelope> {
+    let env: Envelope = serde_json::from_str(json).ok()?;
+    (env.sdk == "valet-sdk" && env.v == ENVELOPE_VERSION).then_some(env)
+}
+
+/// Timings of the election.
+#[derive(Debug, Clone)]
+pub struct ElectionConfig {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Silence after which a visible follower takes over.
+    pub lease_ms: u64,
+    /// Without Web Locks: how long a starting tab listens before claiming.
+    pub startup_ms: u64,
+    /// Whether the browser has Web Locks.
+    pub locks: bool,
+    /// Hand leadership to a visible tab when this one is hidden.
+    pub prefer_visible: bool,
+}
+
+impl Default for ElectionConfig {
+    fn default() -> Self {
+        ElectionConfig { heartbeat_ms: 1000, lease_ms: 3000, startup_ms: 300, locks: true, prefer_visible: true }
+    }
+}
+
+/// A tab's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Holds the stream and forwards its events.
+    Leader,
+    /// Receives forwarded events.
+    Follower,
+}
+
+/// Inputs of the election.
+#[derive(Debug, Clone)]
+pub enum TabInput {
+    /// Start (the convo was opened in this tab).
+    Start {
+        /// The page is visible.
+        visible: bool,
+    },
+    /// The Web Lock was granted.
+    LockGranted,
+    /// The Web Lock was lost (stolen, or released).
+    LockLost,
+    /// Something arrived on the channel.
+    Channel(String),
+    /// The election timer fired.
+    Tick,
+    /// The page became visible or hidden.
+    Visibility {
+        /// Visible now.
+        visible: bool,
+    },
+    /// The convo is closing in this tab.
+    Close,
+}
+
+/// Actions of the election.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TabAction {
+    /// Ask for the Web Lock (`steal` takes it from a frozen holder).
+    RequestLock {
+        /// Steal it.
+        steal: bool,
+    },
+    /// Release the Web Lock.
+    ReleaseLock,
+    /// Post this envelope on the channel.
+    Broadcast(Envelope),
+    /// This tab now leads: start the stream (and reconcile, so nothing
+    /// between the old leader's last frame and ours is lost).
+    Lead {
+        /// The new generation.
+        gen: u64,
+    },
+    /// This tab now follows: stop any stream at once.
+    Follow {
+        /// The generation in force.
+        gen: u64,
+    },
+    /// A forwarded event to deliver in this tab (follower side).
+    Deliver {
+        /// Event name.
+        name: String,
+        /// Payload JSON (or array, with `many`).
+        json: String,
+        /// Whether `json` is an array.
+        many: bool,
+    },
+    /// Arm the election timer.
+    SetTimer {
+        /// Delay from now.
+        delay_ms: u64,
+    },
+}
+
+/// One tab's election state for one convo.
+#[derive(Debug)]
+pub struct Election {
+    cfg: ElectionConfig,
+    tab: String,
+    role: Option<Role>,
+    gen: u64,
+    visible: bool,
+    closed: bool,
+    /// When a leader (not us) was last heard.
+    last_leader_ms: Option<u64>,
+    /// The leader we last heard, and whether its page was visible.
+    leader: Option<(String, bool)>,
+    /// When a visible follower was last heard (for the hidden leader's handover).
+    visible_follower_ms: Option<u64>,
+    lock_requested: bool,
+    started_ms: u64,
+    ignored: u64,
+    out: Vec<TabAction>,
+}
+
+impl Election {
+    /// A tab's election, with its unique tab id.
+    pub fn new(cfg: ElectionConfig, tab: impl Into<String>) -> Self {
+        Election {
+            cfg,
+            tab: tab.into(),
+            role: None,
+            gen: 0,
+            visible: true,
+            closed: false,
+            last_leader_ms: None,
+            leader: None,
+            visible_follower_ms: None,
+            lock_requested: false,
+            started_ms: 0,
+            ignored: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// The role, once decided.
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+
+    /// The generation in force.
+    pub fn generation(&self) -> u64 {
+        self.gen
+    }
+
+    /// Channel messages ignored as not ours (for debug logs).
+    pub fn ignored(&self) -> u64 {
+        self.ignored
+    }
+
+    /// The envelope forwarding a convo event (leader side), or `None` when
+    /// this tab does not lead.
+    pub fn forward(&self, name: &str, json: String, many: bool) -> Option<Envelope> {
+        (self.role == Some(Role::Leader)).then(|| self.envelope(Body::Event { name: name.to_owned(), json, many }))
+    }
+
+    fn envelope(&self, body: Body) -> Envelope {
+        Envelope { sdk: "valet-sdk".into(), v: ENVELOPE_VERSION, tab: self.tab.clone(), gen: self.gen, body }
+    }
+
+    fn broadcast(&mut self, body: Body) {
+        let env = self.envelope(body);
+        self.out.push(TabAction::Broadcast(env));
+    }
+
+    /// Handles one input at `now_ms`.
+    pub fn handle(&mut self, now_ms: u64, input: TabInput) -> Vec<TabAction> {
+        if self.closed {
+            return Vec::new();
+        }
+        match input {
+            TabInput::Start { visible } => {
+                self.visible = visible;
+                self.started_ms = now_ms;
+                self.become_follower_quietly();
+                if self.cfg.locks {
+                    self.lock_requested = true;
+                    self.out.push(TabAction::RequestLock { steal: false });
+                }
+                self.broadcast(Body::Presence { visible });
+                self.arm();
+            }
+            TabInput::LockGranted => {
+                self.lock_requested = false;
+                if self.visible || !self.cfg.prefer_visible || !self.visible_follower_recent(now_ms) {
+                    self.lead();
+                } else {
+                    // Hidden, and a visible tab wants it: pass it on.
+                    self.out.push(TabAction::ReleaseLock);
+                }
+            }
+            TabInput::LockLost => {
+                self.lock_requested = false;
+                if self.role == Some(Role::Leader) {
+                    self.follow(now_ms);
+                }
+            }
+            TabInput::Channel(raw) => match parse_envelope(&raw) {
+                Some(env) if env.tab != self.tab => self.on_envelope(now_ms, env),
+                Some(_) => {}
+                None => self.ignored += 1,
+            },
+            TabInput::Tick => self.on_tick(now_ms),
+            TabInput::Visibility { visible } => {
+                self.visible = visible;
+                match self.role {
+                    Some(Role::Leader) => self.broadcast(Body::Heartbeat { visible }),
+                    _ => self.broadcast(Body::Presence { visible }),
+                }
+            }
+            TabInput::Close => {
+                if self.role == Some(Role::Leader) {
+                    self.broadcast(Body::Resign);
+                    self.out.push(TabAction::ReleaseLock);
+                }
+                self.closed = true;
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn visible_follower_recent(&self, now_ms: u64) -> bool {
+        self.visible_follower_ms.is_some_and(|t| now_ms.saturating_sub(t) < self.cfg.lease_ms)
+    }
+
+    fn arm(&mut self) {
+        let delay_ms = match self.role {
+            Some(Role::Leader) => self.cfg.heartbeat_ms,
+            _ => self.cfg.heartbeat_ms.min(self.cfg.startup_ms.max(1)),
+        };
+        self.out.push(TabAction::SetTimer { delay_ms });
+    }
+
+    fn become_follower_quietly(&mut self) {
+        self.role = Some(Role::Follower);
+    }
+
+    fn lead(&mut self) {
+        self.gen += 1;
+        self.role = Some(Role::Leader);
+        self.last_leader_ms = None;
+        self.leader = None;
+        self.out.push(TabAction::Lead { gen: self.gen });
+        self.broadcast(Body::Heartbeat { visible: self.visible });
+        self.arm();
+    }
+
+    fn follow(&mut self, now_ms: u64) {
+        let was_leader = self.role == Some(Role::Leader);
+        self.role = Some(Role::Follower);
+        if was_leader && self.cfg.locks {
+            self.out.push(TabAction::ReleaseLock);
+        }
+        self.out.push(TabAction::Follow { gen: self.gen });
+        self.last_leader_ms = Some(now_ms);
+        self.arm();
+    }
+
+    fn on_envelope(&mut self, now_ms: u64, env: Envelope) {
+        match env.body {
+            Body::Heartbeat { visible } => {
+                let theirs = (env.gen, env.tab.as_str());
+                let ours = (self.gen, self.tab.as_str());
+                if self.role == Some(Role::Leader) {
+                    if theirs > ours {
+                        // A newer leader (we were frozen, or two claimed): stand down.
+                        self.gen = env.gen;
+                        self.leader = Some((env.tab, visible));
+                        self.follow(now_ms);
+                    }
+                    return;
+                }
+                if env.gen >= self.gen {
+                    self.gen = env.gen;
+                    self.leader = Some((env.tab, visible));
+                    self.last_leader_ms = Some(now_ms);
+                }
+            }
+            Body::Presence { visible } => {
+                if visible {
+                    self.visible_follower_ms = Some(now_ms);
+                }
+                if self.role == Some(Role::Leader) {
+                    // Answer at once so a new tab learns the leader without waiting.
+                    self.broadcast(Body::Heartbeat { visible: self.visible });
+                    if visible && !self.visible && self.cfg.prefer_visible {
+                        self.resign(now_ms);
+                    }
+                }
+            }
+            Body::Resign => {
+                if self.leader.as_ref().is_some_and(|(t, _)| *t == env.tab) {
+                    self.last_leader_ms = None;
+                    self.leader = None;
+                    if !self.cfg.locks && self.visible {
+                        self.lead();
+                    }
+                }
+            }
+            Body::Event { name, json, many } => {
+                if self.role == Some(Role::Follower) && env.gen >= self.gen {
+                    self.gen = env.gen;
+                    self.last_leader_ms = Some(now_ms);
+                    self.out.push(TabAction::Deliver { name, json, many });
+                }
+                // Older generations (a leader that was replaced) are dropped.
+            }
+        }
+    }
+
+    fn resign(&mut self, now_ms: u64) {
+        self.broadcast(Body::Resign);
+        self.follow(now_ms);
+    }
+
+    fn on_tick(&mut self, now_ms: u64) {
+        match self.role {
+            Some(Role::Leader) => {
+                self.broadcast(Body::Heartbeat { visible: self.visible });
+                if !self.visible && self.cfg.prefer_visible && self.visible_follower_recent(now_ms) {
+                    self.resign(now_ms);
+                    return;
+                }
+            }
+            _ => {
+                let silent_since = self.last_leader_ms.unwrap_or(self.started_ms);
+                let limit = if self.last_leader_ms.is_none() && self.leader.is_none() {
+                    self.cfg.startup_ms
+                } else {
+                    self.cfg.lease_ms
+                };
+                let leader_silent = now_ms.saturating_sub(silent_since) >= limit;
+                if leader_silent && (self.visible || !self.cfg.prefer_visible || self.leader.is_none()) {
+                    if self.cfg.locks {
+                        // With locks, a live holder's lock passes by itself; a silent
+                        // one (frozen) must be stolen. Only after a leader was heard.
+                        if self.leader.is_some() || self.last_leader_ms.is_some() {
+                            self.lock_requested = true;
+                            self.leader = None;
+                            self.last_leader_ms = Some(now_ms);
+                            self.out.push(TabAction::RequestLock { steal: true });
+                        }
+                    } else {
+                        self.lead();
+                        return;
+                    }
+                }
+            }
+        }
+        self.arm();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Several tabs of one browser, a channel that delivers to every other
+    /// tab, and (optionally) a Web Lock that the harness grants in order.
+    struct Browser {
+        tabs: Vec<Election>,
+        alive: Vec<bool>,
+        frozen: Vec<bool>,
+        now: u64,
+        lock_holder: Option<usize>,
+        lock_queue: VecDeque<usize>,
+        leading: Vec<bool>,
+        delivered: Vec<Vec<String>>,
+    }
+
+    impl Browser {
+        fn new(n: usize, locks: bool) -> Self {
+            let cfg = ElectionConfig { locks, ..Default::default() };
+            Browser {
+                tabs: (0..n).map(|i| Election::new(cfg.clone(), format!("tab-{i}"))).collect(),
+                alive: vec![true; n],
+                frozen: vec![false; n],
+                now: 0,
+                lock_holder: None,
+                lock_queue: VecDeque::new(),
+                leading: vec![false; n],
+                delivered: vec![Vec::new(); n],
+            }
+        }
+
+        fn input(&mut self, i: usize, input: TabInput) {
+            if !self.alive[i] || self.frozen[i] {
+                return;
+            }
+            let out = self.tabs[i].handle(self.now, input);
+            self.apply(i, out);
+        }
+
+        fn apply(&mut self, i: usize, out: Vec<TabAction>) {
+            for a in out {
+                match a {
+                    TabAction::RequestLock { steal } => {
+                        if steal {
+                            if let Some(h) = self.lock_holder.take() {
+                                self.input(h, TabInput::LockLost);
+                            }
+                            self.lock_holder = Some(i);
+                            self.input(i, TabInput::LockGranted);
+                        } else if self.lock_holder.is_none() {
+                            self.lock_holder = Some(i);
+                            self.input(i, TabInput::LockGranted);
+                        } else {
+                            self.lock_queue.push_back(i);
+                        }
+                    }
+                    TabAction::ReleaseLock => {
+                        if self.lock_holder == Some(i) {
+                            self.release();
+                        }
+                    }
+                    TabAction::Broadcast(env) => {
+                        let raw = serde_json::to_string(&env).unwrap();
+                        for j in 0..self.tabs.len() {
+                            if j != i {
+                                self.input(j, TabInput::Channel(raw.clone()));
+                            }
+                        }
+                    }
+                    TabAction::Lead { .. } => self.leading[i] = true,
+                    TabAction::Follow { .. } => self.leading[i] = false,
+                    TabAction::Deliver { json, .. } => self.delivered[i].push(json),
+                    TabAction::SetTimer { .. } => {}
+                }
+            }
+        }
+
+        fn release(&mut self) {
+            self.lock_holder = None;
+            while let Some(next) = self.lock_queue.pop_front() {
+                if self.alive[next] {
+                    self.lock_holder = Some(next);
+                    self.input(next, TabInput::LockGranted);
+                    break;
+                }
+            }
+        }
+
+        /// Advances time in heartbeat steps, ticking every live tab.
+        fn run(&mut self, ms: u64) {
+            for _ in 0..ms / 100 {
+                self.now += 100;
+                for i in 0..self.tabs.len() {
+                    self.input(i, TabInput::Tick);
+                }
+            }
+        }
+
+        fn leaders(&self) -> Vec<usize> {
+            (0..self.tabs.len()).filter(|&i| self.alive[i] && !self.frozen[i] && self.leading[i]).collect()
+        }
+
+        fn crash(&mut self, i: usize) {
+            self.alive[i] = false;
+            self.leading[i] = false;
+            if self.lock_holder == Some(i) {
+                self.release(); // the browser passes the lock of a dead tab at once
+            }
+        }
+    }
+
+    #[test]
+    fn three_tabs_elect_exactly_one_leader() {
+        for locks in [true, false] {
+            let mut b = Browser::new(3, locks);
+            for i in 0..3 {
+                b.input(i, TabInput::Start { visible: true });
+            }
+            b.run(2000);
+            assert_eq!(b.leaders().len(), 1, "locks={locks}");
+        }
+    }
+
+    #[test]
+    fn two_tabs_started_in_the_same_instant_settle_on_one() {
+        for locks in [true, false] {
+            let mut b = Browser::new(2, locks);
+            b.input(0, TabInput::Start { visible: true });
+            b.input(1, TabInput::Start { visible: true });
+            b.run(1500);
+            assert_eq!(b.leaders().len(), 1, "locks={locks}");
+        }
+    }
+
+    #[test]
+    fn a_closed_or_crashed_leader_is_replaced() {
+        for locks in [true, false] {
+            let mut b = Browser::new(3, locks);
+            for i in 0..3 {
+                b.input(i, TabInput::Start { visible: true });
+            }
+            b.run(1000);
+            let first = b.leaders()[0];
+            b.input(first, TabInput::Close);
+            b.alive[first] = false;
+            b.leading[first] = false;
+            b.run(4000);
+            assert_eq!(b.leaders().len(), 1, "closed, locks={locks}");
+            let second = b.leaders()[0];
+            assert_ne!(second, first);
+            b.crash(second);
+            b.run(4000);
+            assert_eq!(b.leaders().len(), 1, "crashed, locks={locks}");
+        }
+    }
+
+    #[test]
+    fn a_frozen_leader_is_replaced_and_stands_down_when_thawed() {
+        let mut b = Browser::new(2, true);
+        b.input(0, TabInput::Start { visible: true });
+        b.input(1, TabInput::Start { visible: true });
+        b.run(1000);
+        let first = b.leaders()[0];
+        let gen = b.tabs[first].generation();
+        b.frozen[first] = true; // keeps its lock, sends nothing
+        b.run(4000);
+        let second = b.leaders()[0];
+        assert_ne!(second, first, "the follower stole the lease");
+        assert!(b.tabs[second].generation() > gen);
+        b.frozen[first] = false;
+        b.leading[first] = true; // it still thinks it leads
+        b.run(1500);
+        assert_eq!(b.leaders(), vec![second], "the thawed leader stood down");
+    }
+
+    #[test]
+    fn followers_drop_events_of_an_older_generation() {
+        let mut e = Election::new(ElectionConfig::default(), "me");
+        e.handle(0, TabInput::Start { visible: true });
+        let hb = |gen| {
+            serde_json::to_string(&Envelope { sdk: "valet-sdk".into(), v: 1, tab: "other".into(), gen, body: Body::Heartbeat { visible: true } }).unwrap()
+        };
+        let ev = |gen, json: &str| {
+            serde_json::to_string(&Envelope {
+                sdk: "valet-sdk".into(),
+                v: 1,
+                tab: "old".into(),
+                gen,
+                body: Body::Event { name: "message".into(), json: json.into(), many: false },
+            })
+            .unwrap()
+        };
+        e.handle(10, TabInput::Channel(hb(5)));
+        assert!(e.handle(20, TabInput::Channel(ev(4, "stale"))).is_empty());
+        let out = e.handle(30, TabInput::Channel(ev(5, "fresh")));
+        assert_eq!(out, vec![TabAction::Deliver { name: "message".into(), json: "fresh".into(), many: false }]);
+    }
+
+    #[test]
+    fn garbage_on_the_channel_is_ignored_and_counted() {
+        let mut e = Election::new(ElectionConfig::default(), "me");
+        e.handle(0, TabInput::Start { visible: true });
+        for raw in ["", "42", "{\"hello\":1}", "{\"sdk\":\"valet-sdk\",\"v\":0,\"tab\":\"x\",\"gen\":1,\"body\":{\"kind\":\"resign\"}}", "\u{0}\u{1}"] {
+            assert!(e.handle(1, TabInput::Channel(raw.into())).is_empty());
+        }
+        assert_eq!(e.ignored(), 5);
+        assert_eq!(e.role(), Some(Role::Follower));
+    }
+
+    #[test]
+    fn a_hidden_leader_hands_over_to_a_visible_tab() {
+        let mut b = Browser::new(2, true);
+        b.input(0, TabInput::Start { visible: true });
+        b.run(500);
+        b.input(1, TabInput::Start { visible: true });
+        b.run(500);
+        assert_eq!(b.leaders(), vec![0]);
+        b.input(0, TabInput::Visibility { visible: false });
+        b.input(1, TabInput::Visibility { visible: true });
+        b.run(2000);
+        assert_eq!(b.leaders(), vec![1], "the visible tab leads");
+    }
+
+    #[test]
+    fn the_leader_forwards_and_followers_deliver() {
+        let mut b = Browser::new(2, true);
+        b.input(0, TabInput::Start { visible: true });
+        b.input(1, TabInput::Start { visible: true });
+        b.run(500);
+        let leader = b.leaders()[0];
+        let follower = 1 - leader;
+        let env = b.tabs[leader].forward("message", "{\"x\":1}".into(), false).unwrap();
+        assert!(b.tabs[follower].forward("message", "{}".into(), false).is_none(), "followers do not forward");
+        b.apply(leader, vec![TabAction::Broadcast(env)]);
+        assert_eq!(b.delivered[follower], vec!["{\"x\":1}".to_owned()]);
+        assert!(b.delivered[leader].is_empty());
+    }
+}
