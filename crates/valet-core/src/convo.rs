@@ -53,6 +53,8 @@ pub struct ConvoConfig {
     pub retry_after_cap_ms: u64,
     /// Drop the stream while the page is hidden, resume when visible.
     pub pause_on_hidden: bool,
+    /// Emit [`Action::Relay`] for every frame received (the tab leads other tabs).
+    pub relay: bool,
 }
 
 impl ConvoConfig {
@@ -66,6 +68,7 @@ impl ConvoConfig {
             max_auth_failures: 3,
             retry_after_cap_ms: 30_000,
             pause_on_hidden: true,
+            relay: false,
         }
     }
 }
@@ -99,6 +102,19 @@ pub enum Input {
     Pause,
     /// Stop for good.
     Close,
+    /// Another tab leads: run no stream, take relayed frames instead.
+    Standby,
+    /// This tab leads (after `Standby`): open the stream.
+    Lead,
+    /// Fetch history now (a follower opening, or a new leader generation).
+    Sync,
+    /// A frame relayed by the leading tab (`event` `"status"`: its status).
+    Relayed {
+        /// Event name.
+        event: String,
+        /// The frame's JSON (or the status payload).
+        data: String,
+    },
     /// The page became hidden (`true`) or visible (`false`).
     Visibility {
         /// Hidden now.
@@ -243,6 +259,14 @@ pub enum Action {
     },
     /// A debug log line (never contains a token).
     Log(String),
+    /// With `relay`: a frame to post to the other tabs, as received (and
+    /// `"status"` with this tab's status payload).
+    Relay {
+        /// Event name.
+        event: String,
+        /// JSON.
+        data: String,
+    },
     /// Sent once: how the first connection went. `Ok` when the stream is
     /// live, paused, or retrying after a transient failure; `Err` when the
     /// convo stopped on an error retrying will not fix (404, 403, 401s).
@@ -257,6 +281,7 @@ enum Conn {
     Stopped,
     Closed,
     Backoff,
+    Standby,
     Authorizing(u64),
     Connecting(u64),
     Live(u64),
@@ -370,9 +395,33 @@ impl ConvoMachine {
                 self.user_paused = true;
                 self.pause();
             }
+            Input::Standby => {
+                if self.conn != Conn::Standby {
+                    self.close_stream();
+                    self.out.push(Action::ClearTimer(Timer::Reconnect));
+                    self.conn = Conn::Standby;
+                }
+                self.opened(Ok(()));
+            }
+            Input::Lead => {
+                if self.user_paused || (self.hidden && self.cfg.pause_on_hidden) {
+                    self.pause();
+                } else {
+                    self.start(now_ms, false);
+                }
+            }
+            Input::Sync => {
+                self.delivery.begin_sync();
+                self.request_reconcile();
+            }
+            Input::Relayed { event, data } => {
+                if self.conn == Conn::Standby {
+                    self.on_relayed(event, data);
+                }
+            }
             Input::Visibility { hidden } => {
                 self.hidden = hidden;
-                if self.cfg.pause_on_hidden && !self.user_paused && self.conn != Conn::Idle {
+                if self.cfg.pause_on_hidden && !self.user_paused && !matches!(self.conn, Conn::Idle | Conn::Standby) {
                     if hidden {
                         self.pause();
                     } else {
@@ -456,6 +505,9 @@ impl ConvoMachine {
     fn emit_status(&mut self, status: Status, retry_in_ms: Option<u64>) {
         self.status = status;
         let payload = serde_json::to_string(&ConvoStatusEvent { status, attempt: self.attempt, retry_in_ms }).expect("serializable");
+        if self.cfg.relay && status != Status::Closed {
+            self.out.push(Action::Relay { event: "status".into(), data: payload.clone() });
+        }
         self.emit(EventName::Status, payload);
     }
 
@@ -505,7 +557,7 @@ impl ConvoMachine {
         match self.conn {
             // Only the user restarts a convo stopped on an error.
             Conn::Stopped if !by_user => {}
-            Conn::Idle | Conn::Paused | Conn::Stopped | Conn::Backoff => {
+            Conn::Idle | Conn::Paused | Conn::Stopped | Conn::Backoff | Conn::Standby => {
                 self.out.push(Action::ClearTimer(Timer::Reconnect));
                 if self.conn == Conn::Stopped {
                     self.auth_failures = 0;
@@ -661,6 +713,9 @@ impl ConvoMachine {
     }
 
     fn on_event(&mut self, attempt: u64, ev: SseEvent) {
+        if self.cfg.relay {
+            self.out.push(Action::Relay { event: ev.event.clone(), data: ev.data.clone() });
+        }
         if !ev.id.is_empty() {
             self.ids_seen = true;
             self.last_event_id = Some(ev.id.clone());
@@ -729,6 +784,56 @@ impl ConvoMachine {
                     ClosedReason::Stalled | ClosedReason::Unknown => self.schedule_backoff(),
                 }
             }
+        }
+    }
+
+    /// A frame the leading tab received, in a tab that runs no stream: the
+    /// same delivery, no connection decisions.
+    fn on_relayed(&mut self, event: String, data: String) {
+        if event == "status" {
+            if let Ok(s) = serde_json::from_str::<serde_json::Value>(&data) {
+                if let Ok(status) = serde_json::from_value::<Status>(s["status"].clone()) {
+                    self.status = status;
+                }
+            }
+            return self.emit(EventName::Status, data);
+        }
+        let data = if event == "message" {
+            match RawMessage::from_frame(data) {
+                Ok(message) => return self.on_live_message(message),
+                Err(Err(e)) => return self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
+                Err(Ok(data)) => data,
+            }
+        } else {
+            data
+        };
+        match decode_frame(&event, &data) {
+            Ok(Some(frame)) => match frame {
+                ServerFrame::Ready { .. } => {
+                    self.emit(EventName::Ready, encode_frame(&frame));
+                    // The leader (re)connected: fill any gap here too.
+                    self.delivery.begin_sync();
+                    self.request_reconcile();
+                }
+                ServerFrame::Closed { .. } => self.emit(EventName::Closed, encode_frame(&frame)),
+                ServerFrame::Typing { .. } => self.emit(EventName::Typing, encode_frame(&frame)),
+                ServerFrame::ConvoState { .. } => self.emit(EventName::ConvoState, encode_frame(&frame)),
+                ServerFrame::TurnDone { .. } => self.emit(EventName::TurnDone, encode_frame(&frame)),
+                ServerFrame::Error { ref reason, .. } => {
+                    let mut e = ClientError::new(ErrorCode::Server, format!("the server reported `{reason}`"));
+                    e.body = serde_json::to_value(&frame).ok();
+                    self.emit_error(e, Phase::Server);
+                }
+                ServerFrame::Message { message, .. } => {
+                    match serde_json::to_string(&message).map_err(|e| e.to_string()).and_then(|j| RawMessage::parse(&j)) {
+                        Ok(m) => self.on_live_message(m),
+                        Err(e) => self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
+                    }
+                }
+                ServerFrame::Ping {} => {}
+            },
+            Ok(None) => {}
+            Err(e) => self.emit_error(ClientError::new(ErrorCode::Protocol, e.to_string()), Phase::Stream),
         }
     }
 

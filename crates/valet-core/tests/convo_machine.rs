@@ -684,3 +684,44 @@ fn a_failing_fetch_jwt_is_an_auth_error_and_is_retried_with_backoff() {
     assert!(delays[2] > delays[0], "backing off: {delays:?}");
     assert_eq!(emitted(&h.log, EventName::Status).last().unwrap()["status"], "reconnecting", "never stopped");
 }
+
+#[test]
+fn a_leader_relays_frames_and_a_follower_delivers_them_once_in_order() {
+    let mut cfg = ConvoConfig::new("agent", "convo");
+    cfg.relay = true;
+    let mut leader = Harness { m: ConvoMachine::new(cfg.clone(), 40), now: 0, log: vec![] };
+    let a = leader.connect();
+    let out = leader.bytes(a, &format!("{}{}", msg_frame(1), msg_frame(2)));
+    let relayed: Vec<(String, String)> = out
+        .iter()
+        .filter_map(|x| match x {
+            Action::Relay { event, data } => Some((event.clone(), data.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relayed.iter().filter(|(e, _)| e == "message").count(), 2);
+
+    let mut follower = Harness { m: ConvoMachine::new(cfg, 41), now: 0, log: vec![] };
+    let out = follower.feed(Input::Standby);
+    assert!(out.iter().any(|x| matches!(x, Action::Opened(Ok(())))), "a follower is open without a stream");
+    let out = follower.feed(Input::Sync);
+    let req = reconcile_token_request(&out).unwrap();
+    // Live relayed frames wait for the follower's own history.
+    let mut got = Vec::new();
+    for (event, data) in relayed.iter().rev() {
+        got.extend(emitted(&follower.feed(Input::Relayed { event: event.clone(), data: data.clone() }), EventName::Message));
+    }
+    assert!(got.is_empty(), "held until history");
+    follower.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+    let out = follower.feed(Input::ReconcileDone { req, status: 200, body: history([1]) });
+    got.extend(emitted(&out, EventName::Message));
+    let ids: Vec<&str> = got.iter().map(|m| m["message"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    // A duplicate relay (two leaders for a moment) changes nothing.
+    let (event, data) = relayed[0].clone();
+    assert!(emitted(&follower.feed(Input::Relayed { event, data }), EventName::Message).is_empty());
+    assert!(!follower.log.iter().any(|x| matches!(x, Action::OpenStream { .. })), "a follower never streams");
+    // Promoted, it streams.
+    let out = follower.feed(Input::Lead);
+    assert!(stream_token_request(&out).is_some());
+}
