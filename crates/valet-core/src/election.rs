@@ -247,9 +247,10 @@ impl Election {
         }
         match input {
             TabInput::Start { visible } => {
+                // Undecided until the lock is granted, a leader is heard, or
+                // `startup_ms` passes.
                 self.visible = visible;
                 self.started_ms = now_ms;
-                self.become_follower_quietly();
                 if self.cfg.locks {
                     self.lock_requested = true;
                     self.out.push(TabAction::RequestLock { steal: false });
@@ -308,10 +309,6 @@ impl Election {
         self.out.push(TabAction::SetTimer { delay_ms });
     }
 
-    fn become_follower_quietly(&mut self) {
-        self.role = Some(Role::Follower);
-    }
-
     fn lead(&mut self) {
         self.gen += 1;
         self.role = Some(Role::Leader);
@@ -351,6 +348,9 @@ impl Election {
                     self.gen = env.gen;
                     self.leader = Some((env.tab, visible));
                     self.last_leader_ms = Some(now_ms);
+                    if self.role.is_none() {
+                        self.follow(now_ms);
+                    }
                 }
             }
             Body::Presence { visible } => {
@@ -375,7 +375,10 @@ impl Election {
                 }
             }
             Body::Event { name, json, many } => {
-                if self.role == Some(Role::Follower) && env.gen >= self.gen {
+                if self.role != Some(Role::Leader) && env.gen >= self.gen {
+                    if self.role.is_none() {
+                        self.follow(now_ms);
+                    }
                     self.gen = env.gen;
                     self.last_leader_ms = Some(now_ms);
                     self.out.push(TabAction::Deliver { name, json, many });
@@ -396,6 +399,14 @@ impl Election {
                 self.broadcast(Body::Heartbeat { visible: self.visible });
                 if !self.visible && self.cfg.prefer_visible && self.visible_follower_recent(now_ms) {
                     self.resign(now_ms);
+                    return;
+                }
+            }
+            None if self.cfg.locks => {
+                // Waiting for the lock: after `startup_ms` someone else holds
+                // it (and will heartbeat); follow meanwhile.
+                if now_ms.saturating_sub(self.started_ms) >= self.cfg.startup_ms {
+                    self.follow(now_ms);
                     return;
                 }
             }
@@ -606,6 +617,22 @@ mod tests {
     }
 
     #[test]
+    fn a_starting_tab_follows_a_leader_it_hears_and_waits_otherwise() {
+        let mut e = Election::new(ElectionConfig::default(), "me");
+        e.handle(0, TabInput::Start { visible: true });
+        assert_eq!(e.role(), None);
+        let hb = serde_json::to_string(&Envelope { sdk: "valet-sdk".into(), v: 1, tab: "lead".into(), gen: 3, body: Body::Heartbeat { visible: true } }).unwrap();
+        let out = e.handle(5, TabInput::Channel(hb));
+        assert!(out.contains(&TabAction::Follow { gen: 3 }));
+        // A lone tab whose lock is slow follows after `startup_ms`, then leads when granted.
+        let mut lone = Election::new(ElectionConfig::default(), "lone");
+        lone.handle(0, TabInput::Start { visible: true });
+        assert!(lone.handle(100, TabInput::Tick).iter().all(|a| !matches!(a, TabAction::Follow { .. })));
+        assert!(lone.handle(300, TabInput::Tick).iter().any(|a| matches!(a, TabAction::Follow { .. })));
+        assert!(lone.handle(310, TabInput::LockGranted).iter().any(|a| matches!(a, TabAction::Lead { .. })));
+    }
+
+    #[test]
     fn followers_drop_events_of_an_older_generation() {
         let mut e = Election::new(ElectionConfig::default(), "me");
         e.handle(0, TabInput::Start { visible: true });
@@ -636,7 +663,7 @@ mod tests {
             assert!(e.handle(1, TabInput::Channel(raw.into())).is_empty());
         }
         assert_eq!(e.ignored(), 5);
-        assert_eq!(e.role(), Some(Role::Follower));
+        assert_eq!(e.role(), None, "garbage decides nothing");
     }
 
     #[test]
