@@ -31,11 +31,14 @@ pub enum EventName {
     Error,
     /// Connection status changed (EXTENSION to the JS SDK's events).
     Status,
+    /// This tab's role changed: `leader` holds the stream, `follower` gets
+    /// events from it (EXTENSION).
+    Role,
 }
 
 impl EventName {
     /// Every event, for validation of `on(name)`.
-    pub const ALL: [EventName; 8] = [
+    pub const ALL: [EventName; 9] = [
         EventName::Message,
         EventName::Typing,
         EventName::ConvoState,
@@ -44,6 +47,7 @@ impl EventName {
         EventName::Closed,
         EventName::Error,
         EventName::Status,
+        EventName::Role,
     ];
 
     /// The name handlers subscribe with.
@@ -57,6 +61,7 @@ impl EventName {
             EventName::Closed => "closed",
             EventName::Error => "error",
             EventName::Status => "status",
+            EventName::Role => "role",
         }
     }
 
@@ -111,6 +116,17 @@ pub enum Status {
     Stopped,
     /// `close()` was called.
     Closed,
+}
+
+/// `role` payload.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+pub struct ConvoRoleEvent {
+    /// `"leader"` or `"follower"`.
+    #[cfg_attr(feature = "tsify", tsify(type = "\"leader\" | \"follower\""))]
+    pub role: &'static str,
+    /// The leader generation in force.
+    pub generation: u64,
 }
 
 /// `status` payload.

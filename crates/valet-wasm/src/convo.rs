@@ -13,6 +13,8 @@ use gloo_timers::callback::Timeout;
 use serde::Deserialize;
 use valet_core::client::Transport;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer};
+use valet_core::election::{Role, TabAction, TabInput};
+use valet_core::events::ConvoRoleEvent;
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::events::EventName;
 use valet_core::wire::{SendRequest, UploadResponse};
@@ -25,6 +27,7 @@ use crate::emitter::Emitter;
 use crate::error::{js_error, to_js};
 use crate::http;
 use crate::stream::{open_eventsource, open_fetch, StreamHandle};
+use crate::tabs::TabLink;
 
 /// One open convo's state in the glue.
 pub struct ConvoInner {
@@ -37,7 +40,16 @@ pub struct ConvoInner {
     rest_abort: AbortController,
     visibility: RefCell<Option<EventListener>>,
     opened: RefCell<Option<futures_channel::oneshot::Sender<Result<(), ClientError>>>>,
+    /// The link to the other tabs of this browser (one stream for all).
+    tab: RefCell<Option<Rc<TabLink>>>,
     this: Weak<ConvoInner>,
+}
+
+/// Feeds an election input to a convo if it still exists.
+pub fn feed_tab(sink: &Weak<ConvoInner>, input: TabInput) {
+    if let Some(inner) = sink.upgrade() {
+        inner.tab_input(input);
+    }
 }
 
 /// Feeds an input to a convo if it still exists, and carries out the actions.
@@ -61,6 +73,8 @@ impl ConvoInner {
         let mut machine_cfg = ConvoConfig::new(cfg.agent_id.clone(), convo_id.clone());
         machine_cfg.pause_on_hidden = cfg.pause_on_hidden;
         machine_cfg.stall_timeout_ms = cfg.stall_timeout_ms;
+        let tab = TabLink::new(&cfg.agent_id, &convo_id, client.uuid()).map(Rc::new);
+        machine_cfg.relay = tab.is_some();
         let seed = client.seed();
         let inner = Rc::new_cyclic(|this| ConvoInner {
             machine: RefCell::new(ConvoMachine::new(machine_cfg, seed)),
@@ -72,14 +86,25 @@ impl ConvoInner {
             rest_abort: AbortController::new().expect("AbortController"),
             visibility: RefCell::new(None),
             opened: RefCell::new(None),
+            tab: RefCell::new(tab),
             this: this.clone(),
         });
+        if let Some(tab) = inner.tab.borrow().as_ref() {
+            let sink = Rc::downgrade(&inner);
+            let listener = EventListener::new(&tab.channel, "message", move |e| {
+                // Only strings can be our envelopes; anything else is counted as garbage.
+                let data = e.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default();
+                feed_tab(&sink, TabInput::Channel(data));
+            });
+            *tab.listener.borrow_mut() = Some(listener);
+        }
         client.tokens.set_active(1);
         if let Some(document) = web_sys::window().and_then(|w| w.document()) {
             let sink = Rc::downgrade(&inner);
             let listener = EventListener::new(&document, "visibilitychange", move |_| {
                 if let Some(hidden) = page_hidden() {
                     feed(&sink, Input::Visibility { hidden });
+                    feed_tab(&sink, TabInput::Visibility { visible: !hidden });
                 }
             });
             *inner.visibility.borrow_mut() = Some(listener);
@@ -164,6 +189,15 @@ impl ConvoInner {
             Action::Emit { event, payload } => self.emitter.emit(event.as_str(), &payload),
             Action::EmitMany { event, json_array, .. } => self.emitter.emit_many(event.as_str(), &json_array),
             Action::Log(line) => self.client.log.log(&format!("convo {}: {line}", self.convo_id)),
+            Action::Relay { event, data } => {
+                let tab = self.tab.borrow().clone();
+                if let Some(tab) = tab {
+                    let env = tab.election.borrow().forward(&event, data, false);
+                    if let Some(env) = env {
+                        let _ = tab.channel.post_message(&JsValue::from_str(&serde_json::to_string(&env).expect("serializable")));
+                    }
+                }
+            }
             Action::Opened(result) => {
                 if let Some(tx) = self.opened.borrow_mut().take() {
                     let _ = tx.send(result);
@@ -172,9 +206,78 @@ impl ConvoInner {
         }
     }
 
+    /// Handles one election input and carries out its actions.
+    pub fn tab_input(&self, input: TabInput) {
+        let Some(tab) = self.tab.borrow().clone() else { return };
+        let actions = tab.election.borrow_mut().handle(now_ms(), input);
+        for action in actions {
+            match action {
+                TabAction::RequestLock { steal } => {
+                    let epoch = tab.lock_epoch.get() + 1;
+                    tab.lock_epoch.set(epoch);
+                    let sink = self.this.clone();
+                    let cb = Closure::<dyn FnMut(JsValue)>::new(move |kind: JsValue| {
+                        let Some(inner) = sink.upgrade() else { return };
+                        let current = inner.tab.borrow().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
+                        if current {
+                            let input = if kind.as_string().as_deref() == Some("granted") { TabInput::LockGranted } else { TabInput::LockLost };
+                            inner.tab_input(input);
+                        }
+                    });
+                    tab.request(steal, cb);
+                }
+                TabAction::ReleaseLock => {
+                    tab.lock_epoch.set(tab.lock_epoch.get() + 1);
+                    tab.release();
+                }
+                TabAction::Broadcast(env) => {
+                    let _ = tab.channel.post_message(&JsValue::from_str(&serde_json::to_string(&env).expect("serializable")));
+                }
+                TabAction::Lead { gen } => {
+                    self.client.log.log(&format!("convo {}: this tab leads (generation {gen})", self.convo_id));
+                    self.emit_role("leader", gen);
+                    self.handle(Input::Lead);
+                }
+                TabAction::Follow { gen } => {
+                    self.client.log.log(&format!("convo {}: this tab follows (generation {gen})", self.convo_id));
+                    self.emit_role("follower", gen);
+                    self.handle(Input::Standby);
+                    self.handle(Input::Sync);
+                }
+                TabAction::Deliver { name, json, .. } => self.handle(Input::Relayed { event: name, data: json }),
+                TabAction::SetTimer { delay_ms } => {
+                    let sink = self.this.clone();
+                    let t = Timeout::new(delay_ms.min(i32::MAX as u64) as u32, move || feed_tab(&sink, TabInput::Tick));
+                    *tab.timer.borrow_mut() = Some(t);
+                }
+            }
+        }
+    }
+
+    fn emit_role(&self, role: &'static str, generation: u64) {
+        if !self.is_closed() {
+            let payload = serde_json::to_string(&ConvoRoleEvent { role, generation }).expect("serializable");
+            self.emitter.emit(EventName::Role.as_str(), &payload);
+        }
+    }
+
+    fn role(&self) -> &'static str {
+        match self.tab.borrow().as_ref().and_then(|t| t.election.borrow().role()) {
+            Some(Role::Follower) => "follower",
+            None if self.tab.borrow().is_some() => "follower",
+            _ => "leader",
+        }
+    }
+
     fn close(&self) {
         if self.is_closed() {
             return;
+        }
+        self.tab_input(TabInput::Close);
+        let tab = self.tab.borrow_mut().take();
+        if let Some(tab) = tab {
+            tab.timer.borrow_mut().take();
+            tab.release();
         }
         self.handle(Input::Close);
         crate::http::abort(&self.rest_abort);
@@ -247,10 +350,15 @@ impl Convo {
     pub(crate) async fn start(inner: Rc<ConvoInner>) -> Result<Convo, ClientError> {
         let (tx, rx) = futures_channel::oneshot::channel();
         *inner.opened.borrow_mut() = Some(tx);
-        if let Some(true) = page_hidden() {
+        let hidden = page_hidden().unwrap_or(false);
+        if hidden {
             inner.handle(Input::Visibility { hidden: true });
         }
-        inner.handle(Input::Start);
+        if inner.tab.borrow().is_some() {
+            inner.tab_input(TabInput::Start { visible: !hidden });
+        } else {
+            inner.handle(Input::Start);
+        }
         let outcome = rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")));
         match outcome {
             Ok(()) => Ok(Convo { inner }),
@@ -325,6 +433,13 @@ impl Convo {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default()
+    }
+
+    /// This tab's role: `leader` (holds the stream) or `follower` (gets the
+    /// leader's events); the `role` event announces changes.
+    #[wasm_bindgen(getter, unchecked_return_type = "\"leader\" | \"follower\"")]
+    pub fn role(&self) -> String {
+        self.inner.role().to_owned()
     }
 
     /// Messages delivered so far.

@@ -18,6 +18,7 @@ mod error;
 mod http;
 mod log;
 mod stream;
+mod tabs;
 mod tokens;
 
 pub use client::ValetClient;
@@ -56,6 +57,7 @@ export interface ConvoEventMap {
   closed: ConvoClosedEvent;
   error: ConvoErrorEvent;
   status: ConvoStatusEvent;
+  role: ConvoRoleEvent;
 }
 
 /** The `Error` every rejection and `error` event carries: branch on `code`. */

@@ -1,0 +1,98 @@
+//! The browser side of tab election: Web Locks and the BroadcastChannel.
+//! `valet_core::election` decides; this carries out its actions.
+//!
+//! - Web Locks go through a few lines of JS (no `web_sys_unstable_apis` in
+//!   users' builds). The lock's callbacks reach Rust through one closure
+//!   owned by the handle; JS calls it guarded, so a late callback after the
+//!   handle is gone is harmless.
+//! - Without `navigator.locks` the election runs on heartbeats alone.
+
+use std::cell::{Cell, RefCell};
+
+use gloo_events::EventListener;
+use gloo_timers::callback::Timeout;
+use valet_core::election::{Election, ElectionConfig};
+use wasm_bindgen::prelude::*;
+use web_sys::BroadcastChannel;
+
+#[wasm_bindgen(inline_js = r#"
+export function locksAvailable() {
+  return typeof navigator !== "undefined" && !!navigator.locks && typeof navigator.locks.request === "function";
+}
+export function requestLock(name, steal, cb) {
+  const call = (kind) => { try { cb(kind); } catch (_) { /* the tab closed its convo */ } };
+  const ctrl = new AbortController();
+  let release = () => {};
+  const held = new Promise((resolve) => { release = resolve; });
+  const options = steal ? { steal: true } : { signal: ctrl.signal };
+  navigator.locks.request(name, options, () => { call("granted"); return held; })
+    .then(() => call("lost"), () => call("lost"));
+  return () => { release(); ctrl.abort("valet-sdk: released"); };
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = locksAvailable)]
+    fn locks_available() -> bool;
+    #[wasm_bindgen(js_name = requestLock)]
+    fn request_lock(name: &str, steal: bool, cb: &JsValue) -> js_sys::Function;
+}
+
+/// A held or requested Web Lock; dropping it releases (or withdraws) it.
+pub struct LockHandle {
+    release: js_sys::Function,
+    _cb: Closure<dyn FnMut(JsValue)>,
+}
+
+impl Drop for LockHandle {
+    fn drop(&mut self) {
+        let _ = self.release.call0(&JsValue::NULL);
+    }
+}
+
+/// One tab's link to the others for a convo.
+pub struct TabLink {
+    pub(crate) election: RefCell<Election>,
+    pub(crate) channel: BroadcastChannel,
+    pub(crate) lock_name: String,
+    pub(crate) listener: RefCell<Option<EventListener>>,
+    pub(crate) timer: RefCell<Option<Timeout>>,
+    pub(crate) lock: RefCell<Option<LockHandle>>,
+    pub(crate) lock_epoch: Cell<u64>,
+}
+
+impl TabLink {
+    /// The link for (agent, convo), or `None` where BroadcastChannel is missing.
+    pub fn new(agent_id: &str, convo_id: &str, tab_id: String) -> Option<TabLink> {
+        let channel = BroadcastChannel::new(&format!("valet-events:{agent_id}:{convo_id}")).ok()?;
+        let cfg = ElectionConfig { locks: locks_available(), ..Default::default() };
+        Some(TabLink {
+            election: RefCell::new(Election::new(cfg, tab_id)),
+            channel,
+            lock_name: format!("valet:{agent_id}:{convo_id}"),
+            listener: RefCell::new(None),
+            timer: RefCell::new(None),
+            lock: RefCell::new(None),
+            lock_epoch: Cell::new(0),
+        })
+    }
+
+    /// Requests the lock; `cb` gets `"granted"` / `"lost"`.
+    pub fn request(&self, steal: bool, cb: Closure<dyn FnMut(JsValue)>) {
+        let release = request_lock(&self.lock_name, steal, cb.as_ref());
+        let old = self.lock.borrow_mut().replace(LockHandle { release, _cb: cb });
+        drop(old);
+    }
+
+    /// Releases the lock, if held or requested.
+    pub fn release(&self) {
+        let old = self.lock.borrow_mut().take();
+        drop(old);
+    }
+}
+
+impl Drop for TabLink {
+    fn drop(&mut self) {
+        self.listener.borrow_mut().take();
+        self.channel.close();
+    }
+}
