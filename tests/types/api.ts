@@ -28,6 +28,9 @@ export async function typed() {
     void phase;
   });
   c.on("status", (e) => { const st: string = e.status; void st; });
+  c.on("role", (e) => { const r: "leader" | "follower" = e.role; const g: number = e.generation; void [r, g]; });
+  const myRole: "leader" | "follower" = c.role;
+  void myRole;
   await c.send("hi", { files: [new Blob(["x"])] });
   const status: string = c.status;
   void [max, convos, status];

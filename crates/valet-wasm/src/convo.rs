@@ -209,16 +209,23 @@ impl ConvoInner {
     /// Handles one election input and carries out its actions.
     pub fn tab_input(&self, input: TabInput) {
         let Some(tab) = self.tab.borrow().clone() else { return };
+        let ignored = tab.election.borrow().ignored();
         let actions = tab.election.borrow_mut().handle(now_ms(), input);
+        let now_ignored = tab.election.borrow().ignored();
+        if now_ignored > ignored {
+            self.client.log.log(&format!("convo {}: ignored a message on the tab channel that is not ours ({now_ignored} so far)", self.convo_id));
+        }
         for action in actions {
             match action {
                 TabAction::RequestLock { steal } => {
+                    self.client.log.log(&format!("convo {}: requesting the tab lock (steal: {steal})", self.convo_id));
                     let epoch = tab.lock_epoch.get() + 1;
                     tab.lock_epoch.set(epoch);
                     let sink = self.this.clone();
                     let cb = Closure::<dyn FnMut(JsValue)>::new(move |kind: JsValue| {
                         let Some(inner) = sink.upgrade() else { return };
                         let current = inner.tab.borrow().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
+                        inner.client.log.log(&format!("tab lock {:?} (current: {current})", kind.as_string()));
                         if current {
                             let input = if kind.as_string().as_deref() == Some("granted") { TabInput::LockGranted } else { TabInput::LockLost };
                             inner.tab_input(input);

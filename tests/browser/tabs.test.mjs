@@ -1,0 +1,222 @@
+// Several tabs of one browser profile on one convo: one stream, every tab
+// gets every event once, in the same order, across leader changes.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { sdkEnv } from "./harness.mjs";
+
+const AGENT = "00000000-0000-4000-8000-00000000a9e1";
+let env, server, site, browser;
+
+before(async () => {
+  env = await sdkEnv(["--ping-interval-ms", "300", "--rate-limit-messages", "200"]);
+  ({ server, site, browser } = env);
+});
+
+after(async () => env?.close());
+
+let users = 0;
+
+async function newConvo(name) {
+  const sourceKey = `${name}-${++users}`;
+  const { token } = await server.jwt(sourceKey);
+  const res = await fetch(`${server.base}/api/v2/sessions`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+  return { sourceKey, convoId: (await res.json()).convo_id };
+}
+
+/** A page with the SDK loaded (optionally without Web Locks), not yet in the convo. */
+async function tabPage({ noLocks = false } = {}) {
+  const page = await browser.context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  if (noLocks) await page.addInitScript(() => { delete Navigator.prototype.locks; });
+  await page.goto(`${site.origin}/sdk.html`);
+  await page.waitForFunction(() => window.sdkReady === true);
+  return page;
+}
+
+/** Opens the convo in a page and records everything (role events too). */
+function join(page, { sourceKey, convoId }) {
+  return page.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
+    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
+    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
+    const convo = await client.openConvo({ convoId });
+    const rec = window.h.record(convo);
+    rec.role = [];
+    convo.on("role", (r) => rec.role.push(r.role));
+    window.t = { client, convo, rec };
+  }, { base: server.base, AGENT, sourceKey, convoId });
+}
+
+const ids = (page) => page.evaluate(() => window.t.rec.message.map((m) => m.message.id));
+const texts = (page) => page.evaluate(() => window.t.rec.message.map((m) => m.message.content));
+const role = (page) => page.evaluate(() => window.t.convo.role);
+const send = (page, text) => page.evaluate((text) => window.t.convo.send(text), text);
+const waitMessages = (page, n) =>
+  page.evaluate((n) => window.h.until(() => window.t.rec.message.length >= n, `${n} messages`, 30000), n);
+
+async function leaderOf(pages) {
+  for (let i = 0; i < 100; i++) {
+    const roles = await Promise.all(pages.map(role));
+    const leaders = pages.filter((_, k) => roles[k] === "leader");
+    if (leaders.length === 1) return leaders[0];
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("no single leader");
+}
+
+async function streamsOf(convoId) {
+  return (await server.stats()).live_streams_by_convo[convoId] ?? 0;
+}
+
+async function settledStreams(convoId, n) {
+  await server.waitStats(`${n} stream(s) for the convo`, (s) => (s.live_streams_by_convo[convoId] ?? 0) === n);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await streamsOf(convoId), n, "and it stays so");
+}
+
+/** Every page got exactly these messages once, in one order. */
+async function sameMessagesOnce(pages, n) {
+  for (const p of pages) await waitMessages(p, n);
+  await new Promise((r) => setTimeout(r, 500)); // duplicates would arrive by now
+  const all = await Promise.all(pages.map(ids));
+  for (const list of all) {
+    assert.equal(list.length, n, `each tab has ${n} messages: ${list.length}`);
+    assert.equal(new Set(list).size, n, "none twice");
+    assert.deepEqual(list, all[0], "the same order in every tab");
+  }
+}
+
+for (const noLocks of [false, true]) {
+  const label = noLocks ? " (no Web Locks)" : "";
+
+  test(`3 tabs: one stream; messages sent from each tab arrive once, in the same order, in all 3${label}`, async () => {
+    const c = await newConvo("three");
+    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks }), await tabPage({ noLocks })];
+    for (const p of pages) await join(p, c);
+    await settledStreams(c.convoId, 1);
+    await leaderOf(pages);
+    for (let round = 0; round < 2; round++) for (const [k, p] of pages.entries()) await send(p, `tab ${k} round ${round}`);
+    await sameMessagesOnce(pages, 12); // 6 sent + 6 replies
+    const mine = (await texts(pages[0])).filter((t) => t.startsWith("tab "));
+    assert.equal(mine.length, 6);
+    for (const p of pages) await p.close();
+    await settledStreams(c.convoId, 0);
+  });
+
+  test(`2 tabs opened in the same instant settle on one stream, no duplicates${label}`, async () => {
+    const c = await newConvo("same-instant");
+    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks })];
+    await Promise.all(pages.map((p) => join(p, c)));
+    await settledStreams(c.convoId, 1);
+    await send(pages[1], "hello both");
+    await sameMessagesOnce(pages, 2);
+    for (const p of pages) await p.close();
+  });
+
+  test(`leader closed: a follower takes over and nothing sent during the handover is lost or doubled${label}`, async () => {
+    const c = await newConvo("closed-leader");
+    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks }), await tabPage({ noLocks })];
+    for (const p of pages) await join(p, c);
+    await settledStreams(c.convoId, 1);
+    const leader = await leaderOf(pages);
+    const rest = pages.filter((p) => p !== leader);
+    await send(rest[0], "before");
+    await leader.close(); // pagehide: resigns and releases the lock
+    await send(rest[1], "during handover");
+    await server.admin(`/convos/${c.convoId}/messages`, { content: "from a human, during handover" });
+    await leaderOf(rest);
+    await send(rest[0], "after");
+    await sameMessagesOnce(rest, 7);
+    await settledStreams(c.convoId, 1);
+    for (const p of rest) await p.close();
+  });
+}
+
+test("leader crashed (renderer crash): a follower takes over, nothing lost or doubled", async () => {
+  const c = await newConvo("crashed-leader");
+  const pages = [await tabPage(), await tabPage(), await tabPage()];
+  for (const p of pages) await join(p, c);
+  await settledStreams(c.convoId, 1);
+  const leader = await leaderOf(pages);
+  const rest = pages.filter((p) => p !== leader);
+  await send(rest[0], "before");
+  const cdp = await leader.context().newCDPSession(leader);
+  cdp.send("Page.crash").catch(() => {});
+  await send(rest[1], "during crash");
+  await leaderOf(rest);
+  await send(rest[0], "after");
+  await sameMessagesOnce(rest, 6);
+  await settledStreams(c.convoId, 1);
+  for (const p of rest) await p.close();
+  await leader.close().catch(() => {});
+});
+
+// CDP's Page.setWebLifecycleState "frozen" is a no-op on a visible page in
+// this headless Chromium (timers keep running; checked), so the freeze is
+// made with the debugger: the page runs no JS at all, keeps its Web Lock and
+// its open stream, exactly as a frozen tab does.
+test("leader frozen: a follower steals the lease; thawed, the old leader stands down", async () => {
+  const c = await newConvo("frozen-leader");
+  const pages = [await tabPage(), await tabPage()];
+  for (const p of pages) await join(p, c);
+  await settledStreams(c.convoId, 1);
+  const leader = await leaderOf(pages);
+  const follower = pages.find((p) => p !== leader);
+  await send(follower, "before");
+  await waitMessages(follower, 2);
+  const cdp = await leader.context().newCDPSession(leader);
+  await cdp.send("Debugger.enable");
+  await cdp.send("Debugger.pause");
+  await follower.evaluate(() => window.h.until(() => window.t.convo.role === "leader", "the follower to lead", 20000));
+  await send(follower, "while frozen");
+  await waitMessages(follower, 4);
+  await cdp.send("Debugger.resume");
+  await cdp.send("Debugger.disable");
+  await leader.evaluate(() => window.h.until(() => window.t.convo.role === "follower", "the thawed leader to stand down", 20000));
+  await settledStreams(c.convoId, 1);
+  await send(leader, "after thaw");
+  await sameMessagesOnce(pages, 6);
+  for (const p of pages) await p.close();
+});
+
+test("a follower opened late gets the whole history once", async () => {
+  const c = await newConvo("late");
+  const first = await tabPage();
+  await join(first, c);
+  for (const text of ["one", "two", "three"]) await send(first, text);
+  await waitMessages(first, 6);
+  const late = await tabPage();
+  await join(late, c);
+  assert.equal(await role(late), "follower");
+  await sameMessagesOnce([first, late], 6);
+  const fromHistory = await late.evaluate(() => window.t.rec.message.every((m) => m.from_reconcile));
+  assert.ok(fromHistory, "the late tab's history came from its own reconcile");
+  await send(late, "from the late tab");
+  await sameMessagesOnce([first, late], 8);
+  await first.close();
+  await late.close();
+});
+
+test("garbage posted on the channel changes nothing", async () => {
+  const c = await newConvo("garbage");
+  const pages = [await tabPage(), await tabPage()];
+  for (const p of pages) await join(p, c);
+  await settledStreams(c.convoId, 1);
+  const leader = await leaderOf(pages);
+  const rogue = await tabPage();
+  await rogue.evaluate(({ AGENT, convoId }) => {
+    const ch = new BroadcastChannel(`valet-events:${AGENT}:${convoId}`);
+    const junk = [
+      "not json", "{}", 42, null, { kind: "heartbeat" }, [1, 2, 3], new Uint8Array([1, 2]),
+      JSON.stringify({ sdk: "valet-sdk", v: 99, tab: "x", gen: 1e9, body: { kind: "heartbeat", visible: true } }),
+      JSON.stringify({ sdk: "other", v: 1, tab: "x", gen: 1e9, body: { kind: "heartbeat", visible: true } }),
+      JSON.stringify({ sdk: "valet-sdk", v: 1, tab: "x", gen: 0, body: { kind: "event", name: "message", json: "{", many: false } }),
+    ];
+    for (const j of junk) ch.postMessage(j);
+    ch.close();
+  }, { AGENT, convoId: c.convoId });
+  await send(pages[0], "still fine");
+  await sameMessagesOnce(pages, 2);
+  assert.equal(await leaderOf(pages), leader, "the leader did not change");
+  await settledStreams(c.convoId, 1);
+  for (const p of [...pages, rogue]) await p.close();
+});
