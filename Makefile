@@ -73,6 +73,7 @@ bench: wasm setup-npm setup-chromium size
 	cargo run -q --release -p valet-server --example load -- 2000 5
 	cargo run -q --release --example throughput -p valet-core
 	cd tests && node bench/delivery.mjs
+	cd tests && node bench/takeover.mjs
 
 ## ---- test -----------------------------------------------------------------
 test: setup
