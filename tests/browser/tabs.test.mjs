@@ -129,94 +129,94 @@ for (const noLocks of [false, true]) {
     await settledStreams(c.convoId, 1);
     for (const p of rest) await p.close();
   });
+
+  test(`leader crashed (renderer crash): a follower takes over, nothing lost or doubled${label}`, async () => {
+    const c = await newConvo("crashed-leader");
+    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks }), await tabPage({ noLocks })];
+    for (const p of pages) await join(p, c);
+    await settledStreams(c.convoId, 1);
+    const leader = await leaderOf(pages);
+    const rest = pages.filter((p) => p !== leader);
+    await send(rest[0], "before");
+    const cdp = await leader.context().newCDPSession(leader);
+    cdp.send("Page.crash").catch(() => {});
+    await send(rest[1], "during crash");
+    await leaderOf(rest);
+    await send(rest[0], "after");
+    await sameMessagesOnce(rest, 6);
+    await settledStreams(c.convoId, 1);
+    for (const p of rest) await p.close();
+    await leader.close().catch(() => {});
+  });
+
+  // CDP's Page.setWebLifecycleState "frozen" is a no-op on a visible page in
+  // this headless Chromium (timers keep running; checked), so the freeze is
+  // made with the debugger: the page runs no JS at all, keeps its Web Lock and
+  // its open stream, exactly as a frozen tab does.
+  test(`leader frozen: a follower takes over; thawed, the old leader stands down${label}`, async () => {
+    const c = await newConvo("frozen-leader");
+    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks })];
+    for (const p of pages) await join(p, c);
+    await settledStreams(c.convoId, 1);
+    const leader = await leaderOf(pages);
+    const follower = pages.find((p) => p !== leader);
+    await send(follower, "before");
+    await waitMessages(follower, 2);
+    const cdp = await leader.context().newCDPSession(leader);
+    await cdp.send("Debugger.enable");
+    await cdp.send("Debugger.pause");
+    await follower.evaluate(() => window.h.until(() => window.t.convo.role === "leader", "the follower to lead", 20000));
+    await send(follower, "while frozen");
+    await waitMessages(follower, 4);
+    await cdp.send("Debugger.resume");
+    await cdp.send("Debugger.disable");
+    await leader.evaluate(() => window.h.until(() => window.t.convo.role === "follower", "the thawed leader to stand down", 20000));
+    await settledStreams(c.convoId, 1);
+    await send(leader, "after thaw");
+    await sameMessagesOnce(pages, 6);
+    for (const p of pages) await p.close();
+  });
+
+  test(`a follower opened late gets the whole history once${label}`, async () => {
+    const c = await newConvo("late");
+    const first = await tabPage({ noLocks });
+    await join(first, c);
+    for (const text of ["one", "two", "three"]) await send(first, text);
+    await waitMessages(first, 6);
+    const late = await tabPage({ noLocks });
+    await join(late, c);
+    assert.equal(await role(late), "follower");
+    await sameMessagesOnce([first, late], 6);
+    const fromHistory = await late.evaluate(() => window.t.rec.message.every((m) => m.from_reconcile));
+    assert.ok(fromHistory, "the late tab's history came from its own reconcile");
+    await send(late, "from the late tab");
+    await sameMessagesOnce([first, late], 8);
+    await first.close();
+    await late.close();
+  });
+
+  test(`garbage posted on the channel changes nothing${label}`, async () => {
+    const c = await newConvo("garbage");
+    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks })];
+    for (const p of pages) await join(p, c);
+    await settledStreams(c.convoId, 1);
+    const leader = await leaderOf(pages);
+    const rogue = await tabPage({ noLocks });
+    await rogue.evaluate(({ AGENT, convoId }) => {
+      const ch = new BroadcastChannel(`valet-events:${AGENT}:${convoId}`);
+      const junk = [
+        "not json", "{}", 42, null, { kind: "heartbeat" }, [1, 2, 3], new Uint8Array([1, 2]),
+        JSON.stringify({ sdk: "valet-sdk", v: 99, tab: "x", gen: 1e9, body: { kind: "heartbeat", visible: true } }),
+        JSON.stringify({ sdk: "other", v: 1, tab: "x", gen: 1e9, body: { kind: "heartbeat", visible: true } }),
+        JSON.stringify({ sdk: "valet-sdk", v: 1, tab: "x", gen: 0, body: { kind: "event", name: "message", json: "{", many: false } }),
+      ];
+      for (const j of junk) ch.postMessage(j);
+      ch.close();
+    }, { AGENT, convoId: c.convoId });
+    await send(pages[0], "still fine");
+    await sameMessagesOnce(pages, 2);
+    assert.equal(await leaderOf(pages), leader, "the leader did not change");
+    await settledStreams(c.convoId, 1);
+    for (const p of [...pages, rogue]) await p.close();
+  });
 }
-
-test("leader crashed (renderer crash): a follower takes over, nothing lost or doubled", async () => {
-  const c = await newConvo("crashed-leader");
-  const pages = [await tabPage(), await tabPage(), await tabPage()];
-  for (const p of pages) await join(p, c);
-  await settledStreams(c.convoId, 1);
-  const leader = await leaderOf(pages);
-  const rest = pages.filter((p) => p !== leader);
-  await send(rest[0], "before");
-  const cdp = await leader.context().newCDPSession(leader);
-  cdp.send("Page.crash").catch(() => {});
-  await send(rest[1], "during crash");
-  await leaderOf(rest);
-  await send(rest[0], "after");
-  await sameMessagesOnce(rest, 6);
-  await settledStreams(c.convoId, 1);
-  for (const p of rest) await p.close();
-  await leader.close().catch(() => {});
-});
-
-// CDP's Page.setWebLifecycleState "frozen" is a no-op on a visible page in
-// this headless Chromium (timers keep running; checked), so the freeze is
-// made with the debugger: the page runs no JS at all, keeps its Web Lock and
-// its open stream, exactly as a frozen tab does.
-test("leader frozen: a follower steals the lease; thawed, the old leader stands down", async () => {
-  const c = await newConvo("frozen-leader");
-  const pages = [await tabPage(), await tabPage()];
-  for (const p of pages) await join(p, c);
-  await settledStreams(c.convoId, 1);
-  const leader = await leaderOf(pages);
-  const follower = pages.find((p) => p !== leader);
-  await send(follower, "before");
-  await waitMessages(follower, 2);
-  const cdp = await leader.context().newCDPSession(leader);
-  await cdp.send("Debugger.enable");
-  await cdp.send("Debugger.pause");
-  await follower.evaluate(() => window.h.until(() => window.t.convo.role === "leader", "the follower to lead", 20000));
-  await send(follower, "while frozen");
-  await waitMessages(follower, 4);
-  await cdp.send("Debugger.resume");
-  await cdp.send("Debugger.disable");
-  await leader.evaluate(() => window.h.until(() => window.t.convo.role === "follower", "the thawed leader to stand down", 20000));
-  await settledStreams(c.convoId, 1);
-  await send(leader, "after thaw");
-  await sameMessagesOnce(pages, 6);
-  for (const p of pages) await p.close();
-});
-
-test("a follower opened late gets the whole history once", async () => {
-  const c = await newConvo("late");
-  const first = await tabPage();
-  await join(first, c);
-  for (const text of ["one", "two", "three"]) await send(first, text);
-  await waitMessages(first, 6);
-  const late = await tabPage();
-  await join(late, c);
-  assert.equal(await role(late), "follower");
-  await sameMessagesOnce([first, late], 6);
-  const fromHistory = await late.evaluate(() => window.t.rec.message.every((m) => m.from_reconcile));
-  assert.ok(fromHistory, "the late tab's history came from its own reconcile");
-  await send(late, "from the late tab");
-  await sameMessagesOnce([first, late], 8);
-  await first.close();
-  await late.close();
-});
-
-test("garbage posted on the channel changes nothing", async () => {
-  const c = await newConvo("garbage");
-  const pages = [await tabPage(), await tabPage()];
-  for (const p of pages) await join(p, c);
-  await settledStreams(c.convoId, 1);
-  const leader = await leaderOf(pages);
-  const rogue = await tabPage();
-  await rogue.evaluate(({ AGENT, convoId }) => {
-    const ch = new BroadcastChannel(`valet-events:${AGENT}:${convoId}`);
-    const junk = [
-      "not json", "{}", 42, null, { kind: "heartbeat" }, [1, 2, 3], new Uint8Array([1, 2]),
-      JSON.stringify({ sdk: "valet-sdk", v: 99, tab: "x", gen: 1e9, body: { kind: "heartbeat", visible: true } }),
-      JSON.stringify({ sdk: "other", v: 1, tab: "x", gen: 1e9, body: { kind: "heartbeat", visible: true } }),
-      JSON.stringify({ sdk: "valet-sdk", v: 1, tab: "x", gen: 0, body: { kind: "event", name: "message", json: "{", many: false } }),
-    ];
-    for (const j of junk) ch.postMessage(j);
-    ch.close();
-  }, { AGENT, convoId: c.convoId });
-  await send(pages[0], "still fine");
-  await sameMessagesOnce(pages, 2);
-  assert.equal(await leaderOf(pages), leader, "the leader did not change");
-  await settledStreams(c.convoId, 1);
-  for (const p of [...pages, rogue]) await p.close();
-});
