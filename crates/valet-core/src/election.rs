@@ -16,7 +16,9 @@
 //!   hear each other keep the one with the higher (generation, tab id), so two
 //!   leaders never stand for longer than one heartbeat.
 //! - A hidden leader hands over to a visible follower when one exists
-//!   (`pauseOnHidden`): it resigns, and the visible tab takes the lock.
+//!   (`pauseOnHidden`): it resigns, and the visible tab takes the lock. A
+//!   leader whose page is hiding (`pagehide`, never `unload`) resigns at once;
+//!   restored from the back/forward cache (`pageshow`), it rejoins.
 //! - Anything on the channel that is not a well-formed envelope of this
 //!   version is ignored and counted, never an error.
 
@@ -124,6 +126,13 @@ pub enum TabInput {
     /// The page became visible or hidden.
     Visibility {
         /// Visible now.
+        visible: bool,
+    },
+    /// `pagehide`: the page may go away (or into the back/forward cache).
+    PageHide,
+    /// `pageshow` of a page restored from the back/forward cache.
+    PageShow {
+        /// The page is visible.
         visible: bool,
     },
     /// The convo is closing in this tab.
@@ -286,6 +295,13 @@ impl Election {
                     _ => self.broadcast(Body::Presence { visible }),
                 }
             }
+            TabInput::PageHide => {
+                // Hand over now rather than after a lease.
+                if self.role == Some(Role::Leader) {
+                    self.resign(now_ms);
+                }
+            }
+            TabInput::PageShow { visible } => return self.handle(now_ms, TabInput::Start { visible }),
             TabInput::Close => {
                 if self.role == Some(Role::Leader) {
                     self.broadcast(Body::Resign);
@@ -664,6 +680,21 @@ mod tests {
         }
         assert_eq!(e.ignored(), 5);
         assert_eq!(e.role(), None, "garbage decides nothing");
+    }
+
+    #[test]
+    fn without_locks_a_leader_leaving_on_pagehide_is_replaced_at_once() {
+        let mut b = Browser::new(2, false);
+        b.input(0, TabInput::Start { visible: true });
+        b.run(500);
+        b.input(1, TabInput::Start { visible: true });
+        b.run(500);
+        assert_eq!(b.leaders(), vec![0]);
+        b.input(0, TabInput::PageHide);
+        assert_eq!(b.leaders(), vec![1], "no lease to wait out");
+        b.alive[0] = false;
+        b.run(1000);
+        assert_eq!(b.leaders(), vec![1]);
     }
 
     #[test]

@@ -97,6 +97,18 @@ impl ConvoInner {
                 feed_tab(&sink, TabInput::Channel(data));
             });
             *tab.listener.borrow_mut() = Some(listener);
+            if let Some(window) = web_sys::window() {
+                let sink = Rc::downgrade(&inner);
+                let hide = EventListener::new(&window, "pagehide", move |_| feed_tab(&sink, TabInput::PageHide));
+                let sink = Rc::downgrade(&inner);
+                let show = EventListener::new(&window, "pageshow", move |e| {
+                    let persisted = js_sys::Reflect::get(e, &"persisted".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+                    if persisted {
+                        feed_tab(&sink, TabInput::PageShow { visible: !page_hidden().unwrap_or(false) });
+                    }
+                });
+                *tab.page_listeners.borrow_mut() = vec![hide, show];
+            }
         }
         client.tokens.set_active(1);
         if let Some(document) = web_sys::window().and_then(|w| w.document()) {

@@ -55,6 +55,7 @@ pub struct TabLink {
     pub(crate) channel: BroadcastChannel,
     pub(crate) lock_name: String,
     pub(crate) listener: RefCell<Option<EventListener>>,
+    pub(crate) page_listeners: RefCell<Vec<EventListener>>,
     pub(crate) timer: RefCell<Option<Timeout>>,
     pub(crate) lock: RefCell<Option<LockHandle>>,
     pub(crate) lock_epoch: Cell<u64>,
@@ -70,6 +71,7 @@ impl TabLink {
             channel,
             lock_name: format!("valet:{agent_id}:{convo_id}"),
             listener: RefCell::new(None),
+            page_listeners: RefCell::new(Vec::new()),
             timer: RefCell::new(None),
             lock: RefCell::new(None),
             lock_epoch: Cell::new(0),
@@ -93,6 +95,7 @@ impl TabLink {
 impl Drop for TabLink {
     fn drop(&mut self) {
         self.listener.borrow_mut().take();
+        self.page_listeners.borrow_mut().clear();
         self.channel.close();
     }
 }
