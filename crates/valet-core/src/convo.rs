@@ -720,28 +720,7 @@ impl ConvoMachine {
             self.ids_seen = true;
             self.last_event_id = Some(ev.id.clone());
         }
-        // The hot path: a message frame is read for its id and seq only.
-        let data = if ev.event == "message" {
-            match RawMessage::from_frame(ev.data) {
-                Ok(message) => return self.on_live_message(message),
-                Err(Err(e)) => return self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
-                // A frame of another `type` under the `message` name: the general path.
-                Err(Ok(data)) => data,
-            }
-        } else {
-            ev.data
-        };
-        let frame = match decode_frame(&ev.event, &data) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                self.log(format!("skipping unknown frame type `{}`", ev.event));
-                return;
-            }
-            Err(e) => {
-                self.emit_error(ClientError::new(ErrorCode::Protocol, e.to_string()), Phase::Stream);
-                return;
-            }
-        };
+        let Some(frame) = self.read_frame(&ev.event, ev.data) else { return };
         match frame {
             ServerFrame::Ready { .. } => {
                 self.ever_connected = true;
@@ -753,6 +732,59 @@ impl ConvoMachine {
                 self.delivery.begin_sync();
                 self.request_reconcile();
             }
+            ServerFrame::Closed { reason } => {
+                self.emit(EventName::Closed, encode_frame(&frame));
+                self.log(format!("server closed the stream: {}", reason.as_str()));
+                if self.conn == Conn::Live(attempt) {
+                    self.close_stream();
+                }
+                match reason {
+                    ClosedReason::ServerCap | ClosedReason::Shutdown => self.schedule_immediate(),
+                    ClosedReason::AuthExpiring => {
+                        self.reject_next = self.stream_token.clone();
+                        self.schedule_immediate();
+                    }
+                    ClosedReason::Stalled | ClosedReason::Unknown => self.schedule_backoff(),
+                }
+            }
+            _ => {} // read_frame handled every other frame
+        }
+    }
+
+    /// Reads one frame and delivers what needs no connection decision
+    /// (messages, typing, convo state, turn done, server errors, pings).
+    /// Returns `ready` and `closed` frames, which the caller decides on:
+    /// the streaming tab reconnects, a follower only reports them.
+    fn read_frame(&mut self, event: &str, data: String) -> Option<ServerFrame> {
+        // The hot path: a message frame is read for its id and seq only.
+        let data = if event == "message" {
+            match RawMessage::from_frame(data) {
+                Ok(message) => {
+                    self.on_live_message(message);
+                    return None;
+                }
+                Err(Err(e)) => {
+                    self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream);
+                    return None;
+                }
+                // A frame of another `type` under the `message` name: the general path.
+                Err(Ok(data)) => data,
+            }
+        } else {
+            data
+        };
+        let frame = match decode_frame(event, &data) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                self.log(format!("skipping unknown frame type `{event}`"));
+                return None;
+            }
+            Err(e) => {
+                self.emit_error(ClientError::new(ErrorCode::Protocol, e.to_string()), Phase::Stream);
+                return None;
+            }
+        };
+        match frame {
             ServerFrame::Message { message, .. } => {
                 // A message frame sent under another event name.
                 match serde_json::to_string(&message).map_err(|e| e.to_string()).and_then(|j| RawMessage::parse(&j)) {
@@ -769,22 +801,9 @@ impl ConvoMachine {
                 self.emit_error(e, Phase::Server);
             }
             ServerFrame::Ping {} => {}
-            ServerFrame::Closed { reason } => {
-                self.emit(EventName::Closed, encode_frame(&frame));
-                self.log(format!("server closed the stream: {}", reason.as_str()));
-                if self.conn == Conn::Live(attempt) {
-                    self.close_stream();
-                }
-                match reason {
-                    ClosedReason::ServerCap | ClosedReason::Shutdown => self.schedule_immediate(),
-                    ClosedReason::AuthExpiring => {
-                        self.reject_next = self.stream_token.clone();
-                        self.schedule_immediate();
-                    }
-                    ClosedReason::Stalled | ClosedReason::Unknown => self.schedule_backoff(),
-                }
-            }
+            ServerFrame::Ready { .. } | ServerFrame::Closed { .. } => return Some(frame),
         }
+        None
     }
 
     /// A frame the leading tab received, in a tab that runs no stream: the
@@ -798,42 +817,15 @@ impl ConvoMachine {
             }
             return self.emit(EventName::Status, data);
         }
-        let data = if event == "message" {
-            match RawMessage::from_frame(data) {
-                Ok(message) => return self.on_live_message(message),
-                Err(Err(e)) => return self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
-                Err(Ok(data)) => data,
+        match self.read_frame(&event, data) {
+            Some(frame @ ServerFrame::Ready { .. }) => {
+                self.emit(EventName::Ready, encode_frame(&frame));
+                // The leader (re)connected: fill any gap here too.
+                self.delivery.begin_sync();
+                self.request_reconcile();
             }
-        } else {
-            data
-        };
-        match decode_frame(&event, &data) {
-            Ok(Some(frame)) => match frame {
-                ServerFrame::Ready { .. } => {
-                    self.emit(EventName::Ready, encode_frame(&frame));
-                    // The leader (re)connected: fill any gap here too.
-                    self.delivery.begin_sync();
-                    self.request_reconcile();
-                }
-                ServerFrame::Closed { .. } => self.emit(EventName::Closed, encode_frame(&frame)),
-                ServerFrame::Typing { .. } => self.emit(EventName::Typing, encode_frame(&frame)),
-                ServerFrame::ConvoState { .. } => self.emit(EventName::ConvoState, encode_frame(&frame)),
-                ServerFrame::TurnDone { .. } => self.emit(EventName::TurnDone, encode_frame(&frame)),
-                ServerFrame::Error { ref reason, .. } => {
-                    let mut e = ClientError::new(ErrorCode::Server, format!("the server reported `{reason}`"));
-                    e.body = serde_json::to_value(&frame).ok();
-                    self.emit_error(e, Phase::Server);
-                }
-                ServerFrame::Message { message, .. } => {
-                    match serde_json::to_string(&message).map_err(|e| e.to_string()).and_then(|j| RawMessage::parse(&j)) {
-                        Ok(m) => self.on_live_message(m),
-                        Err(e) => self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
-                    }
-                }
-                ServerFrame::Ping {} => {}
-            },
-            Ok(None) => {}
-            Err(e) => self.emit_error(ClientError::new(ErrorCode::Protocol, e.to_string()), Phase::Stream),
+            Some(frame) => self.emit(EventName::Closed, encode_frame(&frame)),
+            None => {}
         }
     }
 

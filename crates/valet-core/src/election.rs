@@ -58,14 +58,12 @@ pub enum Body {
     },
     /// The leader is stepping down (closing, or hidden with a visible follower).
     Resign,
-    /// A convo event, forwarded by the leader: the event name and its JSON.
+    /// A frame (or the leader's status), relayed by the leader as received.
     Event {
-        /// Event name (`message`, `typing`, ...).
+        /// Event name (`message`, `typing`, ..., or `status`).
         name: String,
-        /// The payload (or, for `EmitMany`, the JSON array of payloads).
+        /// The frame's JSON.
         json: String,
-        /// Whether `json` is an array of payloads.
-        many: bool,
     },
 }
 
@@ -162,14 +160,12 @@ pub enum TabAction {
         /// The generation in force.
         gen: u64,
     },
-    /// A forwarded event to deliver in this tab (follower side).
+    /// A relayed frame to deliver in this tab (follower side).
     Deliver {
         /// Event name.
         name: String,
-        /// Payload JSON (or array, with `many`).
+        /// The frame's JSON.
         json: String,
-        /// Whether `json` is an array.
-        many: bool,
     },
     /// Arm the election timer.
     SetTimer {
@@ -236,8 +232,8 @@ impl Election {
 
     /// The envelope forwarding a convo event (leader side), or `None` when
     /// this tab does not lead.
-    pub fn forward(&self, name: &str, json: String, many: bool) -> Option<Envelope> {
-        (self.role == Some(Role::Leader)).then(|| self.envelope(Body::Event { name: name.to_owned(), json, many }))
+    pub fn forward(&self, name: &str, json: String) -> Option<Envelope> {
+        (self.role == Some(Role::Leader)).then(|| self.envelope(Body::Event { name: name.to_owned(), json }))
     }
 
     fn envelope(&self, body: Body) -> Envelope {
@@ -390,14 +386,14 @@ impl Election {
                     }
                 }
             }
-            Body::Event { name, json, many } => {
+            Body::Event { name, json } => {
                 if self.role != Some(Role::Leader) && env.gen >= self.gen {
                     if self.role.is_none() {
                         self.follow(now_ms);
                     }
                     self.gen = env.gen;
                     self.last_leader_ms = Some(now_ms);
-                    self.out.push(TabAction::Deliver { name, json, many });
+                    self.out.push(TabAction::Deliver { name, json });
                 }
                 // Older generations (a leader that was replaced) are dropped.
             }
@@ -661,14 +657,14 @@ mod tests {
                 v: 1,
                 tab: "old".into(),
                 gen,
-                body: Body::Event { name: "message".into(), json: json.into(), many: false },
+                body: Body::Event { name: "message".into(), json: json.into() },
             })
             .unwrap()
         };
         e.handle(10, TabInput::Channel(hb(5)));
         assert!(e.handle(20, TabInput::Channel(ev(4, "stale"))).is_empty());
         let out = e.handle(30, TabInput::Channel(ev(5, "fresh")));
-        assert_eq!(out, vec![TabAction::Deliver { name: "message".into(), json: "fresh".into(), many: false }]);
+        assert_eq!(out, vec![TabAction::Deliver { name: "message".into(), json: "fresh".into() }]);
     }
 
     #[test]
@@ -719,8 +715,8 @@ mod tests {
         b.run(500);
         let leader = b.leaders()[0];
         let follower = 1 - leader;
-        let env = b.tabs[leader].forward("message", "{\"x\":1}".into(), false).unwrap();
-        assert!(b.tabs[follower].forward("message", "{}".into(), false).is_none(), "followers do not forward");
+        let env = b.tabs[leader].forward("message", "{\"x\":1}".into()).unwrap();
+        assert!(b.tabs[follower].forward("message", "{}".into()).is_none(), "followers do not forward");
         b.apply(leader, vec![TabAction::Broadcast(env)]);
         assert_eq!(b.delivered[follower], vec!["{\"x\":1}".to_owned()]);
         assert!(b.delivered[leader].is_empty());

@@ -204,7 +204,7 @@ impl ConvoInner {
             Action::Relay { event, data } => {
                 let tab = self.tab.borrow().clone();
                 if let Some(tab) = tab {
-                    let env = tab.election.borrow().forward(&event, data, false);
+                    let env = tab.election.borrow().forward(&event, data);
                     if let Some(env) = env {
                         let _ = tab.channel.post_message(&JsValue::from_str(&serde_json::to_string(&env).expect("serializable")));
                     }
@@ -263,7 +263,7 @@ impl ConvoInner {
                     self.handle(Input::Standby);
                     self.handle(Input::Sync);
                 }
-                TabAction::Deliver { name, json, .. } => self.handle(Input::Relayed { event: name, data: json }),
+                TabAction::Deliver { name, json } => self.handle(Input::Relayed { event: name, data: json }),
                 TabAction::SetTimer { delay_ms } => {
                     let sink = self.this.clone();
                     let t = Timeout::new(delay_ms.min(i32::MAX as u64) as u32, move || feed_tab(&sink, TabInput::Tick));
@@ -280,10 +280,11 @@ impl ConvoInner {
         }
     }
 
+    /// Without a tab link this tab is alone, so it leads; with one, it
+    /// follows until the election makes it lead.
     fn role(&self) -> &'static str {
-        match self.tab.borrow().as_ref().and_then(|t| t.election.borrow().role()) {
-            Some(Role::Follower) => "follower",
-            None if self.tab.borrow().is_some() => "follower",
+        match self.tab.borrow().as_ref() {
+            Some(tab) if tab.election.borrow().role() != Some(Role::Leader) => "follower",
             _ => "leader",
         }
     }
