@@ -73,6 +73,15 @@ async function settledStreams(convoId, n) {
   assert.equal(await streamsOf(convoId), n, "and it stays so");
 }
 
+/** Three tabs in the convo, settled on one stream: the leader and the others. */
+async function threeTabsWithLeader(c, noLocks) {
+  const pages = [await tabPage({ noLocks }), await tabPage({ noLocks }), await tabPage({ noLocks })];
+  for (const p of pages) await join(p, c);
+  await settledStreams(c.convoId, 1);
+  const leader = await leaderOf(pages);
+  return { leader, rest: pages.filter((p) => p !== leader) };
+}
+
 /** Every page got exactly these messages once, in one order. */
 async function sameMessagesOnce(pages, n) {
   for (const p of pages) await waitMessages(p, n);
@@ -114,11 +123,7 @@ for (const noLocks of [false, true]) {
 
   test(`leader closed: a follower takes over and nothing sent during the handover is lost or doubled${label}`, async () => {
     const c = await newConvo("closed-leader");
-    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks }), await tabPage({ noLocks })];
-    for (const p of pages) await join(p, c);
-    await settledStreams(c.convoId, 1);
-    const leader = await leaderOf(pages);
-    const rest = pages.filter((p) => p !== leader);
+    const { leader, rest } = await threeTabsWithLeader(c, noLocks);
     await send(rest[0], "before");
     await leader.close(); // pagehide: resigns and releases the lock
     await send(rest[1], "during handover");
@@ -132,11 +137,7 @@ for (const noLocks of [false, true]) {
 
   test(`leader crashed (renderer crash): a follower takes over, nothing lost or doubled${label}`, async () => {
     const c = await newConvo("crashed-leader");
-    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks }), await tabPage({ noLocks })];
-    for (const p of pages) await join(p, c);
-    await settledStreams(c.convoId, 1);
-    const leader = await leaderOf(pages);
-    const rest = pages.filter((p) => p !== leader);
+    const { leader, rest } = await threeTabsWithLeader(c, noLocks);
     await send(rest[0], "before");
     const cdp = await leader.context().newCDPSession(leader);
     cdp.send("Page.crash").catch(() => {});
