@@ -11,7 +11,7 @@ WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
 
 .PHONY: all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
-        build server wasm pkg demo-site size bench test test-rust test-wasm test-types test-browser lint demo clean
+        build server wasm pkg pack setup-examples examples demo-site size bench test test-rust test-wasm test-types test-unit test-ssr test-browser lint demo clean
 
 all: test
 
@@ -48,18 +48,40 @@ server:
 wasm: setup-rust setup-wasm-bindgen
 	cargo build --release --target $(WASM_TARGET) -p valet-wasm
 	wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir $(WASM_OUT)/web target/$(WASM_TARGET)/release/valet_wasm.wasm
-	wasm-bindgen --target bundler --remove-name-section --remove-producers-section --out-dir $(WASM_OUT)/bundler target/$(WASM_TARGET)/release/valet_wasm.wasm
 
-# The npm package: pkg-template/ plus both builds, version from Cargo.
-pkg: wasm
+# The npm package: pkg-template/ (manifest, README, the TypeScript of the
+# lazy-loading entry, the store and the React/Vue bindings, compiled here)
+# around the wasm-bindgen build in pkg/wasm/; version from Cargo.
+pkg: wasm setup-npm
 	rm -rf pkg && mkdir -p pkg
-	cp -r pkg-template/. pkg/
-	cp -r $(WASM_OUT)/bundler pkg/bundler
-	cp -r $(WASM_OUT)/web/. pkg/web/
-	rm -f pkg/bundler/.gitignore pkg/web/.gitignore
+	cp pkg-template/package.json pkg-template/README.md pkg/
+	cp -r $(WASM_OUT)/web pkg/wasm
+	rm -f pkg/wasm/.gitignore pkg/wasm/package.json
+	tests/node_modules/.bin/tsc -p pkg-template/tsconfig.json
 	node -e 'const f="pkg/package.json",p=JSON.parse(require("fs").readFileSync(f));p.version=process.argv[1];require("fs").writeFileSync(f,JSON.stringify(p,null,2)+"\n")' \
 	  "$$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).packages.find(p=>p.name==="valet-wasm").version))')"
 	@echo "built pkg/ ($$(node -p 'require("./pkg/package.json").name+"@"+require("./pkg/package.json").version'))"
+
+# The tarball `npm pack` makes of pkg/: what the examples install.
+pack: pkg
+	rm -rf target/pack && mkdir -p target/pack
+	cd pkg && npm pack --pack-destination ../target/pack --silent >/dev/null
+	mv target/pack/valet.red-sdk-*.tgz target/pack/valet-sdk.tgz
+	@echo "packed target/pack/valet-sdk.tgz ($$(stat -c %s target/pack/valet-sdk.tgz) bytes)"
+
+# The examples, as users build them: their npm packages from
+# examples/package-lock.json, the SDK from the packed tarball, real bundlers.
+setup-examples: examples/node_modules/.package-lock.json
+
+examples/node_modules/.package-lock.json: examples/package.json examples/package-lock.json examples/*/package.json
+	cd examples && npm ci --no-audit --no-fund
+	@touch $@
+
+examples: pack setup-examples
+	rm -rf examples/node_modules/@valet.red
+	cd examples && npm install --no-save --no-audit --no-fund ../target/pack/valet-sdk.tgz
+	cd examples && NEXT_TELEMETRY_DISABLED=1 npm run build
+	@node tests/bench/bundle-sizes.mjs
 
 # Shipped size of the no-bundler build (a benchmark figure, not a test).
 size: wasm
@@ -80,7 +102,9 @@ test: setup
 	$(MAKE) test-rust
 	$(MAKE) test-wasm
 	$(MAKE) test-types
+	$(MAKE) test-unit
 	$(MAKE) test-browser
+	$(MAKE) test-ssr
 
 test-rust:
 	cargo test --workspace
@@ -93,7 +117,15 @@ test-wasm: setup-rust setup-wasm-bindgen setup-chromium
 test-types: pkg setup-npm
 	cd tests && npx tsc -p types/tsconfig.json
 
-test-browser: server wasm demo-site setup-npm setup-chromium
+# The store, natively in Node.
+test-unit: pkg setup-npm
+	cd tests && node --test unit/
+
+# The package from its tarball, imported and rendered in Node (SSR).
+test-ssr: examples
+	cd examples && node --test ssr.test.mjs
+
+test-browser: server wasm demo-site examples setup-npm setup-chromium
 	cd tests && npm test
 
 lint: setup-rust
@@ -105,7 +137,7 @@ lint: setup-rust
 demo-site: pkg
 	rm -rf target/demo && mkdir -p target/demo
 	cp -r www/. target/demo/
-	cp -r pkg/web target/demo/sdk
+	mkdir -p target/demo/sdk && cp pkg/*.js target/demo/sdk/ && cp -r pkg/wasm target/demo/sdk/wasm
 
 demo: setup-rust demo-site
 	cargo build --release -p valet-server
@@ -114,4 +146,4 @@ demo: setup-rust demo-site
 
 clean:
 	cargo clean
-	rm -rf pkg tests/node_modules
+	rm -rf pkg tests/node_modules examples/node_modules

@@ -1,16 +1,17 @@
-// The demo chat: the SDK against the reference server it is served by.
-// Its "backend" is the server's dev endpoint POST /dev/jwt.
-import { ValetClient } from "./sdk/index.js";
+// The demo chat: the SDK (no bundler) and its framework-agnostic store,
+// against the reference server that serves this page. Its "backend" is the
+// server's dev endpoint POST /dev/jwt.
+import { ValetClient, createConvoStore } from "./sdk/index.js";
 
 const $ = (id) => document.getElementById(id);
 const baseUrl = location.origin;
+const debug = new URLSearchParams(location.search).has("debug");
 
 // A stable anonymous user per browser, and the convo to come back to.
 const sourceKey = localStorage.getItem("valet-demo-user") ?? `demo-${crypto.randomUUID()}`;
 localStorage.setItem("valet-demo-user", sourceKey);
 $("who").textContent = `you are ${sourceKey}`;
 
-let agentId;
 async function fetchJwt() {
   const res = await fetch(`${baseUrl}/dev/jwt`, {
     method: "POST",
@@ -18,80 +19,148 @@ async function fetchJwt() {
     body: JSON.stringify({ source_key: sourceKey }),
   });
   if (!res.ok) throw new Error(`/dev/jwt answered ${res.status}`);
-  const body = await res.json();
-  agentId = body.agent_id;
-  return body.token;
-}
-await fetchJwt(); // learn the dev agent's id
-const valet = new ValetClient({ agentId, fetchJwt, baseUrl, debug: new URLSearchParams(location.search).has("debug") });
-
-let convo;
-
-function showStatus(status) {
-  $("status").textContent = status;
-  $("status").dataset.status = status;
+  return (await res.json()).token;
 }
 
-function showError(text) {
-  $("error").textContent = text;
-  $("error").hidden = !text;
-}
+// The dev agent of the reference server.
+const valet = new ValetClient({ agentId: "00000000-0000-4000-8000-00000000a9e1", fetchJwt, baseUrl, debug });
 
-function render(message) {
+const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const clock = () => new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+let store = null;
+let offStore = () => {};
+let last = null; // the state last rendered
+const bubbles = new Map(); // message key -> <li>: a pending bubble becomes the sent one
+
+function logEvent(text) {
   const li = document.createElement("li");
-  li.className = message.from;
-  const who = message.from === "appuser" ? "You" : (message.participant?.name ?? "Agent");
-  const time = new Date(message.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  li.innerHTML = `<span class="meta"></span><p></p>`;
-  li.querySelector(".meta").textContent = `${who} · ${time}`;
-  li.querySelector("p").textContent = message.content;
-  $("messages").append(li);
-  li.scrollIntoView({ block: "end" });
+  li.textContent = `${clock()} ${text}`;
+  $("events").prepend(li);
 }
 
-async function open(convoId) {
-  convo?.close();
+/** A line under the header while the connection is not (yet) live. */
+function connectionNote(state) {
+  switch (state.status) {
+    case "connecting":
+      return "Connecting…";
+    case "reconnecting":
+      return "Connection lost: reconnecting…";
+    case "paused":
+      return "Paused while this tab is hidden.";
+    case "stopped":
+      return "Disconnected. Reload to try again.";
+    default:
+      return "";
+  }
+}
+
+function renderBubble(m) {
+  let li = bubbles.get(m.key);
+  if (!li) {
+    li = document.createElement("li");
+    li.innerHTML = `<span class="meta"></span><p></p>`;
+    bubbles.set(m.key, li);
+  }
+  li.className = m.from;
+  li.dataset.status = m.status;
+  const who = m.from === "appuser" ? "You" : (m.participant?.name ?? "Agent");
+  const meta = m.status === "pending" ? "sending…" : m.status === "failed" ? `not sent: ${m.error?.message ?? "error"}` : time(m.createdAt);
+  li.querySelector(".meta").textContent = `${who} · ${meta}`;
+  li.querySelector("p").textContent = m.content;
+  let retry = li.querySelector("button");
+  if (m.status === "failed" && !retry) {
+    retry = document.createElement("button");
+    retry.type = "button";
+    retry.textContent = "Retry";
+    retry.addEventListener("click", () => store?.retry(m.key).catch(() => {}));
+    li.append(retry);
+  } else if (m.status !== "failed" && retry) {
+    retry.remove();
+  }
+  return li;
+}
+
+function render(state) {
+  const prev = last;
+  last = state;
+  // Badges: conversation state, connection, this tab's role.
+  $("convo-state").textContent = state.convoState ?? "…";
+  $("convo-state").dataset.state = state.convoState ?? "";
+  $("status").textContent = state.status;
+  $("status").dataset.status = state.status;
+  $("role").textContent = state.role ?? "…";
+  $("role").dataset.role = state.role ?? "";
+  const note = connectionNote(state);
+  $("connection").hidden = !note;
+  $("connection").textContent = note;
+  $("connection").dataset.status = state.status;
+  // Reconnects, as they happen.
+  if (prev && prev.status !== state.status) {
+    if (state.status === "connected" && state.reconnects > prev.reconnects) logEvent(`reconnected (${state.reconnects} so far)`);
+    else logEvent(state.status);
+  }
+  if (prev && prev.role !== state.role && state.role) logEvent(`this tab is now the ${state.role}`);
+  // Messages, in order, each once.
+  if (!prev || prev.messages !== state.messages) {
+    const list = $("messages");
+    const keys = new Set(state.messages.map((m) => m.key));
+    for (const [key, li] of bubbles) {
+      if (!keys.has(key)) {
+        li.remove();
+        bubbles.delete(key);
+      }
+    }
+    const grew = !prev || state.messages.length > prev.messages.length;
+    state.messages.forEach((m, i) => {
+      const li = renderBubble(m);
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
+    });
+    if (grew) list.lastElementChild?.scrollIntoView({ block: "end" });
+  }
+  $("typing").hidden = !state.typing;
+  $("typing").textContent = state.typing ? (state.typing.label ?? "Valet Dev Agent is typing…") : "";
+  $("error").hidden = !state.error;
+  $("error").textContent = state.error ? state.error.message : "";
+  const open = !!state.convoId && state.status !== "closed";
+  $("text").disabled = $("send").disabled = !open;
+}
+
+function show(convoId) {
+  offStore();
+  store?.close();
   $("messages").replaceChildren();
-  showError("");
-  convo = await valet.openConvo({ convoId });
-  localStorage.setItem("valet-demo-convo", convoId);
-  showStatus(convo.status);
-  convo.on("message", ({ message }) => {
-    render(message);
-    $("typing").hidden = true;
+  bubbles.clear();
+  last = null;
+  logEvent(`opening conversation ${convoId.slice(0, 8)}…`);
+  const convoState = valet.listConvos().then((list) => list.find((c) => c.id === convoId)?.state ?? null);
+  const opening = valet.openConvo({ convoId });
+  store = createConvoStore(opening, { convoState });
+  offStore = store.subscribe(() => render(store.getState()));
+  render(store.getState());
+  return opening.then(() => {
+    localStorage.setItem("valet-demo-convo", convoId);
+    $("text").focus();
   });
-  convo.on("typing", ({ state }) => { $("typing").hidden = state !== "start"; });
-  convo.on("turn_done", () => { $("typing").hidden = true; });
-  convo.on("convo_state", ({ state, closed_user_message }) => {
-    if (closed_user_message) showError(closed_user_message);
-    $("who").textContent = `you are ${sourceKey} · conversation ${state}`;
-  });
-  convo.on("status", ({ status, retry_in_ms }) => {
-    showStatus(retry_in_ms ? `${status} in ${(retry_in_ms / 1000).toFixed(1)} s` : status);
-  });
-  convo.on("error", ({ error, phase }) => showError(`${phase}: ${error.message}`));
-  $("text").disabled = $("send").disabled = false;
-  $("text").focus();
 }
 
 async function startNew() {
   const { convoId } = await valet.startSession();
-  await open(convoId);
+  await show(convoId);
 }
 
-$("composer").addEventListener("submit", async (e) => {
+$("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("text").value.trim();
-  if (!text) return;
+  if (!text || !store) return;
   $("text").value = "";
-  try {
-    await convo.send(text);
-  } catch (err) {
-    showError(err.code === "rate_limited" ? `Slow down: try again in ${err.retryAfterSeconds} s` : err.message);
-    $("text").value = text;
-  }
+  // Shown at once as "sending…"; a refusal turns it "not sent" with Retry.
+  store.send(text).catch(() => {});
 });
-$("new-convo").addEventListener("click", () => startNew().catch((e) => showError(e.message)));
+$("new-convo").addEventListener("click", () => startNew().catch((e) => render({ ...last, error: e })));
 
 const saved = localStorage.getItem("valet-demo-convo");
-(saved ? open(saved) : startNew()).catch(() => startNew()).catch((e) => showError(e.message));
+(saved ? show(saved) : startNew()).catch(() => startNew()).catch((e) => {
+  $("error").hidden = false;
+  $("error").textContent = e.message;
+});

@@ -1,9 +1,11 @@
-// The demo page `make demo` serves: a person can chat with the dev agent.
+// The demo page `make demo` serves: a person can chat with the dev agent,
+// and sees who wrote what and when, typing, the conversation's state, the
+// connection (reconnects as they happen) and this tab's role.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, launchBrowser, startServer } from "./harness.mjs";
+import { LIVENESS_MS, ROOT, launchBrowser, startServer } from "./harness.mjs";
 
 let server, browser;
 
@@ -17,28 +19,80 @@ after(async () => {
   await server?.stop();
 });
 
-test("the demo page chats with the dev agent: reply, typing indicator, status", async () => {
+const bubbleTexts = (page) => page.$$eval("#messages li p", (ps) => ps.map((p) => p.textContent));
+
+async function say(page, text) {
+  await page.fill("#text", text);
+  await page.click("#send");
+  await page.locator("#messages li.ai_agent", { hasText: `You said: "${text}"` }).waitFor({ timeout: LIVENESS_MS });
+}
+
+test("the demo page: a conversation, a reconnect, a second tab, on a phone", async () => {
   const page = await browser.context.newPage();
-  await page.setViewportSize({ width: 390, height: 720 }); // a phone
+  await page.setViewportSize({ width: 390, height: 760 }); // a phone
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(`${server.base}/`);
   await page.waitForSelector("#status[data-status=connected]");
+  await page.waitForSelector("#role[data-role=leader]");
+  await page.waitForSelector("#convo-state[data-state=open]");
+
+  // The typing indicator shows while the agent works, and goes with its reply.
   await page.fill("#text", "Hi, I need help with my order");
   await page.click("#send");
-  await page.waitForSelector("#typing:not([hidden])");
-  await page.waitForSelector("li.ai_agent");
+  await page.waitForSelector("#typing:not([hidden])", { timeout: LIVENESS_MS });
+  await page.waitForSelector("li.ai_agent", { timeout: LIVENESS_MS });
   await page.waitForSelector("#typing[hidden]", { state: "attached" });
-  const bubbles = await page.$$eval("#messages li p", (ps) => ps.map((p) => p.textContent));
-  assert.deepEqual(bubbles, ["Hi, I need help with my order", 'You said: "Hi, I need help with my order"']);
+  assert.deepEqual(await bubbleTexts(page), ["Hi, I need help with my order", 'You said: "Hi, I need help with my order"']);
+
+  // The server drops the stream: the page shows it, and comes back.
+  const convoId = await page.evaluate(() => localStorage.getItem("valet-demo-convo"));
+  await server.admin("/streams/drop", { convo_id: convoId });
+  await page.locator("#events li", { hasText: "reconnected (1 so far)" }).waitFor({ state: "attached", timeout: LIVENESS_MS });
+  const log = await page.$$eval("#events li", (lis) => lis.map((li) => li.textContent).reverse());
+  assert.ok(log.some((l) => l.endsWith(" reconnecting")), `the log shows the drop: ${JSON.stringify(log)}`);
+  await page.waitForSelector("#status[data-status=connected]");
+  await say(page, "Where is parcel 42?");
+
+  // A second tab of the same conversation follows the first: one stream.
+  const second = await browser.context.newPage();
+  await second.goto(`${server.base}/`);
+  await second.waitForSelector("#role[data-role=follower]");
+  await second.waitForFunction(() => document.querySelectorAll("#messages li").length === 4);
+  assert.equal((await server.stats()).live_streams_by_convo[convoId], 1);
+  await second.close();
+
+  await page.waitForSelector("#connection", { state: "hidden" });
   mkdirSync(join(ROOT, "target"), { recursive: true });
   await page.screenshot({ path: join(ROOT, "target/demo-screenshot.png") });
+  // What a person reads on the page.
+  const visible = await page.locator("main").innerText();
+  for (const text of [
+    "Valet Dev Agent",
+    "open",
+    "connected",
+    "leader",
+    "Hi, I need help with my order",
+    'You said: "Hi, I need help with my order"',
+    "Where is parcel 42?",
+    'You said: "Where is parcel 42?"',
+  ]) {
+    assert.ok(visible.includes(text), `the page shows ${JSON.stringify(text)}:\n${visible}`);
+  }
+  const metas = await page.$$eval("#messages li .meta", (ms) => ms.map((m) => m.textContent));
+  assert.equal(metas.length, 4);
+  for (const [i, meta] of metas.entries()) {
+    const who = i % 2 === 0 ? "You" : "Valet Dev Agent";
+    assert.match(meta, new RegExp(`^${who} · \\d{1,2}:\\d{2}`), "author and time on every message");
+  }
+  assert.ok(!visible.includes("sending…"), "no message left pending");
+
   // A reload comes back to the same conversation, history once.
   await page.reload();
   await page.waitForSelector("#status[data-status=connected]");
-  await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 2);
+  await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 4);
   await page.waitForTimeout(300);
-  assert.equal(await page.$$eval("#messages li", (l) => l.length), 2);
+  assert.equal(await page.$$eval("#messages li", (l) => l.length), 4);
   assert.deepEqual(errors, []);
   await page.close();
 });

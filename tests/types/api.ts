@@ -1,7 +1,10 @@
 // The public surface is typed: events by name, promises, errors. Each
 // `@ts-expect-error` fails the build if the typing it guards goes loose.
 import { ValetClient, type Convo, type ValetError, type ConvoSummary, type StartSessionResult } from "@valet.red/sdk";
-import * as web from "@valet.red/sdk/web";
+import { createConvoStore, init, type ChatMessage, type ConvoStoreState } from "@valet.red/sdk";
+import { useConvo as useReactConvo } from "@valet.red/sdk/react";
+import { useConvo as useVueConvo } from "@valet.red/sdk/vue";
+import { ref } from "vue";
 
 declare const convo: Convo;
 const valet = new ValetClient({ agentId: "a", fetchJwt: () => "jwt", transport: "eventsource", pauseOnHidden: false });
@@ -43,6 +46,37 @@ export async function typed() {
   new ValetClient({ fetchJwt: () => "jwt" });
   // @ts-expect-error: send takes a string
   await convo.send(42);
-  const w: typeof ValetClient = web.ValetClient;
-  void w;
+}
+
+export async function bindings() {
+  await init();
+  const store = createConvoStore(valet.openConvo({ convoId: "c" }));
+  const state: ConvoStoreState = store.getState();
+  const first: ChatMessage | undefined = state.messages[0];
+  const status: "pending" | "failed" | "sent" | undefined = first?.status;
+  const key: string | undefined = first?.key;
+  const off: () => void = store.subscribe(() => {});
+  await store.send("hi");
+  void [status, key, off, state.typing?.label, state.convoState, state.role, state.error?.code];
+  // @ts-expect-error: the snapshot is read-only
+  state.status = "closed";
+  // @ts-expect-error: send takes a string
+  await store.send(1);
+
+  const r = useReactConvo({ client: valet, convoId: "c" });
+  const rs: string = r.status;
+  const rm: readonly ChatMessage[] = r.messages;
+  await r.send("hi");
+  void [rs, rm];
+  // @ts-expect-error: a client is required
+  useReactConvo({ convoId: "c" });
+
+  const id = ref<string | null>("c");
+  const v = useVueConvo({ client: valet, convoId: id });
+  const vs: string = v.status.value;
+  const vm: readonly ChatMessage[] = v.messages.value;
+  void useVueConvo({ client: valet, convoId: () => id.value });
+  void [vs, vm];
+  // @ts-expect-error: the refs are read-only
+  v.status.value = "closed";
 }

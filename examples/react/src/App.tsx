@@ -1,0 +1,66 @@
+import { useEffect, useState, type FormEvent } from "react";
+import { useConvo, type ChatMessage } from "@valet.red/sdk/react";
+import { convoOfThisPage, valet } from "./valet";
+
+export function App() {
+  const [convoId, setConvoId] = useState<string | null>(null);
+  const [failure, setFailure] = useState<string | null>(null);
+  const [shown, setShown] = useState(true);
+  useEffect(() => {
+    convoOfThisPage().then(setConvoId, (e: Error) => setFailure(e.message));
+  }, []);
+  if (failure) return <p role="alert">Could not start a conversation: {failure}</p>;
+  // Hiding the chat unmounts it: its stream closes (and reopens on show).
+  return (
+    <>
+      <button onClick={() => setShown(!shown)}>{shown ? "Hide chat" : "Show chat"}</button>
+      {shown && <Chat convoId={convoId} />}
+    </>
+  );
+}
+
+function Chat({ convoId }: { convoId: string | null }) {
+  const { messages, typing, status, role, convoState, error, send, retry } = useConvo({ client: valet, convoId });
+  const [text, setText] = useState("");
+
+  function submit(e: FormEvent) {
+    e.preventDefault();
+    if (!text.trim()) return;
+    send(text).catch(() => {}); // a refused message turns "failed" in the list
+    setText("");
+  }
+
+  return (
+    <main style={{ maxWidth: 640, margin: "0 auto", fontFamily: "system-ui, sans-serif" }}>
+      <h1>Valet chat (React)</h1>
+      <p>
+        <span data-testid="status">{status}</span> · {role ?? "…"} · {convoState ?? "…"}
+      </p>
+      <ol style={{ listStyle: "none", padding: 0 }}>
+        {messages.map((m) => (
+          <Bubble key={m.key} message={m} onRetry={() => retry(m.key).catch(() => {})} />
+        ))}
+      </ol>
+      {typing && <p className="typing">{typing.label ?? "The agent is typing…"}</p>}
+      {error && <p role="alert">{error.message}</p>}
+      <form onSubmit={submit}>
+        <input aria-label="Message" value={text} onChange={(e) => setText(e.target.value)} disabled={!convoId} />
+        <button disabled={!convoId}>Send</button>
+      </form>
+    </main>
+  );
+}
+
+function Bubble({ message: m, onRetry }: { message: ChatMessage; onRetry: () => void }) {
+  const who = m.from === "appuser" ? "You" : (m.participant?.name ?? "Agent");
+  const time = new Date(m.createdAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return (
+    <li data-from={m.from} data-status={m.status} style={{ opacity: m.status === "pending" ? 0.6 : 1 }}>
+      <small>
+        {who} · {time}
+      </small>
+      <p>{m.content}</p>
+      {m.status === "failed" && <button onClick={onRetry}>Retry</button>}
+    </li>
+  );
+}

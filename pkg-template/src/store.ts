@@ -1,0 +1,396 @@
+/**
+ * A framework-agnostic store over a {@link Convo}: the state a chat view
+ * renders, as one immutable snapshot, with `subscribe(listener)` /
+ * `getState()` (the shape React's `useSyncExternalStore`, Svelte stores,
+ * Vue refs and plain DOM code all consume) and the actions `send`, `retry`
+ * and `close`.
+ *
+ * A message you send shows up at once as `pending`. When the server's copy
+ * arrives (on the stream, or in the reconcile after a reconnect) it takes the
+ * pending bubble's place and `key`, so a view never shows it twice.
+ *
+ * @module
+ */
+import type {
+  Author,
+  ClientError,
+  Convo,
+  ConvoErrorEvent,
+  ConvoMessageEvent,
+  ConvoState,
+  ConvoSummary,
+  FileRef,
+  Message,
+  Participant,
+  SendOptions,
+  Status,
+  TypingKind,
+  ValetError,
+} from "./wasm/valet_wasm.js";
+
+/** An error of the store: a rejection (`ValetError`) or an `error` event's payload (`ClientError`); both carry `code` and `message`. */
+export type StoreError = ValetError | ClientError;
+
+/** Where a message stands: `pending` (sent, no server copy yet), `failed` (the send was refused), `sent` (the server's copy). */
+export type MessageStatus = "pending" | "failed" | "sent";
+
+/** One bubble of the chat, in display order. */
+export interface ChatMessage {
+  /** Stable across the pending → sent swap: use it as the list key. */
+  readonly key: string;
+  /** The server's message id; `null` while pending or failed. */
+  readonly id: string | null;
+  readonly content: string;
+  readonly from: Author;
+  /** ISO 8601: the server's time, or the local send time while pending. */
+  readonly createdAt: string;
+  readonly participant: Participant | null;
+  readonly files: readonly FileRef[];
+  readonly status: MessageStatus;
+  /** Why a `failed` message was refused (`retry(key)` sends it again). */
+  readonly error: StoreError | null;
+  /** The server's message as received; `null` while pending or failed. */
+  readonly message: Message | null;
+}
+
+/** The agent is thinking or typing. */
+export interface TypingIndicator {
+  readonly kind: TypingKind;
+  readonly label: string | null;
+}
+
+/** A snapshot: replaced as a whole on every change, never mutated. */
+export interface ConvoStoreState {
+  /** `null` until the convo is open. */
+  readonly convoId: string | null;
+  /** Every message once, in the server's order, then your pending ones. */
+  readonly messages: readonly ChatMessage[];
+  readonly typing: TypingIndicator | null;
+  /** From the last `convo_state` event (or `options.convoState`); `null` if unknown. */
+  readonly convoState: ConvoState | null;
+  /** The connection: `connecting` until the convo is open, then the convo's status. */
+  readonly status: Status;
+  /** This tab's role once open: `leader` holds the stream, `follower` gets its events. */
+  readonly role: "leader" | "follower" | null;
+  /** The last error (stream, auth or send); cleared when the stream (re)connects or a send succeeds. */
+  readonly error: StoreError | null;
+  /** Reconnections so far (the stream came back after a drop). */
+  readonly reconnects: number;
+}
+
+/** Options of {@link createConvoStore}. */
+export interface ConvoStoreOptions {
+  /**
+   * The convo's state when known up front (e.g. from `listConvos()`), or the
+   * promise of it; a `convo_state` event overrides it.
+   */
+  convoState?: ConvoState | null | PromiseLike<ConvoState | null>;
+}
+
+/** See the module documentation. */
+export interface ConvoStore {
+  /** The current snapshot (the same object until something changes). */
+  getState(): ConvoStoreState;
+  /** Calls `listener` after every change; returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void;
+  /**
+   * Sends a message: it appears at once as `pending`. Resolves when the
+   * server stored it; on a refusal the bubble turns `failed` and the promise
+   * rejects with the `ValetError`. Before the convo is open the send waits
+   * for it.
+   */
+  send(text: string, options?: SendOptions): Promise<void>;
+  /** Sends a `failed` message again. */
+  retry(key: string): Promise<void>;
+  /** Closes the convo (the stream ends) and stops updating. */
+  close(): void;
+  /** The convo once open, else `null`. */
+  readonly convo: Convo | null;
+}
+
+const INITIAL: ConvoStoreState = Object.freeze({
+  convoId: null,
+  messages: Object.freeze([]) as readonly ChatMessage[],
+  typing: null,
+  convoState: null,
+  status: "connecting" as Status,
+  role: null,
+  error: null,
+  reconnects: 0,
+});
+
+/** The snapshot of a store that doesn't exist yet (e.g. during server-side rendering). */
+export const initialConvoState: ConvoStoreState = INITIAL;
+
+let localCounter = 0;
+
+interface Outgoing {
+  key: string;
+  text: string;
+  options: SendOptions | undefined;
+  createdAt: string;
+  status: "pending" | "failed";
+  error: StoreError | null;
+}
+
+/**
+ * Creates a store over an open convo, or over the promise of one
+ * (`createConvoStore(valet.openConvo({ convoId }))`): until it resolves the
+ * store is `connecting`; if it rejects, the store is `stopped` with the error.
+ */
+export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: ConvoStoreOptions = {}): ConvoStore {
+  let state: ConvoStoreState = INITIAL;
+  let current: Convo | null = null;
+  let closed = false;
+  let stateEvent = false;
+  let everConnected = false;
+  const listeners = new Set<() => void>();
+  const unsubscribes: Array<() => void> = [];
+  // Server messages in delivery order (the SDK delivers each once, in order).
+  const received: ChatMessage[] = [];
+  const seen = new Set<string>();
+  // Sent from here, no server copy yet: shown after every received message.
+  let outgoing: Outgoing[] = [];
+  let opened: Promise<Convo>;
+
+  function publish(patch: Partial<ConvoStoreState>, messagesChanged = false): void {
+    state = Object.freeze({ ...state, ...patch, ...(messagesChanged ? { messages: view() } : {}) });
+    for (const listener of [...listeners]) {
+      try {
+        listener();
+      } catch (err) {
+        // One broken view must not starve the others.
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  function view(): readonly ChatMessage[] {
+    const pending = outgoing.map(
+      (o): ChatMessage => ({
+        key: o.key,
+        id: null,
+        content: o.text,
+        from: "appuser",
+        createdAt: o.createdAt,
+        participant: null,
+        files: [],
+        status: o.status,
+        error: o.error,
+        message: null,
+      }),
+    );
+    return Object.freeze(received.concat(pending));
+  }
+
+  function onMessage({ message }: ConvoMessageEvent): void {
+    if (seen.has(message.id)) return;
+    seen.add(message.id);
+    let key = message.id;
+    if (message.from === "appuser") {
+      // The server's copy of a message sent from here: it takes the pending
+      // bubble's place (oldest first, so two equal texts pair up in order).
+      const i = outgoing.findIndex((o) => o.text === message.content);
+      if (i >= 0) {
+        key = outgoing[i].key;
+        outgoing = outgoing.filter((_, j) => j !== i);
+      }
+    }
+    received.push(
+      Object.freeze({
+        key,
+        id: message.id,
+        content: message.content,
+        from: message.from,
+        createdAt: message.created_at,
+        participant: message.participant ?? null,
+        files: message.files ?? [],
+        status: "sent" as const,
+        error: null,
+        message,
+      }),
+    );
+    // Any message ends a typing indicator.
+    publish({ typing: null }, true);
+  }
+
+  function attach(c: Convo): void {
+    current = c;
+    unsubscribes.push(
+      c.on("message", onMessage),
+      c.on("typing", (e) => publish({ typing: e.state === "start" ? { kind: e.kind, label: e.label ?? null } : null })),
+      c.on("turn_done", () => publish({ typing: null })),
+      c.on("convo_state", (e) => {
+        stateEvent = true;
+        publish({ convoState: e.state, typing: null });
+      }),
+      c.on("error", (e: ConvoErrorEvent) =>
+        publish(e.phase === "server" ? { typing: null, error: e.error } : { error: e.error }),
+      ),
+      c.on("status", ({ status }) => {
+        const patch: { -readonly [K in keyof ConvoStoreState]?: ConvoStoreState[K] } = { status };
+        if (status === "connected") {
+          if (everConnected) patch.reconnects = state.reconnects + 1;
+          everConnected = true;
+          patch.error = null;
+        }
+        publish(patch);
+      }),
+      c.on("role", ({ role }) => publish({ role })),
+    );
+    const status = c.status;
+    if (status === "connected") everConnected = true;
+    publish({ convoId: c.convoId, status, role: c.role });
+  }
+
+  async function deliver(o: Outgoing): Promise<void> {
+    try {
+      const c = current ?? (await opened);
+      await c.send(o.text, o.options);
+      if (state.error) publish({ error: null });
+    } catch (err) {
+      const error = err as ValetError;
+      if (outgoing.includes(o)) {
+        o.status = "failed";
+        o.error = error;
+        outgoing = [...outgoing];
+        publish({ error }, true);
+      }
+      throw error;
+    }
+  }
+
+  if (options.convoState != null) {
+    Promise.resolve(options.convoState).then(
+      (convoState) => {
+        if (!closed && !stateEvent && convoState != null) publish({ convoState });
+      },
+      () => {}, // unknown: stays null
+    );
+  }
+
+  opened = Promise.resolve(convo).then(
+    (c) => {
+      if (closed) {
+        c.close();
+      } else {
+        attach(c);
+      }
+      return c;
+    },
+    (err: unknown) => {
+      if (!closed) publish({ status: "stopped", error: err as ValetError });
+      throw err;
+    },
+  );
+  opened.catch(() => {}); // reported through the state and by send()
+
+  const store: ConvoStore = {
+    getState: () => state,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+    send(text, sendOptions) {
+      if (closed) return Promise.reject(closedError());
+      const o: Outgoing = {
+        key: `local-${++localCounter}-${Date.now().toString(36)}`,
+        text,
+        options: sendOptions,
+        createdAt: new Date().toISOString(),
+        status: "pending",
+        error: null,
+      };
+      outgoing = [...outgoing, o];
+      publish({}, true);
+      return deliver(o);
+    },
+    retry(key) {
+      if (closed) return Promise.reject(closedError());
+      const o = outgoing.find((m) => m.key === key && m.status === "failed");
+      if (!o) return Promise.resolve();
+      o.status = "pending";
+      o.error = null;
+      outgoing = [...outgoing];
+      publish({}, true);
+      return deliver(o);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      for (const off of unsubscribes.splice(0)) off();
+      current?.close();
+      publish({ status: "closed", typing: null });
+      listeners.clear();
+    },
+    get convo() {
+      return current;
+    },
+  };
+  return store;
+}
+
+function closedError(): ValetError {
+  const error = new Error("the convo store is closed") as ValetError;
+  error.name = "ValetError";
+  error.code = "closed";
+  return error;
+}
+
+/** What {@link retainConvoStore} opens convos with: a `ValetClient`. */
+export interface ConvoOpener {
+  openConvo(options: { convoId: string }): Promise<Convo>;
+  listConvos?(): Promise<ConvoSummary[]>;
+}
+
+interface Shared {
+  store: ConvoStore;
+  refs: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+const shared = new WeakMap<ConvoOpener, Map<string, Shared>>();
+
+/**
+ * One store per (client, convo) for every view that shows it: the first
+ * `retainConvoStore` opens the convo, and the store closes once every
+ * holder has called `release()` and none came back within the same task.
+ * That is what makes React Strict Mode's mount → unmount → mount open one
+ * stream, not two. Used by `@valet.red/sdk/react` and `/vue`.
+ */
+export function retainConvoStore(client: ConvoOpener, convoId: string): { store: ConvoStore; release: () => void } {
+  let byId = shared.get(client);
+  if (!byId) shared.set(client, (byId = new Map()));
+  let entry = byId.get(convoId);
+  if (!entry || entry.store.getState().status === "closed") {
+    const convoState = client.listConvos
+      ? client.listConvos().then((list) => list.find((c) => c.id === convoId)?.state ?? null)
+      : null;
+    entry = { store: createConvoStore(client.openConvo({ convoId }), { convoState }), refs: 0, timer: undefined };
+    byId.set(convoId, entry);
+  }
+  const held = entry;
+  const map = byId;
+  held.refs += 1;
+  clearTimeout(held.timer);
+  held.timer = undefined;
+  let released = false;
+  return {
+    store: held.store,
+    release() {
+      if (released) return;
+      released = true;
+      held.refs -= 1;
+      if (held.refs > 0) return;
+      held.timer = setTimeout(() => {
+        if (held.refs > 0) return;
+        held.store.close();
+        if (map.get(convoId) === held) map.delete(convoId);
+      }, 0);
+    },
+  };
+}

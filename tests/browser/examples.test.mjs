@@ -1,0 +1,193 @@
+// The examples as users build them: the SDK installed from its `npm pack`
+// tarball, each app built with its real bundler (make examples), run in
+// headless Chromium against the reference server.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { LIVENESS_MS, ROOT, launchBrowser, startServer, startStatic } from "./harness.mjs";
+
+const EXAMPLES = join(ROOT, "examples");
+
+let server;
+let browser;
+const sites = [];
+
+before(async () => {
+  for (const dir of ["node_modules/@valet.red/sdk", "react/dist", "vue/dist", "webpack/dist", "nextjs/out"]) {
+    assert.ok(existsSync(join(EXAMPLES, dir)), `examples/${dir} is missing: run \`make examples\` first`);
+  }
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  for (const site of sites) await site.close();
+  await server?.stop();
+});
+
+async function serve(dir) {
+  const site = await startStatic({ "/": join(EXAMPLES, dir) });
+  sites.push(site);
+  return site.origin;
+}
+
+/** Opens an example page; fails the test on any uncaught page error. */
+async function openPage(url) {
+  const page = await browser.context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(url);
+  return { page, errors };
+}
+
+async function waitConnected(page) {
+  await page.waitForFunction(() => document.querySelector("[data-testid=status]")?.textContent === "connected", null, {
+    timeout: LIVENESS_MS,
+  });
+}
+
+/** Every bubble of the page, in display order: [from, status, text]. */
+async function bubbles(page) {
+  return page.locator("li[data-from]").evaluateAll((lis) =>
+    lis.map((li) => [li.dataset.from, li.dataset.status, li.querySelector("p").textContent]),
+  );
+}
+
+/**
+ * Sends a message and waits for the dev agent's reply; checks what the user
+ * sees: the message once, sent, then the reply.
+ */
+async function converse(page, text) {
+  await page.getByLabel("Message").fill(text);
+  await page.getByRole("button", { name: "Send" }).click();
+  const reply = `You said: "${text}"`;
+  await page.locator('li[data-from="ai_agent"]', { hasText: reply }).waitFor({ timeout: LIVENESS_MS });
+  const seen = await bubbles(page);
+  assert.deepEqual(
+    seen.filter(([, , t]) => t === text),
+    [["appuser", "sent", text]],
+    `the message shows once, as sent: ${JSON.stringify(seen)}`,
+  );
+  assert.equal(seen.filter(([, , t]) => t === reply).length, 1, "the reply shows once");
+  const mine = seen.findIndex(([, , t]) => t === text);
+  assert.ok(mine < seen.findIndex(([, , t]) => t === reply), "the message comes before its reply");
+  return seen;
+}
+
+// The hooks' store asks for the convo's state (GET /agent_convos) once per
+// convo it opens: with tab election hiding a second stream of the same tab,
+// this is what counts a double open.
+let lists = 0;
+async function convosOpenedByHook() {
+  return ((await server.stats()).requests.list_convos ?? 0) - lists;
+}
+
+/** Runs one example through a conversation; returns the page for more checks. */
+async function runExample(url, name) {
+  await server.waitStats("no stream left from an earlier example", (s) => s.live_streams === 0);
+  const start = await server.stats();
+  const opened = start.streams_opened_total;
+  lists = start.requests.list_convos ?? 0;
+  const { page, errors } = await openPage(url);
+  await waitConnected(page);
+  await converse(page, `hello from ${name}`);
+  const stats = await server.stats();
+  assert.equal(stats.streams_opened_total - opened, 1, "the page opened exactly one stream");
+  assert.equal(stats.live_streams, 1, "one live stream");
+  return { page, errors, opened };
+}
+
+/** Hides the chat (unmount: the stream closes), shows it again (history once). */
+async function unmountAndRemount(page, opened) {
+  assert.equal(await convosOpenedByHook(), 1, "the hook opened the convo once");
+  const before = await bubbles(page);
+  await page.getByRole("button", { name: "Hide chat" }).click();
+  await server.waitStats("the stream closed on unmount", (s) => s.live_streams === 0);
+  await page.getByRole("button", { name: "Show chat" }).click();
+  await waitConnected(page);
+  await page.waitForFunction((n) => document.querySelectorAll("li[data-from]").length >= n, before.length, { timeout: LIVENESS_MS });
+  assert.deepEqual(await bubbles(page), before, "the history comes back once, in order");
+  await converse(page, "and again");
+  assert.equal((await server.stats()).streams_opened_total - opened, 2, "one stream per mount");
+  assert.equal(await convosOpenedByHook(), 2, "the hook opened the convo once per mount");
+}
+
+test("no bundler: vanilla.html loads the SDK and its wasm with <script type=module>", async () => {
+  const origin = await serve(".");
+  const { page, errors } = await runExample(`${origin}/vanilla.html?api=${server.base}`, "vanilla");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("React (Vite production build): one stream, closed on unmount", async () => {
+  const origin = await serve("react/dist");
+  const { page, errors, opened } = await runExample(`${origin}/?api=${server.base}`, "react");
+  await unmountAndRemount(page, opened);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+/** A free loopback port (for a tool that wants one up front). */
+async function freePort() {
+  const probe = createServer();
+  await new Promise((ok) => probe.listen(0, "127.0.0.1", ok));
+  const { port } = probe.address();
+  await new Promise((ok) => probe.close(ok));
+  return port;
+}
+
+/** `vite` (the dev server) in an example directory; resolves once it listens. */
+async function viteDev(dir) {
+  const port = await freePort();
+  const child = spawn(join(EXAMPLES, "node_modules/.bin/vite"), ["--port", String(port), "--strictPort", "--host", "127.0.0.1"], {
+    cwd: join(EXAMPLES, dir),
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  await new Promise((ok, fail) => {
+    child.once("exit", (code) => fail(new Error(`vite exited with ${code}`)));
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      if (out.includes(`127.0.0.1:${port}`)) ok();
+    });
+  });
+  sites.push({ close: () => new Promise((ok) => (child.exitCode !== null ? ok() : (child.once("exit", ok), child.kill()))) });
+  return `http://127.0.0.1:${port}`;
+}
+
+// Strict Mode mounts, unmounts and remounts every component in development
+// builds only: this is where a second stream would show.
+test("React under `vite dev` (Strict Mode mounts twice): one stream per mount, closed on unmount", async () => {
+  const origin = await viteDev("react");
+  const { page, errors, opened } = await runExample(`${origin}/?api=${server.base}`, "react dev");
+  await unmountAndRemount(page, opened);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("Vue (Vite): one stream, closed on unmount", async () => {
+  const origin = await serve("vue/dist");
+  const { page, errors, opened } = await runExample(`${origin}/?api=${server.base}`, "vue");
+  await unmountAndRemount(page, opened);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("webpack 5: the store rendered with DOM code", async () => {
+  const origin = await serve("webpack/dist");
+  const { page, errors } = await runExample(`${origin}/?api=${server.base}`, "webpack");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("Next.js (App Router, prerendered, client component)", async () => {
+  const origin = await serve("nextjs/out");
+  const { page, errors } = await runExample(`${origin}/?api=${server.base}`, "nextjs");
+  assert.deepEqual(errors, []);
+  await page.close();
+});

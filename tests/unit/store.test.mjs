@@ -1,0 +1,263 @@
+// The framework-agnostic store (pkg/store.js), natively in Node, over a
+// scripted stand-in for a Convo: its events are the SDK's, fed by hand.
+// (The browser tests run the same store over the real SDK and server.)
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { createConvoStore, retainConvoStore } from "../../pkg/store.js";
+
+/** A Convo's surface: on/emit, send (resolved or refused by the test), close. */
+class ScriptedConvo {
+  constructor(convoId = "c1") {
+    this.convoId = convoId;
+    this.status = "connected";
+    this.role = "leader";
+    this.handlers = new Map();
+    this.sent = [];
+    this.closed = 0;
+  }
+  on(event, handler) {
+    const set = this.handlers.get(event) ?? new Set();
+    set.add(handler);
+    this.handlers.set(event, set);
+    return () => set.delete(handler);
+  }
+  emit(event, payload) {
+    for (const h of this.handlers.get(event) ?? []) h(payload);
+  }
+  listeners() {
+    return [...this.handlers.values()].reduce((n, s) => n + s.size, 0);
+  }
+  send(text) {
+    let settle;
+    const done = new Promise((ok, fail) => (settle = { ok, fail }));
+    this.sent.push({ text, ...settle });
+    return done;
+  }
+  close() {
+    this.closed += 1;
+  }
+  /** The server's copy of a message, as the `message` event carries it. */
+  deliver(id, from, content) {
+    const message = { id, from, content, created_at: "2026-11-21T10:00:00Z", participant: null, files: [], turn_number: 1 };
+    this.emit("message", { type: "message", message, from_reconcile: false });
+  }
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+const view = (store) => store.getState().messages.map((m) => [m.key.startsWith("local-") ? "local" : m.key, m.status, m.content]);
+
+async function openStore() {
+  const convo = new ScriptedConvo();
+  const store = createConvoStore(convo);
+  await tick();
+  return { convo, store };
+}
+
+test("a sent message shows at once as pending, and the server's copy takes its place and key", async () => {
+  const { convo, store } = await openStore();
+  convo.deliver("m1", "ai_agent", "Hello!");
+  const sending = store.send("I need help");
+  assert.deepEqual(view(store), [["m1", "sent", "Hello!"], ["local", "pending", "I need help"]]);
+  const key = store.getState().messages[1].key;
+  convo.sent[0].ok();
+  await sending;
+  assert.deepEqual(view(store), [["m1", "sent", "Hello!"], ["local", "pending", "I need help"]], "no copy yet: still pending");
+  convo.deliver("m2", "appuser", "I need help");
+  convo.deliver("m3", "ai_agent", "Sure");
+  assert.deepEqual(view(store), [["m1", "sent", "Hello!"], ["local", "sent", "I need help"], ["m3", "sent", "Sure"]]);
+  const mine = store.getState().messages[1];
+  assert.equal(mine.key, key, "same key: the view keeps the bubble");
+  assert.equal(mine.id, "m2");
+});
+
+test("the server's copy may come before send() resolves: still one bubble", async () => {
+  const { convo, store } = await openStore();
+  const sending = store.send("fast");
+  convo.deliver("m1", "appuser", "fast");
+  convo.sent[0].ok();
+  await sending;
+  assert.deepEqual(view(store), [["local", "sent", "fast"]]);
+});
+
+test("equal texts pair up with their copies in order; a message from another tab is just a message", async () => {
+  const { convo, store } = await openStore();
+  store.send("again");
+  store.send("again");
+  convo.deliver("m1", "appuser", "again");
+  assert.deepEqual(view(store), [["local", "sent", "again"], ["local", "pending", "again"]]);
+  convo.deliver("m2", "appuser", "from my other tab");
+  convo.deliver("m3", "appuser", "again");
+  assert.deepEqual(view(store), [
+    ["local", "sent", "again"],
+    ["m2", "sent", "from my other tab"],
+    ["local", "sent", "again"],
+  ]);
+  const keys = store.getState().messages.map((m) => m.key);
+  assert.equal(new Set(keys).size, 3, "keys are unique");
+});
+
+test("a refused send turns failed with the error; retry sends it again", async () => {
+  const { convo, store } = await openStore();
+  const sending = store.send("hi");
+  const refusal = Object.assign(new Error("slow down"), { name: "ValetError", code: "rate_limited", retryAfterSeconds: 2 });
+  convo.sent[0].fail(refusal);
+  await assert.rejects(sending, (e) => e.code === "rate_limited");
+  const [failed] = store.getState().messages;
+  assert.equal(failed.status, "failed");
+  assert.equal(failed.error.code, "rate_limited");
+  assert.equal(store.getState().error.code, "rate_limited");
+  const retrying = store.retry(failed.key);
+  assert.deepEqual(view(store), [["local", "pending", "hi"]]);
+  assert.equal(convo.sent.length, 2);
+  convo.sent[1].ok();
+  await retrying;
+  assert.equal(store.getState().error, null, "a successful send clears the error");
+  convo.deliver("m1", "appuser", "hi");
+  assert.deepEqual(view(store), [["local", "sent", "hi"]]);
+});
+
+test("each message once, even if delivered twice", async () => {
+  const { convo, store } = await openStore();
+  convo.deliver("m1", "ai_agent", "one");
+  convo.deliver("m1", "ai_agent", "one");
+  assert.deepEqual(view(store), [["m1", "sent", "one"]]);
+});
+
+test("typing starts and stops; a message, turn_done, convo_state or server error ends it", async () => {
+  const { convo, store } = await openStore();
+  const start = () => convo.emit("typing", { type: "typing", kind: "thinking", state: "start", label: "Thinking…" });
+  start();
+  assert.deepEqual(store.getState().typing, { kind: "thinking", label: "Thinking…" });
+  convo.emit("typing", { type: "typing", kind: "thinking", state: "stop" });
+  assert.equal(store.getState().typing, null);
+  for (const end of [
+    () => convo.deliver("m1", "ai_agent", "x"),
+    () => convo.emit("turn_done", { type: "turn_done", reason: "ok" }),
+    () => convo.emit("convo_state", { type: "convo_state", state: "escalated" }),
+    () => convo.emit("error", { phase: "server", error: { code: "server", message: "temporary_failure" } }),
+  ]) {
+    start();
+    end();
+    assert.equal(store.getState().typing, null);
+  }
+  assert.equal(store.getState().convoState, "escalated");
+});
+
+test("status, role, reconnects and errors follow the convo's events", async () => {
+  const { convo, store } = await openStore();
+  assert.equal(store.getState().convoId, "c1");
+  assert.equal(store.getState().status, "connected");
+  assert.equal(store.getState().role, "leader");
+  convo.emit("error", { phase: "stream", error: { code: "network", message: "dropped" } });
+  convo.emit("status", { status: "reconnecting", attempt: 1, retry_in_ms: 250 });
+  assert.equal(store.getState().status, "reconnecting");
+  assert.equal(store.getState().error.code, "network");
+  convo.emit("status", { status: "connected", attempt: 2 });
+  assert.equal(store.getState().reconnects, 1);
+  assert.equal(store.getState().error, null, "reconnected: the error is over");
+  convo.emit("role", { role: "follower", generation: 2 });
+  assert.equal(store.getState().role, "follower");
+});
+
+test("the snapshot is the same object until something changes; listeners hear each change", async () => {
+  const { convo, store } = await openStore();
+  const a = store.getState();
+  assert.equal(store.getState(), a);
+  assert.ok(Object.isFrozen(a) && Object.isFrozen(a.messages));
+  let calls = 0;
+  const off = store.subscribe(() => (calls += 1));
+  convo.deliver("m1", "ai_agent", "x");
+  assert.equal(calls, 1);
+  assert.notEqual(store.getState(), a);
+  const kept = store.getState().messages[0];
+  convo.deliver("m2", "ai_agent", "y");
+  assert.equal(store.getState().messages[0], kept, "unchanged messages keep their identity");
+  off();
+  convo.deliver("m3", "ai_agent", "z");
+  assert.equal(calls, 2, "no call after unsubscribe");
+});
+
+test("over the promise of a convo: connecting, sends wait for it; a refusal stops the store", async () => {
+  let open;
+  const store = createConvoStore(new Promise((ok) => (open = ok)));
+  assert.equal(store.getState().status, "connecting");
+  assert.equal(store.getState().convoId, null);
+  const sending = store.send("early");
+  assert.deepEqual(view(store), [["local", "pending", "early"]]);
+  const convo = new ScriptedConvo();
+  open(convo);
+  await tick();
+  assert.deepEqual(convo.sent.map((s) => s.text), ["early"]);
+  convo.sent[0].ok();
+  await sending;
+
+  const refused = createConvoStore(Promise.reject(Object.assign(new Error("no such convo"), { code: "http", status: 404 })));
+  const lost = refused.send("never");
+  await assert.rejects(lost, (e) => e.status === 404);
+  assert.equal(refused.getState().status, "stopped");
+  assert.equal(refused.getState().error.status, 404);
+  assert.deepEqual(view(refused), [["local", "failed", "never"]], "the text is kept, marked failed");
+});
+
+test("the convo state from options, unless an event says otherwise", async () => {
+  const convo = new ScriptedConvo();
+  const store = createConvoStore(convo, { convoState: Promise.resolve("resolved") });
+  await tick();
+  assert.equal(store.getState().convoState, "resolved");
+  const late = createConvoStore(convo, { convoState: new Promise((ok) => setTimeout(() => ok("open"), 5)) });
+  await tick();
+  convo.emit("convo_state", { type: "convo_state", state: "escalated" });
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(late.getState().convoState, "escalated");
+});
+
+test("close() closes the convo, drops its handlers and refuses sends; a convo resolved after close is closed", async () => {
+  const { convo, store } = await openStore();
+  assert.ok(convo.listeners() > 0);
+  store.close();
+  assert.equal(convo.closed, 1);
+  assert.equal(convo.listeners(), 0);
+  assert.equal(store.getState().status, "closed");
+  await assert.rejects(store.send("x"), (e) => e.code === "closed");
+
+  let open;
+  const early = createConvoStore(new Promise((ok) => (open = ok)));
+  early.close();
+  const late = new ScriptedConvo();
+  open(late);
+  await tick();
+  assert.equal(late.closed, 1);
+  assert.equal(late.listeners(), 0);
+});
+
+test("retainConvoStore: mount, unmount, mount in one task opens one convo; the last release closes it", async () => {
+  const opened = [];
+  const client = {
+    openConvo: ({ convoId }) => {
+      const c = new ScriptedConvo(convoId);
+      opened.push(c);
+      return Promise.resolve(c);
+    },
+    listConvos: async () => [{ id: "c1", state: "open" }],
+  };
+  const a = retainConvoStore(client, "c1");
+  a.release();
+  const b = retainConvoStore(client, "c1");
+  const other = retainConvoStore(client, "c1");
+  assert.equal(b.store, a.store, "one store per (client, convo)");
+  await tick();
+  assert.equal(opened.length, 1);
+  assert.equal(b.store.getState().convoState, "open");
+  b.release();
+  b.release(); // twice is once
+  await tick();
+  assert.equal(opened[0].closed, 0, "still held by the other view");
+  other.release();
+  await tick();
+  assert.equal(opened[0].closed, 1);
+  assert.equal(b.store.getState().status, "closed");
+  const again = retainConvoStore(client, "c1");
+  assert.notEqual(again.store, b.store, "a closed store is not handed out again");
+  assert.equal(opened.length, 2);
+  again.release();
+});
