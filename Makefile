@@ -54,7 +54,8 @@ wasm: setup-rust setup-wasm-bindgen
 # around the wasm-bindgen build in pkg/wasm/; version from Cargo.
 pkg: wasm setup-npm
 	rm -rf pkg && mkdir -p pkg
-	cp pkg-template/package.json pkg-template/README.md pkg/
+	cp pkg-template/package.json pkg/
+	node pkg-template/readme.mjs pkg-template/README.md README.md pkg/README.md
 	cp -r $(WASM_OUT)/web pkg/wasm
 	rm -f pkg/wasm/.gitignore pkg/wasm/package.json
 	tests/node_modules/.bin/tsc -p pkg-template/tsconfig.json
@@ -91,7 +92,7 @@ size: wasm
 	  "$$(cat $(WASM_OUT)/web/valet_wasm_bg.wasm | gzip -9c | wc -c | xargs -I{} sh -c 'echo $$(( {} + $$(gzip -9c $(WASM_OUT)/web/valet_wasm.js | wc -c) + $$(cat $(WASM_OUT)/web/snippets/*/inline0.js | gzip -9c | wc -c) ))')"
 
 ## ---- bench ----------------------------------------------------------------
-bench: wasm setup-npm setup-chromium size
+bench: wasm setup-npm setup-chromium size examples
 	cargo run -q --release -p valet-server --example load -- 2000 5
 	cargo run -q --release --example throughput -p valet-core
 	cd tests && node bench/delivery.mjs

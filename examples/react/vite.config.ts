@@ -1,10 +1,8 @@
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
 
-// Nothing SDK-specific: the wasm is an asset Vite finds by itself.
+// Nothing SDK-specific: Vite finds the wasm by itself, in `vite build` and
+// in `vite dev` (where it rewrites the URL in pre-bundled dependencies).
 export default defineConfig({
   plugins: [react()],
-  // `vite dev` pre-bundles dependencies into .vite/deps, where the SDK's
-  // wasm file (next to its glue) would not be: serve the SDK as it is.
-  optimizeDeps: { exclude: ["@valet.red/sdk"] },
 });

@@ -40,6 +40,8 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   // The typing indicator shows while the agent works, and goes with its reply.
   await page.fill("#text", "Hi, I need help with my order");
   await page.click("#send");
+  // Shown at once (pending until the server's copy comes back).
+  assert.equal(await page.$$eval("#messages li.appuser", (l) => l.length), 1);
   await page.waitForSelector("#typing:not([hidden])", { timeout: LIVENESS_MS });
   await page.waitForSelector("li.ai_agent", { timeout: LIVENESS_MS });
   await page.waitForSelector("#typing[hidden]", { state: "attached" });
@@ -54,11 +56,21 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   await page.waitForSelector("#status[data-status=connected]");
   await say(page, "Where is parcel 42?");
 
+  // A refused send: the message stays on screen, marked, with Retry.
+  await server.admin("/faults", { route: "stream_message", status: 429, retry_after: 1, count: 1, body: { status: "rate_limited", convo_id: convoId, state: "open", retry_after_seconds: 1 } });
+  await page.fill("#text", "Are you there?");
+  await page.click("#send");
+  const failed = page.locator('#messages li[data-status="failed"]', { hasText: "Are you there?" });
+  await failed.waitFor({ timeout: LIVENESS_MS });
+  assert.match(await failed.locator(".meta").innerText(), /^You · not sent: /);
+  await failed.getByRole("button", { name: "Retry" }).click();
+  await page.locator("#messages li.ai_agent", { hasText: 'You said: "Are you there?"' }).waitFor({ timeout: LIVENESS_MS });
+
   // A second tab of the same conversation follows the first: one stream.
   const second = await browser.context.newPage();
   await second.goto(`${server.base}/`);
   await second.waitForSelector("#role[data-role=follower]");
-  await second.waitForFunction(() => document.querySelectorAll("#messages li").length === 4);
+  await second.waitForFunction(() => document.querySelectorAll("#messages li").length === 6);
   assert.equal((await server.stats()).live_streams_by_convo[convoId], 1);
   await second.close();
 
@@ -76,11 +88,12 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
     'You said: "Hi, I need help with my order"',
     "Where is parcel 42?",
     'You said: "Where is parcel 42?"',
+    'You said: "Are you there?"',
   ]) {
     assert.ok(visible.includes(text), `the page shows ${JSON.stringify(text)}:\n${visible}`);
   }
   const metas = await page.$$eval("#messages li .meta", (ms) => ms.map((m) => m.textContent));
-  assert.equal(metas.length, 4);
+  assert.equal(metas.length, 6, "the retried message shows once");
   for (const [i, meta] of metas.entries()) {
     const who = i % 2 === 0 ? "You" : "Valet Dev Agent";
     assert.match(meta, new RegExp(`^${who} · \\d{1,2}:\\d{2}`), "author and time on every message");
@@ -90,9 +103,9 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   // A reload comes back to the same conversation, history once.
   await page.reload();
   await page.waitForSelector("#status[data-status=connected]");
-  await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 4);
+  await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 6);
   await page.waitForTimeout(300);
-  assert.equal(await page.$$eval("#messages li", (l) => l.length), 4);
+  assert.equal(await page.$$eval("#messages li", (l) => l.length), 6);
   assert.deepEqual(errors, []);
   await page.close();
 });

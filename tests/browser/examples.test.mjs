@@ -3,7 +3,7 @@
 // headless Chromium against the reference server.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -190,4 +190,22 @@ test("Next.js (App Router, prerendered, client component)", async () => {
   const { page, errors } = await runExample(`${origin}/?api=${server.base}`, "nextjs");
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test("each binding pulls in only its own framework", () => {
+  // Strings only each framework's runtime contains.
+  const REACT = "react.transitional.element";
+  const VUE = "__vue_app__";
+  const js = (dir) =>
+    readdirSync(join(EXAMPLES, dir), { recursive: true })
+      .filter((f) => f.endsWith(".js"))
+      .map((f) => readFileSync(join(EXAMPLES, dir, f), "utf8"))
+      .join("\n");
+  const react = js("react/dist");
+  const vue = js("vue/dist");
+  const plain = js("webpack/dist");
+  assert.ok(react.includes(REACT) && vue.includes(VUE), "the markers are found where they belong");
+  assert.ok(!react.includes(VUE), "no Vue in the React app");
+  assert.ok(!vue.includes(REACT), "no React in the Vue app");
+  assert.ok(!plain.includes(REACT) && !plain.includes(VUE), "no framework in the plain webpack app");
 });
