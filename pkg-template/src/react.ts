@@ -19,7 +19,7 @@
  */
 import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
 import type { SendOptions } from "./wasm/valet_wasm.js";
-import { initialConvoState, retainConvoStore, type ConvoOpener, type ConvoStore, type ConvoStoreState } from "./store.js";
+import { initialConvoState, notOpen, retainConvoStore, type ConvoOpener, type ConvoStore, type ConvoStoreState } from "./store.js";
 
 export type { ChatMessage, ConvoStore, ConvoStoreState, MessageStatus, StoreError, TypingIndicator } from "./store.js";
 
@@ -45,14 +45,6 @@ export interface UseConvoResult extends ConvoStoreState {
 
 const noSubscribe = () => () => {};
 const initial = () => initialConvoState;
-
-function notOpen(): Promise<never> {
-  const error = Object.assign(new Error("useConvo: no convo is open (convoId is empty, or the component is not mounted)"), {
-    name: "ValetError",
-    code: "closed" as const,
-  });
-  return Promise.reject(error);
-}
 
 /** A convo's live state; see the module documentation. */
 export function useConvo({ client, convoId }: UseConvoOptions): UseConvoResult {

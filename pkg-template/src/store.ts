@@ -334,8 +334,13 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
   return store;
 }
 
-function closedError(): ValetError {
-  const error = new Error("the convo store is closed") as ValetError;
+/** The rejection of an action of a framework binding with no convo open. */
+export function notOpen(): Promise<never> {
+  return Promise.reject(closedError("no convo is open (convoId is empty, or the component is not mounted)"));
+}
+
+function closedError(message = "the convo store is closed"): ValetError {
+  const error = new Error(message) as ValetError;
   error.name = "ValetError";
   error.code = "closed";
   return error;

@@ -21,6 +21,7 @@ import { getCurrentInstance, getCurrentScope, onMounted, onScopeDispose, shallow
 import type { ConvoState, SendOptions, Status } from "./wasm/valet_wasm.js";
 import {
   initialConvoState,
+  notOpen,
   retainConvoStore,
   type ChatMessage,
   type ConvoOpener,
@@ -61,14 +62,6 @@ export interface UseConvoResult {
 }
 
 const FIELDS = ["convoId", "messages", "typing", "convoState", "status", "role", "error", "reconnects"] as const;
-
-function notOpen(): Promise<never> {
-  const error = Object.assign(new Error("useConvo: no convo is open (convoId is empty, or the component is not mounted)"), {
-    name: "ValetError",
-    code: "closed" as const,
-  });
-  return Promise.reject(error);
-}
 
 /** A convo's live state; see the module documentation. */
 export function useConvo({ client, convoId }: UseConvoOptions): UseConvoResult {

@@ -1,22 +1,10 @@
 // The framework-agnostic store, rendered with plain DOM code.
 import { ValetClient, createConvoStore } from "@valet.red/sdk";
+import { devBackend } from "../../dev-backend.js";
 
-const api = new URLSearchParams(location.search).get("api") ?? "http://127.0.0.1:8787";
-const user = `webpack-example-${crypto.randomUUID()}`;
+const { agentId, fetchJwt, baseUrl } = devBackend("webpack-example");
 
-// In your app, fetchJwt asks *your* backend, which signs the JWT with the
-// company secret. Here the reference server's dev endpoint stands in for it.
-async function fetchJwt() {
-  const res = await fetch(`${api}/dev/jwt`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ source_key: user }),
-  });
-  if (!res.ok) throw new Error(`token endpoint answered ${res.status}`);
-  return (await res.json()).token;
-}
-
-const valet = new ValetClient({ agentId: "00000000-0000-4000-8000-00000000a9e1", fetchJwt, baseUrl: api });
+const valet = new ValetClient({ agentId, fetchJwt, baseUrl });
 const store = createConvoStore(valet.startSession().then(({ convoId }) => valet.openConvo({ convoId })));
 
 const $ = (sel) => document.querySelector(sel);
