@@ -573,6 +573,16 @@ impl ConvoMachine {
         if matches!(self.conn, Conn::Closed | Conn::Paused) {
             return;
         }
+        if self.conn != Conn::Standby {
+            // Paused means nothing is delivered until resume: a reconcile in
+            // flight is dropped (what it would bring, the reconcile after the
+            // resumed stream's `ready` brings), and messages held for it stay
+            // held until then.
+            self.reconcile_req += 1;
+            self.reconcile_in_flight = false;
+            self.reconcile_again = false;
+            self.out.push(Action::ClearTimer(Timer::Reconcile));
+        }
         self.close_stream();
         self.conn = Conn::Paused;
         self.out.push(Action::ClearTimer(Timer::Reconnect));
