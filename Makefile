@@ -11,7 +11,7 @@ WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
 
 .PHONY: all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
-        build server wasm pkg pack setup-examples examples demo-site size bench test test-rust test-wasm test-types test-unit test-ssr test-browser lint demo clean
+        build server wasm pkg pack setup-examples examples demo-site size bench test test-rust test-wasm test-types test-unit test-package test-browser lint demo clean
 
 all: test
 
@@ -105,7 +105,7 @@ test: setup
 	$(MAKE) test-types
 	$(MAKE) test-unit
 	$(MAKE) test-browser
-	$(MAKE) test-ssr
+	$(MAKE) test-package
 
 test-rust:
 	cargo test --workspace
@@ -122,9 +122,11 @@ test-types: pkg setup-npm
 test-unit: pkg setup-npm
 	cd tests && node --test unit/
 
-# The package from its tarball, imported and rendered in Node (SSR).
-test-ssr: examples
-	cd examples && node --test ssr.test.mjs
+# The package from its tarball, in Node: imported and rendered as in SSR,
+# and the Vue binding in an effect scope.
+test-package:
+	@[ -d examples/node_modules/@valet.red/sdk ] || $(MAKE) examples
+	cd examples && node --test ssr.test.mjs bindings.test.mjs
 
 test-browser: server wasm demo-site examples setup-npm setup-chromium
 	cd tests && npm test

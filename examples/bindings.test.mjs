@@ -1,0 +1,68 @@
+// The Vue binding outside a component (an effect scope), natively in Node:
+// it follows a changing convoId, shares a store per (client, convo) and
+// closes on scope disposal. (The browser tests run it inside components.)
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { effectScope, nextTick, ref } from "vue";
+
+/** A client whose convos record what happened to them. */
+function recordingClient() {
+  const convos = [];
+  return {
+    convos,
+    async openConvo({ convoId }) {
+      const handlers = new Map();
+      const convo = {
+        convoId,
+        status: "connected",
+        role: "leader",
+        closed: 0,
+        on(event, h) {
+          handlers.set(event, h);
+          return () => handlers.delete(event);
+        },
+        emit: (event, payload) => handlers.get(event)?.(payload),
+        send: async () => {},
+        close() {
+          this.closed += 1;
+        },
+      };
+      convos.push(convo);
+      return convo;
+    },
+    listConvos: async () => [],
+  };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 5));
+
+test("Vue useConvo: follows convoId, shares stores, closes with its scope", async () => {
+  globalThis.window ??= globalThis; // a browser, as far as the binding can tell
+  const { useConvo } = await import("@valet.red/sdk/vue");
+  const client = recordingClient();
+  const convoId = ref("c1");
+  const scope = effectScope();
+  const chat = scope.run(() => useConvo({ client, convoId }));
+  const again = scope.run(() => useConvo({ client, convoId: "c1" }));
+  await settle();
+  assert.equal(client.convos.length, 1, "two views of c1 share one convo");
+  assert.equal(chat.status.value, "connected");
+  assert.equal(chat.convoId.value, "c1");
+
+  client.convos[0].emit("message", { message: { id: "m1", from: "ai_agent", content: "hi", created_at: "2026-11-21T10:00:00Z" } });
+  assert.deepEqual(chat.messages.value.map((m) => m.content), ["hi"]);
+  assert.equal(again.messages.value, chat.messages.value, "the same snapshot");
+
+  convoId.value = "c2";
+  await nextTick();
+  await settle();
+  assert.equal(client.convos.length, 2);
+  assert.equal(chat.convoId.value, "c2");
+  assert.deepEqual(chat.messages.value, [], "c2's own (empty) history");
+  assert.equal(client.convos[0].closed, 0, "c1 is still shown by the other view");
+
+  scope.stop();
+  await settle();
+  assert.deepEqual(client.convos.map((c) => c.closed), [1, 1], "both convos closed with the scope");
+  await assert.rejects(chat.send("late"), (e) => e.code === "closed");
+});
