@@ -30,17 +30,24 @@ impl Harness {
     /// Start and connect to `ready`, answering the token and the (empty) reconcile.
     fn connect(&mut self) -> u64 {
         let out = self.feed(Input::Start);
-        let attempt = stream_token_request(&out).expect("asks for a token");
-        let out = self.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: T1.into() });
-        assert!(out.iter().any(|a| matches!(a, Action::OpenStream { attempt: x, .. } if *x == attempt)));
-        self.feed(Input::StreamOpened { attempt });
-        let out = self.bytes(attempt, "event: ready\ndata: {\"conn_id\":\"c1\"}\n\n");
-        if let Some(req) = reconcile_token_request(&out) {
+        let (attempt, reconcile) = self.until_ready(&out);
+        if let Some(req) = reconcile {
             let out = self.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
             assert!(out.iter().any(|a| matches!(a, Action::Reconcile { .. })));
             self.feed(Input::ReconcileDone { req, status: 200, body: r#"{"messages":[]}"#.into() });
         }
         attempt
+    }
+
+    /// Answers the stream token `out` asks for, opens the stream and reads
+    /// `ready`: the attempt, and the reconcile request `ready` made (if any).
+    fn until_ready(&mut self, out: &[Action]) -> (u64, Option<u64>) {
+        let attempt = stream_token_request(out).expect("asks for a token");
+        let out = self.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: T1.into() });
+        assert!(out.iter().any(|a| matches!(a, Action::OpenStream { attempt: x, .. } if *x == attempt)));
+        self.feed(Input::StreamOpened { attempt });
+        let out = self.bytes(attempt, "event: ready\ndata: {\"conn_id\":\"c1\"}\n\n");
+        (attempt, reconcile_token_request(&out))
     }
 
     fn bytes(&mut self, attempt: u64, s: &str) -> Vec<Action> {
@@ -280,11 +287,8 @@ fn open_streams(log: &[Action]) -> usize {
 fn live_messages_wait_for_history_and_come_out_in_order() {
     let mut h = Harness::new(10);
     let out = h.feed(Input::Start);
-    let a = stream_token_request(&out).unwrap();
-    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
-    h.feed(Input::StreamOpened { attempt: a });
-    let out = h.bytes(a, "event: ready\ndata: {\"conn_id\":\"c\"}\n\n");
-    let req = reconcile_token_request(&out).unwrap();
+    let (a, req) = h.until_ready(&out);
+    let req = req.unwrap();
     let out = h.bytes(a, &msg_frame(3));
     assert!(emitted(&out, EventName::Message).is_empty(), "held until history arrives");
     let out = h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
@@ -298,12 +302,8 @@ fn live_messages_wait_for_history_and_come_out_in_order() {
     assert_eq!(msgs[0]["convo_id"], "convo");
     // The next reconcile asks only for what is newer.
     h.feed(Input::StreamEnded { attempt: a });
-    h.feed(Input::TimerFired(Timer::Reconnect));
-    let b = a + 1;
-    h.feed(Input::Token { purpose: TokenFor::Stream(b), token: T1.into() });
-    h.feed(Input::StreamOpened { attempt: b });
-    let out = h.bytes(b, "event: ready\ndata: {\"conn_id\":\"c2\"}\n\n");
-    let req = reconcile_token_request(&out).unwrap();
+    let out = h.feed(Input::TimerFired(Timer::Reconnect));
+    let req = h.until_ready(&out).1.unwrap();
     let out = h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
     assert!(out.iter().any(|x| matches!(x, Action::Reconcile { after: Some(id), .. } if id == "m3")));
 }
@@ -312,11 +312,8 @@ fn live_messages_wait_for_history_and_come_out_in_order() {
 fn pause_drops_an_in_flight_reconcile_and_resume_delivers_once() {
     let mut h = Harness::new(13);
     let out = h.feed(Input::Start);
-    let a = stream_token_request(&out).unwrap();
-    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
-    h.feed(Input::StreamOpened { attempt: a });
-    let out = h.bytes(a, "event: ready\ndata: {\"conn_id\":\"c\"}\n\n");
-    let req = reconcile_token_request(&out).unwrap();
+    let (a, req) = h.until_ready(&out);
+    let req = req.unwrap();
     h.bytes(a, &msg_frame(2));
     h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
     h.feed(Input::Pause);
@@ -324,11 +321,7 @@ fn pause_drops_an_in_flight_reconcile_and_resume_delivers_once() {
     let out = h.feed(Input::ReconcileDone { req, status: 200, body: history([1, 2, 3]) });
     assert!(emitted(&out, EventName::Message).is_empty(), "nothing is delivered while paused");
     let out = h.feed(Input::Start);
-    let b = stream_token_request(&out).unwrap();
-    h.feed(Input::Token { purpose: TokenFor::Stream(b), token: T1.into() });
-    h.feed(Input::StreamOpened { attempt: b });
-    let out = h.bytes(b, "event: ready\ndata: {\"conn_id\":\"c2\"}\n\n");
-    let again = reconcile_token_request(&out).expect("the resumed stream reconciles");
+    let again = h.until_ready(&out).1.expect("the resumed stream reconciles");
     assert_ne!(again, req);
     h.feed(Input::Token { purpose: TokenFor::Reconcile(again), token: T1.into() });
     let out = h.feed(Input::ReconcileDone { req: again, status: 200, body: history([1, 2, 3]) });
@@ -340,11 +333,8 @@ fn pause_drops_an_in_flight_reconcile_and_resume_delivers_once() {
 fn a_failed_reconcile_is_reported_and_retried_and_order_holds() {
     let mut h = Harness::new(11);
     let out = h.feed(Input::Start);
-    let a = stream_token_request(&out).unwrap();
-    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
-    h.feed(Input::StreamOpened { attempt: a });
-    let out = h.bytes(a, "event: ready\ndata: {\"conn_id\":\"c\"}\n\n");
-    let mut req = reconcile_token_request(&out).unwrap();
+    let (a, req) = h.until_ready(&out);
+    let mut req = req.unwrap();
     h.bytes(a, &msg_frame(2));
     for round in 0..3 {
         h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
