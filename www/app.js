@@ -1,7 +1,7 @@
 // The demo chat: the SDK (no bundler) and its framework-agnostic store,
 // against the reference server that serves this page. Its "backend" is the
 // server's dev endpoint POST /dev/jwt.
-import { ValetClient, createConvoStore } from "./sdk/index.js";
+import { ValetClient, convoStateOf, createConvoStore } from "./sdk/index.js";
 
 const $ = (id) => document.getElementById(id);
 const baseUrl = location.origin;
@@ -133,9 +133,8 @@ function show(convoId) {
   bubbles.clear();
   last = null;
   logEvent(`opening conversation ${convoId.slice(0, 8)}…`);
-  const convoState = valet.listConvos().then((list) => list.find((c) => c.id === convoId)?.state ?? null);
   const opening = valet.openConvo({ convoId });
-  store = createConvoStore(opening, { convoState });
+  store = createConvoStore(opening, { convoState: convoStateOf(valet, convoId) });
   offStore = store.subscribe(() => render(store.getState()));
   render(store.getState());
   return opening.then(() => {

@@ -352,6 +352,14 @@ export interface ConvoOpener {
   listConvos?(): Promise<ConvoSummary[]>;
 }
 
+/**
+ * A convo's state from `listConvos()`, for `createConvoStore`'s
+ * `convoState` option (`null` if the client can't list convos).
+ */
+export function convoStateOf(client: ConvoOpener, convoId: string): Promise<ConvoState | null> | null {
+  return client.listConvos ? client.listConvos().then((list) => list.find((c) => c.id === convoId)?.state ?? null) : null;
+}
+
 interface Shared {
   store: ConvoStore;
   refs: number;
@@ -372,9 +380,7 @@ export function retainConvoStore(client: ConvoOpener, convoId: string): { store:
   if (!byId) shared.set(client, (byId = new Map()));
   let entry = byId.get(convoId);
   if (!entry || entry.store.getState().status === "closed") {
-    const convoState = client.listConvos
-      ? client.listConvos().then((list) => list.find((c) => c.id === convoId)?.state ?? null)
-      : null;
+    const convoState = convoStateOf(client, convoId);
     entry = { store: createConvoStore(client.openConvo({ convoId }), { convoState }), refs: 0, timer: undefined };
     byId.set(convoId, entry);
   }
