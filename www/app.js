@@ -81,6 +81,11 @@ function renderBubble(m) {
   return li;
 }
 
+function showError(error) {
+  $("error").hidden = !error;
+  $("error").textContent = error ? error.message : "";
+}
+
 function render(state) {
   const prev = last;
   last = state;
@@ -120,8 +125,7 @@ function render(state) {
   }
   $("typing").hidden = !state.typing;
   $("typing").textContent = state.typing ? (state.typing.label ?? "Valet Dev Agent is typing…") : "";
-  $("error").hidden = !state.error;
-  $("error").textContent = state.error ? state.error.message : "";
+  showError(state.error);
   const open = !!state.convoId && state.status !== "closed";
   $("text").disabled = $("send").disabled = !open;
 }
@@ -156,10 +160,7 @@ $("composer").addEventListener("submit", (e) => {
   // Shown at once as "sending…"; a refusal turns it "not sent" with Retry.
   store.send(text).catch(() => {});
 });
-$("new-convo").addEventListener("click", () => startNew().catch((e) => render({ ...last, error: e })));
+$("new-convo").addEventListener("click", () => startNew().catch(showError));
 
 const saved = localStorage.getItem("valet-demo-convo");
-(saved ? show(saved) : startNew()).catch(() => startNew()).catch((e) => {
-  $("error").hidden = false;
-  $("error").textContent = e.message;
-});
+(saved ? show(saved) : startNew()).catch(() => startNew()).catch(showError);

@@ -106,6 +106,12 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 6);
   await page.waitForTimeout(300);
   assert.equal(await page.$$eval("#messages li", (l) => l.length), 6);
+
+  // A refused new conversation says so, and the current one stays.
+  await server.admin("/faults", { route: "sessions", status: 403, count: 1 });
+  await page.click("#new-convo");
+  await page.waitForSelector("#error:not([hidden])");
+  assert.equal(await page.$$eval("#messages li", (l) => l.length), 6);
   assert.deepEqual(errors, []);
   await page.close();
 });
