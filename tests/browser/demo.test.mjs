@@ -57,7 +57,7 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   await say(page, "Where is parcel 42?");
 
   // A refused send: the message stays on screen, marked, with Retry.
-  await server.admin("/faults", { route: "stream_message", status: 429, retry_after: 1, count: 1, body: { status: "rate_limited", convo_id: convoId, state: "open", retry_after_seconds: 1 } });
+  await server.admin("/faults", { route: "stream_message", status: 429, retry_after: 120, count: 1, body: { status: "rate_limited", convo_id: convoId, state: "open", retry_after_seconds: 120 } });
   await page.fill("#text", "Are you there?");
   await page.click("#send");
   const failed = page.locator('#messages li[data-status="failed"]', { hasText: "Are you there?" });
@@ -72,6 +72,9 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   await second.waitForSelector("#role[data-role=follower]");
   await second.waitForFunction(() => document.querySelectorAll("#messages li").length === 6);
   assert.equal((await server.stats()).live_streams_by_convo[convoId], 1);
+  // The follower reports the shared stream's status: no "Connecting…" banner there either.
+  await second.waitForSelector("#status[data-status=connected]");
+  await second.waitForSelector("#connection", { state: "hidden" });
   await second.close();
 
   await page.waitForSelector("#connection", { state: "hidden" });

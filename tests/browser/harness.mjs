@@ -17,19 +17,30 @@ export const LIVENESS_MS = 20_000;
 
 const SERVER_BIN = process.env.VALET_SERVER_BIN ?? join(ROOT, "target/debug/valet-server");
 
-/** Starts the reference server (dev mode, in-memory SQLite) on a free port. */
-export async function startServer(extraArgs = []) {
-  const child = spawn(
-    SERVER_BIN,
-    ["--dev", "--addr", "127.0.0.1:0", "--db", ":memory:", "--agent-delay-ms", "50", ...extraArgs],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
-  );
-  const lines = createInterface({ input: child.stdout });
-  const base = await new Promise((ok, fail) => {
-    child.once("exit", (code) => fail(new Error(`valet-server exited early with ${code}`)));
-    lines.once("line", (line) => ok(line.replace("valet-server listening on ", "").trim()));
-  });
-  lines.on("line", () => {}); // keep draining stdout
+/**
+ * Starts the reference server (dev mode) on a free port, with in-memory
+ * SQLite unless `db` names a file. `kill()` SIGKILLs it; `restart()` starts
+ * it again on the same address and database.
+ */
+export async function startServer(extraArgs = [], { db = ":memory:" } = {}) {
+  let child;
+  let addr = "127.0.0.1:0";
+  const spawnServer = async () => {
+    child = spawn(
+      SERVER_BIN,
+      ["--dev", "--addr", addr, "--db", db, "--agent-delay-ms", "50", ...extraArgs],
+      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
+    );
+    const lines = createInterface({ input: child.stdout });
+    const base = await new Promise((ok, fail) => {
+      child.once("exit", (code) => fail(new Error(`valet-server exited early with ${code}`)));
+      lines.once("line", (line) => ok(line.replace("valet-server listening on ", "").trim()));
+    });
+    lines.on("line", () => {}); // keep draining stdout
+    return base;
+  };
+  const base = await spawnServer();
+  addr = base.replace("http://", "");
   const server = {
     base,
     async stats() {
@@ -52,6 +63,12 @@ export async function startServer(extraArgs = []) {
       if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
       return res.json();
     },
+    /** The convo's stored messages, as its user sees them. */
+    async history(sourceKey, convoId) {
+      const { token } = await server.jwt(sourceKey);
+      const res = await fetch(`${base}/api/v2/agent_convos/${convoId}`, { headers: { authorization: `Bearer ${token}` } });
+      return (await res.json()).messages;
+    },
     /** Polls /dev/stats until pred(stats) holds. */
     async waitStats(what, pred) {
       const deadline = Date.now() + LIVENESS_MS;
@@ -62,8 +79,27 @@ export async function startServer(extraArgs = []) {
         await new Promise((r) => setTimeout(r, 25));
       }
     },
+    /** SIGKILL: no goodbye to any stream, nothing flushed but what was committed. */
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+    },
+    /** Starts it again on the same address and database (after `kill`). */
+    async restart() {
+      for (let i = 0; ; i++) {
+        try {
+          await spawnServer();
+          return;
+        } catch (e) {
+          if (i >= 50) throw e; // the port may take a moment to be free
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    },
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
       await exited;
@@ -146,8 +182,8 @@ export async function launchBrowser() {
  * `serverArgs`), the test pages and the wasm build on another origin, and a
  * browser. `close()` tears all three down.
  */
-export async function sdkEnv(serverArgs = []) {
-  const server = await startServer(serverArgs);
+export async function sdkEnv(serverArgs = [], serverOptions = {}) {
+  const server = await startServer(serverArgs, serverOptions);
   const site = await startStatic({ "/": join(ROOT, "tests/browser/fixtures"), "/wasm/": join(ROOT, "target/wasm/web") });
   const browser = await launchBrowser();
   return {

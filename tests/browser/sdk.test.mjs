@@ -280,7 +280,8 @@ test("a handler that throws does not stop the others", async () => {
 
 test("send errors carry a code: rate_limited with retryAfterSeconds, closed, invalid_argument", async () => {
   const { page, convoId } = await opened("send-errors");
-  await server.admin("/faults", { route: "stream_message", status: 429, retry_after: 30, body: { status: "rate_limited", convo_id: convoId, state: "open", retry_after_seconds: 12 } });
+  // Over a minute to wait: the send fails at once and the app decides.
+  await server.admin("/faults", { route: "stream_message", status: 429, retry_after: 30, body: { status: "rate_limited", convo_id: convoId, state: "open", retry_after_seconds: 120 } });
   const errors = await page.evaluate(async () => {
     const out = [];
     const grab = async (p) => { try { await p; out.push("resolved"); } catch (e) { out.push({ name: e.name, code: e.code, status: e.status, retryAfterSeconds: e.retryAfterSeconds, message: e.message }); } };
@@ -294,7 +295,7 @@ test("send errors carry a code: rate_limited with retryAfterSeconds, closed, inv
   });
   assert.deepEqual(
     { name: errors[0].name, code: errors[0].code, status: errors[0].status, retryAfterSeconds: errors[0].retryAfterSeconds },
-    { name: "ValetError", code: "rate_limited", status: 429, retryAfterSeconds: 12 },
+    { name: "ValetError", code: "rate_limited", status: 429, retryAfterSeconds: 120 },
   );
   assert.equal(errors[1].code, "invalid_argument");
   assert.equal(errors[2].code, "invalid_argument");

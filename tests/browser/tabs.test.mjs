@@ -220,4 +220,66 @@ for (const noLocks of [false, true]) {
     await settledStreams(c.convoId, 1);
     for (const p of [...pages, rogue]) await p.close();
   });
+
+  // The sequence that left tabs deaf: a frozen leader is replaced, thaws and
+  // follows, then the new leader closes. Someone must lead and every tab
+  // must hear it; and a tab opened later must be heard too.
+  test(`frozen leader replaced, thawed, then the new leader closes: the thawed tab leads and hears everything, and so does a late tab${label}`, async () => {
+    const c = await newConvo("deaf");
+    const a = await tabPage({ noLocks });
+    await join(a, c);
+    const b = await tabPage({ noLocks });
+    await join(b, c);
+    await settledStreams(c.convoId, 1);
+    assert.equal(await role(a), "leader");
+    const cdp = await a.context().newCDPSession(a);
+    await cdp.send("Debugger.enable");
+    await cdp.send("Debugger.pause");
+    await new Promise((r) => setTimeout(r, 6000)); // longer than the lease
+    assert.equal(await role(b), "leader", "B stole the lease");
+    await cdp.send("Debugger.resume");
+    await cdp.send("Debugger.disable");
+    await a.evaluate(() => window.h.until(() => window.t.convo.role === "follower", "the thawed tab to follow", 20000));
+    await settledStreams(c.convoId, 1);
+    await b.close(); // the new leader goes away
+    await a.evaluate(() => window.h.until(() => window.t.convo.role === "leader", "A to lead again", 20000));
+    await settledStreams(c.convoId, 1);
+    await send(a, "A is not deaf");
+    await waitMessages(a, 2);
+    const late = await tabPage({ noLocks });
+    await join(late, c);
+    await settledStreams(c.convoId, 1);
+    await send(late, "from the late tab");
+    await server.admin(`/convos/${c.convoId}/messages`, { content: "from a human" });
+    await sameMessagesOnce([a, late], 5);
+    assert.deepEqual(
+      (await texts(a)).filter((t) => !t.startsWith("You said")),
+      ["A is not deaf", "from the late tab", "from a human"],
+    );
+    for (const p of [a, late]) await p.close();
+    await settledStreams(c.convoId, 0);
+  });
+
+  test(`followers report the shared stream's status: connected, then reconnecting and connected after a drop${label}`, async () => {
+    const c = await newConvo("status");
+    const pages = [await tabPage({ noLocks }), await tabPage({ noLocks }), await tabPage({ noLocks })];
+    for (const p of pages) await join(p, c);
+    await settledStreams(c.convoId, 1);
+    const leader = await leaderOf(pages);
+    const followers = pages.filter((p) => p !== leader);
+    for (const f of followers) {
+      await f.evaluate(() => window.h.until(() => window.t.convo.status === "connected", "a follower to report connected", 20000));
+    }
+    const before = await Promise.all(followers.map((f) => f.evaluate(() => window.t.rec.status.length)));
+    await server.admin("/streams/drop", { convo_id: c.convoId });
+    for (const [k, f] of followers.entries()) {
+      const seen = await f.evaluate((from) => window.h.until(() => {
+        const s = window.t.rec.status.slice(from).map((e) => e.status);
+        return s.includes("reconnecting") && s.at(-1) === "connected" && s;
+      }, "reconnecting then connected", 30000), before[k]);
+      assert.ok(seen.indexOf("reconnecting") < seen.lastIndexOf("connected"), JSON.stringify(seen));
+      assert.equal(await f.evaluate(() => window.t.convo.status), "connected");
+    }
+    for (const p of pages) await p.close();
+  });
 }

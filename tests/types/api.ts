@@ -38,6 +38,17 @@ export async function typed() {
   const status: string = c.status;
   void [max, convos, status];
   try { await c.send("x"); } catch (e) { const v = e as ValetError; const code: string = v.code; void code; }
+  // Resilient sends: an AbortSignal, resolve once queued; metrics; onEvent.
+  await c.send("bounded", { signal: AbortSignal.timeout(30_000) });
+  await c.send("fire and forget", { resolveWhenQueued: true });
+  try { await c.send("x"); } catch (e) { const v = e as ValetError; const maybe: boolean | undefined = v.maybeStored; void maybe; }
+  const m = c.metrics();
+  const counts: number[] = [m.reconnects, m.duplicatesDropped, m.gapsFilled, m.leaderChanges, m.tokenRefreshes, m.queuedSends, m.messagesDelivered];
+  const lastEventAt: number | undefined = m.lastEventAt ?? undefined;
+  void [counts, lastEventAt];
+  new ValetClient({ agentId: "a", fetchJwt: () => "jwt", onEvent: (kind: string, payload: unknown) => void [kind, payload] });
+  // @ts-expect-error: signal is an AbortSignal
+  await c.send("x", { signal: 5 });
   // @ts-expect-error: unknown event names do not type-check
   c.on("nope", () => {});
   // @ts-expect-error: payloads are typed per event

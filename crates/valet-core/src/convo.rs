@@ -24,6 +24,18 @@
 //!   answers, so history never arrives after newer messages (defect 7) and
 //!   no old message comes back (defect 8): see [`crate::delivery`]. A failed
 //!   reconcile is reported and retried with backoff until it succeeds.
+//! - `send()`s go through the [`Outbox`]: in order, idempotent, held (not
+//!   failed) while the server is unreachable, flushed when it is back.
+//! - A reconnect waiting out a long backoff is cut short when the server
+//!   shows it is back: the browser's `online` event, or a REST call of this
+//!   convo (a send, a reconcile) that just succeeded. Still jittered, so a
+//!   herd that comes back together does not reconnect in one instant.
+//! - Resume across a reload: the glue keeps a [`ResumePoint`] per tab (the
+//!   last message delivered and the last event id) and hands it to the next
+//!   machine of the same convo. Every message at or before it is delivered
+//!   as history (`from_reconcile: true`), even if it arrives live, so a
+//!   reload never emits a live message twice; with `Last-Event-ID` the
+//!   server replays what came during the reload, which is new, so live.
 //! - Extensions are used only when the server shows it has them: `?after=`
 //!   is a harmless query parameter, but `Last-Event-ID` (a header a strict
 //!   CORS policy may refuse) is sent only after frames carried `id:`.
@@ -32,6 +44,8 @@ use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Phase, Status};
+use crate::outbox::Outbox;
+use crate::send::SendOutcome;
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
 use crate::wire::{decode_frame, encode_frame, ClosedReason, RawMessage, ServerFrame};
@@ -55,6 +69,24 @@ pub struct ConvoConfig {
     pub pause_on_hidden: bool,
     /// Emit [`Action::Relay`] for every frame received (the tab leads other tabs).
     pub relay: bool,
+    /// Emit [`Action::Observe`] for observability hooks.
+    pub observe: bool,
+    /// Where an earlier page of this tab left off (see [`ResumePoint`]).
+    pub resume: Option<ResumePoint>,
+}
+
+/// What a tab had delivered of a convo when its page went away: kept by the
+/// glue (`sessionStorage`) and given to the next page's machine.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResumePoint {
+    /// The last message delivered.
+    pub id: Option<String>,
+    /// Its `seq`, when the server gives one.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// The last SSE event id seen (EXTENSION: `Last-Event-ID`).
+    #[serde(default)]
+    pub event_id: Option<String>,
 }
 
 impl ConvoConfig {
@@ -69,6 +101,8 @@ impl ConvoConfig {
             retry_after_cap_ms: 30_000,
             pause_on_hidden: true,
             relay: false,
+            observe: false,
+            resume: None,
         }
     }
 }
@@ -82,6 +116,8 @@ pub enum Timer {
     Stall,
     /// Time to retry a failed reconcile.
     Reconcile,
+    /// Time to retry the oldest queued send.
+    Outbox,
 }
 
 /// What a requested token is for.
@@ -91,6 +127,8 @@ pub enum TokenFor {
     Stream(u64),
     /// Reconcile request N.
     Reconcile(u64),
+    /// Send N (see [`Input::Send`]).
+    Send(u64),
 }
 
 /// Inputs, from the glue.
@@ -194,6 +232,39 @@ pub enum Input {
     },
     /// A timer set with [`Action::SetTimer`] fired.
     TimerFired(Timer),
+    /// `send()`: queue a message (see [`Outbox`]). `id` is the glue's, to
+    /// match [`Action::SendSettled`]; `files`: the glue holds files to
+    /// upload first; `detached`: its promise already resolved.
+    Send {
+        /// The glue's id for it.
+        id: u64,
+        /// The text.
+        text: String,
+        /// Files to upload first (held by the glue).
+        files: bool,
+        /// Resolved already: report a final failure as an `error` event.
+        detached: bool,
+    },
+    /// The caller's `AbortSignal` aborted send `id`.
+    CancelSend {
+        /// The send.
+        id: u64,
+    },
+    /// The answer to [`Action::Upload`] or [`Action::Post`].
+    Posted {
+        /// The send.
+        id: u64,
+        /// How it went.
+        outcome: SendOutcome,
+        /// The 2xx body (an upload's answer).
+        body: String,
+    },
+    /// The browser's `online` event.
+    Online,
+    /// `pagehide`: the page may go away; persist where it is.
+    PageHide,
+    /// Another tab joined or changed role: relay the status (leader side).
+    Announce,
 }
 
 /// Actions, for the glue to carry out in order.
@@ -267,6 +338,40 @@ pub enum Action {
         /// JSON.
         data: String,
     },
+    /// Upload send `id`'s files (`POST .../upload_file`), then feed
+    /// [`Input::Posted`].
+    Upload {
+        /// The send.
+        id: u64,
+        /// Bearer token.
+        token: String,
+    },
+    /// `POST .../stream_message` with this body, then feed [`Input::Posted`].
+    Post {
+        /// The send.
+        id: u64,
+        /// Bearer token.
+        token: String,
+        /// The JSON body (text, draft id, idempotency key).
+        json: String,
+    },
+    /// Send `id` is settled: resolve or reject its promise.
+    SendSettled {
+        /// The send.
+        id: u64,
+        /// How.
+        result: Result<(), ClientError>,
+    },
+    /// With `observe`: something an observability hook may want
+    /// (`kind`, and a JSON payload).
+    Observe {
+        /// What happened.
+        kind: &'static str,
+        /// Details, as JSON.
+        payload: String,
+    },
+    /// Remember this [`ResumePoint`] (JSON) for the next page of this tab.
+    Persist(String),
     /// Sent once: how the first connection went. `Ok` when the stream is
     /// live, paused, or retrying after a transient failure; `Err` when the
     /// convo stopped on an error retrying will not fix (404, 403, 401s).
@@ -316,12 +421,52 @@ pub struct ConvoMachine {
     reconcile_token: Option<String>,
     reconcile_auth_failures: u32,
     reconcile_backoff: Backoff,
+    outbox: Outbox,
+    /// When the pending reconnect is due (to cut a long wait short).
+    reconnect_due_ms: Option<u64>,
+    /// The time of the input being handled.
+    now_ms: u64,
+    history_loaded: bool,
+    metrics: ConvoMetrics,
+    /// Until passed: what an earlier page of this tab delivered.
+    resumed_until: Option<ResumePoint>,
+    /// The last message delivered (for the resume point).
+    last_delivered: Option<(String, Option<u64>)>,
+    last_persist_ms: u64,
     out: Vec<Action>,
+}
+
+/// What `convo.metrics()` reports (camelCase in JS).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct ConvoMetrics {
+    /// Reconnects after the first connection (this tab's stream).
+    pub reconnects: u64,
+    /// When the last stream event (or relayed event) arrived, Unix ms.
+    pub last_event_at: Option<u64>,
+    /// Live messages dropped as already delivered.
+    pub duplicates_dropped: u64,
+    /// Messages a reconcile delivered after the history was loaded: each
+    /// one a gap in the live feed, filled.
+    pub gaps_filled: u64,
+    /// Times this tab's view of the leading tab changed.
+    pub leader_changes: u64,
+    /// `fetchJwt` calls made (shared by the client's convos).
+    pub token_refreshes: u64,
+    /// Sends queued, not settled yet.
+    pub queued_sends: u64,
+    /// Messages delivered to `message` handlers.
+    pub messages_delivered: u64,
 }
 
 impl ConvoMachine {
     /// A machine (not started) with a random seed for jitter.
-    pub fn new(cfg: ConvoConfig, seed: u64) -> Self {
+    pub fn new(mut cfg: ConvoConfig, seed: u64) -> Self {
+        let resume = cfg.resume.take().filter(|r| r.id.is_some() || r.event_id.is_some());
+        let resume_event_id = resume.as_ref().and_then(|r| r.event_id.clone());
+        let last_delivered = resume.as_ref().and_then(|r| r.id.clone().map(|id| (id, r.seq)));
+        let resumed_until = resume.filter(|r| r.id.is_some());
         let message_prefix = format!(
             "{{\"type\":\"message\",\"action\":\"create\",\"agent_id\":{},\"convo_id\":{},\"message\":",
             serde_json::Value::String(cfg.agent_id.clone()),
@@ -345,15 +490,33 @@ impl ConvoMachine {
             auth_failures: 0,
             parser: SseParser::new(),
             last_activity_ms: 0,
-            ids_seen: false,
-            last_event_id: None,
+            ids_seen: resume_event_id.is_some(),
+            last_event_id: resume_event_id,
             delivery: Delivery::new(),
             reconcile_req: 0,
             reconcile_in_flight: false,
             reconcile_again: false,
             reconcile_token: None,
             reconcile_auth_failures: 0,
+            outbox: Outbox::new(),
+            reconnect_due_ms: None,
+            now_ms: 0,
+            history_loaded: false,
+            metrics: ConvoMetrics::default(),
+            resumed_until,
+            last_delivered,
+            last_persist_ms: 0,
             out: Vec::new(),
+        }
+    }
+
+    /// The metrics so far (`leader_changes` and `token_refreshes` are the
+    /// glue's to fill in).
+    pub fn metrics(&self) -> ConvoMetrics {
+        ConvoMetrics {
+            queued_sends: self.outbox.len() as u64,
+            messages_delivered: self.delivery.delivered_count() as u64,
+            ..self.metrics.clone()
         }
     }
 
@@ -382,6 +545,7 @@ impl ConvoMachine {
         if self.conn == Conn::Closed {
             return Vec::new();
         }
+        self.now_ms = now_ms;
         match input {
             Input::Start => {
                 self.user_paused = false;
@@ -446,6 +610,7 @@ impl ConvoMachine {
             Input::StreamBytes { attempt, bytes } => {
                 if self.conn == Conn::Live(attempt) {
                     self.last_activity_ms = now_ms;
+                    self.metrics.last_event_at = Some(now_ms);
                     let items = self.parser.feed(&bytes);
                     for item in items {
                         if self.conn != Conn::Live(attempt) {
@@ -459,6 +624,7 @@ impl ConvoMachine {
                 if matches!(self.conn, Conn::Connecting(a) | Conn::Live(a) if a == attempt) {
                     self.conn = Conn::Live(attempt);
                     self.last_activity_ms = now_ms;
+                    self.metrics.last_event_at = Some(now_ms);
                     self.on_sse_item(attempt, SseItem::Event(event));
                 }
             }
@@ -484,8 +650,96 @@ impl ConvoMachine {
                 }
             }
             Input::TimerFired(timer) => self.on_timer(now_ms, timer),
+            Input::Send { id, text, files, detached } => {
+                let key = self.rng.uuid_v4();
+                self.outbox.push(id, key, text, files, detached, &mut self.out);
+                let queued = self.outbox.len();
+                self.observe("send_queued", format!("{{\"queued\":{queued}}}"));
+            }
+            Input::CancelSend { id } => self.outbox.cancel(id, &mut self.out),
+            Input::Posted { id, outcome, body } => {
+                if self.outbox.on_answer(id, outcome, &body, &mut self.rng, &mut self.out) {
+                    self.server_reachable(now_ms);
+                }
+            }
+            Input::Online => {
+                self.log("the browser is online".into());
+                self.server_reachable(now_ms);
+                if self.reconnect_due_ms.is_some() {
+                    // Reachability is a guess here: the reconnect itself decides.
+                    self.backoff.reset();
+                }
+            }
+            Input::PageHide => self.persist(),
+            Input::Announce => {
+                if self.cfg.relay && self.conn != Conn::Standby {
+                    let payload = self.status_payload(None);
+                    self.out.push(Action::Relay { event: "status".into(), data: payload });
+                }
+            }
         }
+        self.settled_observations();
         std::mem::take(&mut self.out)
+    }
+
+    /// The server answered a REST call, or the browser is back online: a
+    /// held outbox goes now, and a reconnect still far off comes soon.
+    fn server_reachable(&mut self, now_ms: u64) {
+        self.outbox.release(&mut self.out);
+        if self.conn == Conn::Backoff {
+            if let Some(due) = self.reconnect_due_ms {
+                let soon = self.backoff.immediate(&mut self.rng);
+                if due.saturating_sub(now_ms) > soon.max(1000) {
+                    self.log("the server is reachable: reconnecting now".into());
+                    self.schedule(soon);
+                }
+            }
+        }
+    }
+
+    /// Where this tab is, for the next page of it (see [`ResumePoint`]).
+    pub fn resume_point(&self) -> ResumePoint {
+        let (id, seq) = match &self.last_delivered {
+            Some((id, seq)) => (Some(id.clone()), *seq),
+            None => (None, None),
+        };
+        ResumePoint { id, seq, event_id: if self.ids_seen { self.last_event_id.clone() } else { None } }
+    }
+
+    fn persist(&mut self) {
+        self.last_persist_ms = self.now_ms;
+        let point = self.resume_point();
+        if point.id.is_some() || point.event_id.is_some() {
+            self.out.push(Action::Persist(serde_json::to_string(&point).expect("serializable")));
+        }
+    }
+
+    fn observe(&mut self, kind: &'static str, payload: String) {
+        if self.cfg.observe {
+            self.out.push(Action::Observe { kind, payload });
+        }
+    }
+
+    /// With `observe`, one `send_settled` per settled send of this batch.
+    fn settled_observations(&mut self) {
+        if !self.cfg.observe {
+            return;
+        }
+        let settled: Vec<String> = self
+            .out
+            .iter()
+            .filter_map(|a| match a {
+                Action::SendSettled { result: Ok(()), .. } => Some("{\"ok\":true}".to_owned()),
+                Action::SendSettled { result: Err(e), .. } => Some(format!(
+                    "{{\"ok\":false,\"code\":{}}}",
+                    serde_json::to_string(&e.code).unwrap_or_default()
+                )),
+                _ => None,
+            })
+            .collect();
+        for payload in settled {
+            self.out.push(Action::Observe { kind: "send_settled", payload });
+        }
     }
 
     fn log(&mut self, line: String) {
@@ -502,9 +756,13 @@ impl ConvoMachine {
         }
     }
 
+    fn status_payload(&self, retry_in_ms: Option<u64>) -> String {
+        serde_json::to_string(&ConvoStatusEvent { status: self.status, attempt: self.attempt, retry_in_ms }).expect("serializable")
+    }
+
     fn emit_status(&mut self, status: Status, retry_in_ms: Option<u64>) {
         self.status = status;
-        let payload = serde_json::to_string(&ConvoStatusEvent { status, attempt: self.attempt, retry_in_ms }).expect("serializable");
+        let payload = self.status_payload(retry_in_ms);
         if self.cfg.relay && status != Status::Closed {
             self.out.push(Action::Relay { event: "status".into(), data: payload.clone() });
         }
@@ -520,10 +778,33 @@ impl ConvoMachine {
     /// `message` payloads: the server's message JSON inside our envelope,
     /// built by concatenation (the message is never decoded and re-encoded).
     /// Two or more go out as one array.
-    fn emit_delivered(&mut self, delivered: Vec<Delivered<RawMessage>>) {
+    fn emit_delivered(&mut self, mut delivered: Vec<Delivered<RawMessage>>) {
         let count = delivered.len();
         if count == 0 {
             return;
+        }
+        for d in delivered.iter_mut() {
+            if let Some(until) = &self.resumed_until {
+                // An earlier page of this tab delivered it: history, never live again.
+                let passed = match (d.message.seq, until.seq) {
+                    (Some(seq), Some(last)) => seq > last,
+                    _ => false,
+                };
+                if passed {
+                    self.resumed_until = None;
+                } else {
+                    d.from_reconcile = true;
+                    if until.id.as_deref() == Some(d.message.id.as_str()) {
+                        self.resumed_until = None;
+                    }
+                }
+            }
+        }
+        if let Some(last) = delivered.last() {
+            self.last_delivered = Some((last.message.id.clone(), last.message.seq));
+        }
+        if self.now_ms.saturating_sub(self.last_persist_ms) >= 1000 {
+            self.persist();
         }
         let size: usize = delivered.iter().map(|d| self.message_prefix.len() + d.message.json.len() + 24).sum();
         let mut json = String::with_capacity(size + 2);
@@ -594,7 +875,8 @@ impl ConvoMachine {
     fn close(&mut self) {
         self.close_stream();
         self.conn = Conn::Closed;
-        for t in [Timer::Reconnect, Timer::Stall, Timer::Reconcile] {
+        self.outbox.close(&mut self.out);
+        for t in [Timer::Reconnect, Timer::Stall, Timer::Reconcile, Timer::Outbox] {
             self.out.push(Action::ClearTimer(t));
         }
         self.emit_status(Status::Closed, None);
@@ -602,6 +884,12 @@ impl ConvoMachine {
 
     fn connect(&mut self, _now_ms: u64) {
         self.attempt += 1;
+        self.reconnect_due_ms = None;
+        if self.ever_connected {
+            self.metrics.reconnects += 1;
+            let attempt = self.attempt;
+            self.observe("reconnect", format!("{{\"attempt\":{attempt}}}"));
+        }
         self.conn = Conn::Authorizing(self.attempt);
         self.parser = SseParser::new();
         let status = if self.ever_connected { Status::Reconnecting } else { Status::Connecting };
@@ -619,6 +907,7 @@ impl ConvoMachine {
 
     fn schedule(&mut self, delay_ms: u64) {
         self.conn = Conn::Backoff;
+        self.reconnect_due_ms = Some(self.now_ms + delay_ms);
         self.out.push(Action::ClearTimer(Timer::Stall));
         self.out.push(Action::SetTimer { timer: Timer::Reconnect, delay_ms });
         self.emit_status(Status::Reconnecting, Some(delay_ms));
@@ -655,6 +944,7 @@ impl ConvoMachine {
                 self.out.push(Action::OpenStream { attempt: a, token, last_event_id });
                 self.out.push(Action::SetTimer { timer: Timer::Stall, delay_ms: self.cfg.stall_timeout_ms });
             }
+            TokenFor::Send(id) => self.outbox.on_token(id, token, &mut self.out),
             TokenFor::Reconcile(r) if r == self.reconcile_req && self.reconcile_in_flight => {
                 self.reconcile_token = Some(token.clone());
                 let after = self.delivery.last_id().map(str::to_owned);
@@ -670,6 +960,7 @@ impl ConvoMachine {
                 self.emit_error(error, Phase::Auth);
                 self.schedule_backoff();
             }
+            TokenFor::Send(id) => self.outbox.on_token_failed(id, error, &mut self.rng, &mut self.out),
             TokenFor::Reconcile(r) if r == self.reconcile_req && self.reconcile_in_flight => {
                 self.reconcile_in_flight = false;
                 self.reconcile_failed(error);
@@ -741,6 +1032,7 @@ impl ConvoMachine {
                 self.opened(Ok(()));
                 self.delivery.begin_sync();
                 self.request_reconcile();
+                self.outbox.release(&mut self.out);
             }
             ServerFrame::Closed { reason } => {
                 self.emit(EventName::Closed, encode_frame(&frame));
@@ -819,10 +1111,14 @@ impl ConvoMachine {
     /// A frame the leading tab received, in a tab that runs no stream: the
     /// same delivery, no connection decisions.
     fn on_relayed(&mut self, event: String, data: String) {
+        self.metrics.last_event_at = Some(self.now_ms);
         if event == "status" {
             if let Ok(s) = serde_json::from_str::<serde_json::Value>(&data) {
                 if let Ok(status) = serde_json::from_value::<Status>(s["status"].clone()) {
                     self.status = status;
+                    if status == Status::Connected {
+                        self.outbox.release(&mut self.out);
+                    }
                 }
             }
             return self.emit(EventName::Status, data);
@@ -833,6 +1129,7 @@ impl ConvoMachine {
                 // The leader (re)connected: fill any gap here too.
                 self.delivery.begin_sync();
                 self.request_reconcile();
+                self.outbox.release(&mut self.out);
             }
             Some(frame) => self.emit(EventName::Closed, encode_frame(&frame)),
             None => {}
@@ -842,7 +1139,9 @@ impl ConvoMachine {
     fn on_live_message(&mut self, message: RawMessage) {
         let outcome = self.delivery.on_live(message);
         if outcome.duplicate {
+            self.metrics.duplicates_dropped += 1;
             self.log("dropped a duplicate message".into());
+            self.observe("duplicate_dropped", "{}".into());
         }
         self.emit_delivered(outcome.deliver);
         if outcome.needs_reconcile {
@@ -875,6 +1174,7 @@ impl ConvoMachine {
                     self.request_reconcile();
                 }
             }
+            Timer::Outbox => self.outbox.on_timer(&mut self.out),
         }
     }
 
@@ -900,7 +1200,18 @@ impl ConvoMachine {
                     self.reconcile_backoff.reset();
                     self.reconcile_auth_failures = 0;
                     let delivered = self.delivery.on_reconcile(history);
+                    if self.history_loaded {
+                        let filled = delivered.iter().filter(|d| d.from_reconcile).count() as u64;
+                        if filled > 0 {
+                            self.metrics.gaps_filled += filled;
+                            self.observe("gap_filled", format!("{{\"messages\":{filled}}}"));
+                        }
+                    }
+                    self.history_loaded = true;
                     self.emit_delivered(delivered);
+                    // Whatever an earlier page delivered is in that history.
+                    self.resumed_until = None;
+                    self.server_reachable(self.now_ms);
                     if std::mem::take(&mut self.reconcile_again) {
                         self.request_reconcile();
                     }

@@ -4,8 +4,17 @@
 //! Decisions:
 //! - Leadership is a Web Lock (`navigator.locks`) per (agent, convo) where
 //!   the browser has one: the tab holding it streams; when that tab closes or
-//!   crashes the browser passes the lock at once. Each new leader takes a
-//!   *generation* one above the highest it has seen.
+//!   crashes the browser passes the lock at once. So that it can, every tab
+//!   that does not lead keeps one non-stealing request queued: a tab that
+//!   lost or gave up the lock queues a fresh one (at once when it stands
+//!   down, else on its next tick), so the lock never falls free with
+//!   nobody waiting.
+//! - Each new leader takes a *generation* above both the highest it has seen
+//!   and the wall clock (`now_ms`, shared by every tab of a browser), so a
+//!   tab that never heard the older leaders still leads with a newer
+//!   generation than theirs: generations never go backwards across tabs.
+//!   As a safety net (a clock set back), a follower with no live leader
+//!   accepts a leader of any generation.
 //! - A lease covers what locks can not: a frozen leader still holds its lock.
 //!   The leader heartbeats every `heartbeat_ms`; a *visible* follower that
 //!   hears nothing for `lease_ms` steals the lock and bumps the generation.
@@ -172,6 +181,9 @@ pub enum TabAction {
         /// Delay from now.
         delay_ms: u64,
     },
+    /// Leader side: a tab joined or changed role; relay the stream's current
+    /// status so it reports the shared stream's state at once.
+    Announce,
 }
 
 /// One tab's election state for one convo.
@@ -190,8 +202,13 @@ pub struct Election {
     /// When a visible follower was last heard (for the hidden leader's handover).
     visible_follower_ms: Option<u64>,
     lock_requested: bool,
+    /// When this tab last passed the lock on to a visible tab (hidden handover).
+    passed_ms: Option<u64>,
     started_ms: u64,
     ignored: u64,
+    leader_changes: u64,
+    /// The other tab last heard leading.
+    last_heard: Option<String>,
     out: Vec<TabAction>,
 }
 
@@ -209,8 +226,11 @@ impl Election {
             leader: None,
             visible_follower_ms: None,
             lock_requested: false,
+            passed_ms: None,
             started_ms: 0,
             ignored: 0,
+            leader_changes: 0,
+            last_heard: None,
             out: Vec::new(),
         }
     }
@@ -223,6 +243,12 @@ impl Election {
     /// The generation in force.
     pub fn generation(&self) -> u64 {
         self.gen
+    }
+
+    /// How many times the leading tab changed, as this tab saw it (this
+    /// tab taking the lead, or hearing another leader than the last).
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes
     }
 
     /// Channel messages ignored as not ours (for debug logs).
@@ -265,14 +291,23 @@ impl Election {
             }
             TabInput::LockGranted => {
                 self.lock_requested = false;
-                if self.visible || !self.cfg.prefer_visible || !self.visible_follower_recent(now_ms) {
-                    self.lead();
+                // Hidden, and a visible tab wants it: pass it on (and queue
+                // again behind it), unless it came straight back, which means
+                // nobody else is waiting.
+                let passed_just_now = self.passed_ms.is_some_and(|t| now_ms.saturating_sub(t) < self.cfg.heartbeat_ms);
+                if self.visible || !self.cfg.prefer_visible || !self.visible_follower_recent(now_ms) || passed_just_now {
+                    self.passed_ms = None;
+                    self.lead(now_ms);
                 } else {
-                    // Hidden, and a visible tab wants it: pass it on.
+                    self.passed_ms = Some(now_ms);
                     self.out.push(TabAction::ReleaseLock);
+                    self.request_lock();
                 }
             }
             TabInput::LockLost => {
+                // Stolen, or the request failed: queue again (at once when
+                // standing down; a follower's next tick otherwise, so a
+                // request that fails at once can not spin).
                 self.lock_requested = false;
                 if self.role == Some(Role::Leader) {
                     self.follow(now_ms);
@@ -294,7 +329,7 @@ impl Election {
             TabInput::PageHide => {
                 // Hand over now rather than after a lease.
                 if self.role == Some(Role::Leader) {
-                    self.resign(now_ms);
+                    self.resign(now_ms, false);
                 }
             }
             TabInput::PageShow { visible } => return self.handle(now_ms, TabInput::Start { visible }),
@@ -321,8 +356,23 @@ impl Election {
         self.out.push(TabAction::SetTimer { delay_ms });
     }
 
-    fn lead(&mut self) {
-        self.gen += 1;
+    /// Counts a leader change when `tab` is not the leader last heard.
+    fn note_leader(&mut self, tab: &str) {
+        if self.last_heard.as_deref() != Some(tab) {
+            self.leader_changes += 1;
+            self.last_heard = Some(tab.to_owned());
+        }
+    }
+
+    fn request_lock(&mut self) {
+        self.lock_requested = true;
+        self.out.push(TabAction::RequestLock { steal: false });
+    }
+
+    fn lead(&mut self, now_ms: u64) {
+        self.leader_changes += 1;
+        self.last_heard = None;
+        self.gen = (self.gen + 1).max(now_ms);
         self.role = Some(Role::Leader);
         self.last_leader_ms = None;
         self.leader = None;
@@ -331,15 +381,39 @@ impl Election {
         self.arm();
     }
 
-    fn follow(&mut self, now_ms: u64) {
+    /// Becomes a follower. A leader standing down releases the lock and, but
+    /// on `pagehide` (`requeue: false`), queues a fresh request behind the
+    /// tabs already waiting. Followers announce themselves, so the leader
+    /// relays its status to them.
+    fn follow_with(&mut self, now_ms: u64, requeue: bool) {
         let was_leader = self.role == Some(Role::Leader);
         self.role = Some(Role::Follower);
         if was_leader && self.cfg.locks {
             self.out.push(TabAction::ReleaseLock);
+            self.lock_requested = false;
+            if requeue {
+                self.request_lock();
+            }
         }
         self.out.push(TabAction::Follow { gen: self.gen });
+        self.broadcast(Body::Presence { visible: self.visible });
         self.last_leader_ms = Some(now_ms);
         self.arm();
+    }
+
+    fn follow(&mut self, now_ms: u64) {
+        self.follow_with(now_ms, true);
+    }
+
+    /// Whether a heartbeat or event of generation `gen` from `tab` comes from
+    /// the leader in force: a generation at least ours, or any generation
+    /// when no leader is live (it resigned, or was silent for a lease).
+    fn accepts(&self, now_ms: u64, gen: u64, tab: &str) -> bool {
+        if gen >= self.gen || self.leader.as_ref().is_some_and(|(t, _)| t == tab) {
+            return true;
+        }
+        let live = self.leader.is_some() && self.last_leader_ms.is_some_and(|t| now_ms.saturating_sub(t) < self.cfg.lease_ms);
+        !live
     }
 
     fn on_envelope(&mut self, now_ms: u64, env: Envelope) {
@@ -356,8 +430,9 @@ impl Election {
                     }
                     return;
                 }
-                if env.gen >= self.gen {
+                if self.accepts(now_ms, env.gen, &env.tab) {
                     self.gen = env.gen;
+                    self.note_leader(&env.tab);
                     self.leader = Some((env.tab, visible));
                     self.last_leader_ms = Some(now_ms);
                     if self.role.is_none() {
@@ -370,10 +445,12 @@ impl Election {
                     self.visible_follower_ms = Some(now_ms);
                 }
                 if self.role == Some(Role::Leader) {
-                    // Answer at once so a new tab learns the leader without waiting.
+                    // Answer at once so a new tab learns the leader without
+                    // waiting, and tell it the stream's status.
                     self.broadcast(Body::Heartbeat { visible: self.visible });
+                    self.out.push(TabAction::Announce);
                     if visible && !self.visible && self.cfg.prefer_visible {
-                        self.resign(now_ms);
+                        self.resign(now_ms, true);
                     }
                 }
             }
@@ -382,16 +459,20 @@ impl Election {
                     self.last_leader_ms = None;
                     self.leader = None;
                     if !self.cfg.locks && self.visible {
-                        self.lead();
+                        self.lead(now_ms);
                     }
                 }
             }
             Body::Event { name, json } => {
-                if self.role != Some(Role::Leader) && env.gen >= self.gen {
+                if self.role != Some(Role::Leader) && self.accepts(now_ms, env.gen, &env.tab) {
                     if self.role.is_none() {
                         self.follow(now_ms);
                     }
                     self.gen = env.gen;
+                    if self.leader.as_ref().is_none_or(|(t, _)| *t != env.tab) {
+                        self.note_leader(&env.tab);
+                        self.leader = Some((env.tab, true));
+                    }
                     self.last_leader_ms = Some(now_ms);
                     self.out.push(TabAction::Deliver { name, json });
                 }
@@ -400,9 +481,9 @@ impl Election {
         }
     }
 
-    fn resign(&mut self, now_ms: u64) {
+    fn resign(&mut self, now_ms: u64, requeue: bool) {
         self.broadcast(Body::Resign);
-        self.follow(now_ms);
+        self.follow_with(now_ms, requeue);
     }
 
     fn on_tick(&mut self, now_ms: u64) {
@@ -410,7 +491,7 @@ impl Election {
             Some(Role::Leader) => {
                 self.broadcast(Body::Heartbeat { visible: self.visible });
                 if !self.visible && self.cfg.prefer_visible && self.visible_follower_recent(now_ms) {
-                    self.resign(now_ms);
+                    self.resign(now_ms, true);
                     return;
                 }
             }
@@ -423,6 +504,10 @@ impl Election {
                 }
             }
             _ => {
+                if self.cfg.locks && !self.lock_requested && self.role == Some(Role::Follower) {
+                    // The invariant: a tab that does not lead waits in the lock's queue.
+                    self.request_lock();
+                }
                 let silent_since = self.last_leader_ms.unwrap_or(self.started_ms);
                 let limit = if self.last_leader_ms.is_none() && self.leader.is_none() {
                     self.cfg.startup_ms
@@ -441,7 +526,7 @@ impl Election {
                             self.out.push(TabAction::RequestLock { steal: true });
                         }
                     } else {
-                        self.lead();
+                        self.lead(now_ms);
                         return;
                     }
                 }
@@ -458,44 +543,94 @@ mod tests {
 
     /// Several tabs of one browser, a channel that delivers to every other
     /// tab, and (optionally) a Web Lock that the harness grants in order.
+    /// As in the glue, a tab has one lock handle: a new request replaces
+    /// (withdraws or releases) the old one. A frozen tab runs nothing; what
+    /// reaches it waits until it thaws.
     struct Browser {
         tabs: Vec<Election>,
         alive: Vec<bool>,
         frozen: Vec<bool>,
+        parked: Vec<Vec<TabInput>>,
         now: u64,
         lock_holder: Option<usize>,
         lock_queue: VecDeque<usize>,
         leading: Vec<bool>,
         delivered: Vec<Vec<String>>,
+        announced: Vec<u32>,
     }
 
     impl Browser {
         fn new(n: usize, locks: bool) -> Self {
-            let cfg = ElectionConfig { locks, ..Default::default() };
-            Browser {
-                tabs: (0..n).map(|i| Election::new(cfg.clone(), format!("tab-{i}"))).collect(),
-                alive: vec![true; n],
-                frozen: vec![false; n],
+            let mut b = Browser {
+                tabs: Vec::new(),
+                alive: Vec::new(),
+                frozen: Vec::new(),
+                parked: Vec::new(),
                 now: 0,
                 lock_holder: None,
                 lock_queue: VecDeque::new(),
-                leading: vec![false; n],
-                delivered: vec![Vec::new(); n],
+                leading: Vec::new(),
+                delivered: Vec::new(),
+                announced: Vec::new(),
+            };
+            for _ in 0..n {
+                b.add_tab(locks);
             }
+            b
+        }
+
+        /// A new tab (not started); returns its index.
+        fn add_tab(&mut self, locks: bool) -> usize {
+            let i = self.tabs.len();
+            let cfg = ElectionConfig { locks, ..Default::default() };
+            self.tabs.push(Election::new(cfg, format!("tab-{i}")));
+            self.alive.push(true);
+            self.frozen.push(false);
+            self.parked.push(Vec::new());
+            self.leading.push(false);
+            self.delivered.push(Vec::new());
+            self.announced.push(0);
+            i
         }
 
         fn input(&mut self, i: usize, input: TabInput) {
-            if !self.alive[i] || self.frozen[i] {
+            if !self.alive[i] {
+                return;
+            }
+            if self.frozen[i] {
+                if !matches!(input, TabInput::Tick) {
+                    self.parked[i].push(input);
+                }
                 return;
             }
             let out = self.tabs[i].handle(self.now, input);
             self.apply(i, out);
         }
 
+        fn freeze(&mut self, i: usize) {
+            self.frozen[i] = true;
+        }
+
+        fn thaw(&mut self, i: usize) {
+            self.frozen[i] = false;
+            for input in std::mem::take(&mut self.parked[i]) {
+                self.input(i, input);
+            }
+        }
+
+        /// Withdraws tab `i`'s queued request, or releases its lock.
+        fn drop_handle(&mut self, i: usize) {
+            self.lock_queue.retain(|&t| t != i);
+            if self.lock_holder == Some(i) {
+                self.release();
+            }
+        }
+
         fn apply(&mut self, i: usize, out: Vec<TabAction>) {
             for a in out {
                 match a {
                     TabAction::RequestLock { steal } => {
+                        self.drop_handle(i);
                         if steal {
                             if let Some(h) = self.lock_holder.take() {
                                 self.input(h, TabInput::LockLost);
@@ -509,11 +644,7 @@ mod tests {
                             self.lock_queue.push_back(i);
                         }
                     }
-                    TabAction::ReleaseLock => {
-                        if self.lock_holder == Some(i) {
-                            self.release();
-                        }
-                    }
+                    TabAction::ReleaseLock => self.drop_handle(i),
                     TabAction::Broadcast(env) => {
                         let raw = serde_json::to_string(&env).unwrap();
                         for j in 0..self.tabs.len() {
@@ -526,6 +657,7 @@ mod tests {
                     TabAction::Follow { .. } => self.leading[i] = false,
                     TabAction::Deliver { json, .. } => self.delivered[i].push(json),
                     TabAction::SetTimer { .. } => {}
+                    TabAction::Announce => self.announced[i] += 1,
                 }
             }
         }
@@ -541,7 +673,7 @@ mod tests {
             }
         }
 
-        /// Advances time in heartbeat steps, ticking every live tab.
+        /// Advances time in 100 ms steps, ticking every live tab.
         fn run(&mut self, ms: u64) {
             for _ in 0..ms / 100 {
                 self.now += 100;
@@ -558,9 +690,20 @@ mod tests {
         fn crash(&mut self, i: usize) {
             self.alive[i] = false;
             self.leading[i] = false;
-            if self.lock_holder == Some(i) {
-                self.release(); // the browser passes the lock of a dead tab at once
-            }
+            self.drop_handle(i); // the browser passes the lock of a dead tab at once
+        }
+
+        fn close(&mut self, i: usize) {
+            self.input(i, TabInput::Close);
+            self.crash(i);
+        }
+
+        /// The leader forwards a frame; returns which tabs delivered it.
+        fn relay(&mut self, leader: usize, json: &str) -> Vec<usize> {
+            let before: Vec<usize> = self.delivered.iter().map(Vec::len).collect();
+            let env = self.tabs[leader].forward("message", json.into()).expect("it leads");
+            self.apply(leader, vec![TabAction::Broadcast(env)]);
+            (0..self.tabs.len()).filter(|&j| self.delivered[j].len() > before[j]).collect()
         }
     }
 
@@ -596,9 +739,7 @@ mod tests {
             }
             b.run(1000);
             let first = b.leaders()[0];
-            b.input(first, TabInput::Close);
-            b.alive[first] = false;
-            b.leading[first] = false;
+            b.close(first);
             b.run(4000);
             assert_eq!(b.leaders().len(), 1, "closed, locks={locks}");
             let second = b.leaders()[0];
@@ -617,13 +758,12 @@ mod tests {
         b.run(1000);
         let first = b.leaders()[0];
         let gen = b.tabs[first].generation();
-        b.frozen[first] = true; // keeps its lock, sends nothing
+        b.freeze(first); // keeps its lock, sends nothing
         b.run(4000);
         let second = b.leaders()[0];
         assert_ne!(second, first, "the follower stole the lease");
         assert!(b.tabs[second].generation() > gen);
-        b.frozen[first] = false;
-        b.leading[first] = true; // it still thinks it leads
+        b.thaw(first);
         b.run(1500);
         assert_eq!(b.leaders(), vec![second], "the thawed leader stood down");
     }
@@ -715,10 +855,178 @@ mod tests {
         b.run(500);
         let leader = b.leaders()[0];
         let follower = 1 - leader;
-        let env = b.tabs[leader].forward("message", "{\"x\":1}".into()).unwrap();
         assert!(b.tabs[follower].forward("message", "{}".into()).is_none(), "followers do not forward");
-        b.apply(leader, vec![TabAction::Broadcast(env)]);
+        assert_eq!(b.relay(leader, "{\"x\":1}"), vec![follower]);
         assert_eq!(b.delivered[follower], vec!["{\"x\":1}".to_owned()]);
-        assert!(b.delivered[leader].is_empty());
+    }
+
+    /// The sequence: A leads, is frozen past the lease, B steals;
+    /// A thaws and follows; B closes; then C opens. Someone must lead at
+    /// every step, and every tab must hear the leader's frames.
+    #[test]
+    fn after_a_frozen_leader_thaws_and_the_new_one_closes_someone_leads_and_everyone_hears() {
+        let mut b = Browser::new(2, true);
+        b.now = 1_000;
+        b.input(0, TabInput::Start { visible: true });
+        b.run(500);
+        b.input(1, TabInput::Start { visible: true });
+        b.run(1000);
+        assert_eq!(b.leaders(), vec![0]);
+        b.freeze(0);
+        b.run(6000);
+        assert_eq!(b.leaders(), vec![1], "B stole the lease");
+        b.thaw(0);
+        b.run(1500);
+        assert_eq!(b.leaders(), vec![1], "A thawed and follows");
+        assert_eq!(b.relay(1, "m1"), vec![0]);
+        b.close(1);
+        b.run(1500);
+        assert_eq!(b.leaders(), vec![0], "A leads again once B is gone");
+        let c = b.add_tab(true);
+        b.input(c, TabInput::Start { visible: true });
+        b.run(1500);
+        assert_eq!(b.leaders(), vec![0], "C follows A");
+        assert_eq!(b.relay(0, "m2"), vec![c]);
+        b.close(0);
+        b.run(1500);
+        assert_eq!(b.leaders(), vec![c], "C leads once A is gone");
+    }
+
+    /// A tab that stands down, gives the lock away or loses it always
+    /// queues again: whoever leads, the lock never falls free unclaimed.
+    #[test]
+    fn every_tab_that_does_not_lead_waits_for_the_lock() {
+        let mut b = Browser::new(3, true);
+        for i in 0..3 {
+            b.input(i, TabInput::Start { visible: true });
+        }
+        b.run(1000);
+        let first = b.leaders()[0];
+        b.freeze(first);
+        b.run(5000);
+        b.thaw(first);
+        b.run(1500);
+        let leader = b.leaders()[0];
+        let mut waiting: Vec<usize> = b.lock_queue.iter().copied().collect();
+        waiting.sort();
+        let mut others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+        others.sort();
+        assert_eq!(waiting, others, "both followers are queued for the lock");
+        // Close the leaders one by one: the last tab standing leads.
+        b.close(leader);
+        b.run(1000);
+        let next = b.leaders();
+        assert_eq!(next.len(), 1);
+        b.close(next[0]);
+        b.run(1000);
+        assert_eq!(b.leaders().len(), 1);
+    }
+
+    /// A new leader takes a generation from the shared clock, above what
+    /// older tabs saw; and should a clock go back, a follower with no live
+    /// leader still takes a lower generation's heartbeats and frames.
+    #[test]
+    fn a_new_leader_is_heard_whatever_generation_the_followers_saw() {
+        let hb = |tab: &str, gen| {
+            serde_json::to_string(&Envelope { sdk: "valet-sdk".into(), v: 1, tab: tab.into(), gen, body: Body::Heartbeat { visible: true } }).unwrap()
+        };
+        let msg = |tab: &str, gen| {
+            serde_json::to_string(&Envelope {
+                sdk: "valet-sdk".into(),
+                v: 1,
+                tab: tab.into(),
+                gen,
+                body: Body::Event { name: "message".into(), json: "m".into() },
+            })
+            .unwrap()
+        };
+        let resign = |tab: &str, gen| {
+            serde_json::to_string(&Envelope { sdk: "valet-sdk".into(), v: 1, tab: tab.into(), gen, body: Body::Resign }).unwrap()
+        };
+        let mut lone = Election::new(ElectionConfig::default(), "new");
+        lone.handle(50_000, TabInput::Start { visible: true });
+        let out = lone.handle(50_010, TabInput::LockGranted);
+        assert!(out.contains(&TabAction::Lead { gen: 50_010 }), "a fresh leader's generation is the clock: {out:?}");
+
+        let mut a = Election::new(ElectionConfig::default(), "a");
+        a.handle(0, TabInput::Start { visible: true });
+        a.handle(10, TabInput::Channel(hb("old", 1_000_000)));
+        assert_eq!(a.role(), Some(Role::Follower));
+        // While the old leader is live, a lower generation is a stale leader: dropped.
+        assert!(a.handle(20, TabInput::Channel(msg("stale", 5))).is_empty());
+        a.handle(30, TabInput::Channel(resign("old", 1_000_000)));
+        let out = a.handle(40, TabInput::Channel(msg("new", 5)));
+        assert_eq!(out, vec![TabAction::Deliver { name: "message".into(), json: "m".into() }], "no live leader: the new one is heard");
+        assert_eq!(a.generation(), 5);
+        // Silence for a lease also makes a leader no longer live.
+        let mut f = Election::new(ElectionConfig::default(), "f");
+        f.handle(0, TabInput::Start { visible: true });
+        f.handle(10, TabInput::Channel(hb("old", 900)));
+        assert!(f.handle(100, TabInput::Channel(hb("other", 7))).is_empty() || f.generation() == 900);
+        assert_eq!(f.generation(), 900, "a live leader's generation stands");
+        f.handle(5_000, TabInput::Channel(hb("other", 7)));
+        assert_eq!(f.generation(), 7, "after a silent lease the lower generation is taken");
+    }
+
+    #[test]
+    fn a_leader_announces_its_status_to_joining_tabs() {
+        let mut b = Browser::new(1, true);
+        b.input(0, TabInput::Start { visible: true });
+        b.run(500);
+        assert_eq!(b.leaders(), vec![0]);
+        let before = b.announced[0];
+        let late = b.add_tab(true);
+        b.input(late, TabInput::Start { visible: true });
+        assert!(b.announced[0] > before, "a joining tab makes the leader relay its status");
+    }
+
+    /// Leader changes under random freezes, thaws, crashes, closes and new
+    /// tabs (seeded): after every settle exactly one tab leads, and every
+    /// live tab delivers what it relays.
+    #[test]
+    fn random_freezes_crashes_and_new_tabs_always_settle_on_one_leader_heard_by_all() {
+        for locks in [true, false] {
+            for seed in 1..=40u64 {
+                let mut rng = crate::backoff::Rng::new(seed);
+                let mut b = Browser::new(3, locks);
+                b.now = 1_000_000;
+                for i in 0..3 {
+                    b.input(i, TabInput::Start { visible: true });
+                }
+                b.run(1000);
+                let mut log = Vec::new();
+                for step in 0..12 {
+                    let live: Vec<usize> = (0..b.tabs.len()).filter(|&i| b.alive[i]).collect();
+                    let pick = live[(rng.next_u64() % live.len() as u64) as usize];
+                    match rng.next_u64() % 6 {
+                        0 if live.len() > 1 => {
+                            b.freeze(pick);
+                            b.run(4000 + rng.next_u64() % 3000);
+                            b.thaw(pick);
+                            log.push(format!("freeze {pick}"));
+                        }
+                        1 if live.len() > 1 => {
+                            b.crash(pick);
+                            log.push(format!("crash {pick}"));
+                        }
+                        2 if live.len() > 1 => {
+                            b.close(pick);
+                            log.push(format!("close {pick}"));
+                        }
+                        _ => {
+                            let t = b.add_tab(locks);
+                            b.input(t, TabInput::Start { visible: true });
+                            log.push(format!("open {t}"));
+                        }
+                    }
+                    b.run(4000);
+                    let leaders = b.leaders();
+                    assert_eq!(leaders.len(), 1, "locks={locks} seed={seed} step={step} {log:?}");
+                    let heard = b.relay(leaders[0], "x");
+                    let others: Vec<usize> = (0..b.tabs.len()).filter(|&i| b.alive[i] && i != leaders[0]).collect();
+                    assert_eq!(heard, others, "locks={locks} seed={seed} step={step} {log:?}");
+                }
+            }
+        }
     }
 }

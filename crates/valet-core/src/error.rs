@@ -3,8 +3,8 @@
 //! Every failure the SDK reports has a [`ErrorCode`]: `auth`, `network`,
 //! `timeout`, `rate_limited` (with `retry_after_seconds`), `http` (with
 //! `status` and the body), `protocol`, plus `server` for a server `error`
-//! frame, `closed` for a call on a closed convo and `invalid_argument` for a
-//! bad call. The JS glue turns it into an `Error` with the same fields.
+//! frame, `closed` for a call on a closed convo, `aborted` for a send whose
+//! `AbortSignal` fired and `invalid_argument` for a bad call. The JS glue turns it into an `Error` with the same fields.
 
 use serde::Serialize;
 
@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Server,
     /// The convo was closed.
     Closed,
+    /// The caller's `AbortSignal` fired first.
+    Aborted,
     /// The call's arguments are wrong.
     InvalidArgument,
 }
@@ -52,12 +54,16 @@ pub struct ClientError {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "tsify", tsify(type = "unknown"))]
     pub body: Option<serde_json::Value>,
+    /// On a send that failed after an attempt got no definite answer (a
+    /// network failure or a 5xx): the server may have stored it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maybe_stored: Option<bool>,
 }
 
 impl ClientError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ClientError { code, message: message.into(), status: None, retry_after_seconds: None, body: None }
+        ClientError { code, message: message.into(), status: None, retry_after_seconds: None, body: None, maybe_stored: None }
     }
 
     /// From an HTTP answer: 429 becomes `rate_limited`, 401/403 `auth`, the
@@ -84,6 +90,7 @@ impl ClientError {
             status: Some(status),
             retry_after_seconds,
             body: parsed.or_else(|| (!body.is_empty()).then(|| serde_json::Value::String(body.chars().take(2000).collect()))),
+            maybe_stored: None,
         }
     }
 }

@@ -86,6 +86,8 @@ pub enum Phase {
     Reconcile,
     /// A server `error` frame.
     Server,
+    /// A send made with `resolveWhenQueued` that finally failed.
+    Send,
 }
 
 /// `error` payload: `{ error, phase }`.

@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::*;
 use crate::convo::{Convo, ConvoInner};
 use crate::error::{js_error, to_js};
 use crate::http;
-use crate::log::Logger;
+use crate::log::{Hook, Logger};
 use crate::tokens::TokenSource;
 
 /// Options of `new ValetClient(...)` (declares the TS type; read with
@@ -48,6 +48,12 @@ pub struct ValetClientOptions {
     /// A stream silent this long is replaced (default 45000 ms).
     #[tsify(optional)]
     pub stall_timeout_ms: Option<f64>,
+    /// For observability tools: called with what happens under the API
+    /// (`status`, `error`, `role`, `reconnect`, `duplicate_dropped`,
+    /// `gap_filled`, `token_refresh`, `send_queued`, `send_settled`). What it
+    /// throws is caught and never breaks delivery.
+    #[tsify(optional, type = "(kind: string, payload: unknown) => void")]
+    pub on_event: (),
 }
 
 /// Options of `openConvo`.
@@ -79,6 +85,7 @@ pub struct ClientShared {
     pub(crate) config: ClientConfig,
     pub(crate) tokens: Rc<TokenSource>,
     pub(crate) log: Logger,
+    pub(crate) hook: Hook,
     pub(crate) rng: RefCell<Rng>,
     seeds: Cell<u64>,
 }
@@ -193,6 +200,12 @@ impl ValetClient {
             return Err(js_error(ErrorCode::InvalidArgument, "new ValetClient(options): options must be an object"));
         }
         let fetch_jwt = get(&options, "fetchJwt");
+        let on_event = get(&options, "onEvent");
+        let hook = match on_event {
+            v if v.is_undefined() || v.is_null() => Hook(None),
+            v if v.is_function() => Hook(Some(v.into())),
+            _ => return Err(js_error(ErrorCode::InvalidArgument, "`onEvent` must be a function")),
+        };
         let raw = RawOptions {
             agent_id: opt_string(&options, "agentId")?,
             has_fetch_jwt: fetch_jwt.is_function(),
@@ -205,11 +218,11 @@ impl ValetClient {
         };
         let config = ClientConfig::from_raw(raw).map_err(|m| js_error(ErrorCode::InvalidArgument, m))?;
         let log = Logger { enabled: config.debug };
-        let tokens = TokenSource::new(fetch_jwt.into(), config.fetch_jwt_timeout_ms, log);
+        let tokens = TokenSource::new(fetch_jwt.into(), config.fetch_jwt_timeout_ms, log, hook.clone());
         let seed = (js_sys::Math::random() * (u64::MAX as f64)) as u64 ^ (js_sys::Date::now() as u64);
         log.log(&format!("client for agent {} at {}", config.agent_id, config.base_url));
         Ok(ValetClient {
-            shared: Rc::new(ClientShared { config, tokens, log, rng: RefCell::new(Rng::new(seed)), seeds: Cell::new(0) }),
+            shared: Rc::new(ClientShared { config, tokens, log, hook, rng: RefCell::new(Rng::new(seed)), seeds: Cell::new(0) }),
         })
     }
 

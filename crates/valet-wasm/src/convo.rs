@@ -4,7 +4,7 @@
 //! controller for REST calls) and drops them on `close()`. It decides
 //! nothing: every `if` about the protocol is in valet-core.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
@@ -12,12 +12,12 @@ use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
 use serde::Deserialize;
 use valet_core::client::Transport;
-use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer};
+use valet_core::convo::{Action, ConvoConfig, ConvoMachine, ConvoMetrics, Input, ResumePoint, Timer};
 use valet_core::election::{Role, TabAction, TabInput};
 use valet_core::events::ConvoRoleEvent;
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::events::EventName;
-use valet_core::wire::{SendRequest, UploadResponse};
+use valet_core::send::SendOutcome;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::AbortController;
@@ -42,7 +42,31 @@ pub struct ConvoInner {
     opened: RefCell<Option<futures_channel::oneshot::Sender<Result<(), ClientError>>>>,
     /// The link to the other tabs of this browser (one stream for all).
     tab: RefCell<Option<Rc<TabLink>>>,
+    /// Sends not settled yet, by id (the machine's outbox decides; this
+    /// holds their promises, files and abort listeners).
+    sends: RefCell<HashMap<u64, PendingSend>>,
+    next_send: Cell<u64>,
+    /// `online` and `pagehide` of the window.
+    window_listeners: RefCell<Vec<EventListener>>,
     this: Weak<ConvoInner>,
+}
+
+/// The `sessionStorage` key of a convo's resume point (per tab: it
+/// survives a reload, not a new tab).
+fn resume_key(agent_id: &str, convo_id: &str) -> String {
+    format!("valet-sdk:resume:{agent_id}:{convo_id}")
+}
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok().flatten()
+}
+
+/// A send's handles: its promise's sender (none once resolved with
+/// `resolveWhenQueued`), its files, and its `AbortSignal` listener.
+struct PendingSend {
+    settle: Option<futures_channel::oneshot::Sender<Result<(), ClientError>>>,
+    files: Vec<web_sys::Blob>,
+    _abort: Option<EventListener>,
 }
 
 /// Feeds an election input to a convo if it still exists.
@@ -75,6 +99,10 @@ impl ConvoInner {
         machine_cfg.stall_timeout_ms = cfg.stall_timeout_ms;
         let tab = TabLink::new(&cfg.agent_id, &convo_id, client.uuid()).map(Rc::new);
         machine_cfg.relay = tab.is_some();
+        machine_cfg.observe = client.hook.is_set();
+        machine_cfg.resume = session_storage()
+            .and_then(|s| s.get_item(&resume_key(&cfg.agent_id, &convo_id)).ok().flatten())
+            .and_then(|json| serde_json::from_str::<ResumePoint>(&json).ok());
         let seed = client.seed();
         let inner = Rc::new_cyclic(|this| ConvoInner {
             machine: RefCell::new(ConvoMachine::new(machine_cfg, seed)),
@@ -87,8 +115,18 @@ impl ConvoInner {
             visibility: RefCell::new(None),
             opened: RefCell::new(None),
             tab: RefCell::new(tab),
+            sends: RefCell::new(HashMap::new()),
+            next_send: Cell::new(0),
+            window_listeners: RefCell::new(Vec::new()),
             this: this.clone(),
         });
+        if let Some(window) = web_sys::window() {
+            let sink = Rc::downgrade(&inner);
+            let online = EventListener::new(&window, "online", move |_| feed(&sink, Input::Online));
+            let sink = Rc::downgrade(&inner);
+            let hide = EventListener::new(&window, "pagehide", move |_| feed(&sink, Input::PageHide));
+            *inner.window_listeners.borrow_mut() = vec![online, hide];
+        }
         if let Some(tab) = inner.tab.borrow().as_ref() {
             let sink = Rc::downgrade(&inner);
             let listener = EventListener::new(&tab.channel, "message", move |e| {
@@ -138,7 +176,12 @@ impl ConvoInner {
 
     fn execute(&self, action: Action) {
         // A handler may have closed the convo mid-batch: then only cleanup runs.
-        if self.is_closed() && !matches!(action, Action::CloseStream { .. } | Action::ClearTimer(_) | Action::Emit { event: EventName::Status, .. }) {
+        if self.is_closed()
+            && !matches!(
+                action,
+                Action::CloseStream { .. } | Action::ClearTimer(_) | Action::Emit { event: EventName::Status, .. } | Action::SendSettled { .. } | Action::Observe { .. }
+            )
+        {
             return;
         }
         match action {
@@ -198,7 +241,39 @@ impl ConvoInner {
                 let old = self.timers.borrow_mut().remove(&timer);
                 drop(old);
             }
-            Action::Emit { event, payload } => self.emitter.emit(event.as_str(), &payload),
+            Action::Emit { event, payload } => {
+                if matches!(event, EventName::Status | EventName::Error) {
+                    self.client.hook.call(event.as_str(), &payload);
+                }
+                self.emitter.emit(event.as_str(), &payload)
+            }
+            Action::Observe { kind, payload } => self.client.hook.call(kind, &payload),
+            Action::Persist(json) => {
+                if let Some(storage) = session_storage() {
+                    // A full or refused storage only costs the resume.
+                    let _ = storage.set_item(&resume_key(&self.client.config.agent_id, &self.convo_id), &json);
+                }
+            }
+            Action::Upload { id, token } => {
+                let files = self.sends.borrow().get(&id).map(|p| p.files.clone()).unwrap_or_default();
+                let url = self.client.config.upload_url(&self.convo_id);
+                let form = web_sys::FormData::new().expect("FormData");
+                for f in &files {
+                    let name = f.dyn_ref::<web_sys::File>().map(|f| f.name()).unwrap_or_else(|| "file".into());
+                    let _ = form.append_with_blob_and_filename("files[]", f, &name);
+                }
+                self.spawn_post(id, url, token, http::Body::Form(form));
+            }
+            Action::Post { id, token, json } => {
+                let url = self.client.config.send_url(&self.convo_id);
+                self.spawn_post(id, url, token, http::Body::Json(json));
+            }
+            Action::SendSettled { id, result } => {
+                let pending = self.sends.borrow_mut().remove(&id);
+                if let Some(tx) = pending.and_then(|p| p.settle) {
+                    let _ = tx.send(result);
+                }
+            }
             Action::EmitMany { event, json_array, .. } => self.emitter.emit_many(event.as_str(), &json_array),
             Action::Log(line) => self.client.log.log(&format!("convo {}: {line}", self.convo_id)),
             Action::Relay { event, data } => {
@@ -264,6 +339,7 @@ impl ConvoInner {
                     self.handle(Input::Sync);
                 }
                 TabAction::Deliver { name, json } => self.handle(Input::Relayed { event: name, data: json }),
+                TabAction::Announce => self.handle(Input::Announce),
                 TabAction::SetTimer { delay_ms } => {
                     let sink = self.this.clone();
                     let t = Timeout::new(delay_ms.min(i32::MAX as u64) as u32, move || feed_tab(&sink, TabInput::Tick));
@@ -276,6 +352,7 @@ impl ConvoInner {
     fn emit_role(&self, role: &'static str, generation: u64) {
         if !self.is_closed() {
             let payload = serde_json::to_string(&ConvoRoleEvent { role, generation }).expect("serializable");
+            self.client.hook.call("role", &payload);
             self.emitter.emit(EventName::Role.as_str(), &payload);
         }
     }
@@ -302,6 +379,8 @@ impl ConvoInner {
         self.handle(Input::Close);
         crate::http::abort(&self.rest_abort);
         self.visibility.borrow_mut().take();
+        self.window_listeners.borrow_mut().clear();
+        self.sends.borrow_mut().clear();
         self.timers.borrow_mut().clear();
         let stream = self.stream.borrow_mut().take();
         drop(stream);
@@ -309,39 +388,54 @@ impl ConvoInner {
         self.client.tokens.set_active(-1);
     }
 
-    async fn send(&self, text: String, files: Vec<web_sys::Blob>) -> Result<(), ClientError> {
+    /// Carries out an upload or a post of the outbox; its answer goes back
+    /// to the machine. `close()` aborts it.
+    fn spawn_post(&self, id: u64, url: String, token: String, body: http::Body) {
+        let sink = self.this.clone();
+        let signal = self.rest_abort.signal();
+        wasm_bindgen_futures::spawn_local(async move {
+            let (outcome, body) = match http::send_read("POST", &url, Some(&token), body, Some(&signal)).await {
+                Ok(r) if (200..300).contains(&r.status) => (SendOutcome::Ok, r.body),
+                Ok(r) => (SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body }, String::new()),
+                Err(m) => (SendOutcome::Network(m), String::new()),
+            };
+            feed(&sink, Input::Posted { id, outcome, body });
+        });
+    }
+
+    /// Queues a send in the outbox; resolves when it settles (at once with
+    /// `detached`).
+    async fn send(&self, text: String, files: Vec<web_sys::Blob>, signal: Option<web_sys::AbortSignal>, detached: bool) -> Result<(), ClientError> {
         if self.is_closed() {
             return Err(ClientError::new(ErrorCode::Closed, "the convo is closed"));
         }
-        let cfg = &self.client.config;
-        let message_id = if files.is_empty() {
-            None
-        } else {
-            let url = cfg.upload_url(&self.convo_id);
-            let body = self
-                .request("upload", "POST", &url, move || {
-                    let form = web_sys::FormData::new().expect("FormData");
-                    for f in &files {
-                        let name = f.dyn_ref::<web_sys::File>().map(|f| f.name()).unwrap_or_else(|| "file".into());
-                        let _ = form.append_with_blob_and_filename("files[]", f, &name);
-                    }
-                    http::Body::Form(form)
-                })
-                .await?;
-            let upload: UploadResponse = serde_json::from_str(&body)
-                .map_err(|e| ClientError::new(ErrorCode::Protocol, format!("malformed upload answer: {e}")))?;
-            Some(upload.message_id)
-        };
-        let request = SendRequest { text, message_id, idempotency_key: Some(self.client.uuid()) };
-        let json = serde_json::to_string(&request).expect("serializable");
-        self.request("send", "POST", &cfg.send_url(&self.convo_id), move || http::Body::Json(json.clone())).await?;
-        Ok(())
+        if signal.as_ref().is_some_and(|s| s.aborted()) {
+            return Err(ClientError::new(ErrorCode::Aborted, "the send was aborted before it started"));
+        }
+        let id = self.next_send.get() + 1;
+        self.next_send.set(id);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let abort = signal.map(|s| {
+            let sink = self.this.clone();
+            EventListener::once(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
+        });
+        let has_files = !files.is_empty();
+        self.sends.borrow_mut().insert(id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort });
+        self.handle(Input::Send { id, text, files: has_files, detached });
+        if detached {
+            return Ok(());
+        }
+        rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")))
     }
 
-    /// A REST call of this convo: the client's policy, aborted by `close()`.
-    async fn request(&self, what: &'static str, method: &str, url: &str, body: impl Fn() -> http::Body) -> Result<String, ClientError> {
-        let signal = self.rest_abort.signal();
-        self.client.request(what, method, url, body, Some(&signal), || self.is_closed()).await
+    /// The machine's metrics, with the election's and the token source's.
+    fn metrics(&self) -> ConvoMetrics {
+        let mut m = self.machine.borrow().metrics();
+        m.token_refreshes = self.client.tokens.fetches();
+        if let Some(tab) = self.tab.borrow().as_ref() {
+            m.leader_changes = tab.election.borrow().leader_changes();
+        }
+        m
     }
 }
 
@@ -355,6 +449,16 @@ pub struct SendOptions {
     #[serde(default)]
     #[tsify(type = "Blob[]", optional)]
     pub files: (),
+    /// Aborts the send while it is queued (it rejects with `aborted`). Once
+    /// on the wire, that attempt decides: stored, the send resolves.
+    #[serde(default)]
+    #[tsify(type = "AbortSignal", optional)]
+    pub signal: (),
+    /// Resolve as soon as the message is queued; a final failure is then an
+    /// `error` event with phase `send` (default: resolve once stored).
+    #[serde(default)]
+    #[tsify(optional)]
+    pub resolve_when_queued: Option<bool>,
 }
 
 /// An open convo. Get one with `valet.openConvo({ convoId })`.
@@ -412,7 +516,9 @@ impl Convo {
     }
 
     /// Sends a user message (after uploading `files`, if any). Resolves once
-    /// the server stored it; retries are idempotent.
+    /// the server stored it. Sends go in order; while the server is
+    /// unreachable they wait (pending) and go when it is back, each with its
+    /// own idempotency key so a retry is never stored twice.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn send(&self, #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue, options: Option<tsify::Ts<SendOptions>>) -> js_sys::Promise {
         let inner = self.inner.clone();
@@ -421,13 +527,23 @@ impl Convo {
             let text = text
                 .as_string()
                 .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text): text must be a string"))?;
-            let files = read_files(options)?;
+            let files = read_files(options.clone())?;
             if text.trim().is_empty() && files.is_empty() {
                 return Err(js_error(ErrorCode::InvalidArgument, "send(text): text must not be empty"));
             }
-            inner.send(text, files).await.map_err(|e| to_js(&e))?;
+            let (signal, detached) = read_send_flags(options)?;
+            inner.send(text, files, signal, detached).await.map_err(|e| to_js(&e))?;
             Ok(JsValue::UNDEFINED)
         })
+    }
+
+    /// Counters for monitoring: reconnects, the last event's time, duplicates
+    /// dropped, gaps filled by reconcile, leader changes, token refreshes,
+    /// queued sends, messages delivered.
+    #[wasm_bindgen(unchecked_return_type = "ConvoMetrics")]
+    pub fn metrics(&self) -> JsValue {
+        let json = serde_json::to_string(&self.inner.metrics()).expect("serializable");
+        js_sys::JSON::parse(&json).unwrap_or(JsValue::NULL)
     }
 
     /// Stops for good: no stream, timer, fetch or listener is left behind.
@@ -480,3 +596,18 @@ fn read_files(options: Option<JsValue>) -> Result<Vec<web_sys::Blob>, JsValue> {
     array.iter().map(|f| f.dyn_into::<web_sys::Blob>().map_err(|_| err())).collect()
 }
 
+fn read_send_flags(options: Option<JsValue>) -> Result<(Option<web_sys::AbortSignal>, bool), JsValue> {
+    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok((None, false)) };
+    let signal = js_sys::Reflect::get(&options, &"signal".into()).unwrap_or(JsValue::UNDEFINED);
+    let signal = if signal.is_undefined() || signal.is_null() {
+        None
+    } else {
+        Some(signal.dyn_into::<web_sys::AbortSignal>().map_err(|_| js_error(ErrorCode::InvalidArgument, "send(text, { signal }): signal must be an AbortSignal"))?)
+    };
+    let detached = js_sys::Reflect::get(&options, &"resolveWhenQueued".into()).unwrap_or(JsValue::UNDEFINED);
+    let detached = match detached {
+        v if v.is_undefined() || v.is_null() => false,
+        v => v.as_bool().ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text, { resolveWhenQueued }): must be a boolean"))?,
+    };
+    Ok((signal, detached))
+}

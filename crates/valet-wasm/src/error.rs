@@ -1,6 +1,6 @@
 //! SDK errors as JS `Error`s a caller can branch on: `name` is
-//! `"ValetError"`, and `code`, `status`, `retryAfterSeconds`, `body` carry
-//! the fields of `valet_core::error::ClientError`.
+//! `"ValetError"`, and `code`, `status`, `retryAfterSeconds`, `body`,
+//! `maybeStored` carry the fields of `valet_core::error::ClientError`.
 
 use valet_core::error::{ClientError, ErrorCode};
 use wasm_bindgen::prelude::*;
@@ -19,6 +19,9 @@ pub fn to_js(e: &ClientError) -> JsValue {
     }
     if let Some(s) = e.retry_after_seconds {
         set("retryAfterSeconds", JsValue::from(s as f64));
+    }
+    if let Some(m) = e.maybe_stored {
+        set("maybeStored", JsValue::from_bool(m));
     }
     if let Some(body) = &e.body {
         if let Ok(v) = js_sys::JSON::parse(&body.to_string()) {

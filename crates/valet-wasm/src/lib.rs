@@ -67,6 +67,8 @@ export interface ValetError extends Error {
   status?: number;
   retryAfterSeconds?: number;
   body?: unknown;
+  /** On a failed send: an earlier attempt got no answer, so the server may have stored it. */
+  maybeStored?: boolean;
 }
 
 export interface Convo {

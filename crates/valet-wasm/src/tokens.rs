@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::log::Logger;
+use crate::log::{Hook, Logger};
 
 type Waiter = oneshot::Sender<Result<String, ClientError>>;
 
@@ -29,7 +29,9 @@ pub struct TokenSource {
     waiters: RefCell<Vec<Waiter>>,
     refresh: RefCell<Option<Timeout>>,
     active: Cell<u32>,
+    fetches: Cell<u64>,
     log: Logger,
+    hook: Hook,
     this: Weak<TokenSource>,
 }
 
@@ -46,7 +48,7 @@ fn describe(e: &JsValue) -> String {
 
 impl TokenSource {
     /// A source over the app's `fetchJwt`.
-    pub fn new(fetch_jwt: js_sys::Function, timeout_ms: u64, log: Logger) -> Rc<TokenSource> {
+    pub fn new(fetch_jwt: js_sys::Function, timeout_ms: u64, log: Logger, hook: Hook) -> Rc<TokenSource> {
         Rc::new_cyclic(|this| TokenSource {
             manager: RefCell::new(TokenManager::new()),
             fetch_jwt,
@@ -54,7 +56,9 @@ impl TokenSource {
             waiters: RefCell::new(Vec::new()),
             refresh: RefCell::new(None),
             active: Cell::new(0),
+            fetches: Cell::new(0),
             log,
+            hook,
             this: this.clone(),
         })
     }
@@ -112,11 +116,21 @@ impl TokenSource {
         }));
     }
 
+    /// `fetchJwt` calls made so far.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.get()
+    }
+
     fn spawn_fetch(&self) {
         let Some(this) = self.this.upgrade() else { return };
+        self.fetches.set(self.fetches.get() + 1);
         wasm_bindgen_futures::spawn_local(async move {
             let raw = this.call_fetch_jwt().await;
             let result = this.manager.borrow_mut().fetched(now_ms(), raw);
+            if this.hook.is_set() {
+                let ok = if result.is_ok() { "true" } else { "false" };
+                this.hook.call("token_refresh", &format!("{{\"ok\":{ok}}}"));
+            }
             match &result {
                 Ok(_) => this.log.log("got a token from fetchJwt"),
                 Err(e) => this.log.log(&format!("fetchJwt: {}", e.message)),

@@ -1,0 +1,323 @@
+//! The outbox: one convo's `send()`s, in order, surviving a bad network.
+//!
+//! Decisions:
+//! - One send on the wire at a time, oldest first: the server stores a tab's
+//!   messages in the order `send()` was called.
+//! - Every send carries its own idempotency key (EXTENSION, in the body),
+//!   the same on every attempt, so a retry after a lost answer is never
+//!   stored twice by a server that knows the key.
+//! - No definite answer (a network failure, 408, a 5xx) is not a failure:
+//!   the send stays queued, *held*, and is tried again after a backoff, or
+//!   at once when the server shows it is back (the stream's `ready`, the
+//!   leader tab's `connected`, the browser's `online`, any REST success).
+//!   Its promise stays pending meanwhile; bound it with an `AbortSignal`.
+//! - 429 waits the server's `retry_after_seconds` (body first, then the
+//!   header) and tries again; three in a row for one send, or a wait over
+//!   [`MAX_RETRY_AFTER_MS`], fail it with `rate_limited` (the app decides).
+//! - 401 refreshes the token and retries; three in a row fail the send with
+//!   `auth`. Other 4xx fail it with `http` at once. A send that fails on such
+//!   an answer was refused, so it is not stored.
+//! - `fetchJwt` failing is held and retried too, and fails the send with
+//!   `auth` only after [`MAX_TOKEN_FAILURES`] in a row.
+//! - An abort (`AbortSignal`) or `close()` settles a queued send with
+//!   `aborted` or `closed`; `maybe_stored` says whether an earlier attempt
+//!   got no definite answer (the server may have stored it then). A send
+//!   already on the wire when aborted finishes that attempt: stored, it
+//!   resolves (too late to abort); otherwise it rejects with `aborted`.
+
+use std::collections::VecDeque;
+
+use crate::backoff::{Backoff, BackoffConfig, Rng};
+use crate::convo::{Action, Timer, TokenFor};
+use crate::error::{retry_after_seconds, ClientError, ErrorCode};
+use crate::events::{ConvoErrorEvent, EventName, Phase};
+use crate::send::SendOutcome;
+use crate::wire::{SendRequest, UploadResponse};
+
+/// 401s or 429s in a row before a send fails.
+pub const MAX_REFUSALS: u32 = 3;
+/// `fetchJwt` failures in a row before a send fails with `auth` (with the
+/// backoff between them, some 15 to 30 s: longer than a network blip).
+pub const MAX_TOKEN_FAILURES: u32 = 6;
+/// The longest `retry_after_seconds` a send waits out, in ms; a longer one
+/// fails it at once.
+pub const MAX_RETRY_AFTER_MS: u64 = 60_000;
+
+#[derive(Debug)]
+struct Outgoing {
+    id: u64,
+    key: String,
+    text: String,
+    files: bool,
+    message_id: Option<String>,
+    auth_failures: u32,
+    rate_limits: u32,
+    token_failures: u32,
+    /// The token of the attempt on the wire, and one the server refused.
+    token: Option<String>,
+    reject: Option<String>,
+    ambiguous: bool,
+    cancelled: bool,
+    detached: bool,
+}
+
+/// The queue of sends of one convo (see the module docs).
+#[derive(Debug)]
+pub struct Outbox {
+    queue: VecDeque<Outgoing>,
+    in_flight: Option<u64>,
+    held: bool,
+    backoff: Backoff,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox::new()
+    }
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            in_flight: None,
+            held: false,
+            backoff: Backoff::new(BackoffConfig { base_ms: 500, cap_ms: 15_000, immediate_jitter_ms: 0 }),
+        }
+    }
+
+    /// Sends not yet settled.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether every send has settled.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether the queue waits for a retry (the server seemed unreachable).
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Queues a send (`detached`: its promise already resolved, so a final
+    /// failure is reported as an `error` event too) and starts it if it is
+    /// the oldest.
+    pub fn push(&mut self, id: u64, key: String, text: String, files: bool, detached: bool, out: &mut Vec<Action>) {
+        self.queue.push_back(Outgoing {
+            id,
+            key,
+            text,
+            files,
+            message_id: None,
+            auth_failures: 0,
+            rate_limits: 0,
+            token_failures: 0,
+            token: None,
+            reject: None,
+            ambiguous: false,
+            cancelled: false,
+            detached,
+        });
+        self.next(out);
+    }
+
+    fn next(&mut self, out: &mut Vec<Action>) {
+        if self.in_flight.is_some() || self.held {
+            return;
+        }
+        if let Some(head) = self.queue.front_mut() {
+            self.in_flight = Some(head.id);
+            out.push(Action::GetToken { purpose: TokenFor::Send(head.id), reject: head.reject.take() });
+        }
+    }
+
+    /// The server seems reachable again: a held queue goes now.
+    pub fn release(&mut self, out: &mut Vec<Action>) {
+        if self.held {
+            self.held = false;
+            out.push(Action::ClearTimer(Timer::Outbox));
+            self.next(out);
+        }
+    }
+
+    /// The retry timer fired.
+    pub fn on_timer(&mut self, out: &mut Vec<Action>) {
+        if self.held {
+            self.held = false;
+            self.next(out);
+        }
+    }
+
+    fn hold(&mut self, delay_ms: u64, out: &mut Vec<Action>) {
+        self.in_flight = None;
+        self.held = true;
+        out.push(Action::SetTimer { timer: Timer::Outbox, delay_ms });
+    }
+
+    /// A token for send `id`.
+    pub fn on_token(&mut self, id: u64, token: String, out: &mut Vec<Action>) {
+        if self.in_flight != Some(id) {
+            return;
+        }
+        let Some(head) = self.queue.front_mut() else { return };
+        head.token = Some(token.clone());
+        if head.files && head.message_id.is_none() {
+            out.push(Action::Upload { id, token });
+        } else {
+            let body = SendRequest { text: head.text.clone(), message_id: head.message_id.clone(), idempotency_key: Some(head.key.clone()) };
+            let json = serde_json::to_string(&body).expect("serializable");
+            out.push(Action::Post { id, token, json });
+        }
+    }
+
+    /// No token could be had for send `id`: held and retried, failed after
+    /// [`MAX_TOKEN_FAILURES`] in a row.
+    pub fn on_token_failed(&mut self, id: u64, error: ClientError, rng: &mut Rng, out: &mut Vec<Action>) {
+        if self.in_flight != Some(id) {
+            return;
+        }
+        let Some(head) = self.queue.front_mut() else { return };
+        head.token_failures += 1;
+        if head.token_failures >= MAX_TOKEN_FAILURES || head.cancelled {
+            return self.fail_head(error, out);
+        }
+        let delay = self.backoff.next_delay(rng);
+        self.hold(delay, out);
+    }
+
+    /// The answer to send `id`'s upload or post. Returns whether the server
+    /// answered with a success (it is reachable).
+    pub fn on_answer(&mut self, id: u64, outcome: SendOutcome, body: &str, rng: &mut Rng, out: &mut Vec<Action>) -> bool {
+        if self.in_flight != Some(id) {
+            return false;
+        }
+        let Some(head) = self.queue.front_mut() else { return false };
+        let uploading = head.files && head.message_id.is_none();
+        let what = if uploading { "upload" } else { "send" };
+        match outcome {
+            SendOutcome::Ok if uploading => {
+                match serde_json::from_str::<UploadResponse>(body) {
+                    Ok(up) => {
+                        head.message_id = Some(up.message_id);
+                        self.in_flight = None;
+                        self.backoff.reset();
+                        if head.cancelled {
+                            self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
+                        } else {
+                            self.next(out);
+                        }
+                    }
+                    Err(e) => self.fail_head(ClientError::new(ErrorCode::Protocol, format!("malformed upload answer: {e}")), out),
+                }
+                true
+            }
+            SendOutcome::Ok => {
+                self.backoff.reset();
+                let head = self.queue.pop_front().expect("a head");
+                self.in_flight = None;
+                out.push(Action::SendSettled { id: head.id, result: Ok(()) });
+                self.next(out);
+                true
+            }
+            SendOutcome::Http { status, retry_after, body } => {
+                let error = ClientError::from_http(status, retry_after_seconds(retry_after.as_deref(), &body), &body, what);
+                match status {
+                    401 => {
+                        head.auth_failures += 1;
+                        if head.auth_failures >= MAX_REFUSALS || head.cancelled {
+                            self.fail_head(error, out);
+                        } else {
+                            head.reject = head.token.take();
+                            self.in_flight = None;
+                            self.next(out);
+                        }
+                    }
+                    429 => {
+                        head.rate_limits += 1;
+                        let delay = match error.retry_after_seconds {
+                            Some(s) => s.saturating_mul(1000),
+                            None => self.backoff.next_delay(rng),
+                        };
+                        if head.rate_limits >= MAX_REFUSALS || head.cancelled || delay > MAX_RETRY_AFTER_MS {
+                            self.fail_head(error, out);
+                        } else {
+                            self.hold(delay, out);
+                        }
+                    }
+                    408 | 500..=599 => {
+                        head.ambiguous = true;
+                        if head.cancelled {
+                            self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
+                        } else {
+                            let delay = self.backoff.next_delay(rng);
+                            self.hold(delay, out);
+                        }
+                    }
+                    _ => self.fail_head(error, out),
+                }
+                false
+            }
+            SendOutcome::Network(_) => {
+                head.ambiguous = true;
+                if head.cancelled {
+                    self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
+                } else {
+                    let delay = self.backoff.next_delay(rng);
+                    self.hold(delay, out);
+                }
+                false
+            }
+        }
+    }
+
+    /// The caller's signal aborted send `id`. Queued: it settles now with
+    /// `aborted`. On the wire: that attempt decides (see the module docs).
+    pub fn cancel(&mut self, id: u64, out: &mut Vec<Action>) {
+        let Some(pos) = self.queue.iter().position(|o| o.id == id) else { return };
+        if self.in_flight == Some(id) {
+            self.queue[pos].cancelled = true;
+            return;
+        }
+        let o = self.queue.remove(pos).expect("found");
+        Self::settle_err(o, ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
+        if pos == 0 {
+            // The head waited for a retry: the next one need not.
+            if self.held {
+                self.held = false;
+                out.push(Action::ClearTimer(Timer::Outbox));
+            }
+            self.next(out);
+        }
+    }
+
+    /// `close()`: every send not settled yet fails with `closed`.
+    pub fn close(&mut self, out: &mut Vec<Action>) {
+        self.in_flight = None;
+        self.held = false;
+        for o in std::mem::take(&mut self.queue) {
+            Self::settle_err(o, ClientError::new(ErrorCode::Closed, "the convo was closed before the message was sent"), out);
+        }
+    }
+
+    fn fail_head(&mut self, error: ClientError, out: &mut Vec<Action>) {
+        self.in_flight = None;
+        if let Some(o) = self.queue.pop_front() {
+            Self::settle_err(o, error, out);
+        }
+        self.next(out);
+    }
+
+    fn settle_err(o: Outgoing, mut error: ClientError, out: &mut Vec<Action>) {
+        if o.ambiguous {
+            error.maybe_stored = Some(true);
+        }
+        if o.detached {
+            let payload = serde_json::to_string(&ConvoErrorEvent { error: error.clone(), phase: Phase::Send }).expect("serializable");
+            out.push(Action::Emit { event: EventName::Error, payload });
+        }
+        out.push(Action::SendSettled { id: o.id, result: Err(error) });
+    }
+}

@@ -1,0 +1,371 @@
+//! Sends through the convo machine's outbox, a follower's status, and a
+//! reconnect cut short when the server shows it is back: driven natively.
+
+use serde_json::Value;
+use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer, TokenFor};
+use valet_core::error::ErrorCode;
+use valet_core::events::EventName;
+use valet_core::send::SendOutcome;
+
+struct H {
+    m: ConvoMachine,
+    now: u64,
+}
+
+impl H {
+    fn new() -> Self {
+        H { m: ConvoMachine::new(ConvoConfig::new("agent", "convo"), 7), now: 1_000_000 }
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Action> {
+        self.m.handle(self.now, input)
+    }
+
+    /// Queues a send; returns the actions.
+    fn send(&mut self, id: u64, text: &str) -> Vec<Action> {
+        self.feed(Input::Send { id, text: text.into(), files: false, detached: false })
+    }
+
+    /// Answers a send's token request with `tok`; returns the post's body.
+    fn token(&mut self, id: u64, tok: &str) -> Value {
+        let out = self.feed(Input::Token { purpose: TokenFor::Send(id), token: tok.into() });
+        let json = out
+            .iter()
+            .find_map(|a| match a {
+                Action::Post { id: x, token, json } if *x == id => {
+                    assert_eq!(token, tok);
+                    Some(json.clone())
+                }
+                _ => None,
+            })
+            .expect("a post");
+        serde_json::from_str(&json).unwrap()
+    }
+
+    fn answer(&mut self, id: u64, outcome: SendOutcome) -> Vec<Action> {
+        self.feed(Input::Posted { id, outcome, body: String::new() })
+    }
+}
+
+fn http(status: u16, body: &str) -> SendOutcome {
+    SendOutcome::Http { status, retry_after: None, body: body.into() }
+}
+
+fn token_asked(out: &[Action], id: u64) -> Option<Option<String>> {
+    out.iter().find_map(|a| match a {
+        Action::GetToken { purpose: TokenFor::Send(x), reject } if *x == id => Some(reject.clone()),
+        _ => None,
+    })
+}
+
+fn settled(out: &[Action], id: u64) -> Option<Result<(), valet_core::error::ClientError>> {
+    out.iter().find_map(|a| match a {
+        Action::SendSettled { id: x, result } if *x == id => Some(result.clone()),
+        _ => None,
+    })
+}
+
+fn outbox_timer(out: &[Action]) -> Option<u64> {
+    out.iter().find_map(|a| match a {
+        Action::SetTimer { timer: Timer::Outbox, delay_ms } => Some(*delay_ms),
+        _ => None,
+    })
+}
+
+#[test]
+fn sends_go_one_at_a_time_in_order_each_with_its_own_key_kept_across_retries() {
+    let mut h = H::new();
+    assert!(token_asked(&h.send(1, "first"), 1).is_some());
+    assert!(token_asked(&h.send(2, "second"), 2).is_none(), "the second waits for the first");
+    let body1 = h.token(1, "t");
+    assert_eq!(body1["text"], "first");
+    let key1 = body1["idempotency_key"].as_str().unwrap().to_owned();
+    // No answer (network): held, not failed; the retry carries the same key.
+    let out = h.answer(1, SendOutcome::Network("offline".into()));
+    assert!(settled(&out, 1).is_none(), "a network failure does not fail the send");
+    assert!(outbox_timer(&out).is_some());
+    h.now += 60_000;
+    let out = h.feed(Input::TimerFired(Timer::Outbox));
+    assert!(token_asked(&out, 1).is_some());
+    assert_eq!(h.token(1, "t")["idempotency_key"], key1.as_str());
+    let out = h.answer(1, http(503, ""));
+    assert!(settled(&out, 1).is_none(), "nor does a 5xx");
+    h.now += 60_000;
+    h.feed(Input::TimerFired(Timer::Outbox));
+    assert_eq!(h.token(1, "t")["idempotency_key"], key1.as_str());
+    let out = h.answer(1, SendOutcome::Ok);
+    assert_eq!(settled(&out, 1), Some(Ok(())));
+    assert!(token_asked(&out, 2).is_some(), "then the second goes");
+    let body2 = h.token(2, "t");
+    assert_eq!(body2["text"], "second");
+    assert_ne!(body2["idempotency_key"], key1.as_str());
+    assert_eq!(settled(&h.answer(2, SendOutcome::Ok), 2), Some(Ok(())));
+    assert_eq!(h.m.metrics().queued_sends, 0);
+}
+
+#[test]
+fn a_held_queue_goes_at_once_when_the_server_is_back() {
+    for back in [Input::Online, Input::Relayed { event: "status".into(), data: r#"{"status":"connected","attempt":2}"#.into() }] {
+        let mut h = H::new();
+        h.feed(Input::Standby); // a follower: the leader's status says when the server is back
+        h.send(1, "hi");
+        h.token(1, "t");
+        h.answer(1, SendOutcome::Network("down".into()));
+        let out = h.feed(back.clone());
+        assert!(token_asked(&out, 1).is_some(), "{back:?} flushes the queue");
+        assert!(out.iter().any(|a| matches!(a, Action::ClearTimer(Timer::Outbox))));
+    }
+}
+
+#[test]
+fn rate_limits_wait_the_servers_delay_and_three_fail_with_rate_limited() {
+    let mut h = H::new();
+    h.send(1, "hi");
+    h.token(1, "t");
+    let body = r#"{"status":"rate_limited","convo_id":"convo","state":"open","retry_after_seconds":7}"#;
+    let out = h.answer(1, http(429, body));
+    assert_eq!(outbox_timer(&out), Some(7_000), "the body's retry_after_seconds");
+    assert!(settled(&out, 1).is_none());
+    h.feed(Input::TimerFired(Timer::Outbox));
+    h.token(1, "t");
+    h.answer(1, http(429, body));
+    h.feed(Input::TimerFired(Timer::Outbox));
+    h.token(1, "t");
+    let e = settled(&h.answer(1, http(429, body)), 1).unwrap().unwrap_err();
+    assert_eq!((e.code, e.retry_after_seconds, e.maybe_stored), (ErrorCode::RateLimited, Some(7), None));
+    // A wait over a minute fails at once: the app decides.
+    h.send(2, "later");
+    h.token(2, "t");
+    let e = settled(&h.answer(2, http(429, r#"{"retry_after_seconds":120}"#)), 2).unwrap().unwrap_err();
+    assert_eq!((e.code, e.retry_after_seconds), (ErrorCode::RateLimited, Some(120)));
+}
+
+#[test]
+fn unauthorized_refreshes_the_token_and_refusals_fail_without_maybe_stored() {
+    let mut h = H::new();
+    h.send(1, "hi");
+    h.token(1, "old");
+    let out = h.answer(1, http(401, ""));
+    assert_eq!(token_asked(&out, 1), Some(Some("old".into())), "the refused token is rejected");
+    h.token(1, "new");
+    let e = settled(&h.answer(1, http(413, r#"{"code":"text_too_long"}"#)), 1).unwrap().unwrap_err();
+    assert_eq!((e.code, e.status, e.maybe_stored), (ErrorCode::Http, Some(413), None), "refused: not stored");
+    // A send that had an unanswered attempt says it may be stored.
+    h.send(2, "again");
+    h.token(2, "new");
+    h.answer(2, SendOutcome::Network("x".into()));
+    h.feed(Input::Online);
+    h.token(2, "new");
+    let e = settled(&h.answer(2, http(400, "")), 2).unwrap().unwrap_err();
+    assert_eq!(e.maybe_stored, Some(true));
+}
+
+#[test]
+fn an_abort_settles_a_queued_send_and_lets_the_next_go() {
+    let mut h = H::new();
+    h.send(1, "one");
+    h.send(2, "two");
+    h.send(3, "three");
+    let e = settled(&h.feed(Input::CancelSend { id: 2 }), 2).unwrap().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Aborted);
+    // The head is on the wire: that attempt decides.
+    assert!(settled(&h.feed(Input::CancelSend { id: 1 }), 1).is_none());
+    h.token(1, "t");
+    let out = h.answer(1, SendOutcome::Ok);
+    assert_eq!(settled(&out, 1), Some(Ok(())), "stored: too late to abort");
+    assert!(token_asked(&out, 3).is_some(), "three goes next, two was dropped");
+    assert_eq!(h.token(3, "t")["text"], "three");
+    // Aborted while held after an unanswered attempt: maybe stored.
+    let out = h.answer(3, SendOutcome::Network("x".into()));
+    assert!(outbox_timer(&out).is_some());
+    let e = settled(&h.feed(Input::CancelSend { id: 3 }), 3).unwrap().unwrap_err();
+    assert_eq!((e.code, e.maybe_stored), (ErrorCode::Aborted, Some(true)));
+}
+
+#[test]
+fn close_settles_every_queued_send_with_closed() {
+    let mut h = H::new();
+    h.send(1, "one");
+    h.send(2, "two");
+    let out = h.feed(Input::Close);
+    for id in [1, 2] {
+        assert_eq!(settled(&out, id).unwrap().unwrap_err().code, ErrorCode::Closed);
+    }
+}
+
+#[test]
+fn a_detached_send_that_fails_is_reported_as_an_error_event() {
+    let mut h = H::new();
+    h.feed(Input::Send { id: 1, text: "hi".into(), files: false, detached: true });
+    h.token(1, "t");
+    let out = h.answer(1, http(404, ""));
+    let ev = out.iter().find_map(|a| match a {
+        Action::Emit { event: EventName::Error, payload } => Some(serde_json::from_str::<Value>(payload).unwrap()),
+        _ => None,
+    });
+    let ev = ev.expect("an error event");
+    assert_eq!(ev["phase"], "send");
+    assert_eq!(ev["error"]["status"], 404);
+}
+
+#[test]
+fn files_are_uploaded_first_and_the_draft_id_goes_with_the_text() {
+    let mut h = H::new();
+    h.feed(Input::Send { id: 1, text: "see attached".into(), files: true, detached: false });
+    let out = h.feed(Input::Token { purpose: TokenFor::Send(1), token: "t".into() });
+    assert!(out.iter().any(|a| matches!(a, Action::Upload { id: 1, .. })));
+    let out = h.feed(Input::Posted { id: 1, outcome: SendOutcome::Ok, body: r#"{"message_id":"draft-1"}"#.into() });
+    assert!(token_asked(&out, 1).is_some());
+    let body = h.token(1, "t");
+    assert_eq!((body["text"].as_str(), body["message_id"].as_str()), (Some("see attached"), Some("draft-1")));
+}
+
+/// Drives the machine to a long backoff: connected once, then the stream
+/// failing again and again.
+fn in_long_backoff(h: &mut H) -> u64 {
+    let out = h.feed(Input::Start);
+    let a = out.iter().find_map(|a| match a {
+        Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
+        _ => None,
+    });
+    let mut attempt = a.unwrap();
+    let mut delay = 0;
+    for _ in 0..10 {
+        h.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: "t".into() });
+        let out = h.feed(Input::StreamFailed { attempt, message: "down".into() });
+        delay = out
+            .iter()
+            .find_map(|a| match a {
+                Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
+                _ => None,
+            })
+            .unwrap();
+        h.now += delay;
+        h.feed(Input::TimerFired(Timer::Reconnect));
+        attempt += 1;
+    }
+    h.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: "t".into() });
+    let out = h.feed(Input::StreamFailed { attempt, message: "down".into() });
+    let d = out.iter().find_map(|a| match a {
+        Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
+        _ => None,
+    });
+    assert!(d.unwrap() >= 10_000, "a long backoff ({delay} before)");
+    d.unwrap()
+}
+
+#[test]
+fn a_long_backoff_is_cut_short_by_online_or_a_rest_success_still_jittered() {
+    let mut h = H::new();
+    in_long_backoff(&mut h);
+    let out = h.feed(Input::Online);
+    let soon = out.iter().find_map(|a| match a {
+        Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
+        _ => None,
+    });
+    assert!(soon.expect("rescheduled") < 1000, "online: reconnect within the jitter window");
+
+    let mut h = H::new();
+    in_long_backoff(&mut h);
+    h.send(1, "hi");
+    h.token(1, "t");
+    let out = h.answer(1, SendOutcome::Ok);
+    let soon = out.iter().find_map(|a| match a {
+        Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
+        _ => None,
+    });
+    assert!(soon.expect("rescheduled") < 1000, "a send succeeded: the server is back");
+    // A failed REST call changes nothing.
+    let mut h = H::new();
+    in_long_backoff(&mut h);
+    h.send(1, "hi");
+    h.token(1, "t");
+    let out = h.answer(1, http(503, ""));
+    assert!(!out.iter().any(|a| matches!(a, Action::SetTimer { timer: Timer::Reconnect, .. })));
+}
+
+#[test]
+fn a_leader_announces_its_status_to_a_joining_tab_and_a_follower_reports_it() {
+    let mut cfg = ConvoConfig::new("agent", "convo");
+    cfg.relay = true;
+    let mut leader = ConvoMachine::new(cfg, 1);
+    let out = leader.handle(1, Input::Lead);
+    assert!(out.iter().any(|a| matches!(a, Action::GetToken { .. })));
+    let out = leader.handle(2, Input::Announce);
+    let relayed = out.iter().find_map(|a| match a {
+        Action::Relay { event, data } if event == "status" => Some(data.clone()),
+        _ => None,
+    });
+    let relayed = relayed.expect("the status is relayed");
+    assert_eq!(serde_json::from_str::<Value>(&relayed).unwrap()["status"], "connecting");
+
+    let mut follower = ConvoMachine::new(ConvoConfig::new("agent", "convo"), 2);
+    follower.handle(1, Input::Standby);
+    let out = follower.handle(2, Input::Relayed { event: "status".into(), data: r#"{"status":"connected","attempt":1}"#.into() });
+    assert!(out.iter().any(|a| matches!(a, Action::Emit { event: EventName::Status, .. })));
+    assert_eq!(serde_json::to_value(follower.status()).unwrap(), "connected");
+    // A standby tab does not announce (it has no stream of its own).
+    let mut cfg = ConvoConfig::new("agent", "convo");
+    cfg.relay = true;
+    let mut f = ConvoMachine::new(cfg, 3);
+    f.handle(1, Input::Standby);
+    assert!(f.handle(2, Input::Announce).is_empty());
+}
+
+#[test]
+fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_stream_from_its_last_event() {
+    use valet_core::convo::ResumePoint;
+    let mut cfg = ConvoConfig::new("agent", "convo");
+    cfg.resume = Some(ResumePoint { id: Some("m2".into()), seq: Some(2), event_id: Some("2".into()) });
+    let mut m = ConvoMachine::new(cfg, 1);
+    let out = m.handle(1, Input::Start);
+    let a = out
+        .iter()
+        .find_map(|x| match x {
+            Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
+            _ => None,
+        })
+        .unwrap();
+    let out = m.handle(2, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
+    assert!(out.iter().any(|x| matches!(x, Action::OpenStream { last_event_id: Some(id), .. } if id == "2")), "resumes from the last event");
+    m.handle(3, Input::StreamOpened { attempt: a });
+    let out = m.handle(4, Input::StreamBytes { attempt: a, bytes: b"event: ready\ndata: {\"conn_id\":\"c\"}\n\n".to_vec() });
+    let req = out
+        .iter()
+        .find_map(|x| match x {
+            Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
+            _ => None,
+        })
+        .unwrap();
+    // The server replays m2 (already delivered before the reload) and m3 (new) live.
+    let frame = |s: u64| {
+        format!("id: {s}\nevent: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}}}\n\n")
+    };
+    m.handle(5, Input::StreamBytes { attempt: a, bytes: format!("{}{}", frame(2), frame(3)).into_bytes() });
+    m.handle(6, Input::Token { purpose: TokenFor::Reconcile(req), token: "t".into() });
+    let hist: Vec<String> = (1..=3)
+        .map(|s| format!("{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}"))
+        .collect();
+    let out = m.handle(7, Input::ReconcileDone { req, status: 200, body: format!("{{\"messages\":[{}]}}", hist.join(",")) });
+    let delivered: Vec<(String, bool)> = out
+        .iter()
+        .flat_map(|x| match x {
+            Action::Emit { event: EventName::Message, payload } => vec![serde_json::from_str::<Value>(payload).unwrap()],
+            Action::EmitMany { event: EventName::Message, json_array, .. } => serde_json::from_str::<Vec<Value>>(json_array).unwrap(),
+            _ => vec![],
+        })
+        .map(|v| (v["message"]["id"].as_str().unwrap().to_owned(), v["from_reconcile"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![("m1".into(), true), ("m2".into(), true), ("m3".into(), false)],
+        "m2 came live but the earlier page had it: history; m3 is new"
+    );
+    // Where it is now, for the next page.
+    let out = m.handle(8, Input::PageHide);
+    let persisted = out.iter().find_map(|x| match x {
+        Action::Persist(json) => Some(serde_json::from_str::<ResumePoint>(json).unwrap()),
+        _ => None,
+    });
+    assert_eq!(persisted, Some(ResumePoint { id: Some("m3".into()), seq: Some(3), event_id: Some("3".into()) }));
+}
