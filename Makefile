@@ -9,6 +9,9 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
+# The long chaos run of `make bench`: seeds (each with both transports) and ms of faults per run.
+CHAOS_SEEDS ?= 3
+CHAOS_MS ?= 90000
 
 .PHONY: all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
         build server wasm pkg pack setup-examples examples demo-site size bench test test-rust test-wasm test-types test-unit test-package test-browser lint demo clean
@@ -97,6 +100,7 @@ bench: wasm setup-npm setup-chromium size examples
 	cargo run -q --release --example throughput -p valet-core
 	cd tests && node bench/delivery.mjs
 	cd tests && node bench/takeover.mjs
+	cd tests && node chaos/bench.mjs $(CHAOS_SEEDS) $(CHAOS_MS)
 
 ## ---- test -----------------------------------------------------------------
 test: setup
