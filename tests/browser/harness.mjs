@@ -19,17 +19,17 @@ const SERVER_BIN = process.env.VALET_SERVER_BIN ?? join(ROOT, "target/debug/vale
 
 /**
  * Starts the reference server (dev mode) on a free port, with in-memory
- * SQLite unless `db` names a file. `kill()` SIGKILLs it; `restart()` starts
+ * SQLite unless `db` names a file (`log`: its RUST_LOG, default `warn`). `kill()` SIGKILLs it; `restart()` starts
  * it again on the same address and database.
  */
-export async function startServer(extraArgs = [], { db = ":memory:" } = {}) {
+export async function startServer(extraArgs = [], { db = ":memory:", log } = {}) {
   let child;
   let addr = "127.0.0.1:0";
   const spawnServer = async () => {
     child = spawn(
       SERVER_BIN,
       ["--dev", "--addr", addr, "--db", db, "--agent-delay-ms", "50", ...extraArgs],
-      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
+      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? log ?? "warn" } },
     );
     const lines = createInterface({ input: child.stdout });
     const base = await new Promise((ok, fail) => {

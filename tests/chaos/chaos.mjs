@@ -5,7 +5,9 @@
 // Only the public API is used in the pages. Faults: server SIGKILL and
 // restart on the same SQLite file; streams ended with each `closed` reason
 // and without one; stalls; malformed and duplicate frames; 5xx and 429
-// bursts on each route the SDK uses; a tab offline and back (CDP); the
+// bursts on each route the SDK uses (`upload_file`, `sessions` and
+// `list_convos` are not: the tabs send text into one open convo); a tab
+// offline and back (CDP); the
 // leader closed, crashed (`Page.crash`) and frozen (`Debugger.pause`) past
 // the lease; a follower frozen; every tab closed and reopened; `fetchJwt`
 // slow, failing and hanging; tokens living 10–20 s; bursts of injected
@@ -70,9 +72,13 @@ const FAULTS = {
     return `down ${down} ms, every tab had a new message ${Date.now() - back} ms after the restart`;
   },
   async stream_end(ctx, r) {
-    const reason = r.pick(["server_cap", "shutdown", "auth_expiring", "stalled"]);
-    await ctx.admin("/streams/end", { convo_id: ctx.convoId, reason });
-    return reason;
+    // Each `closed` reason, in a seeded order, a moment apart.
+    const reasons = ["server_cap", "shutdown", "auth_expiring", "stalled"].sort(() => r.next() - 0.5);
+    for (const reason of reasons) {
+      await ctx.admin("/streams/end", { convo_id: ctx.convoId, reason });
+      await sleep(r.int(300, 1200));
+    }
+    return reasons.join(", ");
   },
   async stream_drop(ctx) {
     await ctx.admin("/streams/drop", { convo_id: ctx.convoId });
@@ -88,20 +94,27 @@ const FAULTS = {
     await ctx.admin(`/convos/${ctx.convoId}/messages`, { content: `dup-probe-${ctx.timeline.length}` });
   },
   async burst_5xx(ctx, r) {
-    const route = r.pick(ctx.transport === "eventsource" ? ["events", "get_convo", "stream_message", "stream_ticket"] : ["events", "get_convo", "stream_message"]);
-    const status = r.pick([500, 502, 503]);
-    const count = r.int(2, 5);
-    await ctx.admin("/faults", { route, status, count });
-    return `${route} ${status} x${count}`;
+    // On each route the SDK uses, at once.
+    const done = [];
+    for (const route of ctx.routes) {
+      const status = r.pick([500, 502, 503]);
+      const count = r.int(2, 4);
+      await ctx.admin("/faults", { route, status, count });
+      done.push(`${route} ${status} x${count}`);
+    }
+    return done.join(", ");
   },
   async burst_429(ctx, r) {
-    const route = r.pick(["events", "get_convo", "stream_message"]);
-    const count = r.int(1, 2);
-    await ctx.admin("/faults", {
-      route, status: 429, retry_after: 1, count,
-      body: { status: "rate_limited", convo_id: ctx.convoId, state: "open", retry_after_seconds: 1 },
-    });
-    return `${route} x${count}`;
+    const done = [];
+    for (const route of ctx.routes) {
+      const count = r.int(1, 2);
+      await ctx.admin("/faults", {
+        route, status: 429, retry_after: 1, count,
+        body: { status: "rate_limited", convo_id: ctx.convoId, state: "open", retry_after_seconds: 1 },
+      });
+      done.push(`${route} x${count}`);
+    }
+    return done.join(", ");
   },
   async tab_offline(ctx, r) {
     const tab = r.pick(ctx.tabs.filter((t) => t.page));
@@ -147,12 +160,16 @@ const FAULTS = {
     for (const t of ctx.tabs) await t.open();
   },
   async jwt_trouble(ctx, r) {
-    const mode = r.pick(["slow", "fail", "hang"]);
-    const ms = r.int(2000, 5000);
-    for (const t of ctx.tabs) await t.eval((m) => window.chaos?.setJwtMode(m), mode);
-    await sleep(ms);
+    // fetchJwt slow, failing and hanging, each for a while, in a seeded order.
+    const done = [];
+    for (const mode of ["slow", "fail", "hang"].sort(() => r.next() - 0.5)) {
+      const ms = r.int(1500, 3000);
+      for (const t of ctx.tabs) await t.eval((m) => window.chaos?.setJwtMode(m), mode);
+      await sleep(ms);
+      done.push(`${mode} ${ms} ms`);
+    }
     for (const t of ctx.tabs) await t.eval(() => window.chaos?.setJwtMode("ok"));
-    return `${mode} ${ms} ms`;
+    return done.join(", ");
   },
   async agent_burst(ctx, r) {
     const n = r.int(5, 15);
@@ -225,7 +242,8 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
       "--ping-interval-ms", "500", "--rate-limit-messages", "100000", "--auth-expiring-lead-ms", "3000",
       "--stream-cap-retry-after-secs", "2", "--max-streams-per-user", String(STREAM_CAP),
     ],
-    { db: join(dir, "valet.db") },
+    // The 5xx it is told to answer are not news: no log line for each.
+    { db: join(dir, "valet.db"), log: "warn,tower_http=off" },
   );
   const site = await startStatic({ "/": join(ROOT, "tests/browser/fixtures"), "/wasm/": join(ROOT, "target/wasm/web") });
   const browser = given ?? (await launchBrowser());
@@ -308,6 +326,8 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
   })();
   const ctx = {
     server, convoId, transport, tabs, admin, timeline, restarts: [],
+    // The routes the SDK uses in this run (tickets only with EventSource).
+    routes: transport === "eventsource" ? ["events", "stream_ticket", "get_convo", "stream_message"] : ["events", "get_convo", "stream_message"],
     async leader() {
       for (const t of tabs) {
         if (t.page && (await t.eval(() => window.chaos?.convo?.role)) === "leader") return t;
