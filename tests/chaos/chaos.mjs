@@ -362,14 +362,25 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
         await sleep(100);
       }
     }
-    // Convergence: every tab delivered what the server stored.
+    // Quiet: the agent's replies to the last sends are stored (the count
+    // holds still for a second).
+    for (let last = -1, still = 0; still < 5; ) {
+      const n = (await server.stats()).messages;
+      still = n === last ? still + 1 : 0;
+      last = n;
+      if (Date.now() > deadline) break;
+      await sleep(200);
+    }
+    // Convergence: every tab delivered what the server stored. The
+    // invariants below are checked on the snapshot taken here.
     let history = [];
+    let seenByTab = [];
     let recoveryMs = null; // from the end of the last fault to every tab having every message
     for (;;) {
       history = await server.history(sourceKey, convoId);
       const want = history.map((m) => m.id).join(",");
-      const seen = await Promise.all(tabs.map((t) => t.eval(() => window.chaos.seen.join(","))));
-      if (seen.every((s) => s === want)) { recoveryMs = Date.now() - lastFault; break; }
+      seenByTab = await Promise.all(tabs.map((t) => t.eval(() => window.chaos.seen)));
+      if (seenByTab.every((s) => s?.join(",") === want)) { recoveryMs = Date.now() - lastFault; break; }
       if (Date.now() > deadline) break; // checked below, with details
       await sleep(200);
     }
@@ -379,17 +390,20 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
     const problems = [];
     const ids = history.map((m) => m.id);
     let losses = 0, duplicates = 0, reorders = 0;
-    for (const t of tabs) {
-      const seen = await t.eval(() => window.chaos.seen);
+    for (const [k, t] of tabs.entries()) {
+      const seen = seenByTab[k] ?? [];
       const counts = new Map();
       for (const id of seen) counts.set(id, (counts.get(id) ?? 0) + 1);
       const lost = ids.filter((id) => !counts.has(id));
       const dup = [...counts.values()].filter((c) => c > 1).length;
       const order = seen.filter((id, i) => seen.indexOf(id) === i);
-      const reordered = order.filter((id, i) => i > 0 && ids.indexOf(id) < ids.indexOf(order[i - 1])).length;
+      const stored = new Set(ids);
+      const phantom = order.filter((id) => !stored.has(id));
+      const known = order.filter((id) => stored.has(id));
+      const reordered = known.filter((id, i) => i > 0 && ids.indexOf(id) < ids.indexOf(known[i - 1])).length;
       losses += lost.length; duplicates += dup; reorders += reordered;
-      if (lost.length || dup || reordered || seen.length !== ids.length) {
-        problems.push(`${t.name}: ${lost.length} lost, ${dup} twice, ${reordered} out of order (saw ${seen.length}, stored ${ids.length})`);
+      if (lost.length || dup || reordered || phantom.length || seen.length !== ids.length) {
+        problems.push(`${t.name}: ${lost.length} lost, ${dup} twice, ${reordered} out of order, ${phantom.length} never stored ${JSON.stringify(phantom)} (saw ${seen.length}, stored ${ids.length})`);
       }
     }
     const storedTexts = new Map();
