@@ -1211,6 +1211,10 @@ impl ConvoMachine {
                     self.emit_delivered(delivered);
                     // Whatever an earlier page delivered is in that history.
                     self.resumed_until = None;
+                    if self.delivery.take_overflow() {
+                        // Live messages were dropped for want of room: fetch them.
+                        self.reconcile_again = true;
+                    }
                     self.server_reachable(self.now_ms);
                     if std::mem::take(&mut self.reconcile_again) {
                         self.request_reconcile();

@@ -2,10 +2,21 @@
 //! server order.
 //!
 //! Decisions:
-//! - Dedupe by message id over the whole convo, never evicting: an old
-//!   message can not come back as new however long the convo (the JS SDK's
-//!   defect 8 was a 5000-id window). Memory is one id per message, the same
-//!   order as the history the app renders anyway.
+//! - Memory is bounded whatever the convo's length: no per-message state is
+//!   kept for ever. Dedupe is by a *watermark* where the server gives an
+//!   order, plus a bounded window of recent ids ([`ID_WINDOW`]):
+//!   - with the `seq` extension, every seq at or below the last delivered
+//!     one is old (delivery is contiguous, see below);
+//!   - without it, a full history is in server order: what stands before
+//!     the last delivered message is old, unless it is within the window's
+//!     reach and not in it (a late gap fill, delivered);
+//!   - live messages without `seq` are checked against the window.
+//!   So an old message can not come back as new on a reconcile however long
+//!   the convo (the JS SDK's defect 8 was a plain 5000-id window).
+//! - Held messages (sync in progress, or behind a seq gap) are bounded by
+//!   [`MAX_HELD`]: past it a live message is dropped, not held, and the next
+//!   reconcile (which the caller asks for, see [`Delivery::take_overflow`])
+//!   brings it from the server, which has it.
 //! - Order (defect 7): after every (re)connect the buffer is *syncing*: live
 //!   messages that can not be placed yet are held until the reconcile fetch
 //!   answers; then history and held messages are merged and delivered in
@@ -19,7 +30,7 @@
 //!   the best order known; a gap the server's history confirms (a seq that
 //!   never existed) is accepted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use rustc_hash::FxHashSet as HashSet;
@@ -71,10 +82,42 @@ impl<M> Default for LiveOutcome<M> {
     }
 }
 
+/// Recent message ids remembered for dedupe (beyond the watermark).
+pub const ID_WINDOW: usize = 4096;
+/// Messages held for ordering, at most; past this, live messages are left
+/// to the next reconcile.
+pub const MAX_HELD: usize = 8192;
+
+/// The last [`ID_WINDOW`] ids delivered: a set with a FIFO to evict from.
+#[derive(Debug, Default)]
+struct IdWindow {
+    order: VecDeque<Rc<str>>,
+    set: HashSet<Rc<str>>,
+}
+
+impl IdWindow {
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: Rc<str>) {
+        if self.set.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > ID_WINDOW {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
 /// Dedupe and ordering state for one convo.
 #[derive(Debug)]
 pub struct Delivery<M = Message> {
-    seen: HashSet<Rc<str>>,
+    recent: IdWindow,
+    delivered: usize,
+    overflowed: bool,
     last_seq: Option<u64>,
     /// The id of the last message in server order (shared with `seen`, so
     /// keeping it costs no copy per message).
@@ -91,7 +134,9 @@ pub struct Delivery<M = Message> {
 impl<M: Keyed> Default for Delivery<M> {
     fn default() -> Self {
         Delivery {
-            seen: HashSet::default(),
+            recent: IdWindow::default(),
+            delivered: 0,
+            overflowed: false,
             last_seq: None,
             last_id: None,
             held_seq: BTreeMap::new(),
@@ -126,17 +171,29 @@ impl<M: Keyed> Delivery<M> {
 
     /// Messages delivered so far.
     pub fn delivered_count(&self) -> usize {
-        self.seen.len()
+        self.delivered
     }
 
-    /// Whether a message id was already delivered (or is held).
-    pub fn has_seen(&self, id: &str) -> bool {
-        self.seen.contains(id) || self.held_ids.contains(id)
+    /// Whether live messages were dropped for want of room since the last
+    /// call: the caller must reconcile again (the server has them).
+    pub fn take_overflow(&mut self) -> bool {
+        std::mem::take(&mut self.overflowed)
+    }
+
+    /// Whether a message was already delivered (by the watermark or the
+    /// window) or is held.
+    fn is_known(&self, message: &M) -> bool {
+        self.below_watermark(message) || self.recent.contains(message.id()) || self.held_ids.contains(message.id())
+    }
+
+    /// At or below the last delivered `seq`: delivered already.
+    fn below_watermark(&self, message: &M) -> bool {
+        matches!((message.seq(), self.last_seq), (Some(seq), Some(last)) if seq <= last)
     }
 
     /// A message from the live stream.
     pub fn on_live(&mut self, message: M) -> LiveOutcome<M> {
-        if self.has_seen(message.id()) {
+        if self.is_known(&message) {
             return LiveOutcome { duplicate: true, ..Default::default() };
         }
         let mut out = LiveOutcome::default();
@@ -146,10 +203,6 @@ impl<M: Keyed> Delivery<M> {
             (Some(seq), Some(last)) if seq == last + 1 => {
                 self.deliver(message, false, &mut out.deliver);
                 self.flush_contiguous(&mut out.deliver);
-            }
-            (Some(seq), Some(last)) if seq <= last => {
-                // Older than what was delivered and never seen: deliver, never drop.
-                self.deliver(message, false, &mut out.deliver);
             }
             (Some(_), _) => {
                 self.hold(message);
@@ -172,8 +225,16 @@ impl<M: Keyed> Delivery<M> {
         let held = self.take_held();
         let mut merged: Vec<(M, bool)> = Vec::with_capacity(history.len() + held.len());
         let mut in_history: HashSet<String> = HashSet::default();
-        for m in history {
-            if self.seen.contains(m.id()) || !in_history.insert(m.id().to_owned()) {
+        // Without `seq`: the history is in server order, and what stands
+        // before the last delivered message is old, unless the window can
+        // tell (then a message it lacks is a late gap fill).
+        let last_at = match self.last_id.as_deref() {
+            Some(last) if history.iter().any(|m| m.seq().is_none()) => history.iter().rposition(|m| m.id() == last),
+            _ => None,
+        };
+        for (i, m) in history.into_iter().enumerate() {
+            let old_by_position = last_at.is_some_and(|at| i <= at && (i == at || at - i >= ID_WINDOW));
+            if old_by_position || self.below_watermark(&m) || self.recent.contains(m.id()) || !in_history.insert(m.id().to_owned()) {
                 continue;
             }
             let from_reconcile = !held_ids.contains(m.id());
@@ -230,6 +291,11 @@ impl<M: Keyed> Delivery<M> {
     }
 
     fn hold(&mut self, message: M) {
+        if self.held_count() >= MAX_HELD {
+            // No room: the next reconcile brings it (the server has it).
+            self.overflowed = true;
+            return;
+        }
         self.held_ids.insert(message.id().to_owned());
         match message.seq() {
             Some(seq) => {
@@ -243,11 +309,12 @@ impl<M: Keyed> Delivery<M> {
     }
 
     fn deliver(&mut self, message: M, from_reconcile: bool, out: &mut Vec<Delivered<M>>) {
-        if self.seen.contains(message.id()) {
+        if self.recent.contains(message.id()) || self.below_watermark(&message) {
             return;
         }
         let id: Rc<str> = Rc::from(message.id());
-        self.seen.insert(id.clone());
+        self.recent.insert(id.clone());
+        self.delivered += 1;
         if let Some(seq) = message.seq() {
             if self.last_seq.is_none_or(|l| seq > l) {
                 self.last_seq = Some(seq);
@@ -389,6 +456,61 @@ mod tests {
         d.begin_sync();
         assert!(d.on_reconcile(vec![]).is_empty());
         assert_eq!(seqs(&d.on_live(msg(1)).deliver), [1]);
+    }
+
+    #[test]
+    fn memory_stays_bounded_however_long_the_convo() {
+        for with_seq in [true, false] {
+            let mut d: Delivery = Delivery::new();
+            d.begin_sync();
+            d.on_reconcile(vec![]);
+            for i in 1..=200_000u64 {
+                let m = if with_seq { msg(i) } else { unseq(msg(i)) };
+                assert_eq!(d.on_live(m).deliver.len(), 1);
+            }
+            assert_eq!(d.delivered_count(), 200_000);
+            assert!(d.recent.set.len() <= ID_WINDOW && d.recent.order.len() <= ID_WINDOW, "the id window is bounded");
+            // Old messages still never come back, live or from a full history.
+            let old = if with_seq { msg(7) } else { unseq(msg(7)) };
+            if with_seq {
+                assert!(d.on_live(old).duplicate, "below the watermark");
+            }
+            d.begin_sync();
+            let history: Vec<Message> = (1..=200_000).map(|i| if with_seq { msg(i) } else { unseq(msg(i)) }).collect();
+            assert!(d.on_reconcile(history).is_empty(), "with_seq={with_seq}: a full history emits nothing new");
+        }
+    }
+
+    #[test]
+    fn without_seq_a_message_the_live_feed_missed_is_filled_in_late_not_lost() {
+        let mut d: Delivery = Delivery::new();
+        d.begin_sync();
+        d.on_reconcile(vec![unseq(msg(1))]);
+        d.on_live(unseq(msg(2)));
+        d.on_live(unseq(msg(4))); // 3 never came live
+        d.begin_sync();
+        let out = d.on_reconcile((1..=4).map(|i| unseq(msg(i))).collect());
+        let ids: Vec<_> = out.iter().map(|x| x.message.id.as_str()).collect();
+        assert_eq!(ids, ["m3"]);
+        assert!(out[0].from_reconcile);
+    }
+
+    #[test]
+    fn held_messages_are_bounded_and_an_overflow_asks_for_another_reconcile() {
+        let mut d: Delivery = Delivery::new();
+        d.begin_sync();
+        for i in 1..=(MAX_HELD as u64 + 500) {
+            assert!(d.on_live(msg(i)).deliver.is_empty(), "held while the first reconcile is awaited");
+        }
+        assert_eq!(d.held_count(), MAX_HELD);
+        // The reconcile was sent before most of them were stored.
+        let out = d.on_reconcile((1..=10).map(msg).collect());
+        assert_eq!(seqs(&out), (1..=MAX_HELD as u64).collect::<Vec<_>>());
+        assert!(d.take_overflow(), "dropped ones: reconcile again");
+        assert!(!d.take_overflow());
+        d.begin_sync();
+        let out = d.on_reconcile((1..=(MAX_HELD as u64 + 500)).map(msg).collect());
+        assert_eq!(seqs(&out), ((MAX_HELD as u64 + 1)..=(MAX_HELD as u64 + 500)).collect::<Vec<_>>());
     }
 
     proptest! {
