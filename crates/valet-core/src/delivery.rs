@@ -197,8 +197,9 @@ impl<M: Keyed> Delivery<M> {
             return LiveOutcome { duplicate: true, ..Default::default() };
         }
         let mut out = LiveOutcome::default();
-        // Once a history has been seen, "nothing delivered" means "at seq 0".
-        let last_seq = self.last_seq.or(self.synced_once.then_some(0));
+        // Once a history has been seen, "nothing delivered" means "at seq 0";
+        // and nothing can come before seq 1, history or not.
+        let last_seq = self.last_seq.or((self.synced_once || message.seq() == Some(1)).then_some(0));
         match (message.seq(), last_seq) {
             (Some(seq), Some(last)) if seq == last + 1 => {
                 self.deliver(message, false, &mut out.deliver);
@@ -499,18 +500,29 @@ mod tests {
     fn held_messages_are_bounded_and_an_overflow_asks_for_another_reconcile() {
         let mut d: Delivery = Delivery::new();
         d.begin_sync();
-        for i in 1..=(MAX_HELD as u64 + 500) {
+        let last = MAX_HELD as u64 + 501;
+        for i in 2..=last {
             assert!(d.on_live(msg(i)).deliver.is_empty(), "held while the first reconcile is awaited");
         }
         assert_eq!(d.held_count(), MAX_HELD);
         // The reconcile was sent before most of them were stored.
         let out = d.on_reconcile((1..=10).map(msg).collect());
-        assert_eq!(seqs(&out), (1..=MAX_HELD as u64).collect::<Vec<_>>());
+        assert_eq!(seqs(&out), (1..=MAX_HELD as u64 + 1).collect::<Vec<_>>());
         assert!(d.take_overflow(), "dropped ones: reconcile again");
         assert!(!d.take_overflow());
         d.begin_sync();
-        let out = d.on_reconcile((1..=(MAX_HELD as u64 + 500)).map(msg).collect());
-        assert_eq!(seqs(&out), ((MAX_HELD as u64 + 1)..=(MAX_HELD as u64 + 500)).collect::<Vec<_>>());
+        let out = d.on_reconcile((1..=last).map(msg).collect());
+        assert_eq!(seqs(&out), ((MAX_HELD as u64 + 2)..=last).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_first_message_of_a_convo_needs_no_history_to_be_delivered() {
+        let mut d: Delivery = Delivery::new();
+        d.begin_sync();
+        assert_eq!(seqs(&d.on_live(msg(1)).deliver), [1], "nothing can come before seq 1");
+        assert_eq!(seqs(&d.on_live(msg(2)).deliver), [2], "and what follows it goes too");
+        assert!(d.on_live(msg(4)).deliver.is_empty(), "a gap still waits");
+        assert_eq!(seqs(&d.on_reconcile((1..=4).map(msg).collect())), [3, 4]);
     }
 
     proptest! {

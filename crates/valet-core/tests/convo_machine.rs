@@ -40,14 +40,16 @@ impl Harness {
     }
 
     /// Answers the stream token `out` asks for, opens the stream and reads
-    /// `ready`: the attempt, and the reconcile request `ready` made (if any).
+    /// `ready`: the attempt, and the reconcile request in flight (made with
+    /// the first stream, or by `ready`), if any.
     fn until_ready(&mut self, out: &[Action]) -> (u64, Option<u64>) {
         let attempt = stream_token_request(out).expect("asks for a token");
+        let early = reconcile_token_request(out);
         let out = self.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: T1.into() });
         assert!(out.iter().any(|a| matches!(a, Action::OpenStream { attempt: x, .. } if *x == attempt)));
         self.feed(Input::StreamOpened { attempt });
         let out = self.bytes(attempt, "event: ready\ndata: {\"conn_id\":\"c1\"}\n\n");
-        (attempt, reconcile_token_request(&out))
+        (attempt, reconcile_token_request(&out).or(early))
     }
 
     fn bytes(&mut self, attempt: u64, s: &str) -> Vec<Action> {
@@ -300,6 +302,11 @@ fn live_messages_wait_for_history_and_come_out_in_order() {
     let from: Vec<bool> = msgs.iter().map(|m| m["from_reconcile"].as_bool().unwrap()).collect();
     assert_eq!(from, [true, true, false]);
     assert_eq!(msgs[0]["convo_id"], "convo");
+    // That fetch went out with the stream; `ready` asked for another, which follows.
+    let again = reconcile_token_request(&out).expect("the ready's reconcile follows");
+    h.feed(Input::Token { purpose: TokenFor::Reconcile(again), token: T1.into() });
+    let out = h.feed(Input::ReconcileDone { req: again, status: 200, body: history([1, 2, 3]) });
+    assert!(emitted(&out, EventName::Message).is_empty(), "nothing twice");
     // The next reconcile asks only for what is newer.
     h.feed(Input::StreamEnded { attempt: a });
     let out = h.feed(Input::TimerFired(Timer::Reconnect));
@@ -709,7 +716,7 @@ fn a_leader_relays_frames_and_a_follower_delivers_them_once_in_order() {
     cfg.relay = true;
     let mut leader = Harness { m: ConvoMachine::new(cfg.clone(), 40), now: 0, log: vec![] };
     let a = leader.connect();
-    let out = leader.bytes(a, &format!("{}{}", msg_frame(1), msg_frame(2)));
+    let out = leader.bytes(a, &format!("{}{}", msg_frame(2), msg_frame(3)));
     let relayed: Vec<(String, String)> = out
         .iter()
         .filter_map(|x| match x {
@@ -724,7 +731,7 @@ fn a_leader_relays_frames_and_a_follower_delivers_them_once_in_order() {
     assert!(out.iter().any(|x| matches!(x, Action::Opened(Ok(())))), "a follower is open without a stream");
     let out = follower.feed(Input::Sync);
     let req = reconcile_token_request(&out).unwrap();
-    // Live relayed frames wait for the follower's own history.
+    // Live relayed frames wait for the follower's own history (m1 may exist).
     let mut got = Vec::new();
     for (event, data) in relayed.iter().rev() {
         got.extend(emitted(&follower.feed(Input::Relayed { event: event.clone(), data: data.clone() }), EventName::Message));
@@ -734,7 +741,7 @@ fn a_leader_relays_frames_and_a_follower_delivers_them_once_in_order() {
     let out = follower.feed(Input::ReconcileDone { req, status: 200, body: history([1]) });
     got.extend(emitted(&out, EventName::Message));
     let ids: Vec<&str> = got.iter().map(|m| m["message"]["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["m1", "m2"]);
+    assert_eq!(ids, ["m1", "m2", "m3"]);
     // A duplicate relay (two leaders for a moment) changes nothing.
     let (event, data) = relayed[0].clone();
     assert!(emitted(&follower.feed(Input::Relayed { event, data }), EventName::Message).is_empty());
