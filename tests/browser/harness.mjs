@@ -25,10 +25,14 @@ const SERVER_BIN = process.env.VALET_SERVER_BIN ?? join(ROOT, "target/debug/vale
 export async function startServer(extraArgs = [], { db = ":memory:", log } = {}) {
   let child;
   let addr = "127.0.0.1:0";
+  // The per-user limits are tested natively (crates/valet-server/tests/hardening.rs);
+  // browser tests send more than a person would, so they are lifted unless set.
+  const limits = [["--rate-limit-sessions", "10000"], ["--rate-limit-tickets", "100000"], ["--rate-limit-user-messages", "100000"]]
+    .filter(([flag]) => !extraArgs.includes(flag)).flat();
   const spawnServer = async () => {
     child = spawn(
       SERVER_BIN,
-      ["--dev", "--addr", addr, "--db", db, "--agent-delay-ms", "50", ...extraArgs],
+      ["--dev", "--addr", addr, "--db", db, "--agent-delay-ms", "50", ...limits, ...extraArgs],
       { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? log ?? "warn" } },
     );
     const lines = createInterface({ input: child.stdout });

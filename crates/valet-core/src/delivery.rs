@@ -11,6 +11,7 @@
 //!     the last delivered message is old, unless it is within the window's
 //!     reach and not in it (a late gap fill, delivered);
 //!   - live messages without `seq` are checked against the window.
+//!
 //!   So an old message can not come back as new on a reconcile however long
 //!   the convo (the JS SDK's defect 8 was a plain 5000-id window).
 //! - Held messages (sync in progress, or behind a seq gap) are bounded by

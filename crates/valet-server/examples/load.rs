@@ -23,6 +23,7 @@ fn token(source_key: &str) -> String {
         iat: now,
         exp: now + 900,
         jti: None,
+        nbf: None,
     };
     mint(dev::SECRET, &claims)
 }

@@ -34,6 +34,7 @@ pub async fn owned_convo(state: &AppState, who: &Principal, convo_id: &str) -> R
 
 /// `POST /api/v2/sessions`.
 pub async fn create_session(State(state): State<AppState>, who: Principal) -> Result<Json<SessionResponse>, ApiError> {
+    state.user_limits.sessions.check(&user_key(&who)).map_err(|s| ApiError::rate_limited_user("sessions", s))?;
     let p = who.clone();
     let convo = state
         .store
@@ -121,6 +122,34 @@ impl RateLimiter {
     }
 }
 
+/// Per-appuser limits (the per-convo one alone lets a user reset it with a
+/// new convo): sessions, stream tickets, and messages across convos.
+pub struct UserLimits {
+    /// `POST /sessions`.
+    pub sessions: RateLimiter,
+    /// `POST .../stream_ticket`.
+    pub tickets: RateLimiter,
+    /// `POST .../stream_message`, every convo of the user together.
+    pub messages: RateLimiter,
+}
+
+impl UserLimits {
+    /// The limits of `config`, over its rate-limit window.
+    pub fn new(config: &crate::Config) -> Self {
+        let w = config.rate_limit_window;
+        UserLimits {
+            sessions: RateLimiter::new(config.rate_limit_sessions, w),
+            tickets: RateLimiter::new(config.rate_limit_tickets, w),
+            messages: RateLimiter::new(config.rate_limit_user_messages, w),
+        }
+    }
+}
+
+/// The key of an appuser for the per-user limits.
+fn user_key(who: &Principal) -> String {
+    format!("{}\u{0}{}\u{0}{}", who.company, who.agent_id, who.source_key)
+}
+
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
@@ -155,7 +184,7 @@ pub async fn stream_message(
     if req.text.trim().is_empty() && req.message_id.is_none() {
         return Err(ApiError::bad_request("empty_message", "text must not be empty"));
     }
-    if let Err(retry_after_seconds) = state.rate.check(&convo.id) {
+    if let Err(retry_after_seconds) = state.rate.check(&convo.id).and_then(|()| state.user_limits.messages.check(&user_key(&who))) {
         return Err(ApiError::rate_limited(RateLimitedBody {
             status: "rate_limited".into(),
             convo_id: convo.id.clone(),
@@ -215,7 +244,7 @@ pub async fn upload_file(
                 format!("at most {} files per message", policy.max_files_per_message),
             ));
         }
-        let filename = field.file_name().unwrap_or("file").to_owned();
+        let filename = safe_filename(field.file_name().unwrap_or("file"));
         let content_type = field.content_type().unwrap_or("application/octet-stream").to_owned();
         if !policy.allowed_mime_types.iter().any(|m| m == &content_type) {
             return Err(ApiError::new(
@@ -253,16 +282,49 @@ pub async fn upload_file(
 pub async fn download_file(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let file = state.store.run(move |db| db.file(&id)).await.map_err(ApiError::internal)?;
     let (filename, content_type, data) = file.ok_or_else(|| ApiError::not_found("file_not_found", "no such file"))?;
-    let safe_name: String = filename.chars().filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\').collect();
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_DISPOSITION, format!("inline; filename=\"{safe_name}\"")),
+            (header::CONTENT_DISPOSITION, content_disposition(&filename)),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
         Body::from(data),
     )
         .into_response())
+}
+
+/// An uploaded file's name as stored and shown: the base name only (no
+/// directory, either separator), no control characters, at most 255
+/// characters, `file` when nothing is left.
+pub fn safe_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).collect();
+    let clean = clean.trim().trim_start_matches('.').trim();
+    let clean: String = clean.chars().take(255).collect();
+    if clean.is_empty() {
+        "file".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// `Content-Disposition: attachment` with an ASCII fallback name (quotes,
+/// backslashes and non-ASCII replaced) and the exact name in `filename*`
+/// (RFC 6266, RFC 5987).
+pub fn content_disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 impl ApiError {
@@ -313,6 +375,7 @@ pub async fn stream_ticket(
     ApiPath(convo_id): ApiPath<String>,
 ) -> Result<Json<StreamTicket>, ApiError> {
     owned_convo(&state, &who, &convo_id).await?;
+    state.user_limits.tickets.check(&user_key(&who)).map_err(|s| ApiError::rate_limited_user("stream tickets", s))?;
     let ticket = state.tickets.issue(who, &convo_id);
     Ok(Json(StreamTicket { ticket, expires_in_seconds: TICKET_TTL.as_secs() }))
 }

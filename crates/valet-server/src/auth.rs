@@ -10,7 +10,12 @@
 //!   token is valid but not allowed" (agent not of the company, email-shaped
 //!   `source_key`, origin not allowed). Clients refresh on 401, stop on 403.
 //! - The appuser is (company, `source_key`) from the claims, never from the
-//!   body or the query.
+//!   body or the query. A `source_key` with leading or trailing white space
+//!   or a control character is refused, and one shaped like an email
+//!   address (trailing dot included) too.
+//! - Time claims: `exp` is checked exactly; `nbf` and `iat` may be at most
+//!   [`CLOCK_LEEWAY_SECS`] in the future, and a token may live at most the
+//!   contract's 15 minutes (`exp - iat`) plus that leeway.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, ORIGIN};
@@ -42,10 +47,19 @@ pub struct Claims {
     /// Token id (optional): makes tokens minted in the same second differ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// Not before (seconds, optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 /// The audience every token must carry.
 pub const AUDIENCE: &str = "valet-sdk";
+/// How far in the future `nbf` and `iat` may be (clock skew between the
+/// customer's backend and us), and how much `exp - iat` may exceed
+/// [`MAX_TOKEN_LIFETIME_SECS`].
+pub const CLOCK_LEEWAY_SECS: i64 = 30;
+/// The contract's token lifetime: 15 minutes.
+pub const MAX_TOKEN_LIFETIME_SECS: i64 = 900;
 
 /// Who is calling, established from a verified token.
 #[derive(Debug, Clone)]
@@ -76,6 +90,8 @@ pub fn mint(secret: &str, claims: &Claims) -> String {
 /// Whether a `source_key` looks like an email address (rejected: the
 /// contract wants an opaque id, not personal data).
 pub fn is_email_shaped(s: &str) -> bool {
+    // `a@b.com.` is the same address as `a@b.com` (a fully qualified domain).
+    let s = s.trim().trim_end_matches('.');
     let mut parts = s.split('@');
     let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -111,6 +127,16 @@ pub fn verify(state: &AppState, token: &str) -> Result<Principal, ApiError> {
             _ => ApiError::unauthorized("invalid_token", format!("token rejected: {e}")),
         })?;
     let claims = data.claims;
+    let now = chrono::Utc::now().timestamp();
+    if claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_LEEWAY_SECS) {
+        return Err(ApiError::unauthorized("token_not_yet_valid", "the token's `nbf` is in the future"));
+    }
+    if claims.iat > now + CLOCK_LEEWAY_SECS {
+        return Err(ApiError::unauthorized("invalid_token", "the token's `iat` is in the future"));
+    }
+    if claims.exp - claims.iat > MAX_TOKEN_LIFETIME_SECS + CLOCK_LEEWAY_SECS {
+        return Err(ApiError::unauthorized("invalid_token", "tokens may live at most 15 minutes (`exp - iat`)"));
+    }
     if claims.company_api_key != company.api_key {
         return Err(ApiError::unauthorized("invalid_token", "`company_api_key` does not match `iss`"));
     }
@@ -119,6 +145,12 @@ pub fn verify(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     }
     if claims.source_key.trim().is_empty() || claims.source_key.len() > 255 {
         return Err(ApiError::forbidden("invalid_source_key", "`source_key` must be 1 to 255 bytes"));
+    }
+    if claims.source_key.trim() != claims.source_key || claims.source_key.chars().any(char::is_control) {
+        return Err(ApiError::forbidden(
+            "invalid_source_key",
+            "`source_key` must not start or end with white space or contain control characters",
+        ));
     }
     if is_email_shaped(&claims.source_key) {
         return Err(ApiError::forbidden(
@@ -179,5 +211,8 @@ mod tests {
         assert!(!is_email_shaped("@b.co"));
         assert!(!is_email_shaped("a@b@c.co"));
         assert!(!is_email_shaped("usr_9f@"));
+        assert!(is_email_shaped("a@b.com."), "a trailing dot is the same address");
+        assert!(is_email_shaped(" a@b.com"));
+        assert!(is_email_shaped("a@b.com\t"));
     }
 }

@@ -27,7 +27,30 @@ pub struct Company {
     pub attachment_policy: AttachmentPolicy,
 }
 
+/// The shortest HS256 secret a company may have (RFC 7518 §3.2: a key of
+/// the hash's size, 256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+
 impl Company {
+    /// Checks what would make the company unsafe to serve: a short secret
+    /// (tokens signed with it can be forged) or no agent.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "company {:?}: its `secret` is {} bytes; an HS256 secret must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)",
+                self.name,
+                self.secret.len()
+            ));
+        }
+        if self.api_key.trim().is_empty() {
+            return Err(format!("company {:?}: `api_key` must not be empty", self.name));
+        }
+        if self.agents.is_empty() {
+            return Err(format!("company {:?}: `agents` must list at least one agent", self.name));
+        }
+        Ok(())
+    }
+
     /// Whether `origin` is on this company's allowlist.
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.origins.iter().any(|pattern| origin_matches(pattern, origin))
@@ -92,6 +115,20 @@ pub struct Config {
     pub max_text_chars: usize,
     /// Longest time graceful shutdown waits for connections to finish.
     pub shutdown_grace: Duration,
+    /// A connection must send a request's whole head within this (a silent
+    /// or trickling connection is closed); also the idle limit between
+    /// requests of a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this.
+    pub request_body_timeout: Duration,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// `POST /sessions` allowed per appuser per window.
+    pub rate_limit_sessions: usize,
+    /// Stream tickets allowed per appuser per window.
+    pub rate_limit_tickets: usize,
+    /// `stream_message` calls allowed per appuser per window, across convos.
+    pub rate_limit_user_messages: usize,
 }
 
 impl Config {
@@ -133,6 +170,12 @@ impl Config {
             max_body_bytes: 64 * 1024,
             max_text_chars: 8000,
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(30),
+            max_connections: 20_000,
+            rate_limit_sessions: 30,
+            rate_limit_tickets: 120,
+            rate_limit_user_messages: 120,
         }
     }
 
@@ -151,6 +194,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_secrets_and_empty_companies_are_refused() {
+        let mut c = Config::dev().companies.remove(0);
+        assert!(c.validate().is_ok(), "the dev company is valid");
+        for secret in ["", "x", "31-bytes-is-not-enough-for-hs25"] {
+            c.secret = secret.into();
+            let e = c.validate().unwrap_err();
+            assert!(e.contains("at least 32 bytes"), "{e}");
+        }
+        c.secret = "x".repeat(32);
+        c.agents.clear();
+        assert!(c.validate().is_err());
+    }
 
     #[test]
     fn origin_patterns() {

@@ -24,8 +24,8 @@ use crate::AppState;
 pub struct JwtRequest {
     /// The appuser.
     pub source_key: String,
-    /// Lifetime; default 900 s (the contract's 15 minutes). Negative mints
-    /// an already expired token.
+    /// Lifetime; default and most 900 s (the contract's 15 minutes, the most
+    /// the server accepts). Negative mints an already expired token.
     #[serde(default)]
     pub ttl_seconds: Option<i64>,
     /// The agent; default the company's first.
@@ -40,7 +40,7 @@ pub async fn mint_jwt(State(state): State<AppState>, ApiJson(req): ApiJson<JwtRe
     if req.source_key.is_empty() {
         return Err(ApiError::bad_request("invalid_source_key", "source_key must not be empty"));
     }
-    let ttl = req.ttl_seconds.unwrap_or(900).clamp(-86_400, 86_400);
+    let ttl = req.ttl_seconds.unwrap_or(900).clamp(-86_400, crate::auth::MAX_TOKEN_LIFETIME_SECS);
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         iss: company.api_key.clone(),
@@ -51,6 +51,7 @@ pub async fn mint_jwt(State(state): State<AppState>, ApiJson(req): ApiJson<JwtRe
         iat: now,
         exp: now + ttl,
         jti: Some(uuid::Uuid::new_v4().to_string()),
+        nbf: None,
     };
     let token = mint(&company.secret, &claims);
     Ok(Json(serde_json::json!({"token": token, "agent_id": agent_id, "expires_at": claims.exp})).into_response())
@@ -77,8 +78,11 @@ pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> 
 }
 
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let expected = format!("Bearer {}", state.config.admin_secret);
-    let ok = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+    use subtle::ConstantTimeEq;
+    // Compared in constant time: how long a wrong guess takes says nothing
+    // about how much of it was right.
+    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(state.config.admin_secret.as_bytes())));
     if !ok {
         return ApiError::unauthorized("admin_unauthorized", "admin API needs `Authorization: Bearer <admin secret>`")
             .into_response();

@@ -54,7 +54,25 @@ impl ApiError {
         self.retry_after = Some(seconds);
         self
     }
-    /// The contract's `stream_message` 429.
+    /// 429 for a call that is not about one convo (sessions, tickets): the
+    /// contract's body less the convo fields, with `code` and `message`.
+    pub fn rate_limited_user(what: &str, retry_after_seconds: u64) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: format!("too many {what} for this user"),
+            retry_after: Some(retry_after_seconds),
+            body: Some(serde_json::json!({
+                "status": "rate_limited",
+                "code": "rate_limited",
+                "message": format!("too many {what} for this user"),
+                "retry_after_seconds": retry_after_seconds,
+            })),
+        }
+    }
+
+    /// The contract's `stream_message` 429 (`retry_after_seconds` also as
+    /// `Retry-After`).
     pub fn rate_limited(body: RateLimitedBody) -> Self {
         let secs = body.retry_after_seconds;
         ApiError {

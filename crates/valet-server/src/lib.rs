@@ -17,7 +17,7 @@ pub mod faults;
 pub mod hub;
 pub mod store;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +46,10 @@ pub struct AppState {
     pub hub: Arc<hub::Hub>,
     /// Injected route faults and request counters.
     pub faults: Arc<faults::Faults>,
-    /// `stream_message` rate limit.
+    /// `stream_message` rate limit, per convo.
     pub rate: Arc<api::RateLimiter>,
+    /// Per appuser: sessions, stream tickets and messages across convos.
+    pub user_limits: Arc<api::UserLimits>,
     /// Stream tickets for `EventSource`.
     pub tickets: Arc<api::Tickets>,
 }
@@ -58,6 +60,7 @@ impl AppState {
         let store = store::Store::open(&config.db_path, &config.public_url)?;
         Ok(AppState {
             rate: Arc::new(api::RateLimiter::new(config.rate_limit_messages, config.rate_limit_window)),
+            user_limits: Arc::new(api::UserLimits::new(&config)),
             config: Arc::new(config),
             store,
             hub: hub::Hub::new(1024),
@@ -140,6 +143,7 @@ pub fn router(state: AppState, static_dir: Option<&std::path::Path>) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.request_body_timeout))
         .layer(cors(config))
 }
 
@@ -163,31 +167,66 @@ impl Running {
     }
 }
 
-/// Serves until `signal` resolves, then shuts down gracefully: every stream
-/// gets `closed{shutdown}`, and connections get `shutdown_grace` to finish.
+/// Serves until `signal`, then closes every stream with `closed{shutdown}`
+/// and waits (at most `shutdown_grace`) for connections to finish.
+///
+/// HTTP/1.1 (what browsers speak to a plain-HTTP API): a connection must
+/// send each request's head within `header_read_timeout` (a silent or
+/// trickling connection is closed, and so is a kept-alive one idle that
+/// long), a body within `request_body_timeout`; at most `max_connections`
+/// are served at once, more wait in the listen queue. SSE streams keep their
+/// own rules (pings, the stream's age limit).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     static_dir: Option<std::path::PathBuf>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let app = router(state.clone(), static_dir.as_deref());
-    let hub = state.hub.clone();
-    let grace = state.config.shutdown_grace;
-    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        signal.await;
-        tracing::info!("shutting down: closing streams");
-        hub.shutdown();
-        let _ = fired_tx.send(());
-    });
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let config = state.config.clone();
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).keep_alive(true);
+    let signal = std::pin::pin!(signal);
+    let mut signal = signal;
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = &mut signal => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: closing streams");
+    state.hub.shutdown();
     tokio::select! {
-        result = server.into_future() => result,
-        _ = async { if fired_rx.await.is_ok() { tokio::time::sleep(grace).await } else { std::future::pending().await } } => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace elapsed with connections still open");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// Binds `addr` and serves in the background (tests and embedding).

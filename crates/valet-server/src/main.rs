@@ -73,6 +73,37 @@ struct Cli {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Dev mode on an address other than loopback (needs an explicit
+    /// --admin-secret of 16 or more characters).
+    #[arg(long)]
+    dev_allow_remote: bool,
+    /// A request's head must arrive within this (ms); also the idle limit of
+    /// a kept-alive connection.
+    #[arg(long, default_value_t = 10_000)]
+    header_read_timeout_ms: u64,
+    /// A request body must arrive within this (ms).
+    #[arg(long, default_value_t = 30_000)]
+    request_body_timeout_ms: u64,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 20_000)]
+    max_connections: usize,
+    /// `POST /sessions` allowed per appuser per rate-limit window.
+    #[arg(long, default_value_t = 30)]
+    rate_limit_sessions: usize,
+    /// Stream tickets allowed per appuser per rate-limit window.
+    #[arg(long, default_value_t = 120)]
+    rate_limit_tickets: usize,
+    /// `stream_message` calls allowed per appuser per window, across convos.
+    #[arg(long, default_value_t = 120)]
+    rate_limit_user_messages: usize,
+}
+
+/// Whether `addr` (`host:port`) is a loopback address.
+fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => addr.rsplit_once(':').is_some_and(|(host, _)| host == "localhost"),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +121,7 @@ struct CompanyFile {
 fn load_companies(path: &PathBuf) -> Result<Vec<Company>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let list: Vec<CompanyFile> = serde_json::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?;
-    Ok(list
+    let companies: Vec<Company> = list
         .into_iter()
         .map(|c| Company {
             name: c.name,
@@ -100,10 +131,31 @@ fn load_companies(path: &PathBuf) -> Result<Vec<Company>, String> {
             origins: c.origins,
             attachment_policy: c.attachment_policy,
         })
-        .collect())
+        .collect();
+    for c in &companies {
+        c.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(companies)
 }
 
 fn config(cli: &Cli) -> Result<Config, String> {
+    if cli.dev && cli.companies.is_some() {
+        return Err("--dev can not serve real companies (--companies): dev mode mints tokens for anyone and has an admin API \
+                    that injects messages; run real companies without --dev"
+            .into());
+    }
+    if cli.dev && !is_loopback(&cli.addr) {
+        if !cli.dev_allow_remote {
+            return Err(format!(
+                "dev mode listens on loopback only (127.0.0.1, ::1, localhost), not {}: anyone who reaches it can mint tokens; \
+                 pass --dev-allow-remote with an explicit --admin-secret to expose it anyway",
+                cli.addr
+            ));
+        }
+        if cli.admin_secret == dev::ADMIN_SECRET || cli.admin_secret.len() < 16 {
+            return Err("dev mode off loopback needs an explicit --admin-secret (or VALET_ADMIN_SECRET) of 16 or more characters".into());
+        }
+    }
     let mut config = Config::dev();
     if !cli.dev {
         config.companies.clear();
@@ -130,6 +182,12 @@ fn config(cli: &Cli) -> Result<Config, String> {
     config.max_body_bytes = cli.max_body_bytes;
     config.max_text_chars = cli.max_text_chars;
     config.shutdown_grace = ms(cli.shutdown_grace_ms);
+    config.header_read_timeout = ms(cli.header_read_timeout_ms.max(1));
+    config.request_body_timeout = ms(cli.request_body_timeout_ms.max(1));
+    config.max_connections = cli.max_connections.max(1);
+    config.rate_limit_sessions = cli.rate_limit_sessions;
+    config.rate_limit_tickets = cli.rate_limit_tickets;
+    config.rate_limit_user_messages = cli.rate_limit_user_messages;
     Ok(config)
 }
 

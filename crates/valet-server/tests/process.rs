@@ -135,7 +135,7 @@ async fn companies_file_configures_a_production_company() {
     let file = dir.join("companies.json");
     std::fs::write(
         &file,
-        r#"[{"name":"Acme","api_key":"acme-key","secret":"acme-secret","agents":["acme-agent"],"origins":["https://chat.acme.example"]}]"#,
+        r#"[{"name":"Acme","api_key":"acme-key","secret":"acme-secret-0123456789abcdef0123456789","agents":["acme-agent"],"origins":["https://chat.acme.example"]}]"#,
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_valet-server"))
@@ -153,7 +153,7 @@ async fn companies_file_configures_a_production_company() {
     c.iss = "acme-key".into();
     c.company_api_key = "acme-key".into();
     c.agent_uuid = "acme-agent".into();
-    let t = valet_server::auth::mint("acme-secret", &c);
+    let t = valet_server::auth::mint("acme-secret-0123456789abcdef0123456789", &c);
     let res = http.post(format!("{}/api/v2/sessions", p.base)).bearer_auth(&t).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let v: Value = res.json().await.unwrap();

@@ -154,6 +154,7 @@ pub fn claims(source_key: &str, exp: i64) -> Claims {
         iat: chrono::Utc::now().timestamp(),
         exp,
         jti: None,
+        nbf: None,
     }
 }
 
