@@ -13,7 +13,7 @@ use valet_core::wire::{
     Author, ConvoState, Message, Participant, ServerFrame, TurnDoneReason, TypingKind, TypingState,
 };
 
-use crate::store::{now_iso, Appended, ConvoRow, NewMessage};
+use crate::store::{now_iso, Appended, ConvoRow, NewMessage, StoreError};
 use crate::AppState;
 
 /// The reply the dev agent gives to `text` (deterministic).
@@ -52,19 +52,17 @@ pub async fn set_state(state: &AppState, convo: &ConvoRow, new_state: ConvoState
     let (hub, id, agent) = (state.hub.clone(), convo.id.clone(), convo.agent_id.clone());
     state
         .store
-        .run(move |db| {
-            let prev = db.set_state(&id, new_state)?;
-            hub.publish(
-                &id,
-                &ServerFrame::ConvoState {
-                    agent_id: agent,
-                    convo_id: id.clone(),
-                    state: new_state,
-                    prev_state: Some(prev),
-                    closed_user_message: closed_user_message(new_state),
-                },
-            );
-            Ok::<_, rusqlite::Error>(())
+        .write(move |db, after| {
+            let prev = db.set_state(&id, new_state).map_err(StoreError::Sql)?;
+            let frame = ServerFrame::ConvoState {
+                agent_id: agent,
+                convo_id: id.clone(),
+                state: new_state,
+                prev_state: Some(prev),
+                closed_user_message: closed_user_message(new_state),
+            };
+            after.then(move || hub.publish(&id, &frame));
+            Ok(())
         })
         .await
         .map_err(|e| e.to_string())
@@ -80,18 +78,12 @@ pub async fn append_and_publish(
     let (hub, id, agent) = (state.hub.clone(), convo.id.clone(), convo.agent_id.clone());
     state
         .store
-        .run(move |db| {
+        .write(move |db, after| {
             let appended = db.append(&id, new)?;
             if let Appended::New(message) = &appended {
-                hub.publish(
-                    &id,
-                    &ServerFrame::Message {
-                        action: "create".into(),
-                        agent_id: agent,
-                        convo_id: id.clone(),
-                        message: message.clone(),
-                    },
-                );
+                let frame = ServerFrame::Message { action: "create".into(), agent_id: agent, convo_id: id.clone(), message: message.clone() };
+                // Published once durable, in commit order (= seq order).
+                after.then(move || hub.publish(&id, &frame));
             }
             Ok(appended)
         })

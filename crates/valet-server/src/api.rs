@@ -26,7 +26,7 @@ use crate::AppState;
 /// appuser's convo is indistinguishable from a missing one).
 pub async fn owned_convo(state: &AppState, who: &Principal, convo_id: &str) -> Result<ConvoRow, ApiError> {
     let id = convo_id.to_owned();
-    let convo = state.store.run(move |db| db.convo(&id)).await.map_err(ApiError::internal)?;
+    let convo = state.store.read(move |db| db.convo(&id)).await.map_err(ApiError::internal)?;
     convo
         .filter(|c| c.company == who.company && c.source_key == who.source_key && c.agent_id == who.agent_id)
         .ok_or_else(|| ApiError::not_found("convo_not_found", "no such convo"))
@@ -38,7 +38,7 @@ pub async fn create_session(State(state): State<AppState>, who: Principal) -> Re
     let p = who.clone();
     let convo = state
         .store
-        .run(move |db| db.create_convo(&p.company, &p.source_key, &p.agent_id))
+        .write(move |db, _| db.create_convo(&p.company, &p.source_key, &p.agent_id).map_err(StoreError::Sql))
         .await
         .map_err(ApiError::internal)?;
     let policy = state.config.company(&who.company).map(|c| c.attachment_policy.clone()).unwrap_or_default();
@@ -53,7 +53,7 @@ pub async fn create_session(State(state): State<AppState>, who: Principal) -> Re
 pub async fn list_convos(State(state): State<AppState>, who: Principal) -> Result<Json<ConvoList>, ApiError> {
     let convos = state
         .store
-        .run(move |db| db.list_convos(&who.company, &who.source_key, &who.agent_id))
+        .read(move |db| db.list_convos(&who.company, &who.source_key, &who.agent_id))
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(ConvoList { agent_convos: convos }))
@@ -78,7 +78,7 @@ pub async fn get_convo(
     owned_convo(&state, &who, &convo_id).await?;
     let messages = state
         .store
-        .run(move |db| {
+        .read(move |db| {
             let after = match &query.after {
                 Some(id) => db.seq_of(&convo_id, id)?.unwrap_or(0),
                 None => 0,
@@ -273,14 +273,15 @@ pub async fn upload_file(
         ));
     }
     let id = convo.id.clone();
-    let message_id = state.store.run(move |db| db.create_draft(&id, files)).await.map_err(ApiError::internal)?;
+    let message_id =
+        state.store.write(move |db, _| db.create_draft(&id, files).map_err(StoreError::Sql)).await.map_err(ApiError::internal)?;
     Ok(Json(UploadResponse { message_id }))
 }
 
 /// `GET /files/{id}`: an uploaded file (the unguessable id is the capability,
 /// so plain links work).
 pub async fn download_file(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    let file = state.store.run(move |db| db.file(&id)).await.map_err(ApiError::internal)?;
+    let file = state.store.read(move |db| db.file(&id)).await.map_err(ApiError::internal)?;
     let (filename, content_type, data) = file.ok_or_else(|| ApiError::not_found("file_not_found", "no such file"))?;
     Ok((
         [

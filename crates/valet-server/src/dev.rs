@@ -61,7 +61,7 @@ pub async fn mint_jwt(State(state): State<AppState>, ApiJson(req): ApiJson<JwtRe
 pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
     let (messages, convos) = state
         .store
-        .run(|db| Ok::<_, rusqlite::Error>((db.count_messages()?, db.count_convos()?)))
+        .read(|db| Ok::<_, rusqlite::Error>((db.count_messages()?, db.count_convos()?)))
         .await
         .map_err(ApiError::internal)?;
     let streams = state.hub.stats();
@@ -136,7 +136,7 @@ struct SetState {
 async fn admin_convo(state: &AppState, id: String) -> Result<crate::store::ConvoRow, ApiError> {
     state
         .store
-        .run(move |db| db.convo(&id))
+        .read(move |db| db.convo(&id))
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("convo_not_found", "no such convo"))

@@ -97,7 +97,7 @@ async fn send_frame(tx: &Tx, frame: &ServerFrame) -> bool {
 /// Sends stored messages after `last_seq`; returns false if the client left.
 async fn replay(state: &AppState, tx: &Tx, convo_id: &str, agent_id: &str, last_seq: &mut u64) -> bool {
     let (convo, after) = (convo_id.to_owned(), *last_seq);
-    let messages = match state.store.run(move |db| db.history(&convo, after)).await {
+    let messages = match state.store.read(move |db| db.history(&convo, after)).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "replay failed");
