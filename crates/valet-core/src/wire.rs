@@ -508,8 +508,10 @@ pub enum ServerFrame {
         convo_id: String,
         /// Why it ended.
         reason: TurnDoneReason,
-        /// When (ISO-8601).
-        at: String,
+        /// When: Unix epoch milliseconds (a number; kept as sent).
+        #[serde(default)]
+        #[cfg_attr(feature = "tsify", tsify(type = "number"))]
+        at: serde_json::Value,
         /// With `rate_limited`: seconds to wait.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_seconds: Option<u64>,
@@ -521,9 +523,10 @@ pub enum ServerFrame {
         convo_id: Option<String>,
         /// Always `"temporary_failure"` in v2.
         reason: String,
-        /// When (ISO-8601).
+        /// When: Unix epoch milliseconds (a number; kept as sent).
         #[serde(default)]
-        at: Option<String>,
+        #[cfg_attr(feature = "tsify", tsify(type = "number"))]
+        at: serde_json::Value,
     },
     /// Heartbeat.
     Ping {},

@@ -4,16 +4,27 @@
 //! For a user message it emits `typing` start (thinking), waits the
 //! configured delay, stores an `ai_agent` reply derived deterministically
 //! from the user's text, then `typing` stop and `turn_done{ok}`.
-//! Magic texts drive convo states: `/escalate`, `/resolve`, `/reopen`;
-//! `/fail` emits a server `error` frame and `turn_done{temporary_failure}`.
+//! Magic texts produce every frame value of the contract (so each can be
+//! tested end to end; the list is in docs/protocol.md):
+//! - states: `/escalate`, `/resolve`, `/reopen`, `/feedback`
+//!   (`pending_feedback`); lockouts: `/rage` (`rage_locked`, the user locked
+//!   out for an hour), `/hack` (`attempted_hack`, a day), `/ban`
+//!   (`attempted_hack`, for good): `startSession` then reports the lockout;
+//! - turn ends: `/blocked`, `/unavailable`, `/rate_limited` (with
+//!   `retry_after_seconds`), and `/fail`: a server `error` frame and
+//!   `turn_done{temporary_failure}`.
+//!
 //! A closed convo answers `turn_done{closed}`; an escalated one waits for a
-//! human (`turn_done{ok}`, no AI reply).
+//! human (`turn_done{ok}`, no AI reply). `at` is Unix epoch milliseconds;
+//! `convo_state.closed_user_message` is text for every state but `open`.
+//! Agents and humans come with a whole participant (every field a string,
+//! `photo_url` an avatar this server serves).
 
 use valet_core::wire::{
     Author, ConvoState, Message, Participant, ServerFrame, TurnDoneReason, TypingKind, TypingState,
 };
 
-use crate::store::{now_iso, Appended, ConvoRow, NewMessage, StoreError};
+use crate::store::{now_ms, Appended, ConvoRow, NewMessage, StoreError};
 use crate::AppState;
 
 /// The reply the dev agent gives to `text` (deterministic).
@@ -29,21 +40,46 @@ pub fn reply_text(message: &Message) -> String {
 }
 
 /// The dev agent's participant record.
-pub fn participant(agent_id: &str) -> Participant {
+pub fn participant(state: &AppState, agent_id: &str) -> Participant {
     Participant {
         id: agent_id.into(),
         kind: "ai_agent".into(),
         name: Some("Valet Dev Agent".into()),
-        photo_url: None,
+        photo_url: Some(avatar_url(state, 'V')),
         initial: Some("V".into()),
     }
 }
 
-/// The text shown once a convo is closed.
+/// The human agent who answers escalated convos in dev mode (and whom the
+/// admin API's injected messages come from).
+pub fn human_participant(state: &AppState) -> Participant {
+    Participant {
+        id: "dev-human-sam".into(),
+        kind: "human_agent".into(),
+        name: Some("Sam from Support".into()),
+        photo_url: Some(avatar_url(state, 'S')),
+        initial: Some("S".into()),
+    }
+}
+
+/// The avatar this server serves for an initial (`GET /avatars/{initial}.svg`).
+pub fn avatar_url(state: &AppState, initial: char) -> String {
+    format!("{}/avatars/{initial}.svg", state.config.public_url.trim_end_matches('/'))
+}
+
+/// The ready-to-render text of a convo state (`None` only while open).
 pub fn closed_user_message(state: ConvoState) -> Option<String> {
-    state.is_closed().then(|| match state {
-        ConvoState::RageLocked | ConvoState::AttemptedHack => "This conversation has been locked.".to_owned(),
-        _ => "This conversation has been resolved.".to_owned(),
+    let until = |hours: i64| (chrono::Utc::now() + chrono::Duration::hours(hours)).format("%B %-d, %Y at %H:%M UTC").to_string();
+    Some(match state {
+        ConvoState::Open => return None,
+        ConvoState::Escalated => "A teammate is taking it from here.".to_owned(),
+        ConvoState::Resolved | ConvoState::AutoResolved | ConvoState::AssumedResolved => {
+            "This conversation has been resolved. Start a new one any time.".to_owned()
+        }
+        ConvoState::PendingFeedback => "Thanks for chatting! How did we do?".to_owned(),
+        ConvoState::RageLocked => format!("This chat is paused until {}.", until(1)),
+        ConvoState::AttemptedHack => format!("This chat is locked until {}.", until(24)),
+        ConvoState::Unknown => "This conversation is closed.".to_owned(),
     })
 }
 
@@ -91,9 +127,14 @@ pub async fn append_and_publish(
 }
 
 fn turn_done(state: &AppState, convo_id: &str, reason: TurnDoneReason) {
+    let retry_after_seconds = (reason == TurnDoneReason::RateLimited).then_some(30);
+    state.hub.publish(convo_id, &ServerFrame::TurnDone { convo_id: convo_id.into(), reason, at: now_ms().into(), retry_after_seconds });
+}
+
+fn server_error(state: &AppState, convo_id: &str) {
     state.hub.publish(
         convo_id,
-        &ServerFrame::TurnDone { convo_id: convo_id.into(), reason, at: now_iso(), retry_after_seconds: None },
+        &ServerFrame::Error { convo_id: Some(convo_id.into()), reason: "temporary_failure".into(), at: now_ms().into() },
     );
 }
 
@@ -114,10 +155,7 @@ pub fn spawn_turn(state: AppState, convo: ConvoRow, user_message: Message) {
     tokio::spawn(async move {
         if let Err(e) = turn(&state, &convo, &user_message).await {
             tracing::error!(error = %e, convo_id = convo.id, "dev agent turn failed");
-            state.hub.publish(
-                &convo.id,
-                &ServerFrame::Error { convo_id: Some(convo.id.clone()), reason: "temporary_failure".into(), at: Some(now_iso()) },
-            );
+            server_error(&state, &convo.id);
             turn_done(&state, &convo.id, TurnDoneReason::TemporaryFailure);
         }
     });
@@ -129,12 +167,31 @@ async fn turn(state: &AppState, convo: &ConvoRow, user_message: &Message) -> Res
         "/escalate" => Some((ConvoState::Escalated, TurnDoneReason::Ok)),
         "/resolve" => Some((ConvoState::Resolved, TurnDoneReason::Closed)),
         "/reopen" => Some((ConvoState::Open, TurnDoneReason::Ok)),
+        "/feedback" => Some((ConvoState::PendingFeedback, TurnDoneReason::Ok)),
+        "/rage" | "/hack" | "/ban" => {
+            let (new_state, lockout) = match user_message.content.trim() {
+                "/rage" => (ConvoState::RageLocked, Lockout::rage()),
+                "/hack" => (ConvoState::AttemptedHack, Lockout::hack()),
+                _ => (ConvoState::AttemptedHack, Lockout::permanent()),
+            };
+            state.lockouts.set(convo, lockout);
+            Some((new_state, TurnDoneReason::Closed))
+        }
         "/fail" => {
-            state.hub.publish(
-                id,
-                &ServerFrame::Error { convo_id: Some(id.into()), reason: "temporary_failure".into(), at: Some(now_iso()) },
-            );
+            server_error(state, id);
             turn_done(state, id, TurnDoneReason::TemporaryFailure);
+            return Ok(());
+        }
+        "/blocked" => {
+            turn_done(state, id, TurnDoneReason::Blocked);
+            return Ok(());
+        }
+        "/unavailable" => {
+            turn_done(state, id, TurnDoneReason::Unavailable);
+            return Ok(());
+        }
+        "/rate_limited" => {
+            turn_done(state, id, TurnDoneReason::RateLimited);
             return Ok(());
         }
         _ => None,
@@ -158,7 +215,7 @@ async fn turn(state: &AppState, convo: &ConvoRow, user_message: &Message) -> Res
         from: Author::AiAgent,
         content: reply_text(user_message),
         turn_number: Some(user_message.turn_number),
-        participant: Some(participant(&convo.agent_id)),
+        participant: Some(participant(state, &convo.agent_id)),
         idempotency_key: None,
         draft_id: None,
     };
@@ -167,4 +224,66 @@ async fn turn(state: &AppState, convo: &ConvoRow, user_message: &Message) -> Res
     result.map_err(|e| e.to_string())?;
     turn_done(state, id, TurnDoneReason::Ok);
     Ok(())
+}
+
+/// A user's lockout (rage, hack, permanent), as `startSession` reports it.
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    reason: &'static str,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    user_message: String,
+}
+
+impl Lockout {
+    fn timed(reason: &'static str, hours: i64, what: &str) -> Lockout {
+        let until = chrono::Utc::now() + chrono::Duration::hours(hours);
+        let user_message = format!("{what} until {}.", until.format("%B %-d, %Y at %H:%M UTC"));
+        Lockout { reason, until: Some(until), user_message }
+    }
+
+    /// An hour off after abuse.
+    pub fn rage() -> Lockout {
+        Lockout::timed("rage", 1, "You can chat again")
+    }
+
+    /// A day off after an attempt to subvert the agent.
+    pub fn hack() -> Lockout {
+        Lockout::timed("hack", 24, "Chat is locked for this account")
+    }
+
+    /// For good.
+    pub fn permanent() -> Lockout {
+        Lockout { reason: "permanent", until: None, user_message: "This account can no longer chat with us.".into() }
+    }
+
+    /// The contract's snapshot, or the all-clear once it has expired.
+    pub fn snapshot(&self) -> valet_core::wire::LockoutSnapshot {
+        if self.until.is_some_and(|u| u <= chrono::Utc::now()) {
+            return valet_core::wire::LockoutSnapshot::default();
+        }
+        valet_core::wire::LockoutSnapshot {
+            locked_out: true,
+            expires_at: self.until.map(|u| u.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            permanent: self.until.is_none(),
+            reason: Some(self.reason.into()),
+            user_message: Some(self.user_message.clone()),
+        }
+    }
+}
+
+/// Lockouts by appuser (company, agent, source key). In memory: dev mode.
+#[derive(Default)]
+pub struct Lockouts(std::sync::Mutex<std::collections::HashMap<(String, String, String), Lockout>>);
+
+impl Lockouts {
+    fn set(&self, convo: &ConvoRow, lockout: Lockout) {
+        let key = (convo.company.clone(), convo.agent_id.clone(), convo.source_key.clone());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key, lockout);
+    }
+
+    /// The appuser's lockout snapshot (all clear when none).
+    pub fn snapshot(&self, company: &str, agent_id: &str, source_key: &str) -> valet_core::wire::LockoutSnapshot {
+        let key = (company.to_owned(), agent_id.to_owned(), source_key.to_owned());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key).map(Lockout::snapshot).unwrap_or_default()
+    }
 }

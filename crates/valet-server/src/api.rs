@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use valet_core::wire::{
-    Author, ConvoHistory, ConvoList, LockoutSnapshot, RateLimitedBody, SendRequest, SessionResponse, StreamTicket,
+    Author, ConvoHistory, ConvoList, RateLimitedBody, SendRequest, SessionResponse, StreamTicket,
     UploadResponse,
 };
 
@@ -45,7 +45,7 @@ pub async fn create_session(State(state): State<AppState>, who: Principal) -> Re
     Ok(Json(SessionResponse {
         convo_id: convo.id,
         attachment_policy: Some(policy),
-        lockout: Some(LockoutSnapshot::default()),
+        lockout: Some(state.lockouts.snapshot(&who.company, &who.agent_id, &who.source_key)),
     }))
 }
 
@@ -292,6 +292,24 @@ pub async fn download_file(State(state): State<AppState>, ApiPath(id): ApiPath<S
         Body::from(data),
     )
         .into_response())
+}
+
+/// `GET /avatars/{initial}.svg`: a generated avatar (a letter on a colored
+/// disc), what participants' `photo_url` points at.
+pub async fn avatar(ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    let mut chars = name.strip_suffix(".svg").unwrap_or("").chars();
+    let (Some(initial), None) = (chars.next(), chars.next()) else {
+        return Err(ApiError::not_found("avatar_not_found", "avatars are /avatars/{one letter or digit}.svg"));
+    };
+    if !initial.is_ascii_alphanumeric() {
+        return Err(ApiError::not_found("avatar_not_found", "avatars are /avatars/{one letter or digit}.svg"));
+    }
+    let hue = (initial.to_ascii_uppercase() as u32 * 47) % 360;
+    let svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"64\" height=\"64\" viewBox=\"0 0 64 64\"><circle cx=\"32\" cy=\"32\" r=\"32\" fill=\"hsl({hue},55%,45%)\"/><text x=\"32\" y=\"42\" font-family=\"sans-serif\" font-size=\"30\" text-anchor=\"middle\" fill=\"#fff\">{}</text></svg>",
+        initial.to_ascii_uppercase()
+    );
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "public, max-age=86400")], svg).into_response())
 }
 
 /// An uploaded file's name as stored and shown: the base name only (no

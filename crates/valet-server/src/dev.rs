@@ -169,7 +169,8 @@ async fn inject_message(
     let convo = admin_convo(&state, id).await?;
     let from = body.from.unwrap_or(Author::HumanAgent);
     let participant = match from {
-        Author::AiAgent => Some(agent::participant(&convo.agent_id)),
+        Author::AiAgent => Some(agent::participant(&state, &convo.agent_id)),
+        Author::HumanAgent => Some(agent::human_participant(&state)),
         _ => None,
     };
     let new = NewMessage {

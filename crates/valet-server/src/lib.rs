@@ -52,6 +52,8 @@ pub struct AppState {
     pub user_limits: Arc<api::UserLimits>,
     /// Stream tickets for `EventSource`.
     pub tickets: Arc<api::Tickets>,
+    /// Appusers locked out (the dev agent's `/rage`, `/hack`, `/ban`).
+    pub lockouts: Arc<agent::Lockouts>,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             hub: hub::Hub::new(1024),
             faults: Arc::new(faults::Faults::default()),
             tickets: Arc::new(api::Tickets::default()),
+            lockouts: Arc::new(agent::Lockouts::default()),
         })
     }
 }
@@ -122,6 +125,7 @@ pub fn router(state: AppState, static_dir: Option<&std::path::Path>) -> Router {
         .route("/api/v2/agent_convos/{convo}/events", get(events::events))
         .route("/api/v2/agent_convos/{convo}/stream_ticket", post(api::stream_ticket))
         .route("/files/{id}", get(api::download_file))
+        .route("/avatars/{name}", get(api::avatar))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), faults::middleware));
     let mut app = api;
     if config.dev {

@@ -170,7 +170,8 @@ fn config(cli: &Cli) -> Result<Config, String> {
     config.dev = cli.dev;
     config.admin_secret = cli.admin_secret.clone();
     config.db_path = cli.db.clone();
-    config.public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{}", cli.addr));
+    // Without --public-url, the bound address (known once listening: the port may be 0).
+    config.public_url = cli.public_url.clone().unwrap_or_default();
     config.max_streams_per_user = cli.max_streams_per_user;
     config.stream_cap_retry_after = Duration::from_secs(cli.stream_cap_retry_after_secs);
     config.stream_max_age = ms(cli.stream_max_age_ms);
@@ -236,6 +237,10 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let addr = listener.local_addr().expect("bound");
+    let mut config = config;
+    if config.public_url.is_empty() {
+        config.public_url = format!("http://{addr}");
+    }
     let dev_mode = config.dev;
     let state = match valet_server::AppState::new(config) {
         Ok(s) => s,

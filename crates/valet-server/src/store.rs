@@ -190,6 +190,11 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_message ON files(message_id);
 ";
 
+/// Now, as Unix epoch milliseconds (`turn_done.at`, `error.at`).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Now, as the contract's ISO-8601 string (UTC, milliseconds).
 pub fn now_iso() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -212,7 +212,7 @@ async fn magic_texts_and_admin_drive_convo_states() {
     let f = stream.until("convo_state").await.frame();
     let ServerFrame::ConvoState { state, prev_state, closed_user_message, convo_id, .. } = f else { unreachable!() };
     assert_eq!((state.as_str(), prev_state.unwrap().as_str()), ("escalated", "open"));
-    assert_eq!(closed_user_message, None);
+    assert_eq!(closed_user_message.as_deref(), Some("A teammate is taking it from here."), "text for every state but open");
     assert_eq!(convo_id, convo);
 
     s.send(&t, &convo, "/resolve").await;
