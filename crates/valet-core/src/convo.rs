@@ -49,7 +49,7 @@ use crate::outbox::Outbox;
 use crate::send::SendOutcome;
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
-use crate::wire::{decode_frame, encode_frame, ClosedReason, RawMessage, ServerFrame};
+use crate::wire::{read_frame_head, ClosedReason, FrameHead, FrameKind, RawMessage};
 
 /// Tunables of a convo machine.
 #[derive(Debug, Clone)]
@@ -1031,20 +1031,21 @@ impl ConvoMachine {
             self.last_event_id = Some(ev.id.clone());
         }
         let Some(frame) = self.read_frame(&ev.event, ev.data) else { return };
-        match frame {
-            ServerFrame::Ready { .. } => {
+        match frame.kind {
+            FrameKind::Ready => {
                 self.ever_connected = true;
                 self.backoff.reset();
                 self.auth_failures = 0;
-                self.emit(EventName::Ready, encode_frame(&frame));
+                self.emit(EventName::Ready, frame.text);
                 self.emit_status(Status::Connected, None);
                 self.opened(Ok(()));
                 self.delivery.begin_sync();
                 self.request_reconcile();
                 self.outbox.release(&mut self.out);
             }
-            ServerFrame::Closed { reason } => {
-                self.emit(EventName::Closed, encode_frame(&frame));
+            FrameKind::Closed => {
+                let reason = frame.reason.unwrap_or(ClosedReason::Unknown);
+                self.emit(EventName::Closed, frame.text);
                 self.log(format!("server closed the stream: {}", reason.as_str()));
                 if self.conn == Conn::Live(attempt) {
                     self.close_stream();
@@ -1065,8 +1066,9 @@ impl ConvoMachine {
     /// Reads one frame and delivers what needs no connection decision
     /// (messages, typing, convo state, turn done, server errors, pings).
     /// Returns `ready` and `closed` frames, which the caller decides on:
-    /// the streaming tab reconnects, a follower only reports them.
-    fn read_frame(&mut self, event: &str, data: String) -> Option<ServerFrame> {
+    /// the streaming tab reconnects, a follower only reports them. Frames
+    /// reach handlers as the server sent them (read for their head only).
+    fn read_frame(&mut self, event: &str, data: String) -> Option<FrameHead> {
         // The hot path: a message frame is read for its id and seq only.
         let data = if event == "message" {
             match RawMessage::from_frame(data) {
@@ -1084,7 +1086,7 @@ impl ConvoMachine {
         } else {
             data
         };
-        let frame = match decode_frame(event, &data) {
+        let frame = match read_frame_head(event, data) {
             Ok(Some(f)) => f,
             Ok(None) => {
                 self.log(format!("skipping unknown frame type `{event}`"));
@@ -1095,24 +1097,23 @@ impl ConvoMachine {
                 return None;
             }
         };
-        match frame {
-            ServerFrame::Message { message, .. } => {
+        match frame.kind {
+            FrameKind::Message => match RawMessage::from_frame(frame.text) {
                 // A message frame sent under another event name.
-                match serde_json::to_string(&message).map_err(|e| e.to_string()).and_then(|j| RawMessage::parse(&j)) {
-                    Ok(m) => self.on_live_message(m),
-                    Err(e) => self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
-                }
-            }
-            ServerFrame::Typing { .. } => self.emit(EventName::Typing, encode_frame(&frame)),
-            ServerFrame::ConvoState { .. } => self.emit(EventName::ConvoState, encode_frame(&frame)),
-            ServerFrame::TurnDone { .. } => self.emit(EventName::TurnDone, encode_frame(&frame)),
-            ServerFrame::Error { ref reason, .. } => {
-                let mut e = ClientError::new(ErrorCode::Server, format!("the server reported `{reason}`"));
-                e.body = serde_json::to_value(&frame).ok();
+                Ok(m) => self.on_live_message(m),
+                Err(Err(e)) => self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
+                Err(Ok(_)) => {}
+            },
+            FrameKind::Typing => self.emit(EventName::Typing, frame.text),
+            FrameKind::ConvoState => self.emit(EventName::ConvoState, frame.text),
+            FrameKind::TurnDone => self.emit(EventName::TurnDone, frame.text),
+            FrameKind::Error => {
+                let mut e = ClientError::new(ErrorCode::Server, "the server reported a temporary failure");
+                e.body = serde_json::from_str(&frame.text).ok();
                 self.emit_error(e, Phase::Server);
             }
-            ServerFrame::Ping {} => {}
-            ServerFrame::Ready { .. } | ServerFrame::Closed { .. } => return Some(frame),
+            FrameKind::Ping => {}
+            FrameKind::Ready | FrameKind::Closed => return Some(frame),
         }
         None
     }
@@ -1133,14 +1134,14 @@ impl ConvoMachine {
             return self.emit(EventName::Status, data);
         }
         match self.read_frame(&event, data) {
-            Some(frame @ ServerFrame::Ready { .. }) => {
-                self.emit(EventName::Ready, encode_frame(&frame));
+            Some(frame) if frame.kind == FrameKind::Ready => {
+                self.emit(EventName::Ready, frame.text);
                 // The leader (re)connected: fill any gap here too.
                 self.delivery.begin_sync();
                 self.request_reconcile();
                 self.outbox.release(&mut self.out);
             }
-            Some(frame) => self.emit(EventName::Closed, encode_frame(&frame)),
+            Some(frame) => self.emit(EventName::Closed, frame.text),
             None => {}
         }
     }

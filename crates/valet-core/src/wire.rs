@@ -603,6 +603,95 @@ pub fn decode_frame(event: &str, data: &str) -> Result<Option<ServerFrame>, Fram
     frame.map(Some).map_err(|e| err(e.to_string()))
 }
 
+/// The kinds of frame the SDK tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// `ready`.
+    Ready,
+    /// `message`.
+    Message,
+    /// `typing`.
+    Typing,
+    /// `convo_state`.
+    ConvoState,
+    /// `turn_done`.
+    TurnDone,
+    /// `error` (a server frame).
+    Error,
+    /// `ping`.
+    Ping,
+    /// `closed`.
+    Closed,
+}
+
+impl FrameKind {
+    fn parse(s: &str) -> Option<FrameKind> {
+        Some(match s {
+            "ready" => FrameKind::Ready,
+            "message" => FrameKind::Message,
+            "typing" => FrameKind::Typing,
+            "convo_state" => FrameKind::ConvoState,
+            "turn_done" => FrameKind::TurnDone,
+            "error" => FrameKind::Error,
+            "ping" => FrameKind::Ping,
+            "closed" => FrameKind::Closed,
+            _ => return None,
+        })
+    }
+}
+
+/// What the SDK needs of a frame to decide: its kind and, for `closed`,
+/// the reason. The frame's text goes to handlers as the server sent it
+/// (with `"type"` spliced in when the JSON has none): it is never decoded
+/// into a typed value and encoded again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameHead {
+    /// The frame's type (its JSON `type`, else the event name).
+    pub kind: FrameKind,
+    /// `closed`'s reason.
+    pub reason: Option<ClosedReason>,
+    /// The frame's JSON, with `type`.
+    pub text: String,
+}
+
+/// Reads a frame's head in one pass (other fields are skipped unparsed).
+/// `Ok(None)` for a frame type this version does not know (skipped, per the
+/// contract); `Err` for data that is not a JSON object.
+pub fn read_frame_head(event: &str, data: String) -> Result<Option<FrameHead>, FrameError> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "type", default, borrow)]
+        ty: Option<&'a str>,
+        #[serde(default, borrow)]
+        reason: Option<&'a str>,
+    }
+    let err = |detail: String| FrameError { event: event.to_owned(), detail };
+    if !data.trim_start().starts_with('{') {
+        return Err(err("a frame's data must be a JSON object".into()));
+    }
+    let head: Head<'_> = serde_json::from_str(&data).map_err(|e| err(e.to_string()))?;
+    let Some(kind) = FrameKind::parse(head.ty.unwrap_or(event)) else { return Ok(None) };
+    let reason = match kind {
+        FrameKind::Closed => Some(match head.reason {
+            Some("server_cap") => ClosedReason::ServerCap,
+            Some("shutdown") => ClosedReason::Shutdown,
+            Some("auth_expiring") => ClosedReason::AuthExpiring,
+            Some("stalled") => ClosedReason::Stalled,
+            _ => ClosedReason::Unknown,
+        }),
+        _ => None,
+    };
+    let text = if head.ty.is_some() {
+        data
+    } else {
+        // `{...}` without `type`: the event name is the type.
+        let body = data.trim_start().strip_prefix('{').unwrap_or("}");
+        let sep = if body.trim_start().starts_with('}') { "" } else { "," };
+        format!("{{\"type\":\"{event}\"{sep}{body}")
+    };
+    Ok(Some(FrameHead { kind, reason, text }))
+}
+
 /// Encodes a frame as the JSON `data:` of its SSE event (with `type`).
 pub fn encode_frame(frame: &ServerFrame) -> String {
     serde_json::to_string(frame).expect("frames always serialize")
