@@ -243,3 +243,32 @@ test("a reload resumes where the tab was: history once as from_reconcile, what c
   ]);
   await page.close();
 });
+
+test("handlers attached right after `await openConvo` get everything of the opening: the first ready, the status, the whole history", async () => {
+  const { page, sourceKey, convoId } = await opened("opening");
+  for (const text of ["one", "two", "three"]) await page.evaluate((t) => window.t.convo.send(t), text);
+  await waitMessages(page, 6);
+  await page.close();
+  // A new page opens the convo (alone: it leads and opens the stream). Its
+  // history is fetched beside the stream and may be in before the stream is
+  // live, i.e. before openConvo resolves.
+  const other = await browser.context.newPage();
+  await other.goto(`${site.origin}/sdk.html`);
+  await other.waitForFunction(() => window.sdkReady === true);
+  const got = await other.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
+    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
+    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
+    const convo = await client.openConvo({ convoId });
+    const seen = { message: [], ready: 0, status: [] };
+    convo.on("message", ({ message }) => seen.message.push(message.content));
+    convo.on("ready", () => seen.ready++);
+    convo.on("status", ({ status }) => seen.status.push(status));
+    await window.h.until(() => seen.message.length >= 6, "the history", 20000);
+    return seen;
+  }, { base: server.base, AGENT, sourceKey, convoId });
+  assert.deepEqual(got.message.filter((t) => !t.startsWith("You said")), ["one", "two", "three"]);
+  assert.equal(got.message.length, 6);
+  assert.equal(got.ready, 1, "the first ready reaches a handler attached after the await");
+  assert.equal(got.status.at(-1), "connected");
+  await other.close();
+});

@@ -403,7 +403,10 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
       const reordered = known.filter((id, i) => i > 0 && ids.indexOf(id) < ids.indexOf(known[i - 1])).length;
       losses += lost.length; duplicates += dup; reorders += reordered;
       if (lost.length || dup || reordered || phantom.length || seen.length !== ids.length) {
-        problems.push(`${t.name}: ${lost.length} lost, ${dup} twice, ${reordered} out of order, ${phantom.length} never stored ${JSON.stringify(phantom)} (saw ${seen.length}, stored ${ids.length})`);
+        const seqOf = (id) => history.find((m) => m.id === id)?.seq;
+        const lostSeqs = lost.map(seqOf);
+        const state = await t.eval(() => ({ role: window.chaos.convo.role, status: window.chaos.convo.status, metrics: window.chaos.convo.metrics() }));
+        problems.push(`${t.name}: ${lost.length} lost (seq ${JSON.stringify(lostSeqs.length > 12 ? [...lostSeqs.slice(0, 6), "…", ...lostSeqs.slice(-6)] : lostSeqs)}), ${dup} twice, ${reordered} out of order, ${phantom.length} never stored ${JSON.stringify(phantom)} (saw ${seen.length}, stored ${ids.length}); tab: ${JSON.stringify(state)}`);
       }
     }
     const storedTexts = new Map();

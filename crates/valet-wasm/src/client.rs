@@ -10,7 +10,7 @@ use valet_core::backoff::Rng;
 use valet_core::client::{ClientConfig, RawOptions};
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::send::{SendOutcome, SendPolicy, SendStep};
-use valet_core::wire::{AttachmentPolicy, ConvoList, LockoutSnapshot, SessionResponse};
+use valet_core::wire::{AttachmentPolicy, LockoutSnapshot};
 use wasm_bindgen::prelude::*;
 
 use crate::convo::{Convo, ConvoInner};
@@ -65,7 +65,9 @@ pub struct OpenConvoOptions {
     pub convo_id: String,
 }
 
-/// What `startSession` resolves to.
+/// What `startSession` resolves to (built in JS from the answer: this
+/// declares its type).
+#[allow(dead_code)]
 #[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct StartSessionResult {
@@ -141,12 +143,53 @@ impl ClientShared {
         }
     }
 
-    /// A client-level REST call (no body, not tied to a convo).
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, what: &'static str, method: &str, url: &str) -> Result<T, JsValue> {
+    /// A client-level REST call (no body, not tied to a convo), its answer
+    /// shaped by `shape` (a few lines of JS over `JSON.parse`: no serde).
+    async fn get_shaped(
+        &self,
+        what: &'static str,
+        method: &str,
+        url: &str,
+        shape: fn(&str) -> Result<JsValue, JsValue>,
+    ) -> Result<JsValue, JsValue> {
         let body = self.request(what, method, url, || http::Body::Empty, None, || false).await.map_err(|e| to_js(&e))?;
-        serde_json::from_str(&body)
-            .map_err(|e| to_js(&ClientError::new(ErrorCode::Protocol, format!("malformed answer to {what}: {e}"))))
+        shape(&body).map_err(|e| {
+            let why = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
+            js_error(ErrorCode::Protocol, format!("malformed answer to {what}: {why}"))
+        })
     }
+}
+
+#[wasm_bindgen(inline_js = r#"
+export function sessionResult(text) {
+  const s = JSON.parse(text);
+  if (!s || typeof s.convo_id !== "string") throw new Error("no `convo_id`");
+  const p = s.attachment_policy || {}, l = s.lockout || {};
+  return {
+    convoId: s.convo_id,
+    attachmentPolicy: {
+      max_files_per_message: p.max_files_per_message ?? 0, max_files_per_convo: p.max_files_per_convo ?? 0,
+      max_file_size_bytes: p.max_file_size_bytes ?? 0, allowed_mime_types: p.allowed_mime_types ?? [],
+    },
+    lockout: {
+      locked_out: l.locked_out ?? false, expires_at: l.expires_at ?? null, permanent: l.permanent ?? false,
+      reason: l.reason ?? null, user_message: l.user_message ?? null,
+    },
+  };
+}
+export function convoList(text) {
+  const v = JSON.parse(text);
+  if (!v || !Array.isArray(v.agent_convos)) throw new Error("no `agent_convos` list");
+  return v.agent_convos;
+}
+"#)]
+extern "C" {
+    /// `POST /sessions`' answer as `StartSessionResult` (defaults filled in).
+    #[wasm_bindgen(js_name = sessionResult, catch)]
+    fn session_result(text: &str) -> Result<JsValue, JsValue>;
+    /// `GET /agent_convos`' list.
+    #[wasm_bindgen(js_name = convoList, catch)]
+    fn convo_list(text: &str) -> Result<JsValue, JsValue>;
 }
 
 fn get(obj: &JsValue, key: &str) -> JsValue {
@@ -177,11 +220,6 @@ fn opt_number(obj: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
     v.as_f64().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a number")))
 }
 
-/// One JSON string across the boundary, parsed once by the engine.
-fn to_js_value<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    let json = serde_json::to_string(value).map_err(|e| js_error(ErrorCode::Protocol, e.to_string()))?;
-    js_sys::JSON::parse(&json)
-}
 
 /// The entry point: `new ValetClient({ agentId, fetchJwt, ... })`.
 #[wasm_bindgen]
@@ -231,12 +269,7 @@ impl ValetClient {
     pub fn start_session(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let s: SessionResponse = shared.get_json("startSession", "POST", &shared.config.sessions_url()).await?;
-            to_js_value(&StartSessionResult {
-                convo_id: s.convo_id,
-                attachment_policy: s.attachment_policy.unwrap_or_default(),
-                lockout: s.lockout.unwrap_or_default(),
-            })
+            shared.get_shaped("startSession", "POST", &shared.config.sessions_url(), session_result).await
         })
     }
 
@@ -245,8 +278,7 @@ impl ValetClient {
     pub fn list_convos(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let list: ConvoList = shared.get_json("listConvos", "GET", &shared.config.convos_url()).await?;
-            to_js_value(&list.agent_convos)
+            shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), convo_list).await
         })
     }
 

@@ -48,6 +48,8 @@ pub struct ConvoInner {
     next_send: Cell<u64>,
     /// `online` and `pagehide` of the window.
     window_listeners: RefCell<Vec<EventListener>>,
+    /// Releases the events held while `openConvo` was pending.
+    release: RefCell<Option<Timeout>>,
     this: Weak<ConvoInner>,
 }
 
@@ -108,7 +110,7 @@ impl ConvoInner {
             machine: RefCell::new(ConvoMachine::new(machine_cfg, seed)),
             client: client.clone(),
             convo_id,
-            emitter: Emitter::new(),
+            emitter: Emitter::new(true),
             stream: RefCell::new(None),
             timers: RefCell::new(HashMap::new()),
             rest_abort: AbortController::new().expect("AbortController"),
@@ -118,6 +120,7 @@ impl ConvoInner {
             sends: RefCell::new(HashMap::new()),
             next_send: Cell::new(0),
             window_listeners: RefCell::new(Vec::new()),
+            release: RefCell::new(None),
             this: this.clone(),
         });
         if let Some(window) = web_sys::window() {
@@ -485,7 +488,19 @@ impl Convo {
         }
         let outcome = rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")));
         match outcome {
-            Ok(()) => Ok(Convo { inner }),
+            Ok(()) => {
+                // Events of the opening are held until the app subscribed in
+                // the task where `await openConvo(...)` returns: a macrotask
+                // runs after that continuation (a microtask).
+                let sink = Rc::downgrade(&inner);
+                let release = Timeout::new(0, move || {
+                    if let Some(inner) = sink.upgrade() {
+                        inner.emitter.release();
+                    }
+                });
+                *inner.release.borrow_mut() = Some(release);
+                Ok(Convo { inner })
+            }
             Err(e) => {
                 inner.close();
                 Err(e)

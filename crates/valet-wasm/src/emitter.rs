@@ -9,12 +9,21 @@
 //!   one string and one parse for the burst.
 //! - A handler that throws is reported (`console.error`) and the others
 //!   still run.
+//! - A convo's emitter starts *held*: what happens while `openConvo` is
+//!   pending (the first `ready`, `status`, `role`, history that arrives early)
+//!   is queued, in order, and replayed once the app has subscribed in the
+//!   task where `await openConvo(...)` returned ([`Emitter::release`]).
 
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
 export class Emitter {
-  constructor() { this.handlers = new Map(); }
+  constructor(held) { this.handlers = new Map(); this.held = held ? [] : null; }
+  release() {
+    const held = this.held;
+    this.held = null;
+    if (held) for (const [event, json, many] of held) many ? this.emitMany(event, json) : this.emit(event, json);
+  }
   on(event, handler) {
     let set = this.handlers.get(event);
     if (!set) { set = new Set(); this.handlers.set(event, set); }
@@ -24,6 +33,7 @@ export class Emitter {
   }
   has(event) { const set = this.handlers.get(event); return !!set && set.size > 0; }
   emit(event, json) {
+    if (this.held) { this.held.push([event, json, false]); return; }
     const set = this.handlers.get(event);
     if (!set || set.size === 0) return;
     const payload = JSON.parse(json);
@@ -33,6 +43,7 @@ export class Emitter {
     }
   }
   emitMany(event, jsonArray) {
+    if (this.held) { this.held.push([event, jsonArray, true]); return; }
     const set = this.handlers.get(event);
     if (!set || set.size === 0) return;
     const payloads = JSON.parse(jsonArray);
@@ -43,15 +54,20 @@ export class Emitter {
       }
     }
   }
-  clear() { this.handlers.clear(); }
+  clear() { this.handlers.clear(); this.held = null; }
 }
 "#)]
 extern "C" {
     /// The registry.
     pub type Emitter;
 
+    /// `held`: queue events until [`Emitter::release`].
     #[wasm_bindgen(constructor)]
-    pub fn new() -> Emitter;
+    pub fn new(held: bool) -> Emitter;
+
+    /// Replays what was held, in order, and emits directly from then on.
+    #[wasm_bindgen(method)]
+    pub fn release(this: &Emitter);
 
     #[wasm_bindgen(method)]
     pub fn on(this: &Emitter, event: &str, handler: &js_sys::Function) -> js_sys::Function;
@@ -87,7 +103,7 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn emits_parsed_payloads_in_order_and_unsubscribes() {
-        let e = Emitter::new();
+        let e = Emitter::new(false);
         let (seen, handler) = recorder();
         let off = e.on("message", &handler);
         assert!(e.has("message"));
@@ -103,8 +119,22 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
+    fn a_held_emitter_replays_in_order_on_release() {
+        let e = Emitter::new(true);
+        let (seen, handler) = recorder();
+        e.emit("message", r#"{"n":1}"#);
+        e.emit_many("message", r#"[{"n":2},{"n":3}]"#);
+        e.on("message", &handler);
+        assert_eq!(seen.length(), 0, "nothing before release");
+        e.release();
+        e.emit("message", r#"{"n":4}"#);
+        let got: Vec<f64> = seen.iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(got, [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[wasm_bindgen_test]
     fn a_throwing_handler_does_not_stop_the_others() {
-        let e = Emitter::new();
+        let e = Emitter::new(false);
         let throwing = js_sys::Function::new_with_args("p", "throw new Error('app bug')");
         let (seen, handler) = recorder();
         e.on("message", &throwing);
@@ -115,7 +145,7 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn the_same_function_can_subscribe_twice_and_clear_removes_all() {
-        let e = Emitter::new();
+        let e = Emitter::new(false);
         let (seen, handler) = recorder();
         e.on("ready", &handler);
         e.on("ready", &handler);

@@ -21,6 +21,32 @@ use crate::log::{Hook, Logger};
 
 type Waiter = oneshot::Sender<Result<String, ClientError>>;
 
+#[wasm_bindgen(inline_js = r#"
+export function jwtExp(jwt) {
+  const parts = jwt.split(".");
+  if (parts.length !== 3) throw new Error("not a JWT (three dot-separated parts)");
+  let b = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+  while (b.length % 4) b += "=";
+  let claims;
+  try { claims = JSON.parse(atob(b)); } catch (_) { throw new Error("the payload is not base64url JSON"); }
+  if (!claims || typeof claims !== "object" || Array.isArray(claims)) throw new Error("the payload is not a JSON object of claims");
+  return typeof claims.exp === "number" && Number.isFinite(claims.exp) ? claims.exp : undefined;
+}
+"#)]
+extern "C" {
+    /// The JWT's `exp` (unverified: the client only schedules refreshes by it).
+    #[wasm_bindgen(js_name = jwtExp, catch)]
+    fn jwt_exp(jwt: &str) -> Result<JsValue, JsValue>;
+}
+
+/// Reads `exp` with the browser's `atob` and `JSON.parse`.
+fn jwt_exp_of(jwt: &str) -> Result<Option<i64>, String> {
+    match jwt_exp(jwt) {
+        Ok(v) => Ok(v.as_f64().map(|e| e as i64)),
+        Err(e) => Err(e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| "unreadable".into())),
+    }
+}
+
 /// Shared by every convo of a client.
 pub struct TokenSource {
     manager: RefCell<TokenManager>,
@@ -126,7 +152,7 @@ impl TokenSource {
         self.fetches.set(self.fetches.get() + 1);
         wasm_bindgen_futures::spawn_local(async move {
             let raw = this.call_fetch_jwt().await;
-            let result = this.manager.borrow_mut().fetched(now_ms(), raw);
+            let result = this.manager.borrow_mut().fetched_with(now_ms(), raw, jwt_exp_of);
             if this.hook.is_set() {
                 let ok = if result.is_ok() { "true" } else { "false" };
                 this.hook.call("token_refresh", &format!("{{\"ok\":{ok}}}"));
