@@ -22,7 +22,7 @@ test("auth_expiring forces a fresh token: no reconnect loop on the old one", asy
     (args) => window.h.openRecorded(args),
     { base: server.base, agentId: AGENT, sourceKey: "expiring-user", jwt: { ttl: 5 } },
   );
-  await page.evaluate(() => window.h.until(() => window.t.rec.closed.length >= 1 && window.t.rec.ready.length >= 1, "a reconnect after auth_expiring", 20000));
+  await page.evaluate(() => window.h.until(() => window.t.rec.closed.length >= 1 && window.t.rec.ready.length >= 2, "a reconnect after auth_expiring", 20000));
   const r = await page.evaluate(() => ({ closed: window.t.rec.closed, ready: window.t.rec.ready.length, calls: window.t.calls }));
   assert.equal(r.closed[0].reason, "auth_expiring");
   assert.ok(r.calls.count >= 2, "fetchJwt was called again");

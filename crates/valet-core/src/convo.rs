@@ -20,9 +20,8 @@
 //!   `closed` back off. Jitter everywhere (defect 9).
 //! - A stream silent (no byte, not even a `ping`) for `stall_timeout_ms` is
 //!   dead: closed and reconnected (defect 9).
-//! - The first history fetch goes out with the first stream, and every
-//!   `ready` starts a reconcile; delivery holds live messages that can not
-//!   be placed until it answers, so history never arrives after newer messages (defect 7) and
+//! - Every `ready` starts a reconcile; delivery holds live messages that
+//!   can not be placed until it answers, so history never arrives after newer messages (defect 7) and
 //!   no old message comes back (defect 8): see [`crate::delivery`]. A failed
 //!   reconcile is reported and retried with backoff until it succeeds.
 //! - `send()`s go through the [`Outbox`]: in order, idempotent, held (not
@@ -844,15 +843,7 @@ impl ConvoMachine {
                 if self.conn == Conn::Stopped {
                     self.auth_failures = 0;
                 }
-                let first = self.attempt == 0 && !self.history_loaded;
                 self.connect(now_ms);
-                if first {
-                    // The history is fetched beside the stream, not after its
-                    // `ready`: once it is in, live messages that follow it are
-                    // delivered at once instead of waiting for a reconcile.
-                    self.delivery.begin_sync();
-                    self.request_reconcile();
-                }
             }
             // Already running: a second start must not open a second stream.
             Conn::Authorizing(_) | Conn::Connecting(_) | Conn::Live(_) | Conn::Closed => {}

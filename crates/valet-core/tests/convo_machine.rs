@@ -302,11 +302,6 @@ fn live_messages_wait_for_history_and_come_out_in_order() {
     let from: Vec<bool> = msgs.iter().map(|m| m["from_reconcile"].as_bool().unwrap()).collect();
     assert_eq!(from, [true, true, false]);
     assert_eq!(msgs[0]["convo_id"], "convo");
-    // That fetch went out with the stream; `ready` asked for another, which follows.
-    let again = reconcile_token_request(&out).expect("the ready's reconcile follows");
-    h.feed(Input::Token { purpose: TokenFor::Reconcile(again), token: T1.into() });
-    let out = h.feed(Input::ReconcileDone { req: again, status: 200, body: history([1, 2, 3]) });
-    assert!(emitted(&out, EventName::Message).is_empty(), "nothing twice");
     // The next reconcile asks only for what is newer.
     h.feed(Input::StreamEnded { attempt: a });
     let out = h.feed(Input::TimerFired(Timer::Reconnect));

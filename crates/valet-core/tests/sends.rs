@@ -326,12 +326,11 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
             _ => None,
         })
         .unwrap();
-    let start = out;
     let out = m.handle(2, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
     assert!(out.iter().any(|x| matches!(x, Action::OpenStream { last_event_id: Some(id), .. } if id == "2")), "resumes from the last event");
     m.handle(3, Input::StreamOpened { attempt: a });
-    m.handle(4, Input::StreamBytes { attempt: a, bytes: b"event: ready\ndata: {\"conn_id\":\"c\"}\n\n".to_vec() });
-    let req = start
+    let out = m.handle(4, Input::StreamBytes { attempt: a, bytes: b"event: ready\ndata: {\"conn_id\":\"c\"}\n\n".to_vec() });
+    let req = out
         .iter()
         .find_map(|x| match x {
             Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
@@ -369,38 +368,4 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
         _ => None,
     });
     assert_eq!(persisted, Some(ResumePoint { id: Some("m3".into()), seq: Some(3), event_id: Some("3".into()) }));
-}
-
-#[test]
-fn the_first_history_fetch_goes_out_with_the_first_stream_and_live_messages_that_follow_it_go_at_once() {
-    let mut m = ConvoMachine::new(ConvoConfig::new("agent", "convo"), 1);
-    let out = m.handle(1, Input::Start);
-    let asked = |out: &[Action], reconcile: bool| {
-        out.iter().find_map(|a| match a {
-            Action::GetToken { purpose: TokenFor::Reconcile(n), .. } if reconcile => Some(*n),
-            Action::GetToken { purpose: TokenFor::Stream(n), .. } if !reconcile => Some(*n),
-            _ => None,
-        })
-    };
-    let (a, req) = (asked(&out, false).expect("a stream"), asked(&out, true).expect("the history, at once"));
-    m.handle(2, Input::Token { purpose: TokenFor::Reconcile(req), token: "t".into() });
-    let hist = r#"{"messages":[{"id":"m1","content":"c","from":"appuser","turn_number":1,"created_at":"t","participant":null,"files":[],"seq":1}]}"#;
-    let out = m.handle(3, Input::ReconcileDone { req, status: 200, body: hist.into() });
-    assert!(out.iter().any(|x| matches!(x, Action::Emit { event: EventName::Message, .. })));
-    m.handle(4, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
-    m.handle(5, Input::StreamOpened { attempt: a });
-    m.handle(6, Input::StreamBytes { attempt: a, bytes: b"event: ready\ndata: {\"conn_id\":\"c\"}\n\n".to_vec() });
-    // The `ready` reconcile is in flight; m2 follows m1: delivered now, not held.
-    let frame = "event: message\ndata: {\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{\"id\":\"m2\",\"content\":\"c\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":2}}\n\n";
-    let out = m.handle(7, Input::StreamBytes { attempt: a, bytes: frame.as_bytes().to_vec() });
-    let live: Vec<Value> = out
-        .iter()
-        .filter_map(|x| match x {
-            Action::Emit { event: EventName::Message, payload } => Some(serde_json::from_str(payload).unwrap()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(live.len(), 1, "delivered at once");
-    assert_eq!(live[0]["message"]["id"], "m2");
-    assert_eq!(live[0]["from_reconcile"], false);
 }
