@@ -45,6 +45,18 @@ async function opened(name, clientOptions = {}) {
   return { page, sourceKey, convoId };
 }
 
+/** Loads the SDK page in `page` and opens an existing convo there, recorded from the task `await openConvo` returns in. */
+async function openExisting(page, sourceKey, convoId) {
+  await page.goto(`${site.origin}/sdk.html`);
+  await page.waitForFunction(() => window.sdkReady === true);
+  await page.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
+    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
+    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
+    const convo = await client.openConvo({ convoId });
+    window.t = { convo, rec: window.h.record(convo) };
+  }, { base: server.base, AGENT, sourceKey, convoId });
+}
+
 const userTexts = async (sourceKey, convoId) =>
   (await server.history(sourceKey, convoId)).filter((m) => m.from === "appuser").map((m) => m.content);
 
@@ -221,14 +233,7 @@ test("a reload resumes where the tab was: history once as from_reconcile, what c
   await waitMessages(page, 2);
   await page.goto(`${site.origin}/blank.html`); // pagehide: the tab remembers where it was
   await server.admin(`/convos/${convoId}/messages`, { content: "during the reload", from: "human_agent" });
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
-  await page.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
-    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
-    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
-    const convo = await client.openConvo({ convoId });
-    window.t = { convo, rec: window.h.record(convo) };
-  }, { base: server.base, AGENT, sourceKey, convoId });
+  await openExisting(page, sourceKey, convoId);
   await waitMessages(page, 3);
   await page.evaluate(() => window.t.convo.send("after the reload"));
   await waitMessages(page, 5);
@@ -253,19 +258,13 @@ test("handlers attached right after `await openConvo` get everything of the open
   // history is fetched beside the stream and may be in before the stream is
   // live, i.e. before openConvo resolves.
   const other = await browser.context.newPage();
-  await other.goto(`${site.origin}/sdk.html`);
-  await other.waitForFunction(() => window.sdkReady === true);
-  const got = await other.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
-    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
-    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
-    const convo = await client.openConvo({ convoId });
-    const seen = { message: [], ready: 0, status: [] };
-    convo.on("message", ({ message }) => seen.message.push(message.content));
-    convo.on("ready", () => seen.ready++);
-    convo.on("status", ({ status }) => seen.status.push(status));
-    await window.h.until(() => seen.message.length >= 6, "the history", 20000);
-    return seen;
-  }, { base: server.base, AGENT, sourceKey, convoId });
+  await openExisting(other, sourceKey, convoId);
+  // The recorder subscribed in the task where `await openConvo` returned.
+  const got = await other.evaluate(async () => {
+    const { rec } = window.t;
+    await window.h.until(() => rec.message.length >= 6, "the history", 20000);
+    return { message: rec.message.map((m) => m.message.content), ready: rec.ready.length, status: rec.status.map((s) => s.status) };
+  });
   assert.deepEqual(got.message.filter((t) => !t.startsWith("You said")), ["one", "two", "three"]);
   assert.equal(got.message.length, 6);
   assert.equal(got.ready, 1, "the first ready reaches a handler attached after the await");

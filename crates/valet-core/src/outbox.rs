@@ -247,29 +247,29 @@ impl Outbox {
                             self.hold(delay, out);
                         }
                     }
-                    408 | 500..=599 => {
-                        head.ambiguous = true;
-                        if head.cancelled {
-                            self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
-                        } else {
-                            let delay = self.backoff.next_delay(rng);
-                            self.hold(delay, out);
-                        }
-                    }
+                    408 | 500..=599 => self.unanswered(rng, out),
                     _ => self.fail_head(error, out),
                 }
                 false
             }
             SendOutcome::Network(_) => {
-                head.ambiguous = true;
-                if head.cancelled {
-                    self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
-                } else {
-                    let delay = self.backoff.next_delay(rng);
-                    self.hold(delay, out);
-                }
+                self.unanswered(rng, out);
                 false
             }
+        }
+    }
+
+    /// The head's attempt got no definite answer (network, 408, 5xx): the
+    /// server may have stored it. Held for a retry, or, if aborted meanwhile,
+    /// failed with `aborted` (and `maybe_stored`).
+    fn unanswered(&mut self, rng: &mut Rng, out: &mut Vec<Action>) {
+        let Some(head) = self.queue.front_mut() else { return };
+        head.ambiguous = true;
+        if head.cancelled {
+            self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
+        } else {
+            let delay = self.backoff.next_delay(rng);
+            self.hold(delay, out);
         }
     }
 

@@ -65,6 +65,13 @@ fn settled(out: &[Action], id: u64) -> Option<Result<(), valet_core::error::Clie
     })
 }
 
+fn reconnect_delay(out: &[Action]) -> Option<u64> {
+    out.iter().find_map(|a| match a {
+        Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
+        _ => None,
+    })
+}
+
 fn outbox_timer(out: &[Action]) -> Option<u64> {
     out.iter().find_map(|a| match a {
         Action::SetTimer { timer: Timer::Outbox, delay_ms } => Some(*delay_ms),
@@ -233,25 +240,16 @@ fn in_long_backoff(h: &mut H) -> u64 {
     for _ in 0..10 {
         h.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: "t".into() });
         let out = h.feed(Input::StreamFailed { attempt, message: "down".into() });
-        delay = out
-            .iter()
-            .find_map(|a| match a {
-                Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
-                _ => None,
-            })
-            .unwrap();
+        delay = reconnect_delay(&out).unwrap();
         h.now += delay;
         h.feed(Input::TimerFired(Timer::Reconnect));
         attempt += 1;
     }
     h.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: "t".into() });
     let out = h.feed(Input::StreamFailed { attempt, message: "down".into() });
-    let d = out.iter().find_map(|a| match a {
-        Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
-        _ => None,
-    });
-    assert!(d.unwrap() >= 10_000, "a long backoff ({delay} before)");
-    d.unwrap()
+    let d = reconnect_delay(&out).unwrap();
+    assert!(d >= 10_000, "a long backoff ({delay} before)");
+    d
 }
 
 #[test]
@@ -259,10 +257,7 @@ fn a_long_backoff_is_cut_short_by_online_or_a_rest_success_still_jittered() {
     let mut h = H::new();
     in_long_backoff(&mut h);
     let out = h.feed(Input::Online);
-    let soon = out.iter().find_map(|a| match a {
-        Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
-        _ => None,
-    });
+    let soon = reconnect_delay(&out);
     assert!(soon.expect("rescheduled") < 1000, "online: reconnect within the jitter window");
 
     let mut h = H::new();
@@ -270,10 +265,7 @@ fn a_long_backoff_is_cut_short_by_online_or_a_rest_success_still_jittered() {
     h.send(1, "hi");
     h.token(1, "t");
     let out = h.answer(1, SendOutcome::Ok);
-    let soon = out.iter().find_map(|a| match a {
-        Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
-        _ => None,
-    });
+    let soon = reconnect_delay(&out);
     assert!(soon.expect("rescheduled") < 1000, "a send succeeded: the server is back");
     // A failed REST call changes nothing.
     let mut h = H::new();
@@ -281,7 +273,7 @@ fn a_long_backoff_is_cut_short_by_online_or_a_rest_success_still_jittered() {
     h.send(1, "hi");
     h.token(1, "t");
     let out = h.answer(1, http(503, ""));
-    assert!(!out.iter().any(|a| matches!(a, Action::SetTimer { timer: Timer::Reconnect, .. })));
+    assert_eq!(reconnect_delay(&out), None);
 }
 
 #[test]
