@@ -2,7 +2,7 @@
 // backoff once the server is back, metrics and the onEvent hook: one tab,
 // headless Chromium, the reference server on a SQLite file (so it can be
 // SIGKILLed and restarted on the same data).
-import { after, before, test } from "node:test";
+import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,8 +26,17 @@ after(async () => {
 let users = 0;
 
 /** A page with a recorded convo of a new user; `onEvent` calls land in window.t.events. */
+/** Pages the current test opened: closed after it, pass or fail. */
+let pages = [];
+afterEach(async () => {
+  for (const p of pages) await p.close().catch(() => {});
+  pages = [];
+  await browser.context.setOffline(false);
+});
+
 async function opened(name, clientOptions = {}) {
   const page = await browser.context.newPage();
+  pages.push(page);
   page.on("pageerror", (e) => console.error("page error:", e));
   await page.goto(`${site.origin}/sdk.html`);
   await page.waitForFunction(() => window.sdkReady === true);
@@ -125,7 +134,7 @@ test("a long reconnect backoff is cut short by a send that succeeds once the ser
   await server.kill();
   // Wait until the SDK is waiting out a long delay.
   const long = await page.evaluate(() => window.h.until(
-    () => window.t.rec.statusTimes.find((s) => s.status === "reconnecting" && s.retry_in_ms >= 2000), "a long backoff", 30000));
+    () => window.t.rec.statusTimes.find((s) => s.status === "reconnecting" && s.retry_in_ms >= 4000), "a long backoff", 40000));
   await server.restart();
   const sentAt = await page.evaluate(async () => { await window.t.convo.send("I am back"); return Date.now(); });
   await page.evaluate(() => window.h.until(() => window.t.convo.status === "connected", "reconnected", 20000));
@@ -140,7 +149,7 @@ test("the browser's online event cuts a long backoff short", async () => {
   const { page } = await opened("online");
   await server.kill();
   await page.evaluate(() => window.h.until(
-    () => window.t.rec.statusTimes.find((s) => s.status === "reconnecting" && s.retry_in_ms >= 2000), "a long backoff", 30000));
+    () => window.t.rec.statusTimes.find((s) => s.status === "reconnecting" && s.retry_in_ms >= 4000), "a long backoff", 40000));
   await server.restart();
   const at = await page.evaluate(() => { const t = Date.now(); window.dispatchEvent(new Event("online")); return t; });
   await page.evaluate(() => window.h.until(() => window.t.convo.status === "connected", "reconnected", 20000));
@@ -180,7 +189,10 @@ test("an aborted send rejects with `aborted` and is never stored; the sends behi
 test("a 429 on send waits the server's retry_after_seconds, then the send is stored once", async () => {
   const { page, sourceKey, convoId } = await opened("honour-429");
   await server.admin("/faults", { route: "stream_message", status: 429, retry_after: 30, count: 1, body: { status: "rate_limited", convo_id: convoId, state: "open", retry_after_seconds: 1 } });
+  const before = (await server.stats()).requests.stream_message ?? 0;
   const waited = await page.evaluate(async () => { const t = Date.now(); await window.t.convo.send("patient"); return Date.now() - t; });
+  const calls = ((await server.stats()).requests.stream_message ?? 0) - before;
+  assert.equal(calls, 2, "the send met the 429, then went again");
   assert.ok(waited >= 900, `it waited the server's second, not less: ${waited} ms`);
   assert.deepEqual(await userTexts(sourceKey, convoId), ["patient"]);
   await page.close();
@@ -258,6 +270,7 @@ test("handlers attached right after `await openConvo` get everything of the open
   // history is fetched beside the stream and may be in before the stream is
   // live, i.e. before openConvo resolves.
   const other = await browser.context.newPage();
+  pages.push(other);
   await openExisting(other, sourceKey, convoId);
   // The recorder subscribed in the task where `await openConvo` returned.
   const got = await other.evaluate(async () => {
