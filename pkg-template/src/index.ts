@@ -19,12 +19,14 @@
  *
  * @module
  */
-import initWasm, { ValetClient as WasmClient, type InitInput } from "./wasm/valet_wasm.js";
-import type { ConvoSummary, OpenConvoOptions, StartSessionResult, ValetClientOptions, ValetError } from "./wasm/valet_wasm.js";
+import initWasm, { ValetClient as WasmClient, setErrorClass, type InitInput } from "./wasm/valet_wasm.js";
+import type { ConvoSummary, OpenConvoOptions, StartSessionResult, ValetClientOptions } from "./wasm/valet_wasm.js";
+import { ValetError } from "./error.js";
 import type { Convo } from "./wasm/valet_wasm.js";
 
 export type * from "./wasm/valet_wasm.js";
 export { Convo } from "./wasm/valet_wasm.js";
+export { ValetError } from "./error.js";
 export { convoStateOf, createConvoStore, type ChatMessage, type ConvoStore, type ConvoStoreOptions, type ConvoStoreState, type MessageStatus, type TypingIndicator } from "./store.js";
 
 let loaded = false;
@@ -45,6 +47,7 @@ export function init(source?: InitInput | Promise<InitInput>): Promise<void> {
   if (!loading) {
     loading = initWasm(source === undefined ? undefined : { module_or_path: source }).then(
       () => {
+        setErrorClass(ValetError);
         loaded = true;
       },
       (cause: unknown) => {
@@ -63,8 +66,7 @@ export function isLoaded(): boolean {
 
 function loadError(cause: unknown): ValetError {
   const why = cause instanceof Error ? cause.message : String(cause);
-  const error = new Error(`could not load the SDK's WebAssembly (valet_wasm_bg.wasm): ${why}`, { cause }) as ValetError;
-  error.name = "ValetError";
+  const error = new ValetError(`could not load the SDK's WebAssembly (valet_wasm_bg.wasm): ${why}`, { cause });
   error.code = "network";
   return error;
 }

@@ -13,23 +13,26 @@
  */
 import type {
   Author,
-  ClientError,
   Convo,
-  ConvoErrorEvent,
-  ConvoMessageEvent,
+  ConvoErrorPayload,
+  MessageEvent,
   ConvoState,
   ConvoSummary,
-  FileRef,
+  MessageFile,
   Message,
   Participant,
   SendOptions,
   Status,
   TypingKind,
-  ValetError,
 } from "./wasm/valet_wasm.js";
+import { ValetError, valetError } from "./error.js";
 
-/** An error of the store: a rejection (`ValetError`) or an `error` event's payload (`ClientError`); both carry `code` and `message`. */
-export type StoreError = ValetError | ClientError;
+/**
+ * An error of the store: a rejection or an SDK `error` event's `error`, or a
+ * server `error` frame as a `ValetError` with code `server` (the frame in
+ * `body`); all carry `code` and `message`.
+ */
+export type StoreError = ValetError;
 
 /** Where a message stands: `pending` (sent, no server copy yet), `failed` (the send was refused), `sent` (the server's copy). */
 export type MessageStatus = "pending" | "failed" | "sent";
@@ -45,7 +48,7 @@ export interface ChatMessage {
   /** ISO 8601: the server's time, or the local send time while pending. */
   readonly createdAt: string;
   readonly participant: Participant | null;
-  readonly files: readonly FileRef[];
+  readonly files: readonly MessageFile[];
   readonly status: MessageStatus;
   /** Why a `failed` message was refused (`retry(key)` sends it again). */
   readonly error: StoreError | null;
@@ -185,7 +188,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
     return Object.freeze(received.concat(pending));
   }
 
-  function onMessage({ message }: ConvoMessageEvent): void {
+  function onMessage({ message }: MessageEvent): void {
     if (seen.has(message.id)) return;
     seen.add(message.id);
     let key = message.id;
@@ -226,8 +229,10 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
         stateEvent = true;
         publish({ convoState: e.state, typing: null });
       }),
-      c.on("error", (e: ConvoErrorEvent) =>
-        publish(e.phase === "server" ? { typing: null, error: e.error } : { error: e.error }),
+      c.on("error", (e: ConvoErrorPayload) =>
+        publish("reason" in e
+          ? { typing: null, error: valetError("server", "the agent reported a temporary failure; try again", { body: e }) }
+          : { error: e.error }),
       ),
       c.on("status", ({ status }) => {
         const patch: { -readonly [K in keyof ConvoStoreState]?: ConvoStoreState[K] } = { status };
@@ -340,10 +345,7 @@ export function notOpen(): Promise<never> {
 }
 
 function closedError(message = "the convo store is closed"): ValetError {
-  const error = new Error(message) as ValetError;
-  error.name = "ValetError";
-  error.code = "closed";
-  return error;
+  return valetError("closed", message);
 }
 
 /** What {@link retainConvoStore} opens convos with: a `ValetClient`. */

@@ -188,7 +188,7 @@ export async function launchBrowser() {
  */
 export async function sdkEnv(serverArgs = [], serverOptions = {}) {
   const server = await startServer(serverArgs, serverOptions);
-  const site = await startStatic({ "/": join(ROOT, "tests/browser/fixtures"), "/wasm/": join(ROOT, "target/wasm/web") });
+  const site = await startStatic({ "/": join(ROOT, "tests/browser/fixtures"), "/wasm/": join(ROOT, "target/wasm/web"), "/pkg/": join(ROOT, "pkg") });
   const browser = await launchBrowser();
   return {
     server,

@@ -198,14 +198,15 @@ test("a 429 on send waits the server's retry_after_seconds, then the send is sto
   await page.close();
 });
 
-test("resolveWhenQueued resolves at once; a refused send then surfaces as an `error` event with phase `send`", async () => {
+test("resolveWhenQueued resolves at once; a refused send then surfaces as an `error` event with stage `send`", async () => {
   const { page, sourceKey, convoId } = await opened("detached");
   await server.admin("/faults", { route: "stream_message", status: 422, count: 1, body: { code: "invalid" } });
   await page.evaluate(() => window.t.convo.send("refused", { resolveWhenQueued: true }));
-  const err = await page.evaluate(() => window.h.until(() => window.t.rec.error.find((e) => e.phase === "send"), "the send error", 20000));
+  const err = await page.evaluate(() => window.h.until(() => window.t.rec.error.find((e) => e.stage === "send"), "the send error", 20000));
   assert.equal(err.error.code, "http");
   assert.equal(err.error.status, 422);
-  assert.ok(err.error instanceof Object);
+  assert.equal(err.phase, "fetch", "the JS SDK's phase for a REST call");
+  assert.equal(err.error.isError, true, "a real Error");
   await page.evaluate(() => window.t.convo.send("accepted", { resolveWhenQueued: true }));
   await waitMessages(page, 2);
   assert.deepEqual(await userTexts(sourceKey, convoId), ["accepted"]);
@@ -250,7 +251,7 @@ test("a reload resumes where the tab was: history once as from_reconcile, what c
   await page.evaluate(() => window.t.convo.send("after the reload"));
   await waitMessages(page, 5);
   await new Promise((r) => setTimeout(r, 500));
-  const got = await page.evaluate(() => window.t.rec.message.map((m) => [m.message.content, m.from_reconcile]));
+  const got = await page.evaluate(() => window.t.rec.message.map((m) => [m.message.content, m.from_reconcile === true]));
   assert.deepEqual(got, [
     ["before the reload", true],
     ['You said: "before the reload"', true],

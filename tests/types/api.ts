@@ -17,18 +17,21 @@ export async function typed() {
   const c: Convo = await valet.openConvo({ convoId: cid });
   const off: () => void = c.on("message", (e) => {
     const text: string = e.message.content;
-    const fromHistory: boolean = e.from_reconcile;
+    const fromHistory: true | undefined = e.from_reconcile;
     const seq: number | undefined = e.message.seq;
     void [text, fromHistory, seq];
   });
   off();
-  c.on("typing", (e) => { const s: "start" | "stop" | "unknown" = e.state; void s; });
+  c.on("typing", (e) => { const s: "start" | "stop" = e.state; void s; });
   c.on("turn_done", (e) => { const r: string = e.reason; void r; });
-  c.on("convo_state", (e) => { const closedText: string | null | undefined = e.closed_user_message; void closedText; });
-  c.on("closed", (e) => { const r: "server_cap" | "shutdown" | "auth_expiring" | "stalled" | "unknown" = e.reason; void r; });
-  c.on("error", ({ error, phase }) => {
-    if (error.code === "rate_limited") { const s: number | undefined = error.retry_after_seconds; void s; }
-    void phase;
+  c.on("convo_state", (e) => { const closedText: string | null = e.closed_user_message; void closedText; });
+  c.on("closed", (e) => { const r: "server_cap" | "shutdown" | "auth_expiring" | "stalled" = e.reason; void r; });
+  c.on("error", (e) => {
+    if ("reason" in e) { const r: "temporary_failure" = e.reason; const at: number = e.at; void [r, at]; return; }
+    const { error, phase, stage } = e;
+    if (error.code === "rate_limited") { const s: number | undefined = error.retryAfterSeconds; void s; }
+    const p: "stream" | "fetch" | "auth" = phase;
+    void [p, stage];
   });
   c.on("status", (e) => { const st: string = e.status; void st; });
   c.on("role", (e) => { const r: "leader" | "follower" = e.role; const g: number = e.generation; void [r, g]; });

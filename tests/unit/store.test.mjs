@@ -134,7 +134,7 @@ test("typing starts and stops; a message, turn_done, convo_state or server error
     () => convo.deliver("m1", "ai_agent", "x"),
     () => convo.emit("turn_done", { type: "turn_done", reason: "ok" }),
     () => convo.emit("convo_state", { type: "convo_state", state: "escalated" }),
-    () => convo.emit("error", { phase: "server", error: { code: "server", message: "temporary_failure" } }),
+    () => convo.emit("error", { type: "error", convo_id: "c1", reason: "temporary_failure", at: 1 }),
   ]) {
     start();
     end();
@@ -260,4 +260,14 @@ test("retainConvoStore: mount, unmount, mount in one task opens one convo; the l
   assert.notEqual(again.store, b.store, "a closed store is not handed out again");
   assert.equal(opened.length, 2);
   again.release();
+});
+
+test("a server error frame becomes the store's error: a ValetError with code `server` and the frame in body", async () => {
+  const { ValetError } = await import("../../pkg/error.js");
+  const { convo, store } = await openStore();
+  const frame = { type: "error", convo_id: "c1", reason: "temporary_failure", at: 1 };
+  convo.emit("error", frame);
+  const error = store.getState().error;
+  assert.ok(error instanceof ValetError);
+  assert.deepEqual([error.code, error.body], ["server", frame]);
 });

@@ -43,8 +43,8 @@
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
-use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Phase, Status};
-use crate::outbox::Outbox;
+use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Stage, Status};
+use crate::outbox::{Outbox, Outgoing};
 use crate::send::SendOutcome;
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
@@ -235,6 +235,9 @@ pub enum Input {
     /// `send()`: queue a message (see [`Outbox`]). `id` is the glue's, to
     /// match [`Action::SendSettled`]; `files`: the glue holds files to
     /// upload first; `detached`: its promise already resolved.
+    /// `uploadFiles()` is a send with `upload_only`: its files are uploaded
+    /// (in turn with the sends, with the same retries) and it settles with
+    /// the draft's `message_id`, which a later send finalizes as `draft`.
     Send {
         /// The glue's id for it.
         id: u64,
@@ -242,6 +245,10 @@ pub enum Input {
         text: String,
         /// Files to upload first (held by the glue).
         files: bool,
+        /// A draft made by `uploadFiles()` that this send finalizes.
+        draft: Option<String>,
+        /// `uploadFiles()`: upload only, settle with the draft's id.
+        upload_only: bool,
         /// Resolved already: report a final failure as an `error` event.
         detached: bool,
     },
@@ -359,8 +366,8 @@ pub enum Action {
     SendSettled {
         /// The send.
         id: u64,
-        /// How.
-        result: Result<(), ClientError>,
+        /// How: with `upload_only`, the draft's `message_id`.
+        result: Result<Option<String>, ClientError>,
     },
     /// With `observe`: something an observability hook may want
     /// (`kind`, and a JSON payload).
@@ -650,9 +657,10 @@ impl ConvoMachine {
                 }
             }
             Input::TimerFired(timer) => self.on_timer(now_ms, timer),
-            Input::Send { id, text, files, detached } => {
+            Input::Send { id, text, files, draft, upload_only, detached } => {
                 let key = self.rng.uuid_v4();
-                self.outbox.push(id, key, text, files, detached, &mut self.out);
+                let kind = if upload_only { Outgoing::Upload } else { Outgoing::Message { text, files, draft } };
+                self.outbox.push(id, key, kind, detached, &mut self.out);
                 let queued = self.outbox.len();
                 self.observe("send_queued", format!("{{\"queued\":{queued}}}"));
             }
@@ -729,7 +737,7 @@ impl ConvoMachine {
             .out
             .iter()
             .filter_map(|a| match a {
-                Action::SendSettled { result: Ok(()), .. } => Some("{\"ok\":true}".to_owned()),
+                Action::SendSettled { result: Ok(_), .. } => Some("{\"ok\":true}".to_owned()),
                 Action::SendSettled { result: Err(e), .. } => Some(format!(
                     "{{\"ok\":false,\"code\":{}}}",
                     serde_json::to_string(&e.code).unwrap_or_default()
@@ -769,9 +777,9 @@ impl ConvoMachine {
         self.emit(EventName::Status, payload);
     }
 
-    fn emit_error(&mut self, error: ClientError, phase: Phase) {
-        self.log(format!("error ({phase:?}): {}", error.message));
-        let payload = serde_json::to_string(&ConvoErrorEvent { error, phase }).expect("serializable");
+    fn emit_error(&mut self, error: ClientError, stage: Stage) {
+        self.log(format!("error ({stage:?}): {}", error.message));
+        let payload = serde_json::to_string(&ConvoErrorEvent::new(error, stage)).expect("serializable");
         self.emit(EventName::Error, payload);
     }
 
@@ -815,7 +823,8 @@ impl ConvoMachine {
             if i > 0 {
                 json.push(',');
             }
-            let tail = if d.from_reconcile { ",\"from_reconcile\":true}" } else { ",\"from_reconcile\":false}" };
+            // `from_reconcile` is present only on reconcile output, and then `true`.
+            let tail = if d.from_reconcile { ",\"from_reconcile\":true}" } else { "}" };
             if d.message.framed {
                 // The server's frame as sent, `from_reconcile` added before its `}`.
                 let frame = d.message.json.trim_end();
@@ -924,12 +933,12 @@ impl ConvoMachine {
         self.schedule(d);
     }
 
-    fn stop(&mut self, error: ClientError, phase: Phase) {
+    fn stop(&mut self, error: ClientError, stage: Stage) {
         self.close_stream();
         self.conn = Conn::Stopped;
         self.out.push(Action::ClearTimer(Timer::Reconnect));
         self.opened(Err(error.clone()));
-        self.emit_error(error, phase);
+        self.emit_error(error, stage);
         self.emit_status(Status::Stopped, None);
     }
 
@@ -957,7 +966,7 @@ impl ConvoMachine {
     fn on_token_failed(&mut self, purpose: TokenFor, error: ClientError) {
         match purpose {
             TokenFor::Stream(a) if self.conn == Conn::Authorizing(a) => {
-                self.emit_error(error, Phase::Auth);
+                self.emit_error(error, Stage::Auth);
                 self.schedule_backoff();
             }
             TokenFor::Send(id) => self.outbox.on_token_failed(id, error, &mut self.rng, &mut self.out),
@@ -980,13 +989,13 @@ impl ConvoMachine {
                 if self.auth_failures >= self.cfg.max_auth_failures {
                     let mut e = error;
                     e.message = format!("the server refused {} tokens in a row: {}", self.auth_failures, e.message);
-                    self.stop(e, Phase::Auth);
+                    self.stop(e, Stage::Auth);
                 } else {
                     self.reject_next = self.stream_token.clone();
                     self.schedule_immediate();
                 }
             }
-            403 => self.stop(error, Phase::Auth),
+            403 => self.stop(error, Stage::Auth),
             429 => {
                 let secs = error.retry_after_seconds;
                 let nominal = self.backoff.next_delay(&mut self.rng);
@@ -998,7 +1007,7 @@ impl ConvoMachine {
                 self.opened(Ok(()));
             }
             408 | 500..=599 => self.schedule_backoff(),
-            _ => self.stop(error, Phase::Connect),
+            _ => self.stop(error, Stage::Connect),
         }
     }
 
@@ -1008,7 +1017,7 @@ impl ConvoMachine {
             SseItem::Retry(_) => {} // reconnect timing is ours, not the server's
             SseItem::Oversized { limit } => self.emit_error(
                 ClientError::new(ErrorCode::Protocol, format!("a stream event exceeded {limit} bytes and was dropped")),
-                Phase::Stream,
+                Stage::Stream,
             ),
         }
     }
@@ -1068,7 +1077,7 @@ impl ConvoMachine {
                     return None;
                 }
                 Err(Err(e)) => {
-                    self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream);
+                    self.emit_error(ClientError::new(ErrorCode::Protocol, e), Stage::Stream);
                     return None;
                 }
                 // A frame of another `type` under the `message` name: the general path.
@@ -1084,7 +1093,7 @@ impl ConvoMachine {
                 return None;
             }
             Err(e) => {
-                self.emit_error(ClientError::new(ErrorCode::Protocol, e.to_string()), Phase::Stream);
+                self.emit_error(ClientError::new(ErrorCode::Protocol, e.to_string()), Stage::Stream);
                 return None;
             }
         };
@@ -1092,16 +1101,17 @@ impl ConvoMachine {
             FrameKind::Message => match RawMessage::from_frame(frame.text) {
                 // A message frame sent under another event name.
                 Ok(m) => self.on_live_message(m),
-                Err(Err(e)) => self.emit_error(ClientError::new(ErrorCode::Protocol, e), Phase::Stream),
+                Err(Err(e)) => self.emit_error(ClientError::new(ErrorCode::Protocol, e), Stage::Stream),
                 Err(Ok(_)) => {}
             },
             FrameKind::Typing => self.emit(EventName::Typing, frame.text),
             FrameKind::ConvoState => self.emit(EventName::ConvoState, frame.text),
             FrameKind::TurnDone => self.emit(EventName::TurnDone, frame.text),
+            // The server's report, handed over as the frame itself (as the
+            // JS SDK does): apps tell it from an SDK failure by `"reason" in evt`.
             FrameKind::Error => {
-                let mut e = ClientError::new(ErrorCode::Server, "the server reported a temporary failure");
-                e.body = serde_json::from_str(&frame.text).ok();
-                self.emit_error(e, Phase::Server);
+                self.log("the server reported a temporary failure".into());
+                self.emit(EventName::Error, frame.text)
             }
             FrameKind::Ping => {}
             FrameKind::Ready | FrameKind::Closed => return Some(frame),
@@ -1115,7 +1125,7 @@ impl ConvoMachine {
         self.metrics.last_event_at = Some(self.now_ms);
         if event == "status" {
             if let Ok(s) = serde_json::from_str::<serde_json::Value>(&data) {
-                if let Ok(status) = serde_json::from_value::<Status>(s["status"].clone()) {
+                if let Some(status) = s["status"].as_str().and_then(Status::parse) {
                     self.status = status;
                     if status == Status::Connected {
                         self.outbox.release(&mut self.out);
@@ -1238,7 +1248,7 @@ impl ConvoMachine {
     }
 
     fn reconcile_failed(&mut self, error: ClientError) {
-        self.emit_error(error, Phase::Reconcile);
+        self.emit_error(error, Stage::Reconcile);
         let released = self.delivery.abandon_sync();
         self.emit_delivered(released);
         self.reconcile_again = false;

@@ -71,11 +71,26 @@ impl EventName {
     }
 }
 
-/// Where an error happened.
+/// Where an error happened, as the Valet JS SDK names it: `stream` (opening
+/// or reading the stream), `fetch` (a REST call: the reconcile, a send) or
+/// `auth` (getting or using a token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Getting or using a token.
+    Auth,
+    /// Opening or reading the stream.
+    Stream,
+    /// A REST call (the reconcile, a send).
+    Fetch,
+}
+
+/// Where an error happened, finer than [`Phase`] (EXTENSION).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
     /// Getting or using a token.
     Auth,
     /// Opening the stream.
@@ -84,20 +99,41 @@ pub enum Phase {
     Stream,
     /// The reconcile fetch.
     Reconcile,
-    /// A server `error` frame.
-    Server,
     /// A send made with `resolveWhenQueued` that finally failed.
     Send,
 }
 
-/// `error` payload: `{ error, phase }`.
+impl Stage {
+    /// The JS SDK's coarser phase.
+    pub fn phase(self) -> Phase {
+        match self {
+            Stage::Auth => Phase::Auth,
+            Stage::Connect | Stage::Stream => Phase::Stream,
+            Stage::Reconcile | Stage::Send => Phase::Fetch,
+        }
+    }
+}
+
+/// `error` payload of an SDK failure: `{ error, phase, stage }` (in JS,
+/// `error` is a `ValetError`). A server `error` frame reaches `error`
+/// handlers as the frame itself (`{ type: "error", convo_id, reason, at }`).
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 pub struct ConvoErrorEvent {
     /// The error.
+    #[cfg_attr(feature = "tsify", tsify(type = "ValetError"))]
     pub error: ClientError,
-    /// Where.
+    /// Where, as the JS SDK names it.
     pub phase: Phase,
+    /// Where, finer (EXTENSION).
+    pub stage: Stage,
+}
+
+impl ConvoErrorEvent {
+    /// The payload for an error at `stage`.
+    pub fn new(error: ClientError, stage: Stage) -> Self {
+        ConvoErrorEvent { error, phase: stage.phase(), stage }
+    }
 }
 
 /// Connection status.
@@ -118,6 +154,28 @@ pub enum Status {
     Stopped,
     /// `close()` was called.
     Closed,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 6] = [Status::Connecting, Status::Connected, Status::Reconnecting, Status::Paused, Status::Stopped, Status::Closed];
+
+    /// The name in payloads and `convo.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Connecting => "connecting",
+            Status::Connected => "connected",
+            Status::Reconnecting => "reconnecting",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+            Status::Closed => "closed",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
 }
 
 /// `role` payload.
@@ -142,4 +200,18 @@ pub struct ConvoStatusEvent {
     /// With `reconnecting`: the delay before the next attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_match_their_serde_names() {
+        for st in Status::ALL {
+            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+            assert_eq!(Status::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(Status::parse("nope"), None);
+    }
 }

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::convo::{Action, Timer, TokenFor};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
-use crate::events::{ConvoErrorEvent, EventName, Phase};
+use crate::events::{ConvoErrorEvent, EventName, Stage};
 use crate::send::SendOutcome;
 use crate::wire::{SendRequest, UploadResponse};
 
@@ -43,12 +43,30 @@ pub const MAX_TOKEN_FAILURES: u32 = 6;
 /// fails it at once.
 pub const MAX_RETRY_AFTER_MS: u64 = 60_000;
 
+/// What a queued send is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A message: its text, after uploading the glue's files (`files`), or
+    /// finalizing a draft that `uploadFiles()` made.
+    Message {
+        /// The text.
+        text: String,
+        /// The glue holds files to upload first.
+        files: bool,
+        /// A draft's `message_id`.
+        draft: Option<String>,
+    },
+    /// `uploadFiles()`: the glue's files only; settles with the draft's id.
+    Upload,
+}
+
 #[derive(Debug)]
-struct Outgoing {
+struct Queued {
     id: u64,
     key: String,
     text: String,
     files: bool,
+    upload_only: bool,
     message_id: Option<String>,
     auth_failures: u32,
     rate_limits: u32,
@@ -64,7 +82,7 @@ struct Outgoing {
 /// The queue of sends of one convo (see the module docs).
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<Outgoing>,
+    queue: VecDeque<Queued>,
     in_flight: Option<u64>,
     held: bool,
     backoff: Backoff,
@@ -105,13 +123,18 @@ impl Outbox {
     /// Queues a send (`detached`: its promise already resolved, so a final
     /// failure is reported as an `error` event too) and starts it if it is
     /// the oldest.
-    pub fn push(&mut self, id: u64, key: String, text: String, files: bool, detached: bool, out: &mut Vec<Action>) {
-        self.queue.push_back(Outgoing {
+    pub fn push(&mut self, id: u64, key: String, what: Outgoing, detached: bool, out: &mut Vec<Action>) {
+        let (text, files, message_id, upload_only) = match what {
+            Outgoing::Message { text, files, draft } => (text, files, draft, false),
+            Outgoing::Upload => (String::new(), true, None, true),
+        };
+        self.queue.push_back(Queued {
             id,
             key,
             text,
             files,
-            message_id: None,
+            upload_only,
+            message_id,
             auth_failures: 0,
             rate_limits: 0,
             token_failures: 0,
@@ -200,6 +223,13 @@ impl Outbox {
         match outcome {
             SendOutcome::Ok if uploading => {
                 match serde_json::from_str::<UploadResponse>(body) {
+                    Ok(up) if head.upload_only => {
+                        self.backoff.reset();
+                        self.in_flight = None;
+                        let head = self.queue.pop_front().expect("a head");
+                        out.push(Action::SendSettled { id: head.id, result: Ok(Some(up.message_id)) });
+                        self.next(out);
+                    }
                     Ok(up) => {
                         head.message_id = Some(up.message_id);
                         self.in_flight = None;
@@ -218,7 +248,7 @@ impl Outbox {
                 self.backoff.reset();
                 let head = self.queue.pop_front().expect("a head");
                 self.in_flight = None;
-                out.push(Action::SendSettled { id: head.id, result: Ok(()) });
+                out.push(Action::SendSettled { id: head.id, result: Ok(None) });
                 self.next(out);
                 true
             }
@@ -310,12 +340,12 @@ impl Outbox {
         self.next(out);
     }
 
-    fn settle_err(o: Outgoing, mut error: ClientError, out: &mut Vec<Action>) {
+    fn settle_err(o: Queued, mut error: ClientError, out: &mut Vec<Action>) {
         if o.ambiguous {
             error.maybe_stored = Some(true);
         }
         if o.detached {
-            let payload = serde_json::to_string(&ConvoErrorEvent { error: error.clone(), phase: Phase::Send }).expect("serializable");
+            let payload = serde_json::to_string(&ConvoErrorEvent::new(error.clone(), Stage::Send)).expect("serializable");
             out.push(Action::Emit { event: EventName::Error, payload });
         }
         out.push(Action::SendSettled { id: o.id, result: Err(error) });

@@ -3,9 +3,13 @@
 //! Decisions:
 //! - One definition serves the SDK and the reference server, so the two can
 //!   not drift apart. Field names are the wire's (snake_case).
-//! - Reading is lenient, as a client of a moving service must be: unknown
-//!   fields are ignored; an unknown enum value decodes to `Unknown`; optional
-//!   fields default. Writing is exact.
+//! - The generated typings are the contract's, exactly (the Valet JS SDK's
+//!   exported types): a field the contract always sends is required here
+//!   too, and `Unknown` enum values are not in them.
+//! - Reading is lenient where it is cheap: unknown fields are ignored, an
+//!   unknown enum value decodes to `Unknown`. The SDK itself decodes only
+//!   what it decides on (see [`read_frame_head`], [`RawMessage`]); frames
+//!   reach handlers as the server sent them. Writing is exact.
 //! - Our extensions (`seq` on messages) are optional and omitted when absent,
 //!   so a peer that does not know them sees the contract byte for byte.
 
@@ -22,8 +26,9 @@ pub enum Author {
     AiAgent,
     /// A human agent who took the convo over.
     HumanAgent,
-    /// A value this version does not know.
-    #[serde(other)]
+    /// A value this version does not know (read only: never written, and
+    /// not in the typings, which are the contract's).
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 
@@ -33,24 +38,21 @@ pub enum Author {
 pub struct Participant {
     /// Participant id.
     pub id: String,
-    /// Participant kind, e.g. `"ai_agent"`.
-    #[serde(default)]
+    /// Participant kind: `"ai_agent"`, `"appuser"` or `"human_agent"`.
+    #[cfg_attr(feature = "tsify", tsify(type = "\"ai_agent\" | \"appuser\" | \"human_agent\""))]
     pub kind: String,
     /// Display name.
-    #[serde(default)]
-    pub name: Option<String>,
+    pub name: String,
     /// Avatar URL.
-    #[serde(default)]
-    pub photo_url: Option<String>,
+    pub photo_url: String,
     /// Initial for an avatar placeholder.
-    #[serde(default)]
-    pub initial: Option<String>,
+    pub initial: String,
 }
 
 /// A file attached to a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
-pub struct FileRef {
+pub struct MessageFile {
     /// Where to download it.
     pub url: String,
     /// Original file name.
@@ -76,11 +78,9 @@ pub struct Message {
     /// ISO-8601 creation time.
     pub created_at: String,
     /// Who wrote it, when known.
-    #[serde(default)]
     pub participant: Option<Participant>,
     /// Attached files.
-    #[serde(default)]
-    pub files: Vec<FileRef>,
+    pub files: Vec<MessageFile>,
     /// EXTENSION: the message's position in its convo (1, 2, 3, ...). Absent
     /// from servers that do not implement it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,8 +198,9 @@ pub enum ConvoState {
     AttemptedHack,
     /// Waiting for the user's feedback.
     PendingFeedback,
-    /// A value this version does not know.
-    #[serde(other)]
+    /// A value this version does not know (read only: never written, and
+    /// not in the typings, which are the contract's).
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 
@@ -245,7 +246,6 @@ impl ConvoState {
 /// Whether the user is locked out of the agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
-#[serde(default)]
 pub struct LockoutSnapshot {
     /// Locked out now.
     pub locked_out: bool,
@@ -254,6 +254,7 @@ pub struct LockoutSnapshot {
     /// A permanent lockout.
     pub permanent: bool,
     /// `"permanent" | "rage" | "hack"`.
+    #[cfg_attr(feature = "tsify", tsify(type = "\"permanent\" | \"rage\" | \"hack\" | null"))]
     pub reason: Option<String>,
     /// Text to show the user.
     pub user_message: Option<String>,
@@ -262,7 +263,6 @@ pub struct LockoutSnapshot {
 /// What may be attached to messages in a convo.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
-#[serde(default)]
 pub struct AttachmentPolicy {
     /// Files per message (0: attachments disabled).
     pub max_files_per_message: u32,
@@ -380,8 +380,9 @@ pub enum TypingKind {
     Thinking,
     /// The agent is typing.
     Typing,
-    /// A value this version does not know.
-    #[serde(other)]
+    /// A value this version does not know (read only: never written, and
+    /// not in the typings, which are the contract's).
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 
@@ -394,8 +395,9 @@ pub enum TypingState {
     Start,
     /// Indicator off.
     Stop,
-    /// A value this version does not know.
-    #[serde(other)]
+    /// A value this version does not know (read only: never written, and
+    /// not in the typings, which are the contract's).
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 
@@ -416,8 +418,9 @@ pub enum TurnDoneReason {
     Unavailable,
     /// A transient failure; retry later.
     TemporaryFailure,
-    /// A value this version does not know.
-    #[serde(other)]
+    /// A value this version does not know (read only: never written, and
+    /// not in the typings, which are the contract's).
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 
@@ -434,8 +437,9 @@ pub enum ClosedReason {
     AuthExpiring,
     /// The stream stalled (the consumer fell behind).
     Stalled,
-    /// A value this version does not know.
-    #[serde(other)]
+    /// A value this version does not know (read only: never written, and
+    /// not in the typings, which are the contract's).
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 
@@ -467,6 +471,7 @@ pub enum ServerFrame {
     /// A new message in the convo.
     Message {
         /// Always `"create"` in v2.
+        #[cfg_attr(feature = "tsify", tsify(type = "\"create\""))]
         action: String,
         /// The agent.
         agent_id: String,
@@ -481,9 +486,8 @@ pub enum ServerFrame {
         kind: TypingKind,
         /// Start or stop.
         state: TypingState,
-        /// Optional label to show.
-        #[serde(default)]
-        label: Option<String>,
+        /// The label to show (empty when the server sends none).
+        label: String,
         /// The convo.
         convo_id: String,
     },
@@ -496,10 +500,9 @@ pub enum ServerFrame {
         /// New state.
         state: ConvoState,
         /// Previous state.
-        #[serde(default)]
+        #[cfg_attr(feature = "tsify", tsify(type = "ConvoState"))]
         prev_state: Option<ConvoState>,
         /// Text for the user once closed; null while open.
-        #[serde(default)]
         closed_user_message: Option<String>,
     },
     /// The agent's turn ended.
@@ -509,7 +512,6 @@ pub enum ServerFrame {
         /// Why it ended.
         reason: TurnDoneReason,
         /// When: Unix epoch milliseconds (a number; kept as sent).
-        #[serde(default)]
         #[cfg_attr(feature = "tsify", tsify(type = "number"))]
         at: serde_json::Value,
         /// With `rate_limited`: seconds to wait.
@@ -519,12 +521,11 @@ pub enum ServerFrame {
     /// A server-side failure report (not an SDK error).
     Error {
         /// The convo.
-        #[serde(default)]
-        convo_id: Option<String>,
+        convo_id: String,
         /// Always `"temporary_failure"` in v2.
+        #[cfg_attr(feature = "tsify", tsify(type = "\"temporary_failure\""))]
         reason: String,
         /// When: Unix epoch milliseconds (a number; kept as sent).
-        #[serde(default)]
         #[cfg_attr(feature = "tsify", tsify(type = "number"))]
         at: serde_json::Value,
     },
@@ -749,7 +750,7 @@ mod tests {
 
     #[test]
     fn a_nested_type_key_does_not_count_as_the_frame_type() {
-        let data = r#"{"action":"create","agent_id":"a","convo_id":"c","message":{"id":"m","content":"\"type\"","from":"appuser","turn_number":1,"created_at":"t","participant":{"id":"p","type":"x"},"files":[]}}"#;
+        let data = r#"{"action":"create","agent_id":"a","convo_id":"c","message":{"id":"m","content":"\"type\"","from":"appuser","turn_number":1,"created_at":"t","participant":{"id":"p","type":"x","kind":"appuser","name":"P","photo_url":"u","initial":"P"},"files":[]}}"#;
         let f = decode_frame("message", data).unwrap().unwrap();
         assert!(matches!(f, ServerFrame::Message { .. }));
         assert_eq!(decode_frame("ping", "{ }").unwrap(), Some(ServerFrame::Ping {}));

@@ -23,7 +23,7 @@ impl H {
 
     /// Queues a send; returns the actions.
     fn send(&mut self, id: u64, text: &str) -> Vec<Action> {
-        self.feed(Input::Send { id, text: text.into(), files: false, detached: false })
+        self.feed(Input::Send { id, text: text.into(), files: false, draft: None, upload_only: false, detached: false })
     }
 
     /// Answers a send's token request with `tok`; returns the post's body.
@@ -60,7 +60,7 @@ fn token_asked(out: &[Action], id: u64) -> Option<Option<String>> {
 
 fn settled(out: &[Action], id: u64) -> Option<Result<(), valet_core::error::ClientError>> {
     out.iter().find_map(|a| match a {
-        Action::SendSettled { id: x, result } if *x == id => Some(result.clone()),
+        Action::SendSettled { id: x, result } if *x == id => Some(result.clone().map(|_| ())),
         _ => None,
     })
 }
@@ -203,7 +203,7 @@ fn close_settles_every_queued_send_with_closed() {
 #[test]
 fn a_detached_send_that_fails_is_reported_as_an_error_event() {
     let mut h = H::new();
-    h.feed(Input::Send { id: 1, text: "hi".into(), files: false, detached: true });
+    h.feed(Input::Send { id: 1, text: "hi".into(), files: false, draft: None, upload_only: false, detached: true });
     h.token(1, "t");
     let out = h.answer(1, http(404, ""));
     let ev = out.iter().find_map(|a| match a {
@@ -211,20 +211,43 @@ fn a_detached_send_that_fails_is_reported_as_an_error_event() {
         _ => None,
     });
     let ev = ev.expect("an error event");
-    assert_eq!(ev["phase"], "send");
+    assert_eq!((ev["phase"].as_str(), ev["stage"].as_str()), (Some("fetch"), Some("send")));
     assert_eq!(ev["error"]["status"], 404);
 }
 
 #[test]
 fn files_are_uploaded_first_and_the_draft_id_goes_with_the_text() {
     let mut h = H::new();
-    h.feed(Input::Send { id: 1, text: "see attached".into(), files: true, detached: false });
+    h.feed(Input::Send { id: 1, text: "see attached".into(), files: true, draft: None, upload_only: false, detached: false });
     let out = h.feed(Input::Token { purpose: TokenFor::Send(1), token: "t".into() });
     assert!(out.iter().any(|a| matches!(a, Action::Upload { id: 1, .. })));
     let out = h.feed(Input::Posted { id: 1, outcome: SendOutcome::Ok, body: r#"{"message_id":"draft-1"}"#.into() });
     assert!(token_asked(&out, 1).is_some());
     let body = h.token(1, "t");
     assert_eq!((body["text"].as_str(), body["message_id"].as_str()), (Some("see attached"), Some("draft-1")));
+}
+
+#[test]
+fn upload_files_settles_with_the_draft_id_and_a_later_send_finalizes_it() {
+    let mut h = H::new();
+    h.feed(Input::Send { id: 1, text: String::new(), files: true, draft: None, upload_only: true, detached: false });
+    let out = h.feed(Input::Token { purpose: TokenFor::Send(1), token: "t".into() });
+    assert!(out.iter().any(|a| matches!(a, Action::Upload { id: 1, .. })));
+    // A 401 on the upload refreshes the token and uploads again.
+    let out = h.answer(1, http(401, ""));
+    assert_eq!(token_asked(&out, 1), Some(Some("t".into())));
+    h.feed(Input::Token { purpose: TokenFor::Send(1), token: "t2".into() });
+    let out = h.feed(Input::Posted { id: 1, outcome: SendOutcome::Ok, body: r#"{"message_id":"draft-9"}"#.into() });
+    let settled = out.iter().find_map(|a| match a {
+        Action::SendSettled { id: 1, result } => Some(result.clone()),
+        _ => None,
+    });
+    assert_eq!(settled, Some(Ok(Some("draft-9".into()))), "settles with the draft, posts nothing");
+    assert!(!out.iter().any(|a| matches!(a, Action::Post { .. })));
+    // The text that goes with it: no upload, the draft id in the body.
+    h.feed(Input::Send { id: 2, text: "here it is".into(), files: false, draft: Some("draft-9".into()), upload_only: false, detached: false });
+    let body = h.token(2, "t2");
+    assert_eq!((body["text"].as_str(), body["message_id"].as_str()), (Some("here it is"), Some("draft-9")));
 }
 
 /// Drives the machine to a long backoff: connected once, then the stream
@@ -346,7 +369,7 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
             Action::EmitMany { event: EventName::Message, json_array, .. } => serde_json::from_str::<Vec<Value>>(json_array).unwrap(),
             _ => vec![],
         })
-        .map(|v| (v["message"]["id"].as_str().unwrap().to_owned(), v["from_reconcile"].as_bool().unwrap()))
+        .map(|v| (v["message"]["id"].as_str().unwrap().to_owned(), v["from_reconcile"] == true))
         .collect();
     assert_eq!(
         delivered,

@@ -44,9 +44,9 @@ pub fn participant(state: &AppState, agent_id: &str) -> Participant {
     Participant {
         id: agent_id.into(),
         kind: "ai_agent".into(),
-        name: Some("Valet Dev Agent".into()),
-        photo_url: Some(avatar_url(state, 'V')),
-        initial: Some("V".into()),
+        name: "Valet Dev Agent".into(),
+        photo_url: avatar_url(state, 'V'),
+        initial: "V".into(),
     }
 }
 
@@ -56,9 +56,9 @@ pub fn human_participant(state: &AppState) -> Participant {
     Participant {
         id: "dev-human-sam".into(),
         kind: "human_agent".into(),
-        name: Some("Sam from Support".into()),
-        photo_url: Some(avatar_url(state, 'S')),
-        initial: Some("S".into()),
+        name: "Sam from Support".into(),
+        photo_url: avatar_url(state, 'S'),
+        initial: "S".into(),
     }
 }
 
@@ -134,7 +134,7 @@ fn turn_done(state: &AppState, convo_id: &str, reason: TurnDoneReason) {
 fn server_error(state: &AppState, convo_id: &str) {
     state.hub.publish(
         convo_id,
-        &ServerFrame::Error { convo_id: Some(convo_id.into()), reason: "temporary_failure".into(), at: now_ms().into() },
+        &ServerFrame::Error { convo_id: convo_id.into(), reason: "temporary_failure".into(), at: now_ms().into() },
     );
 }
 
@@ -144,7 +144,7 @@ fn typing(state: &AppState, convo_id: &str, typing_state: TypingState) {
         &ServerFrame::Typing {
             kind: TypingKind::Thinking,
             state: typing_state,
-            label: Some("Valet Dev Agent is thinking".into()),
+            label: "Valet Dev Agent is thinking".into(),
             convo_id: convo_id.into(),
         },
     );

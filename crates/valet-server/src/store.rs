@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use valet_core::wire::{Author, ConvoState, ConvoSummary, FileRef, Message, Participant};
+use valet_core::wire::{Author, ConvoState, ConvoSummary, MessageFile, Message, Participant};
 
 /// A convo as stored.
 #[derive(Debug, Clone)]
@@ -461,14 +461,14 @@ impl Db {
                 idx += 1;
             }
             if let Some(m) = messages.get_mut(idx) {
-                m.files.push(self.file_ref(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
+                m.files.push(self.message_file(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
             }
         }
         Ok(messages)
     }
 
-    fn file_ref(&self, id: String, filename: String, content_type: String, byte_size: u64) -> FileRef {
-        FileRef { url: format!("{}/files/{}", self.public_url, id), filename, content_type, byte_size }
+    fn message_file(&self, id: String, filename: String, content_type: String, byte_size: u64) -> MessageFile {
+        MessageFile { url: format!("{}/files/{}", self.public_url, id), filename, content_type, byte_size }
     }
 
     /// Appends a message (or finalizes a draft), assigning its `seq`.
@@ -541,7 +541,7 @@ impl Db {
             let files = stmt
                 .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            message.files = files.into_iter().map(|(i, f, c, b)| self.file_ref(i, f, c, b)).collect();
+            message.files = files.into_iter().map(|(i, f, c, b)| self.message_file(i, f, c, b)).collect();
         }
         Ok(Appended::New(message))
     }

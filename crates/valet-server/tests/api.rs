@@ -242,7 +242,7 @@ async fn fail_magic_emits_server_error_frame() {
     let mut stream = s.stream(&t, &convo).await;
     s.send(&t, &convo, "/fail").await;
     let ServerFrame::Error { reason, convo_id, .. } = stream.until("error").await.frame() else { unreachable!() };
-    assert_eq!((reason.as_str(), convo_id.as_deref()), ("temporary_failure", Some(convo.as_str())));
+    assert_eq!((reason.as_str(), convo_id.as_str()), ("temporary_failure", convo.as_str()));
     let ServerFrame::TurnDone { reason, .. } = stream.until("turn_done").await.frame() else { unreachable!() };
     assert_eq!(reason, TurnDoneReason::TemporaryFailure);
 }

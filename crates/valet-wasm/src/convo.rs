@@ -18,6 +18,7 @@ use valet_core::events::ConvoRoleEvent;
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::events::EventName;
 use valet_core::send::SendOutcome;
+use valet_core::outbox::Outgoing;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::AbortController;
@@ -66,7 +67,7 @@ fn session_storage() -> Option<web_sys::Storage> {
 /// A send's handles: its promise's sender (none once resolved with
 /// `resolveWhenQueued`), its files, and its `AbortSignal` listener.
 struct PendingSend {
-    settle: Option<futures_channel::oneshot::Sender<Result<(), ClientError>>>,
+    settle: Option<futures_channel::oneshot::Sender<Result<Option<String>, ClientError>>>,
     files: Vec<web_sys::Blob>,
     _abort: Option<EventListener>,
 }
@@ -407,8 +408,8 @@ impl ConvoInner {
     }
 
     /// Queues a send in the outbox; resolves when it settles (at once with
-    /// `detached`).
-    async fn send(&self, text: String, files: Vec<web_sys::Blob>, signal: Option<web_sys::AbortSignal>, detached: bool) -> Result<(), ClientError> {
+    /// `detached`), with the draft's id for an upload.
+    async fn send(&self, what: Outgoing, files: Vec<web_sys::Blob>, signal: Option<web_sys::AbortSignal>, detached: bool) -> Result<Option<String>, ClientError> {
         if self.is_closed() {
             return Err(ClientError::new(ErrorCode::Closed, "the convo is closed"));
         }
@@ -422,11 +423,15 @@ impl ConvoInner {
             let sink = self.this.clone();
             EventListener::once(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
         });
+        let (text, draft, upload_only) = match what {
+            Outgoing::Message { text, draft, .. } => (text, draft, false),
+            Outgoing::Upload => (String::new(), None, true),
+        };
         let has_files = !files.is_empty();
         self.sends.borrow_mut().insert(id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort });
-        self.handle(Input::Send { id, text, files: has_files, detached });
+        self.handle(Input::Send { id, text, files: has_files, draft, upload_only, detached });
         if detached {
-            return Ok(());
+            return Ok(None);
         }
         rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")))
     }
@@ -457,8 +462,12 @@ pub struct SendOptions {
     #[serde(default)]
     #[tsify(type = "AbortSignal", optional)]
     pub signal: (),
+    /// A draft made by `uploadFiles()`: its files go with this text.
+    #[serde(default)]
+    #[tsify(optional)]
+    pub message_id: Option<String>,
     /// Resolve as soon as the message is queued; a final failure is then an
-    /// `error` event with phase `send` (default: resolve once stored).
+    /// `error` event with stage `send` (default: resolve once stored).
     #[serde(default)]
     #[tsify(optional)]
     pub resolve_when_queued: Option<bool>,
@@ -536,20 +545,17 @@ impl Convo {
     /// own idempotency key so a retry is never stored twice.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn send(&self, #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue, options: Option<tsify::Ts<SendOptions>>) -> js_sys::Promise {
-        let inner = self.inner.clone();
-        let options = options.map(JsValue::from);
-        wasm_bindgen_futures::future_to_promise(async move {
-            let text = text
-                .as_string()
-                .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text): text must be a string"))?;
-            let files = read_files(options.clone())?;
-            if text.trim().is_empty() && files.is_empty() {
-                return Err(js_error(ErrorCode::InvalidArgument, "send(text): text must not be empty"));
-            }
-            let (signal, detached) = read_send_flags(options)?;
-            inner.send(text, files, signal, detached).await.map_err(|e| to_js(&e))?;
-            Ok(JsValue::UNDEFINED)
-        })
+        submit(self.inner.clone(), Some(text), options.map(JsValue::from))
+    }
+
+    /// Uploads files as a draft message and resolves to its `message_id`
+    /// (in turn with the sends, with the same retries); `send(text, {
+    /// messageId })` then sends the text with them.
+    #[wasm_bindgen(js_name = uploadFiles, unchecked_return_type = "Promise<string>")]
+    pub fn upload_files(&self, #[wasm_bindgen(unchecked_param_type = "Blob[]")] files: JsValue) -> js_sys::Promise {
+        let options = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&options, &"files".into(), &files);
+        submit(self.inner.clone(), None, Some(options.into()))
     }
 
     /// Counters for monitoring: reconnects, the last event's time, duplicates
@@ -580,10 +586,7 @@ impl Convo {
     /// `paused`, `stopped` or `closed` (the `status` event announces changes).
     #[wasm_bindgen(getter, unchecked_return_type = "Status")]
     pub fn status(&self) -> String {
-        serde_json::to_value(self.inner.machine.borrow().status())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        self.inner.machine.borrow().status().as_str().to_owned()
     }
 
     /// This tab's role: `leader` (holds the stream) or `follower` (gets the
@@ -600,6 +603,34 @@ impl Convo {
     }
 }
 
+/// `send(text, options)`, or `uploadFiles(files)` (no text, `options.files`):
+/// one async driver for both.
+fn submit(inner: Rc<ConvoInner>, text: Option<JsValue>, options: Option<JsValue>) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let files = read_files(options.clone())?;
+        let what = match text {
+            None if files.is_empty() => {
+                return Err(js_error(ErrorCode::InvalidArgument, "uploadFiles(files): files must be a non-empty array of File or Blob"));
+            }
+            None => Outgoing::Upload,
+            Some(text) => {
+                let text = text.as_string().ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text): text must be a string"))?;
+                let draft = read_draft(options.clone())?;
+                if text.trim().is_empty() && files.is_empty() && draft.is_none() {
+                    return Err(js_error(ErrorCode::InvalidArgument, "send(text): text must not be empty"));
+                }
+                if !files.is_empty() && draft.is_some() {
+                    return Err(js_error(ErrorCode::InvalidArgument, "send(text, { files, messageId }): give files or a draft's messageId, not both"));
+                }
+                Outgoing::Message { text, files: !files.is_empty(), draft }
+            }
+        };
+        let (signal, detached) = read_send_flags(options)?;
+        let draft = inner.send(what, files, signal, detached).await.map_err(|e| to_js(&e))?;
+        Ok(draft.map(JsValue::from).unwrap_or(JsValue::UNDEFINED))
+    })
+}
+
 fn read_files(options: Option<JsValue>) -> Result<Vec<web_sys::Blob>, JsValue> {
     let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok(Vec::new()) };
     let files = js_sys::Reflect::get(&options, &"files".into()).unwrap_or(JsValue::UNDEFINED);
@@ -609,6 +640,18 @@ fn read_files(options: Option<JsValue>) -> Result<Vec<web_sys::Blob>, JsValue> {
     let err = || js_error(ErrorCode::InvalidArgument, "send(text, { files }): files must be an array of File or Blob");
     let array: js_sys::Array = files.dyn_into().map_err(|_| err())?;
     array.iter().map(|f| f.dyn_into::<web_sys::Blob>().map_err(|_| err())).collect()
+}
+
+fn read_draft(options: Option<JsValue>) -> Result<Option<String>, JsValue> {
+    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok(None) };
+    let id = js_sys::Reflect::get(&options, &"messageId".into()).unwrap_or(JsValue::UNDEFINED);
+    if id.is_undefined() || id.is_null() {
+        return Ok(None);
+    }
+    id.as_string()
+        .filter(|s| !s.is_empty())
+        .map(Some)
+        .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text, { messageId }): must be the string uploadFiles() resolved to"))
 }
 
 fn read_send_flags(options: Option<JsValue>) -> Result<(Option<web_sys::AbortSignal>, bool), JsValue> {

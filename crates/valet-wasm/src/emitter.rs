@@ -9,6 +9,11 @@
 //!   one string and one parse for the burst.
 //! - A handler that throws is reported (`console.error`) and the others
 //!   still run.
+//! - An SDK failure reaches `error` handlers as `{ error, phase, stage }`
+//!   with `error` a real `Error`: an instance of the class the package
+//!   registers ([`set_error_class`], its exported `ValetError`), so
+//!   `instanceof ValetError` works. A server `error` frame is handed over as
+//!   the frame itself (it has `reason`; an SDK failure has not).
 //! - A convo's emitter starts *held*: what happens while `openConvo` is
 //!   pending (the first `ready`, `status`, `role`, history that arrives early)
 //!   is queued, in order, and replayed once the app has subscribed in the
@@ -17,6 +22,24 @@
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
+let ErrorClass = null;
+export function setErrorClass(c) { ErrorClass = typeof c === "function" ? c : null; }
+export function valetError(e) {
+  const err = ErrorClass ? new ErrorClass(e.message) : new Error(e.message);
+  err.name = "ValetError";
+  err.code = e.code;
+  if (e.status !== undefined) err.status = e.status;
+  if (e.retry_after_seconds !== undefined) err.retryAfterSeconds = e.retry_after_seconds;
+  if (e.body !== undefined) err.body = e.body;
+  if (e.maybe_stored !== undefined) err.maybeStored = e.maybe_stored;
+  return err;
+}
+export function valetErrorFrom(json) { return valetError(JSON.parse(json)); }
+function payloadOf(event, json) {
+  const p = JSON.parse(json);
+  if (event === "error" && p && typeof p.error === "object" && !("reason" in p)) p.error = valetError(p.error);
+  return p;
+}
 export class Emitter {
   constructor(held) { this.handlers = new Map(); this.held = held ? [] : null; }
   release() {
@@ -36,7 +59,7 @@ export class Emitter {
     if (this.held) { this.held.push([event, json, false]); return; }
     const set = this.handlers.get(event);
     if (!set || set.size === 0) return;
-    const payload = JSON.parse(json);
+    const payload = payloadOf(event, json);
     for (const entry of Array.from(set)) {
       try { entry.handler(payload); }
       catch (e) { console.error("[valet-sdk] a `" + event + "` handler threw; the others still ran:", e); }
@@ -58,6 +81,14 @@ export class Emitter {
 }
 "#)]
 extern "C" {
+    /// Errors are made as instances of `class` from now on.
+    #[wasm_bindgen(js_name = setErrorClass)]
+    pub fn set_error_class(class: &JsValue);
+
+    /// A `ValetError` from a `ClientError`'s JSON.
+    #[wasm_bindgen(js_name = valetErrorFrom)]
+    pub fn valet_error_from(json: &str) -> JsValue;
+
     /// The registry.
     pub type Emitter;
 

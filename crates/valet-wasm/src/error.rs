@@ -1,34 +1,24 @@
 //! SDK errors as JS `Error`s a caller can branch on: `name` is
 //! `"ValetError"`, and `code`, `status`, `retryAfterSeconds`, `body`,
-//! `maybeStored` carry the fields of `valet_core::error::ClientError`.
+//! `maybeStored` carry the fields of `valet_core::error::ClientError`. The
+//! package registers its `ValetError` class, so they are its instances.
 
 use valet_core::error::{ClientError, ErrorCode};
 use wasm_bindgen::prelude::*;
 
-/// Converts an SDK error into a thrown/rejected JS value.
+/// Converts an SDK error into a thrown/rejected JS value: one JSON string
+/// across the boundary, made into a `ValetError` in JS.
 pub fn to_js(e: &ClientError) -> JsValue {
-    let err = js_sys::Error::new(&e.message);
-    err.set_name("ValetError");
-    let set = |k: &str, v: JsValue| {
-        let _ = js_sys::Reflect::set(&err, &JsValue::from_str(k), &v);
-    };
-    let code = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    set("code", JsValue::from_str(&code));
-    if let Some(s) = e.status {
-        set("status", JsValue::from(s));
-    }
-    if let Some(s) = e.retry_after_seconds {
-        set("retryAfterSeconds", JsValue::from(s as f64));
-    }
-    if let Some(m) = e.maybe_stored {
-        set("maybeStored", JsValue::from_bool(m));
-    }
-    if let Some(body) = &e.body {
-        if let Ok(v) = js_sys::JSON::parse(&body.to_string()) {
-            set("body", v);
-        }
-    }
-    err.into()
+    crate::emitter::valet_error_from(&serde_json::to_string(e).unwrap_or_default())
+}
+
+/// Errors are made as instances of `class` (the package's exported
+/// `ValetError`, so `instanceof` works); the package calls it once the
+/// wasm is loaded. Without it (the raw `./wasm` entry) they are `Error`s
+/// named `ValetError`.
+#[wasm_bindgen(js_name = setErrorClass)]
+pub fn set_error_class(#[wasm_bindgen(unchecked_param_type = "new (message: string) => Error")] class: JsValue) {
+    crate::emitter::set_error_class(&class);
 }
 
 /// A `ValetError` with a code and message.

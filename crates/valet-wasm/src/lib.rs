@@ -34,41 +34,83 @@ pub fn sdk_version() -> String {
 
 #[wasm_bindgen(typescript_custom_section)]
 const EVENT_TYPES: &'static str = r#"
-/** `message`: each message once, in server order. */
-export type ConvoMessageEvent = Extract<ServerFrame, { type: "message" }> & { from_reconcile: boolean };
+/** `ready`: the stream is (re)connected. */
+export type ReadyEvent = Extract<ServerFrame, { type: "ready" }>;
+/** `message`: each message once, in server order; `from_reconcile: true` only on history (reconcile output). */
+export type MessageEvent = Extract<ServerFrame, { type: "message" }> & { from_reconcile?: true };
 /** `typing`: an indicator started or stopped. */
-export type ConvoTypingEvent = Extract<ServerFrame, { type: "typing" }>;
-/** `convo_state`: the convo changed state. */
+export type TypingEvent = Extract<ServerFrame, { type: "typing" }>;
+/** `convo_state`: the convo changed state (`closed_user_message` is text to show, `null` while open). */
 export type ConvoStateEvent = Extract<ServerFrame, { type: "convo_state" }>;
 /** `turn_done`: the agent's turn ended. */
-export type ConvoTurnDoneEvent = Extract<ServerFrame, { type: "turn_done" }>;
-/** `ready`: the stream is (re)connected. */
-export type ConvoReadyEvent = Extract<ServerFrame, { type: "ready" }>;
+export type TurnDoneEvent = Extract<ServerFrame, { type: "turn_done" }>;
+/** A server `error` frame (not an SDK failure): handed to `error` handlers as is. */
+export type ServerErrorEvent = Extract<ServerFrame, { type: "error" }>;
+/** A heartbeat (not emitted to handlers). */
+export type PingEvent = Extract<ServerFrame, { type: "ping" }>;
 /** `closed`: the server closed the stream (the SDK reconnects as the reason requires). */
-export type ConvoClosedEvent = Extract<ServerFrame, { type: "closed" }>;
+export type ClosedEvent = Extract<ServerFrame, { type: "closed" }>;
+/** Why the server closed the stream. */
+export type CloseReason = ClosedReason;
+/** Every frame the server sends. */
+export type AnyServerEvent = ReadyEvent | MessageEvent | TypingEvent | ConvoStateEvent | TurnDoneEvent | ServerErrorEvent | PingEvent | ClosedEvent;
+/** An SDK failure (`{ error, phase }`, `error` a `ValetError`) or a server `error` frame: tell them apart with `"reason" in evt`. */
+export type ConvoErrorPayload = ConvoErrorEvent | ServerErrorEvent;
 
-/** Every event of a convo and its payload. */
-export interface ConvoEventMap {
-  message: ConvoMessageEvent;
-  typing: ConvoTypingEvent;
+/** The Valet JS SDK's events and their payloads. */
+export interface ClientEventMap {
+  message: MessageEvent;
+  typing: TypingEvent;
   convo_state: ConvoStateEvent;
-  turn_done: ConvoTurnDoneEvent;
-  ready: ConvoReadyEvent;
-  closed: ConvoClosedEvent;
-  error: ConvoErrorEvent;
+  turn_done: TurnDoneEvent;
+  ready: ReadyEvent;
+  closed: ClosedEvent;
+  error: ConvoErrorPayload;
+}
+/** The Valet JS SDK's event names. */
+export type ClientEventName = keyof ClientEventMap;
+
+/** Every event of a convo and its payload: the JS SDK's, plus `status` and `role`. */
+export interface ConvoEventMap extends ClientEventMap {
   status: ConvoStatusEvent;
   role: ConvoRoleEvent;
 }
 
-/** The `Error` every rejection and `error` event carries: branch on `code`. */
+/** The options of `new ValetClient(...)`, by the JS SDK's name. */
+export type ValetClientConfig = ValetClientOptions;
+
+/** Earlier names (see the README's changelog). */
+export type ConvoMessageEvent = MessageEvent;
+/** Earlier name of `TypingEvent`. */
+export type ConvoTypingEvent = TypingEvent;
+/** Earlier name of `TurnDoneEvent`. */
+export type ConvoTurnDoneEvent = TurnDoneEvent;
+/** Earlier name of `ReadyEvent`. */
+export type ConvoReadyEvent = ReadyEvent;
+/** Earlier name of `ClosedEvent`. */
+export type ConvoClosedEvent = ClosedEvent;
+/** Earlier name of `MessageFile`. */
+export type FileRef = MessageFile;
+
+/** The `Error` every rejection and SDK `error` event carries: branch on `code`. */
 export interface ValetError extends Error {
-  name: "ValetError";
   code: ErrorCode;
   status?: number;
   retryAfterSeconds?: number;
   body?: unknown;
   /** On a failed send: an earlier attempt got no answer, so the server may have stored it. */
   maybeStored?: boolean;
+}
+
+declare global {
+  /**
+   * The generated classes have `[Symbol.dispose]()` (explicit resource
+   * management). Declared here, as TypeScript's `esnext.disposable` lib
+   * does, so a consumer's `lib` needs no more than `["es2022", "dom"]`.
+   */
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
 }
 
 export interface Convo {
