@@ -198,3 +198,15 @@ test("errors are ValetError instances; uploadFiles resolves to the draft id that
   assert.deepEqual([mine[0].id, mine[0].content, mine[0].files.map((f) => f.filename)], [draft.id, "the note", ["note.txt"]]);
   await page.close();
 });
+
+test("startSession reports a lockout and the attachment policy with the JS SDK's types", async () => {
+  const { page } = await opened("lockout");
+  await say(page, "/rage");
+  const session = await page.evaluate(() => window.t.valet.startSession());
+  const lockout = shape({ locked_out: oneOf(true), expires_at: str, permanent: oneOf(false), reason: oneOf("rage"), user_message: str });
+  const policy = shape({ max_files_per_message: num, max_files_per_convo: num, max_file_size_bytes: num, allowed_mime_types: arrayOf(str) });
+  assert.ok(str(session.convoId), JSON.stringify(session));
+  assert.ok(lockout(session.lockout), `lockout: ${JSON.stringify(session.lockout)}`);
+  assert.ok(policy(session.attachmentPolicy), `attachmentPolicy: ${JSON.stringify(session.attachmentPolicy)}`);
+  await page.close();
+});
