@@ -476,8 +476,8 @@ impl ConvoMachine {
         let resumed_until = resume.filter(|r| r.id.is_some());
         let message_prefix = format!(
             "{{\"type\":\"message\",\"action\":\"create\",\"agent_id\":{},\"convo_id\":{},\"message\":",
-            serde_json::Value::String(cfg.agent_id.clone()),
-            serde_json::Value::String(cfg.convo_id.clone()),
+            crate::error::json_string(&cfg.agent_id),
+            crate::error::json_string(&cfg.convo_id),
         );
         ConvoMachine {
             message_prefix,
@@ -1124,12 +1124,15 @@ impl ConvoMachine {
     fn on_relayed(&mut self, event: String, data: String) {
         self.metrics.last_event_at = Some(self.now_ms);
         if event == "status" {
-            if let Ok(s) = serde_json::from_str::<serde_json::Value>(&data) {
-                if let Some(status) = s["status"].as_str().and_then(Status::parse) {
-                    self.status = status;
-                    if status == Status::Connected {
-                        self.outbox.release(&mut self.out);
-                    }
+            #[derive(serde::Deserialize)]
+            struct Relayed<'a> {
+                #[serde(borrow)]
+                status: &'a str,
+            }
+            if let Some(status) = serde_json::from_str::<Relayed<'_>>(&data).ok().and_then(|s| Status::parse(s.status)) {
+                self.status = status;
+                if status == Status::Connected {
+                    self.outbox.release(&mut self.out);
                 }
             }
             return self.emit(EventName::Status, data);

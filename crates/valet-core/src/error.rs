@@ -6,7 +6,8 @@
 //! frame, `closed` for a call on a closed convo, `aborted` for a send whose
 //! `AbortSignal` fired and `invalid_argument` for a bad call. The JS glue turns it into an `Error` with the same fields.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 /// What kind of failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,10 +51,12 @@ pub struct ClientError {
     /// With `rate_limited`: seconds to wait.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
-    /// The server's answer body, parsed as JSON when it is JSON, else the text.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The server's answer body as JSON text: the body itself when it is
+    /// JSON, else the text as a JSON string. Serialized as that JSON (so in
+    /// JS it is the parsed body), never decoded in Rust.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "raw_json")]
     #[cfg_attr(feature = "tsify", tsify(type = "unknown"))]
-    pub body: Option<serde_json::Value>,
+    pub body: Option<String>,
     /// On a send that failed after an attempt got no definite answer (a
     /// network failure or a 5xx): the server may have stored it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,11 +72,8 @@ impl ClientError {
     /// From an HTTP answer: 429 becomes `rate_limited`, 401/403 `auth`, the
     /// rest `http`. The body is kept (as JSON when it parses).
     pub fn from_http(status: u16, retry_after_seconds: Option<u64>, body: &str, what: &str) -> Self {
-        let parsed = serde_json::from_str::<serde_json::Value>(body).ok();
-        let detail = parsed
-            .as_ref()
-            .and_then(|b| b.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-            .unwrap_or_default();
+        let is_json = serde_json::from_str::<&RawValue>(body).is_ok();
+        let detail = Detail::read(body).message.unwrap_or_default();
         let code = match status {
             429 => ErrorCode::RateLimited,
             401 | 403 => ErrorCode::Auth,
@@ -89,7 +89,11 @@ impl ClientError {
             message,
             status: Some(status),
             retry_after_seconds,
-            body: parsed.or_else(|| (!body.is_empty()).then(|| serde_json::Value::String(body.chars().take(2000).collect()))),
+            body: if is_json {
+                Some(body.to_owned())
+            } else {
+                (!body.is_empty()).then(|| json_string(&body.chars().take(2000).collect::<String>()))
+            },
             maybe_stored: None,
         }
     }
@@ -106,10 +110,46 @@ impl std::error::Error for ClientError {}
 /// The seconds a 429 asks to wait: the body's `retry_after_seconds` wins over
 /// the `Retry-After` header (seconds or an HTTP date is not parsed: seconds only).
 pub fn retry_after_seconds(header: Option<&str>, body: &str) -> Option<u64> {
-    let from_body = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("retry_after_seconds").and_then(|s| s.as_u64()));
-    from_body.or_else(|| header.and_then(|h| h.trim().parse::<u64>().ok()))
+    Detail::read(body).retry_after_seconds.or_else(|| header.and_then(|h| h.trim().parse::<u64>().ok()))
+}
+
+/// What the SDK reads of an error body: its `message` and
+/// `retry_after_seconds`, each only when of the right type (a field of
+/// another type is passed over, not an error for the other one).
+#[derive(Default)]
+struct Detail {
+    message: Option<String>,
+    retry_after_seconds: Option<u64>,
+}
+
+impl Detail {
+    fn read(body: &str) -> Detail {
+        #[derive(Deserialize)]
+        struct Fields<'a> {
+            #[serde(default, borrow)]
+            message: Option<&'a RawValue>,
+            #[serde(default, borrow)]
+            retry_after_seconds: Option<&'a RawValue>,
+        }
+        let Ok(f) = serde_json::from_str::<Fields<'_>>(body) else { return Detail::default() };
+        Detail {
+            message: f.message.and_then(|m| serde_json::from_str(m.get()).ok()),
+            retry_after_seconds: f.retry_after_seconds.and_then(|s| serde_json::from_str(s.get()).ok()),
+        }
+    }
+}
+
+/// `s` as a JSON string literal (quoted and escaped).
+pub fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Writes a JSON text as it is (see [`ClientError::body`]).
+fn raw_json<S: Serializer>(body: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match body.as_deref().map(serde_json::from_str::<&RawValue>) {
+        Some(Ok(raw)) => raw.serialize(s),
+        _ => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]
@@ -128,11 +168,16 @@ mod tests {
     fn http_errors_are_classified_and_keep_the_body() {
         let e = ClientError::from_http(429, Some(5), r#"{"status":"rate_limited"}"#, "send");
         assert_eq!((e.code, e.status, e.retry_after_seconds), (ErrorCode::RateLimited, Some(429), Some(5)));
-        assert_eq!(e.body.unwrap()["status"], "rate_limited");
+        let body: serde_json::Value = serde_json::from_str(&e.body.unwrap()).unwrap();
+        assert_eq!(body["status"], "rate_limited");
         let e = ClientError::from_http(404, None, r#"{"code":"convo_not_found","message":"no such convo"}"#, "open");
         assert_eq!(e.code, ErrorCode::Http);
         assert!(e.message.contains("no such convo"));
         assert_eq!(ClientError::from_http(401, None, "", "x").code, ErrorCode::Auth);
-        assert_eq!(ClientError::from_http(502, None, "<html>", "x").body, Some(serde_json::Value::String("<html>".into())));
+        assert_eq!(ClientError::from_http(502, None, "<html>", "x").body.as_deref(), Some("\"<html>\""));
+        // Serialized, the body is the JSON itself, not a string of it.
+        let json = serde_json::to_value(ClientError::from_http(404, None, r#"{"code":"x"}"#, "x")).unwrap();
+        assert_eq!(json["body"]["code"], "x");
+        assert_eq!(retry_after_seconds(None, r#"{"message":5,"retry_after_seconds":7}"#), Some(7), "a field of another type spoils nothing");
     }
 }

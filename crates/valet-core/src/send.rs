@@ -142,6 +142,6 @@ mod tests {
             panic!()
         };
         assert_eq!((e.code, e.status), (ErrorCode::Http, Some(404)));
-        assert_eq!(e.body.unwrap()["code"], "convo_not_found");
+        assert_eq!(e.body.as_deref(), Some(r#"{"code":"convo_not_found"}"#));
     }
 }
