@@ -78,12 +78,12 @@ impl ClientConfig {
         let base_url = raw.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         let base_url = base_url.trim().trim_end_matches('/').to_owned();
         if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-            return Err(format!("`baseUrl` must be an http(s) URL, got {base_url:?}"));
+            return Err(format!("`baseUrl` must be an http(s) URL, got {}", crate::error::json_string(&base_url)));
         }
         let transport = match raw.transport.as_deref() {
             None | Some("fetch") => Transport::Fetch,
             Some("eventsource") => Transport::EventSource,
-            Some(other) => return Err(format!("`transport` must be \"fetch\" or \"eventsource\", got {other:?}")),
+            Some(other) => return Err(format!("`transport` must be \"fetch\" or \"eventsource\", got {}", crate::error::json_string(other))),
         };
         Ok(ClientConfig {
             agent_id,

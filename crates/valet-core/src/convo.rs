@@ -89,6 +89,14 @@ pub struct ResumePoint {
     pub event_id: Option<String>,
 }
 
+impl ResumePoint {
+    /// Reads what [`Action::Persist`] wrote; `None` for anything else.
+    pub fn parse(json: &str) -> Option<ResumePoint> {
+        let [id, seq, event_id] = crate::json::read_n(json, ["id", "seq", "event_id"])?;
+        Some(ResumePoint { id: id.into_string(), seq: seq.u64(), event_id: event_id.into_string() })
+    }
+}
+
 impl ConvoConfig {
     /// Defaults for a convo.
     pub fn new(agent_id: impl Into<String>, convo_id: impl Into<String>) -> Self {
@@ -718,7 +726,7 @@ impl ConvoMachine {
         self.last_persist_ms = self.now_ms;
         let point = self.resume_point();
         if point.id.is_some() || point.event_id.is_some() {
-            self.out.push(Action::Persist(serde_json::to_string(&point).expect("serializable")));
+            self.out.push(Action::Persist(crate::json::to_json(&point)));
         }
     }
 
@@ -765,7 +773,7 @@ impl ConvoMachine {
     }
 
     fn status_payload(&self, retry_in_ms: Option<u64>) -> String {
-        serde_json::to_string(&ConvoStatusEvent { status: self.status, attempt: self.attempt, retry_in_ms }).expect("serializable")
+        crate::json::to_json(&ConvoStatusEvent { status: self.status, attempt: self.attempt, retry_in_ms })
     }
 
     fn emit_status(&mut self, status: Status, retry_in_ms: Option<u64>) {
@@ -779,7 +787,7 @@ impl ConvoMachine {
 
     fn emit_error(&mut self, error: ClientError, stage: Stage) {
         self.log(format!("error ({stage:?}): {}", error.message));
-        let payload = serde_json::to_string(&ConvoErrorEvent::new(error, stage)).expect("serializable");
+        let payload = crate::json::to_json(&ConvoErrorEvent::new(error, stage));
         self.emit(EventName::Error, payload);
     }
 
@@ -1124,12 +1132,8 @@ impl ConvoMachine {
     fn on_relayed(&mut self, event: String, data: String) {
         self.metrics.last_event_at = Some(self.now_ms);
         if event == "status" {
-            #[derive(serde::Deserialize)]
-            struct Relayed<'a> {
-                #[serde(borrow)]
-                status: &'a str,
-            }
-            if let Some(status) = serde_json::from_str::<Relayed<'_>>(&data).ok().and_then(|s| Status::parse(s.status)) {
+            let status = crate::json::read_n(&data, ["status"]).and_then(|[s]| s.str().and_then(Status::parse));
+            if let Some(status) = status {
                 self.status = status;
                 if status == Status::Connected {
                     self.outbox.release(&mut self.out);

@@ -118,8 +118,18 @@ impl TryFrom<FlatBody> for Body {
 /// Parses what arrived on the channel. `None` for anything that is not our
 /// envelope of this version (other scripts, garbage, an older SDK).
 pub fn parse_envelope(json: &str) -> Option<Envelope> {
-    let env: Envelope = serde_json::from_str(json).ok()?;
-    (env.sdk == "valet-sdk" && env.v == ENVELOPE_VERSION).then_some(env)
+    use crate::json::Val;
+    let [sdk, v, tab, gen, kind, visible, name, text] =
+        crate::json::read_n(json, ["sdk", "v", "tab", "gen", "body.kind", "body.visible", "body.name", "body.json"])?;
+    if sdk.str() != Some("valet-sdk") || v.u64() != Some(ENVELOPE_VERSION as u64) {
+        return None;
+    }
+    let visible = match visible {
+        Val::Bool(b) => Some(b),
+        _ => None,
+    };
+    let flat = FlatBody { kind: kind.into_string()?, visible, name: name.into_string(), json: text.into_string() };
+    Some(Envelope { sdk: "valet-sdk".into(), v: ENVELOPE_VERSION, tab: tab.into_string()?, gen: gen.u64()?, body: Body::try_from(flat).ok()? })
 }
 
 /// Timings of the election.

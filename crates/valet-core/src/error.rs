@@ -6,8 +6,7 @@
 //! frame, `closed` for a call on a closed convo, `aborted` for a send whose
 //! `AbortSignal` fired and `invalid_argument` for a bad call. The JS glue turns it into an `Error` with the same fields.
 
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
 /// What kind of failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,9 +51,10 @@ pub struct ClientError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
     /// The server's answer body as JSON text: the body itself when it is
-    /// JSON, else the text as a JSON string. Serialized as that JSON (so in
-    /// JS it is the parsed body), never decoded in Rust.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "raw_json")]
+    /// JSON, else the text as a JSON string. Serialized as that text (a
+    /// string); the JS side parses it, so `ValetError.body` is the body's
+    /// value. Never decoded in Rust.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "tsify", tsify(type = "unknown"))]
     pub body: Option<String>,
     /// On a send that failed after an attempt got no definite answer (a
@@ -72,7 +72,7 @@ impl ClientError {
     /// From an HTTP answer: 429 becomes `rate_limited`, 401/403 `auth`, the
     /// rest `http`. The body is kept (as JSON when it parses).
     pub fn from_http(status: u16, retry_after_seconds: Option<u64>, body: &str, what: &str) -> Self {
-        let is_json = serde_json::from_str::<&RawValue>(body).is_ok();
+        let is_json = crate::json::read(body, &[]).is_some();
         let detail = Detail::read(body).message.unwrap_or_default();
         let code = match status {
             429 => ErrorCode::RateLimited,
@@ -124,33 +124,16 @@ struct Detail {
 
 impl Detail {
     fn read(body: &str) -> Detail {
-        #[derive(Deserialize)]
-        struct Fields<'a> {
-            #[serde(default, borrow)]
-            message: Option<&'a RawValue>,
-            #[serde(default, borrow)]
-            retry_after_seconds: Option<&'a RawValue>,
-        }
-        let Ok(f) = serde_json::from_str::<Fields<'_>>(body) else { return Detail::default() };
-        Detail {
-            message: f.message.and_then(|m| serde_json::from_str(m.get()).ok()),
-            retry_after_seconds: f.retry_after_seconds.and_then(|s| serde_json::from_str(s.get()).ok()),
-        }
+        let Some([message, retry]) = crate::json::read_n(body, ["message", "retry_after_seconds"]) else { return Detail::default() };
+        Detail { message: message.into_string(), retry_after_seconds: retry.u64() }
     }
 }
 
 /// `s` as a JSON string literal (quoted and escaped).
 pub fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+    crate::json::to_json(s)
 }
 
-/// Writes a JSON text as it is (see [`ClientError::body`]).
-fn raw_json<S: Serializer>(body: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match body.as_deref().map(serde_json::from_str::<&RawValue>) {
-        Some(Ok(raw)) => raw.serialize(s),
-        _ => s.serialize_none(),
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -175,9 +158,9 @@ mod tests {
         assert!(e.message.contains("no such convo"));
         assert_eq!(ClientError::from_http(401, None, "", "x").code, ErrorCode::Auth);
         assert_eq!(ClientError::from_http(502, None, "<html>", "x").body.as_deref(), Some("\"<html>\""));
-        // Serialized, the body is the JSON itself, not a string of it.
+        // Serialized, the body is its JSON text (JS parses it).
         let json = serde_json::to_value(ClientError::from_http(404, None, r#"{"code":"x"}"#, "x")).unwrap();
-        assert_eq!(json["body"]["code"], "x");
+        assert_eq!(json["body"], r#"{"code":"x"}"#);
         assert_eq!(retry_after_seconds(None, r#"{"message":5,"retry_after_seconds":7}"#), Some(7), "a field of another type spoils nothing");
     }
 }

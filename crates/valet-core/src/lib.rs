@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod election;
 pub mod error;
 pub mod events;
+pub mod json;
 pub mod outbox;
 pub mod send;
 pub mod sse;

@@ -191,7 +191,7 @@ impl Outbox {
             out.push(Action::Upload { id, token });
         } else {
             let body = SendRequest { text: head.text.clone(), message_id: head.message_id.clone(), idempotency_key: Some(head.key.clone()) };
-            let json = serde_json::to_string(&body).expect("serializable");
+            let json = crate::json::to_json(&body);
             out.push(Action::Post { id, token, json });
         }
     }
@@ -222,7 +222,8 @@ impl Outbox {
         let what = if uploading { "upload" } else { "send" };
         match outcome {
             SendOutcome::Ok if uploading => {
-                match serde_json::from_str::<UploadResponse>(body) {
+                let draft = crate::json::read_n(body, ["message_id"]).and_then(|[id]| id.into_string()).filter(|id| !id.is_empty());
+                match draft.map(|message_id| UploadResponse { message_id }).ok_or("no `message_id`") {
                     Ok(up) if head.upload_only => {
                         self.backoff.reset();
                         self.in_flight = None;
@@ -345,7 +346,7 @@ impl Outbox {
             error.maybe_stored = Some(true);
         }
         if o.detached {
-            let payload = serde_json::to_string(&ConvoErrorEvent::new(error.clone(), Stage::Send)).expect("serializable");
+            let payload = crate::json::to_json(&ConvoErrorEvent::new(error.clone(), Stage::Send));
             out.push(Action::Emit { event: EventName::Error, payload });
         }
         out.push(Action::SendSettled { id: o.id, result: Err(error) });

@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::{self, Val};
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
@@ -104,67 +106,56 @@ pub struct RawMessage {
     pub framed: bool,
 }
 
-#[derive(Deserialize)]
-struct Key {
-    id: String,
-    #[serde(default)]
-    seq: Option<u64>,
-}
-
 impl RawMessage {
     /// Reads `id` and `seq` from a message object's JSON.
     pub fn parse(json: &str) -> Result<RawMessage, String> {
-        let key: Key = serde_json::from_str(json).map_err(|e| format!("malformed message: {e}"))?;
-        Self::checked(key, json.into(), false)
+        let [id, seq] = json::read_n(json, ["id", "seq"]).ok_or("malformed message: not JSON")?;
+        Self::checked(id, seq, json.into(), false)
     }
 
-    fn checked(key: Key, json: Box<str>, framed: bool) -> Result<RawMessage, String> {
-        if key.id.is_empty() {
+    /// A message needs a non-empty string `id`; `seq` (an extension) is
+    /// absent, `null` or a whole number.
+    fn checked(id: Val, seq: Val, json: Box<str>, framed: bool) -> Result<RawMessage, String> {
+        let Some(id) = id.into_string().filter(|i| !i.is_empty()) else {
             return Err("a message without an id".into());
-        }
-        Ok(RawMessage { id: key.id, seq: key.seq, json, framed })
+        };
+        let seq = match seq {
+            s if s.is_absent() => None,
+            s => Some(s.u64().ok_or("a message whose `seq` is not a whole number")?),
+        };
+        Ok(RawMessage { id, seq, json, framed })
     }
 
     /// The messages of a `GET /api/v2/agent_convos/{convo}` body.
     pub fn parse_history(body: &str) -> Result<Vec<RawMessage>, String> {
-        #[derive(Deserialize)]
-        struct History<'a> {
-            #[serde(borrow)]
-            messages: Vec<&'a serde_json::value::RawValue>,
-        }
-        let h: History<'_> = serde_json::from_str(body).map_err(|e| format!("malformed history: {e}"))?;
-        h.messages.into_iter().map(|m| RawMessage::parse(m.get())).collect()
+        let messages = json::reader().elements(body, "messages").ok_or("malformed history: no `messages` array")?;
+        messages.iter().map(|m| RawMessage::parse(m)).collect()
     }
 
-    /// The message of a `message` event's data, read in one pass. `Err(Ok(data))`
-    /// hands the text back when the frame says another `type`;
-    /// `Err(Err(why))` for a malformed message frame. The frame text is kept
-    /// whole (with `"type":"message"` added if absent).
+    /// The message of a `message` event's data. `Err(Ok(data))` hands the
+    /// text back when the frame says another `type`; `Err(Err(why))` for a
+    /// malformed message frame. The frame text is kept whole (with
+    /// `"type":"message"` added if absent).
     pub fn from_frame(data: String) -> Result<RawMessage, Result<String, String>> {
-        #[derive(Deserialize)]
-        struct Frame<'a> {
-            #[serde(rename = "type", default, borrow)]
-            ty: Option<&'a str>,
-            message: Option<Key>,
-        }
-        let frame: Frame<'_> = match serde_json::from_str(&data) {
-            Ok(f) => f,
-            Err(e) => return Err(Err(format!("malformed `message` frame: {e}"))),
+        let Some([ty, message, id, seq]) = json::read_n(&data, ["type", "message", "message.id", "message.seq"]) else {
+            return Err(Err("malformed `message` frame: not JSON".into()));
         };
-        if frame.ty.is_some_and(|t| t != "message") {
-            return Err(Ok(data));
-        }
-        let has_type = frame.ty.is_some();
-        let Some(key) = frame.message else {
+        let has_type = match ty {
+            Val::Str(t) if t != "message" => return Err(Ok(data)),
+            Val::Str(_) => true,
+            t if t.is_absent() => false,
+            _ => return Err(Err("malformed `message` frame: `type` is not a string".into())),
+        };
+        if message != Val::Other {
             return Err(Err("malformed `message` frame: no `message`".into()));
-        };
+        }
         let json = if has_type {
             data
         } else {
             let body = data.trim_start().strip_prefix('{').unwrap_or_default();
             format!("{{\"type\":\"message\",{body}")
         };
-        Self::checked(key, json.into_boxed_str(), true).map_err(Err)
+        Self::checked(id, seq, json.into_boxed_str(), true).map_err(Err)
     }
 }
 
@@ -659,21 +650,19 @@ pub struct FrameHead {
 /// `Ok(None)` for a frame type this version does not know (skipped, per the
 /// contract); `Err` for data that is not a JSON object.
 pub fn read_frame_head(event: &str, data: String) -> Result<Option<FrameHead>, FrameError> {
-    #[derive(Deserialize)]
-    struct Head<'a> {
-        #[serde(rename = "type", default, borrow)]
-        ty: Option<&'a str>,
-        #[serde(default, borrow)]
-        reason: Option<&'a str>,
-    }
-    let err = |detail: String| FrameError { event: event.to_owned(), detail };
+    let err = |detail: &str| FrameError { event: event.to_owned(), detail: detail.into() };
     if !data.trim_start().starts_with('{') {
-        return Err(err("a frame's data must be a JSON object".into()));
+        return Err(err("a frame's data must be a JSON object"));
     }
-    let head: Head<'_> = serde_json::from_str(&data).map_err(|e| err(e.to_string()))?;
-    let Some(kind) = FrameKind::parse(head.ty.unwrap_or(event)) else { return Ok(None) };
+    let [ty, reason] = json::read_n(&data, ["type", "reason"]).ok_or_else(|| err("not JSON"))?;
+    let has_type = match &ty {
+        Val::Str(_) => true,
+        t if t.is_absent() => false,
+        _ => return Err(err("`type` is not a string")),
+    };
+    let Some(kind) = FrameKind::parse(ty.str().unwrap_or(event)) else { return Ok(None) };
     let reason = match kind {
-        FrameKind::Closed => Some(match head.reason {
+        FrameKind::Closed => Some(match reason.str() {
             Some("server_cap") => ClosedReason::ServerCap,
             Some("shutdown") => ClosedReason::Shutdown,
             Some("auth_expiring") => ClosedReason::AuthExpiring,
@@ -682,7 +671,7 @@ pub fn read_frame_head(event: &str, data: String) -> Result<Option<FrameHead>, F
         }),
         _ => None,
     };
-    let text = if head.ty.is_some() {
+    let text = if has_type {
         data
     } else {
         // `{...}` without `type`: the event name is the type.

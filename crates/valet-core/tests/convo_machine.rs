@@ -121,7 +121,8 @@ fn not_found_stops_with_an_error_and_no_retry() {
     assert_eq!((errors[0]["phase"].as_str(), errors[0]["stage"].as_str()), (Some("stream"), Some("connect")));
     assert_eq!(errors[0]["error"]["code"], "http");
     assert_eq!(errors[0]["error"]["status"], 404);
-    assert_eq!(errors[0]["error"]["body"]["code"], "convo_not_found");
+    let body: serde_json::Value = serde_json::from_str(errors[0]["error"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["code"], "convo_not_found", "the body as JSON text (JS parses it)");
     assert_eq!(emitted(&out, EventName::Status).last().unwrap()["status"], "stopped");
     // Timers firing later do nothing.
     assert!(h.feed(Input::TimerFired(Timer::Reconnect)).iter().all(|a| !matches!(a, Action::GetToken { .. })));

@@ -233,6 +233,8 @@ impl ValetClient {
     /// `invalid_argument` naming the option at fault).
     #[wasm_bindgen(constructor)]
     pub fn new(options: Ts<ValetClientOptions>) -> Result<ValetClient, JsValue> {
+        // The browser's JSON.parse reads what the core decides on.
+        valet_core::json::set_reader(&crate::emitter::JsJson);
         let options: JsValue = options.into();
         if !options.is_object() {
             return Err(js_error(ErrorCode::InvalidArgument, "new ValetClient(options): options must be an object"));

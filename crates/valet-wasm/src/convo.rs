@@ -105,7 +105,7 @@ impl ConvoInner {
         machine_cfg.observe = client.hook.is_set();
         machine_cfg.resume = session_storage()
             .and_then(|s| s.get_item(&resume_key(&cfg.agent_id, &convo_id)).ok().flatten())
-            .and_then(|json| serde_json::from_str::<ResumePoint>(&json).ok());
+            .and_then(|json| ResumePoint::parse(&json));
         let seed = client.seed();
         let inner = Rc::new_cyclic(|this| ConvoInner {
             machine: RefCell::new(ConvoMachine::new(machine_cfg, seed)),
@@ -285,7 +285,7 @@ impl ConvoInner {
                 if let Some(tab) = tab {
                     let env = tab.election.borrow().forward(&event, data);
                     if let Some(env) = env {
-                        let _ = tab.channel.post_message(&JsValue::from_str(&serde_json::to_string(&env).expect("serializable")));
+                        let _ = tab.channel.post_message(&JsValue::from_str(&valet_core::json::to_json(&env)));
                     }
                 }
             }
@@ -316,7 +316,7 @@ impl ConvoInner {
                     let cb = Closure::<dyn FnMut(JsValue)>::new(move |kind: JsValue| {
                         let Some(inner) = sink.upgrade() else { return };
                         let current = inner.tab.borrow().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
-                        inner.client.log.log(&format!("tab lock {:?} (current: {current})", kind.as_string()));
+                        inner.client.log.log(&format!("tab lock {} (current: {current})", kind.as_string().unwrap_or_default()));
                         if current {
                             let input = if kind.as_string().as_deref() == Some("granted") { TabInput::LockGranted } else { TabInput::LockLost };
                             inner.tab_input(input);
@@ -329,7 +329,7 @@ impl ConvoInner {
                     tab.release();
                 }
                 TabAction::Broadcast(env) => {
-                    let _ = tab.channel.post_message(&JsValue::from_str(&serde_json::to_string(&env).expect("serializable")));
+                    let _ = tab.channel.post_message(&JsValue::from_str(&valet_core::json::to_json(&env)));
                 }
                 TabAction::Lead { gen } => {
                     self.client.log.log(&format!("convo {}: this tab leads (generation {gen})", self.convo_id));
@@ -355,7 +355,7 @@ impl ConvoInner {
 
     fn emit_role(&self, role: &'static str, generation: u64) {
         if !self.is_closed() {
-            let payload = serde_json::to_string(&ConvoRoleEvent { role, generation }).expect("serializable");
+            let payload = valet_core::json::to_json(&ConvoRoleEvent { role, generation });
             self.client.hook.call("role", &payload);
             self.emitter.emit(EventName::Role.as_str(), &payload);
         }
@@ -531,7 +531,7 @@ impl Convo {
     pub fn on(&self, event: &str, handler: JsValue) -> Result<js_sys::Function, JsValue> {
         if EventName::parse(event).is_none() {
             let names: Vec<&str> = EventName::ALL.iter().map(|e| e.as_str()).collect();
-            return Err(js_error(ErrorCode::InvalidArgument, format!("unknown event {event:?}; events: {}", names.join(", "))));
+            return Err(js_error(ErrorCode::InvalidArgument, format!("unknown event {}; events: {}", valet_core::error::json_string(event), names.join(", "))));
         }
         let handler: js_sys::Function = handler
             .dyn_into()
@@ -563,7 +563,7 @@ impl Convo {
     /// queued sends, messages delivered.
     #[wasm_bindgen(unchecked_return_type = "ConvoMetrics")]
     pub fn metrics(&self) -> JsValue {
-        let json = serde_json::to_string(&self.inner.metrics()).expect("serializable");
+        let json = valet_core::json::to_json(&self.inner.metrics());
         js_sys::JSON::parse(&json).unwrap_or(JsValue::NULL)
     }
 

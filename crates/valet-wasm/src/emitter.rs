@@ -19,7 +19,9 @@
 //!   is queued, in order, and replayed once the app has subscribed in the
 //!   task where `await openConvo(...)` returned ([`Emitter::release`]).
 
+use valet_core::json::{JsonReader, Val};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(inline_js = r#"
 let ErrorClass = null;
@@ -30,7 +32,7 @@ export function valetError(e) {
   err.code = e.code;
   if (e.status !== undefined) err.status = e.status;
   if (e.retry_after_seconds !== undefined) err.retryAfterSeconds = e.retry_after_seconds;
-  if (e.body !== undefined) err.body = e.body;
+  if (e.body !== undefined) err.body = JSON.parse(e.body);
   if (e.maybe_stored !== undefined) err.maybeStored = e.maybe_stored;
   return err;
 }
@@ -40,6 +42,28 @@ function payloadOf(event, json) {
   if (event === "error" && p && typeof p.error === "object" && !("reason" in p)) p.error = valetError(p.error);
   return p;
 }
+function at(v, path) {
+  for (const k of path.split(".")) {
+    if (v === null || typeof v !== "object" || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, k)) return undefined;
+    v = v[k];
+  }
+  return v;
+}
+export function jsonRead(text, paths) {
+  let v;
+  try { v = JSON.parse(text); } catch { return null; }
+  return paths === "" ? [] : paths.split(",").map((p) => {
+    const x = at(v, p);
+    return x !== null && typeof x === "object" ? OTHER : x;
+  });
+}
+export function jsonElements(text, path) {
+  let v;
+  try { v = JSON.parse(text); } catch { return null; }
+  const x = at(v, path);
+  return Array.isArray(x) ? x.map((e) => JSON.stringify(e)) : null;
+}
+const OTHER = {};
 export class Emitter {
   constructor(held) { this.handlers = new Map(); this.held = held ? [] : null; }
   release() {
@@ -89,6 +113,16 @@ extern "C" {
     #[wasm_bindgen(js_name = valetErrorFrom)]
     pub fn valet_error_from(json: &str) -> JsValue;
 
+    /// `JSON.parse(text)`'s values at the comma-separated `paths`: `null`
+    /// if not JSON; per path `undefined` (missing), a scalar, or `{}` (an
+    /// object or array).
+    #[wasm_bindgen(js_name = jsonRead)]
+    fn json_read(text: &str, paths: &str) -> JsValue;
+
+    /// The elements of the array at `path`, as JSON texts (`null`: none).
+    #[wasm_bindgen(js_name = jsonElements)]
+    fn json_elements(text: &str, path: &str) -> JsValue;
+
     /// The registry.
     pub type Emitter;
 
@@ -116,6 +150,47 @@ extern "C" {
     pub fn clear(this: &Emitter);
 }
 
+/// `JSON.parse` as valet-core's JSON reader (see `valet_core::json`).
+pub struct JsJson;
+
+impl JsonReader for JsJson {
+    fn read(&self, text: &str, paths: &[&str]) -> Option<Vec<Val>> {
+        let got = json_read(text, &paths.join(","));
+        if got.is_null() {
+            return None;
+        }
+        let got: js_sys::Array = got.unchecked_into();
+        Some(
+            got.iter()
+                .map(|v| {
+                    if v.is_undefined() {
+                        Val::Missing
+                    } else if v.is_null() {
+                        Val::Null
+                    } else if let Some(b) = v.as_bool() {
+                        Val::Bool(b)
+                    } else if let Some(n) = v.as_f64() {
+                        Val::Num(n)
+                    } else if let Some(s) = v.as_string() {
+                        Val::Str(s)
+                    } else {
+                        Val::Other
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn elements(&self, text: &str, path: &str) -> Option<Vec<String>> {
+        let got = json_elements(text, path);
+        if got.is_null() {
+            return None;
+        }
+        let got: js_sys::Array = got.unchecked_into();
+        Some(got.iter().filter_map(|e| e.as_string()).collect())
+    }
+}
+
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests {
     use super::*;
@@ -130,6 +205,39 @@ mod tests {
         let f: js_sys::Function = make.call0(&JsValue::NULL).unwrap().unchecked_into();
         let seen: js_sys::Array = js_sys::Reflect::get(&f, &"seen".into()).unwrap().unchecked_into();
         (seen, f)
+    }
+
+    #[wasm_bindgen_test]
+    fn json_parse_reads_as_the_native_reader_does() {
+        // The same cases as valet_core::json's serde reader test.
+        let r = JsJson;
+        let text = r#"{"type":"message","n":null,"b":true,"message":{"id":"m1","seq":3,"x":[1]},"s":1.5}"#;
+        let got = r.read(text, &["type", "message.id", "message.seq", "message.x", "n", "b", "nope", "type.deeper", "s"]).unwrap();
+        assert_eq!(
+            got,
+            [
+                Val::Str("message".into()),
+                Val::Str("m1".into()),
+                Val::Num(3.0),
+                Val::Other,
+                Val::Null,
+                Val::Bool(true),
+                Val::Missing,
+                Val::Missing,
+                Val::Num(1.5)
+            ]
+        );
+        assert!(r.read("{not json", &["a"]).is_none());
+        assert_eq!(r.read("[1]", &["a"]).unwrap(), [Val::Missing]);
+        assert_eq!(r.read("{}", &[]).unwrap(), []);
+        assert_eq!(r.elements(r#"{"messages":[{"id":"a"},{"id":"b"}]}"#, "messages").unwrap(), [r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
+        assert!(r.elements(r#"{"messages":{}}"#, "messages").is_none());
+        // What the core reads with it.
+        valet_core::json::set_reader(&JsJson);
+        let m = valet_core::wire::RawMessage::from_frame(r#"{"message":{"id":"x","seq":2}}"#.into()).unwrap();
+        assert_eq!((m.id.as_str(), m.seq), ("x", Some(2)));
+        assert!(valet_core::wire::RawMessage::from_frame(r#"{"message":{"id":"x","seq":-1}}"#.into()).is_err());
+        assert!(valet_core::wire::RawMessage::from_frame("{nope".into()).is_err());
     }
 
     #[wasm_bindgen_test]

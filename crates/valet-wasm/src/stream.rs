@@ -15,7 +15,7 @@ use std::rc::{Rc, Weak};
 use gloo_events::EventListener;
 use valet_core::convo::Input;
 use valet_core::sse::SseEvent;
-use valet_core::wire::{StreamTicket, KNOWN_FRAME_TYPES};
+use valet_core::wire::KNOWN_FRAME_TYPES;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, EventSource, MessageEvent, ReadableStreamDefaultReader};
@@ -128,9 +128,9 @@ pub fn open_eventsource(sink: Weak<ConvoInner>, attempt: u64, ticket_url: String
         if !(200..300).contains(&reply.status) {
             return feed(&sink, Input::StreamRefused { attempt, status: reply.status, retry_after: reply.retry_after, body: reply.body });
         }
-        let ticket = match serde_json::from_str::<StreamTicket>(&reply.body) {
-            Ok(t) => t.ticket,
-            Err(e) => return feed(&sink, Input::StreamFailed { attempt, message: format!("malformed stream ticket: {e}") }),
+        let ticket = match valet_core::json::read_n(&reply.body, ["ticket"]).and_then(|[t]| t.into_string()) {
+            Some(t) => t,
+            None => return feed(&sink, Input::StreamFailed { attempt, message: "malformed stream ticket".into() }),
         };
         if st.dropped.get() {
             return;
