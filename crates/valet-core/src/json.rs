@@ -24,11 +24,13 @@ pub enum Val {
     Null,
     /// `true` or `false`.
     Bool(bool),
-    /// A number.
-    Num(f64),
-    /// A string.
+    /// A whole number from 0 to below 2^53 (held exactly by every reader): the
+    /// only numbers the SDK reads. Any other number is `Other`.
+    Int(u64),
+    /// A string (without NUL characters: the browser reader reads a string
+    /// with one as `Other`).
     Str(String),
-    /// An object or an array.
+    /// An object, an array, or a number that is not a whole number.
     Other,
 }
 
@@ -49,10 +51,10 @@ impl Val {
         }
     }
 
-    /// A whole number from 0 to 2^53 (what JSON numbers hold exactly).
+    /// The whole number, if it is one.
     pub fn u64(&self) -> Option<u64> {
         match *self {
-            Val::Num(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_992.0 => Some(n as u64),
+            Val::Int(n) => Some(n),
             _ => None,
         }
     }
@@ -72,6 +74,9 @@ pub trait JsonReader: Sync {
     /// `None` when `text` is not JSON or there is no array there.
     fn elements(&self, text: &str, path: &str) -> Option<Vec<String>>;
 }
+
+/// 2^53: whole numbers below it are held exactly by every JSON reader.
+pub const MAX_INT: u64 = 1 << 53;
 
 static READER: OnceLock<&'static dyn JsonReader> = OnceLock::new();
 
@@ -151,8 +156,8 @@ impl JsonReader for SerdeReader {
                     None => Val::Missing,
                     Some(Value::Null) => Val::Null,
                     Some(Value::Bool(b)) => Val::Bool(*b),
-                    Some(Value::Number(n)) => n.as_f64().map_or(Val::Other, Val::Num),
-                    Some(Value::String(s)) => Val::Str(s.clone()),
+                    Some(Value::Number(n)) => n.as_u64().filter(|&n| n < MAX_INT).map_or(Val::Other, Val::Int),
+                    Some(Value::String(s)) if !s.contains('\0') => Val::Str(s.clone()),
                     Some(_) => Val::Other,
                 })
                 .collect(),
@@ -165,35 +170,40 @@ impl JsonReader for SerdeReader {
     }
 }
 
+/// The cases every reader must answer alike (panics on the first that it
+/// does not): run on serde_json here, on `JSON.parse` by valet-wasm's tests.
+#[cfg(any(test, feature = "check-reader"))]
+#[doc(hidden)]
+pub fn check_reader(r: &dyn JsonReader) {
+    let text = r#"{"type":"message","n":null,"b":true,"message":{"id":"m1","seq":3,"x":[1]},"s":1.5}"#;
+    let got = r.read(text, &["type", "message.id", "message.seq", "message.x", "n", "b", "nope", "type.deeper", "s"]).unwrap();
+    let want = [
+        Val::Str("message".into()),
+        Val::Str("m1".into()),
+        Val::Int(3),
+        Val::Other,
+        Val::Null,
+        Val::Bool(true),
+        Val::Missing,
+        Val::Missing,
+        Val::Other,
+    ];
+    assert_eq!(got, want);
+    assert_eq!(got[2].u64(), Some(3));
+    let odd = r.read(r#"{"a":-1,"b":9007199254740993,"c":"x\u0000y"}"#, &["a", "b", "c"]).unwrap();
+    assert_eq!(odd, [Val::Other, Val::Other, Val::Other], "negative, too large, a string with NUL");
+    assert!(r.read("{not json", &["a"]).is_none());
+    assert_eq!(r.read("[1]", &["a"]).unwrap(), [Val::Missing]);
+    assert_eq!(r.read("{}", &[]).unwrap(), []);
+    assert_eq!(r.elements(r#"{"messages":[{"id":"a"},{"id":"b"}]}"#, "messages").unwrap(), [r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
+    assert_eq!(r.elements(r#"{"messages":[]}"#, "messages").unwrap(), Vec::<String>::new());
+    assert!(r.elements(r#"{"messages":{}}"#, "messages").is_none());
+}
+
 #[cfg(all(test, feature = "serde-reader"))]
 mod tests {
-    use super::*;
-
     #[test]
-    fn reads_values_at_paths_and_array_elements() {
-        let r = SerdeReader;
-        let text = r#"{"type":"message","n":null,"b":true,"message":{"id":"m1","seq":3,"x":[1]},"s":1.5}"#;
-        let got = r.read(text, &["type", "message.id", "message.seq", "message.x", "n", "b", "nope", "type.deeper", "s"]).unwrap();
-        assert_eq!(
-            got,
-            [
-                Val::Str("message".into()),
-                Val::Str("m1".into()),
-                Val::Num(3.0),
-                Val::Other,
-                Val::Null,
-                Val::Bool(true),
-                Val::Missing,
-                Val::Missing,
-                Val::Num(1.5)
-            ]
-        );
-        assert_eq!(got[2].u64(), Some(3));
-        assert_eq!(got[8].u64(), None, "not a whole number");
-        assert_eq!(Val::Num(-1.0).u64(), None);
-        assert!(r.read("{not json", &["a"]).is_none());
-        assert_eq!(r.read("[1]", &["a"]).unwrap(), [Val::Missing]);
-        assert_eq!(r.elements(r#"{"messages":[{"id":"a"},{"id":"b"}]}"#, "messages").unwrap(), [r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
-        assert!(r.elements(r#"{"messages":{}}"#, "messages").is_none());
+    fn serde_json_reads_every_case() {
+        super::check_reader(&super::SerdeReader);
     }
 }

@@ -5,7 +5,7 @@
 //! nothing: every `if` about the protocol is in valet-core.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::rc::{Rc, Weak};
 
 use gloo_events::EventListener;
@@ -113,12 +113,12 @@ impl ConvoInner {
             convo_id,
             emitter: Emitter::new(true),
             stream: RefCell::new(None),
-            timers: RefCell::new(HashMap::new()),
+            timers: RefCell::new(HashMap::default()),
             rest_abort: AbortController::new().expect("AbortController"),
             visibility: RefCell::new(None),
             opened: RefCell::new(None),
             tab: RefCell::new(tab),
-            sends: RefCell::new(HashMap::new()),
+            sends: RefCell::new(HashMap::default()),
             next_send: Cell::new(0),
             window_listeners: RefCell::new(Vec::new()),
             release: RefCell::new(None),
