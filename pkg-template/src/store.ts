@@ -75,7 +75,12 @@ export interface ConvoStoreState {
   readonly status: Status;
   /** This tab's role once open: `leader` holds the stream, `follower` gets its events. */
   readonly role: "leader" | "follower" | null;
-  /** The last error (stream, auth or send); cleared when the stream (re)connects or a send succeeds. */
+  /**
+   * The last error. A connection or send error (stream, auth, network, a
+   * refused send) is cleared when the stream (re)connects or a send
+   * succeeds; the agent's own failure report (code `server`) stays until the
+   * agent completes a turn (`turn_done` `ok`) or another error replaces it.
+   */
   readonly error: StoreError | null;
   /** Reconnections so far (the stream came back after a drop). */
   readonly reconnects: number;
@@ -94,8 +99,13 @@ export interface ConvoStoreOptions {
 export interface ConvoStore {
   /** The current snapshot (the same object until something changes). */
   getState(): ConvoStoreState;
-  /** Calls `listener` after every change; returns the unsubscribe function. */
-  subscribe(listener: () => void): () => void;
+  /**
+   * Calls `listener` with the snapshot at once and after every change
+   * (Svelte's store contract, so `$store` works; React's
+   * `useSyncExternalStore` and Vue ignore the argument); returns the
+   * unsubscribe function.
+   */
+  subscribe(listener: (state: ConvoStoreState) => void): () => void;
   /**
    * Sends a message: it appears at once as `pending`. Resolves when the
    * server stored it; on a refusal the bubble turns `failed` and the promise
@@ -147,7 +157,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
   let closed = false;
   let stateEvent = false;
   let everConnected = false;
-  const listeners = new Set<() => void>();
+  const listeners = new Set<(state: ConvoStoreState) => void>();
   const unsubscribes: Array<() => void> = [];
   // Server messages in delivery order (the SDK delivers each once, in order).
   const received: ChatMessage[] = [];
@@ -160,7 +170,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
     state = Object.freeze({ ...state, ...patch, ...(messagesChanged ? { messages: view() } : {}) });
     for (const listener of [...listeners]) {
       try {
-        listener();
+        listener(state);
       } catch (err) {
         // One broken view must not starve the others.
         setTimeout(() => {
@@ -224,7 +234,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
     unsubscribes.push(
       c.on("message", onMessage),
       c.on("typing", (e) => publish({ typing: e.state === "start" ? { kind: e.kind, label: e.label ?? null } : null })),
-      c.on("turn_done", () => publish({ typing: null })),
+      c.on("turn_done", (e) => publish(e.reason === "ok" && state.error?.code === "server" ? { typing: null, error: null } : { typing: null })),
       c.on("convo_state", (e) => {
         stateEvent = true;
         publish({ convoState: e.state, typing: null });
@@ -239,7 +249,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
         if (status === "connected") {
           if (everConnected) patch.reconnects = state.reconnects + 1;
           everConnected = true;
-          patch.error = null;
+          if (state.error?.code !== "server") patch.error = null;
         }
         publish(patch);
       }),
@@ -254,7 +264,9 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
     try {
       const c = current ?? (await opened);
       await c.send(o.text, o.options);
-      if (state.error) publish({ error: null });
+      // A send that went through ends a connection or send error, not the
+      // agent's failure report (its turn is still to come).
+      if (state.error && state.error.code !== "server") publish({ error: null });
     } catch (err) {
       const error = err as ValetError;
       if (outgoing.includes(o)) {
@@ -296,6 +308,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
     getState: () => state,
     subscribe(listener) {
       listeners.add(listener);
+      listener(state);
       return () => {
         listeners.delete(listener);
       };

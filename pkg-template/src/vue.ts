@@ -90,8 +90,7 @@ export function useConvo({ client, convoId }: UseConvoOptions): UseConvoResult {
     }
     const { store: held, release } = retainConvoStore(client, id);
     store = held;
-    const unsubscribe = held.subscribe(() => show(held.getState()));
-    show(held.getState());
+    const unsubscribe = held.subscribe(show); // called at once with the snapshot, then on each change
     stop = () => {
       unsubscribe();
       release();

@@ -1,7 +1,7 @@
 // The public surface is typed: events by name, promises, errors. Each
 // `@ts-expect-error` fails the build if the typing it guards goes loose.
 import { ValetClient, type Convo, type ValetError, type ConvoSummary, type StartSessionResult } from "@valet.red/sdk";
-import { createConvoStore, init, type ChatMessage, type ConvoStoreState } from "@valet.red/sdk";
+import { createConvoStore, init, type ChatMessage, type ConvoStoreState, type StoreError } from "@valet.red/sdk";
 import { useConvo as useReactConvo } from "@valet.red/sdk/react";
 import { useConvo as useVueConvo } from "@valet.red/sdk/vue";
 import { ref } from "vue";
@@ -70,6 +70,9 @@ export async function bindings() {
   const status: "pending" | "failed" | "sent" | undefined = first?.status;
   const key: string | undefined = first?.key;
   const off: () => void = store.subscribe(() => {});
+  // Svelte's store contract: the listener gets the snapshot.
+  const offSvelte: () => void = store.subscribe((snapshot: ConvoStoreState) => { const e: StoreError | null = snapshot.error; void e; });
+  offSvelte();
   await store.send("hi");
   void [status, key, off, state.typing?.label, state.convoState, state.role, state.error?.code];
   // @ts-expect-error: the snapshot is read-only

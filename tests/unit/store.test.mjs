@@ -39,7 +39,7 @@ class ScriptedConvo {
   /** The server's copy of a message, as the `message` event carries it. */
   deliver(id, from, content) {
     const message = { id, from, content, created_at: "2026-11-21T10:00:00Z", participant: null, files: [], turn_number: 1 };
-    this.emit("message", { type: "message", message, from_reconcile: false });
+    this.emit("message", { type: "message", message });
   }
 }
 
@@ -166,6 +166,8 @@ test("the snapshot is the same object until something changes; listeners hear ea
   assert.ok(Object.isFrozen(a) && Object.isFrozen(a.messages));
   let calls = 0;
   const off = store.subscribe(() => (calls += 1));
+  assert.equal(calls, 1, "called at once (Svelte's store contract)");
+  calls = 0;
   convo.deliver("m1", "ai_agent", "x");
   assert.equal(calls, 1);
   assert.notEqual(store.getState(), a);
@@ -270,4 +272,40 @@ test("a server error frame becomes the store's error: a ValetError with code `se
   const error = store.getState().error;
   assert.ok(error instanceof ValetError);
   assert.deepEqual([error.code, error.body], ["server", frame]);
+});
+
+test("Svelte's store contract: subscribe calls back at once with the snapshot, then with each new one", async () => {
+  const { convo, store } = await openStore();
+  const seen = [];
+  const off = store.subscribe((state) => seen.push(state));
+  assert.deepEqual(seen, [store.getState()], "at once, with the current snapshot");
+  convo.deliver("m1", "ai_agent", "hello");
+  assert.equal(seen.length, 2);
+  assert.equal(seen[1], store.getState());
+  assert.deepEqual(seen[1].messages.map((m) => m.content), ["hello"]);
+  off();
+});
+
+test("the agent's failure report stays through a send and a reconnect, until the agent completes a turn", async () => {
+  const { convo, store } = await openStore();
+  convo.emit("error", { type: "error", convo_id: "c1", reason: "temporary_failure", at: 1 });
+  assert.equal(store.getState().error.code, "server");
+  const sending = store.send("again");
+  await tick();
+  convo.sent.at(-1).ok();
+  await sending;
+  assert.equal(store.getState().error?.code, "server", "a send that went through does not hide it");
+  convo.emit("status", { status: "connected", attempt: 2 });
+  assert.equal(store.getState().error?.code, "server", "nor does a reconnect");
+  convo.emit("turn_done", { type: "turn_done", convo_id: "c1", reason: "temporary_failure", at: 2 });
+  assert.equal(store.getState().error?.code, "server", "a failed turn does not end it");
+  convo.emit("turn_done", { type: "turn_done", convo_id: "c1", reason: "ok", at: 3 });
+  assert.equal(store.getState().error, null, "a completed turn does");
+  // A connection error is still cleared by a send that goes through.
+  convo.emit("error", { phase: "stream", stage: "stream", error: { code: "network", message: "dropped" } });
+  const more = store.send("once more");
+  await tick();
+  convo.sent.at(-1).ok();
+  await more;
+  assert.equal(store.getState().error, null);
 });
