@@ -27,7 +27,7 @@ import type { Convo } from "./wasm/valet_wasm.js";
 export type * from "./wasm/valet_wasm.js";
 export { Convo } from "./wasm/valet_wasm.js";
 export { ValetError } from "./error.js";
-export { convoStateOf, createConvoStore, type ChatMessage, type ConvoStore, type ConvoStoreOptions, type ConvoStoreState, type MessageStatus, type StoreError, type TypingIndicator } from "./store.js";
+export { convoStateOf, createConvoStore, type ChatMessage, type ConvoStore, type ConvoStoreOptions, type ConvoStoreState, type MessageStatus, type StoreError, type TypingIndicator, type TurnState, type CannotSend } from "./store.js";
 
 let loaded = false;
 let loading: Promise<void> | undefined;

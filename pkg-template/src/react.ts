@@ -18,10 +18,10 @@
  * @module
  */
 import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
-import type { SendOptions } from "./wasm/valet_wasm.js";
+import type { LockoutSnapshot, SendOptions } from "./wasm/valet_wasm.js";
 import { initialConvoState, notOpen, retainConvoStore, type ConvoOpener, type ConvoStore, type ConvoStoreState } from "./store.js";
 
-export type { ChatMessage, ConvoStore, ConvoStoreState, MessageStatus, StoreError, TypingIndicator } from "./store.js";
+export type { CannotSend, ChatMessage, ConvoStore, ConvoStoreState, MessageStatus, StoreError, TurnState, TypingIndicator } from "./store.js";
 
 /** Options of {@link useConvo}. */
 export interface UseConvoOptions {
@@ -29,6 +29,8 @@ export interface UseConvoOptions {
   client: ConvoOpener;
   /** The convo to show; while `null`/`undefined` nothing is opened. */
   convoId: string | null | undefined;
+  /** The user's lockout from `startSession()`, read when the convo opens: while locked out, `canSend` is `false`. */
+  lockout?: LockoutSnapshot | null;
 }
 
 /** What {@link useConvo} returns: the store's state and its actions. */
@@ -47,7 +49,7 @@ const noSubscribe = () => () => {};
 const initial = () => initialConvoState;
 
 /** A convo's live state; see the module documentation. */
-export function useConvo({ client, convoId }: UseConvoOptions): UseConvoResult {
+export function useConvo({ client, convoId, lockout }: UseConvoOptions): UseConvoResult {
   const [store, setStore] = useState<ConvoStore | null>(null);
 
   useEffect(() => {
@@ -55,9 +57,10 @@ export function useConvo({ client, convoId }: UseConvoOptions): UseConvoResult {
       setStore(null);
       return;
     }
-    const { store: held, release } = retainConvoStore(client, convoId);
+    const { store: held, release } = retainConvoStore(client, convoId, lockout);
     setStore(held);
     return release;
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- the lockout is read when the convo opens
   }, [client, convoId]);
 
   const state = useSyncExternalStore(store ? store.subscribe : noSubscribe, store ? store.getState : initial, initial);

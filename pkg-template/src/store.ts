@@ -22,7 +22,9 @@ import type {
   Message,
   Participant,
   SendOptions,
+  LockoutSnapshot,
   Status,
+  TurnDoneReason,
   TypingKind,
 } from "./wasm/valet_wasm.js";
 import { ValetError, valetError } from "./error.js";
@@ -62,6 +64,25 @@ export interface TypingIndicator {
   readonly label: string | null;
 }
 
+/**
+ * Where the agent's turn is: `idle` (nothing under way), `thinking` or
+ * `typing` (its indicator is on), `done` (its `turn_done` came: `reason`
+ * says how it ended, `retryAfterSeconds` with `rate_limited`).
+ */
+export interface TurnState {
+  readonly phase: "idle" | "thinking" | "typing" | "done";
+  readonly reason: TurnDoneReason | null;
+  readonly retryAfterSeconds: number | null;
+}
+
+/** Why a message can't be sent now, with text to show. */
+export interface CannotSend {
+  /** `closed`: the convo is closed (resolved, locked…); `locked_out`: the user is locked out (`startSession`'s `lockout`). */
+  readonly reason: "closed" | "locked_out";
+  /** The server's ready-to-render text (`closed_user_message`, or the lockout's `user_message`), when it gave one. */
+  readonly text: string | null;
+}
+
 /** A snapshot: replaced as a whole on every change, never mutated. */
 export interface ConvoStoreState {
   /** `null` until the convo is open. */
@@ -71,6 +92,14 @@ export interface ConvoStoreState {
   readonly typing: TypingIndicator | null;
   /** From the last `convo_state` event (or `options.convoState`); `null` if unknown. */
   readonly convoState: ConvoState | null;
+  /** The server's text for the convo's state (`closed_user_message`: e.g. "A teammate is taking it from here."); `null` while open or unknown. */
+  readonly convoStateText: string | null;
+  /** The agent's turn. */
+  readonly turn: TurnState;
+  /** Whether a message can be sent now: `false` while the convo is closed or the user locked out (see `cannotSend`). */
+  readonly canSend: boolean;
+  /** Why not, when `canSend` is `false`. */
+  readonly cannotSend: CannotSend | null;
   /** The connection: `connecting` until the convo is open, then the convo's status. */
   readonly status: Status;
   /** This tab's role once open: `leader` holds the stream, `follower` gets its events. */
@@ -93,6 +122,8 @@ export interface ConvoStoreOptions {
    * promise of it; a `convo_state` event overrides it.
    */
   convoState?: ConvoState | null | PromiseLike<ConvoState | null>;
+  /** The user's lockout, from `startSession()` (`{ lockout }`): while locked out, `canSend` is `false`. */
+  lockout?: LockoutSnapshot | null;
 }
 
 /** See the module documentation. */
@@ -126,6 +157,10 @@ const INITIAL: ConvoStoreState = Object.freeze({
   messages: Object.freeze([]) as readonly ChatMessage[],
   typing: null,
   convoState: null,
+  convoStateText: null,
+  turn: Object.freeze({ phase: "idle", reason: null, retryAfterSeconds: null }) as TurnState,
+  canSend: true,
+  cannotSend: null,
   status: "connecting" as Status,
   role: null,
   error: null,
@@ -136,6 +171,26 @@ const INITIAL: ConvoStoreState = Object.freeze({
 export const initialConvoState: ConvoStoreState = INITIAL;
 
 let localCounter = 0;
+
+/** Convo states in which the agent no longer takes turns. */
+const CLOSED_STATES: readonly ConvoState[] = ["resolved", "auto_resolved", "assumed_resolved", "rage_locked", "attempted_hack"];
+
+function turnState(phase: TurnState["phase"], reason: TurnDoneReason | null, retryAfterSeconds: number | null): TurnState {
+  return Object.freeze({ phase, reason, retryAfterSeconds });
+}
+
+/** Why nothing can be sent, or `null`. A dated lockout ends at `expires_at`. */
+function sendBlock(convoState: ConvoState | null, text: string | null, lockout: LockoutSnapshot | null | undefined): CannotSend | null {
+  if (lockout?.locked_out && (lockout.expires_at === null || Date.parse(lockout.expires_at) > Date.now())) {
+    return Object.freeze({ reason: "locked_out" as const, text: lockout.user_message });
+  }
+  if (convoState !== null && CLOSED_STATES.includes(convoState)) return Object.freeze({ reason: "closed" as const, text });
+  return null;
+}
+
+function sameBlock(a: CannotSend | null, b: CannotSend | null): boolean {
+  return a === b || (a !== null && b !== null && a.reason === b.reason && a.text === b.text);
+}
 
 interface Outgoing {
   key: string;
@@ -152,7 +207,8 @@ interface Outgoing {
  * store is `connecting`; if it rejects, the store is `stopped` with the error.
  */
 export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: ConvoStoreOptions = {}): ConvoStore {
-  let state: ConvoStoreState = INITIAL;
+  const blocked = sendBlock(null, null, options.lockout);
+  let state: ConvoStoreState = blocked ? Object.freeze({ ...INITIAL, canSend: false, cannotSend: blocked }) : INITIAL;
   let current: Convo | null = null;
   let closed = false;
   let stateEvent = false;
@@ -167,7 +223,10 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
   let opened: Promise<Convo>;
 
   function publish(patch: Partial<ConvoStoreState>, messagesChanged = false): void {
-    state = Object.freeze({ ...state, ...patch, ...(messagesChanged ? { messages: view() } : {}) });
+    const next = { ...state, ...patch, ...(messagesChanged ? { messages: view() } : {}) };
+    const cannotSend = sendBlock(next.convoState, next.convoStateText, options.lockout);
+    if (!sameBlock(cannotSend, state.cannotSend)) Object.assign(next, { canSend: cannotSend === null, cannotSend });
+    state = Object.freeze(next);
     for (const listener of [...listeners]) {
       try {
         listener(state);
@@ -233,11 +292,17 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
     current = c;
     unsubscribes.push(
       c.on("message", onMessage),
-      c.on("typing", (e) => publish({ typing: e.state === "start" ? { kind: e.kind, label: e.label ?? null } : null })),
-      c.on("turn_done", (e) => publish(e.reason === "ok" && state.error?.code === "server" ? { typing: null, error: null } : { typing: null })),
+      c.on("typing", (e) =>
+        publish(e.state === "start"
+          ? { typing: { kind: e.kind, label: e.label || null }, turn: turnState(e.kind, null, null) }
+          : { typing: null })),
+      c.on("turn_done", (e) => {
+        const turn = turnState("done", e.reason, e.retry_after_seconds ?? null);
+        publish(e.reason === "ok" && state.error?.code === "server" ? { typing: null, turn, error: null } : { typing: null, turn });
+      }),
       c.on("convo_state", (e) => {
         stateEvent = true;
-        publish({ convoState: e.state, typing: null });
+        publish({ convoState: e.state, convoStateText: e.closed_user_message, typing: null });
       }),
       c.on("error", (e: ConvoErrorPayload) =>
         publish("reason" in e
@@ -324,7 +389,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
         error: null,
       };
       outgoing = [...outgoing, o];
-      publish({}, true);
+      publish({ turn: INITIAL.turn }, true); // a new turn starts
       return deliver(o);
     },
     retry(key) {
@@ -390,13 +455,13 @@ const shared = new WeakMap<ConvoOpener, Map<string, Shared>>();
  * That is what makes React Strict Mode's mount → unmount → mount open one
  * stream, not two. Used by `@valet.red/sdk/react` and `/vue`.
  */
-export function retainConvoStore(client: ConvoOpener, convoId: string): { store: ConvoStore; release: () => void } {
+export function retainConvoStore(client: ConvoOpener, convoId: string, lockout?: LockoutSnapshot | null): { store: ConvoStore; release: () => void } {
   let byId = shared.get(client);
   if (!byId) shared.set(client, (byId = new Map()));
   let entry = byId.get(convoId);
   if (!entry || entry.store.getState().status === "closed") {
     const convoState = convoStateOf(client, convoId);
-    entry = { store: createConvoStore(client.openConvo({ convoId }), { convoState }), refs: 0, timer: undefined };
+    entry = { store: createConvoStore(client.openConvo({ convoId }), { convoState, lockout }), refs: 0, timer: undefined };
     byId.set(convoId, entry);
   }
   const held = entry;

@@ -18,7 +18,7 @@
  * @module
  */
 import { getCurrentInstance, getCurrentScope, onMounted, onScopeDispose, shallowRef, toValue, watch, type MaybeRefOrGetter, type Ref } from "vue";
-import type { ConvoState, SendOptions, Status } from "./wasm/valet_wasm.js";
+import type { ConvoState, LockoutSnapshot, SendOptions, Status } from "./wasm/valet_wasm.js";
 import {
   initialConvoState,
   notOpen,
@@ -29,9 +29,11 @@ import {
   type ConvoStoreState,
   type StoreError,
   type TypingIndicator,
+  type TurnState,
+  type CannotSend,
 } from "./store.js";
 
-export type { ChatMessage, ConvoStore, ConvoStoreState, MessageStatus, StoreError, TypingIndicator } from "./store.js";
+export type { CannotSend, ChatMessage, ConvoStore, ConvoStoreState, MessageStatus, StoreError, TurnState, TypingIndicator } from "./store.js";
 
 /** Options of {@link useConvo}. */
 export interface UseConvoOptions {
@@ -39,6 +41,8 @@ export interface UseConvoOptions {
   client: ConvoOpener;
   /** The convo to show (a value, ref or getter); while empty nothing is opened. */
   convoId: MaybeRefOrGetter<string | null | undefined>;
+  /** The user's lockout from `startSession()`, read when a convo opens: while locked out, `canSend` is `false`. */
+  lockout?: LockoutSnapshot | null;
 }
 
 /** What {@link useConvo} returns: one read-only ref per state field, and the actions. */
@@ -47,6 +51,10 @@ export interface UseConvoResult {
   messages: Readonly<Ref<readonly ChatMessage[]>>;
   typing: Readonly<Ref<TypingIndicator | null>>;
   convoState: Readonly<Ref<ConvoState | null>>;
+  convoStateText: Readonly<Ref<string | null>>;
+  turn: Readonly<Ref<TurnState>>;
+  canSend: Readonly<Ref<boolean>>;
+  cannotSend: Readonly<Ref<CannotSend | null>>;
   status: Readonly<Ref<Status>>;
   role: Readonly<Ref<"leader" | "follower" | null>>;
   error: Readonly<Ref<StoreError | null>>;
@@ -61,10 +69,10 @@ export interface UseConvoResult {
   close(): void;
 }
 
-const FIELDS = ["convoId", "messages", "typing", "convoState", "status", "role", "error", "reconnects"] as const;
+const FIELDS = ["convoId", "messages", "typing", "convoState", "convoStateText", "turn", "canSend", "cannotSend", "status", "role", "error", "reconnects"] as const;
 
 /** A convo's live state; see the module documentation. */
-export function useConvo({ client, convoId }: UseConvoOptions): UseConvoResult {
+export function useConvo({ client, convoId, lockout }: UseConvoOptions): UseConvoResult {
   const state = shallowRef<ConvoStoreState>(initialConvoState);
   const refs = Object.fromEntries(FIELDS.map((f) => [f, shallowRef(initialConvoState[f])])) as {
     [K in (typeof FIELDS)[number]]: Ref<ConvoStoreState[K]>;
@@ -88,7 +96,7 @@ export function useConvo({ client, convoId }: UseConvoOptions): UseConvoResult {
       show(initialConvoState);
       return;
     }
-    const { store: held, release } = retainConvoStore(client, id);
+    const { store: held, release } = retainConvoStore(client, id, lockout);
     store = held;
     const unsubscribe = held.subscribe(show); // called at once with the snapshot, then on each change
     stop = () => {

@@ -80,8 +80,12 @@ export async function bindings() {
   // @ts-expect-error: send takes a string
   await store.send(1);
 
-  const r = useReactConvo({ client: valet, convoId: "c" });
+  const r = useReactConvo({ client: valet, convoId: "c", lockout: (await valet.startSession()).lockout });
   const rs: string = r.status;
+  const turnPhase: "idle" | "thinking" | "typing" | "done" = r.turn.phase;
+  const why: "closed" | "locked_out" | undefined = r.cannotSend?.reason;
+  const may: boolean = r.canSend;
+  void [turnPhase, why, may, r.convoStateText];
   const rm: readonly ChatMessage[] = r.messages;
   await r.send("hi");
   void [rs, rm];
@@ -91,6 +95,9 @@ export async function bindings() {
   const id = ref<string | null>("c");
   const v = useVueConvo({ client: valet, convoId: id });
   const vs: string = v.status.value;
+  const vCan: boolean = v.canSend.value;
+  const vTurn: string | null = v.turn.value.reason;
+  void [vCan, vTurn];
   const vm: readonly ChatMessage[] = v.messages.value;
   void useVueConvo({ client: valet, convoId: () => id.value });
   void [vs, vm];

@@ -309,3 +309,44 @@ test("the agent's failure report stays through a send and a reconnect, until the
   await more;
   assert.equal(store.getState().error, null);
 });
+
+test("the turn: idle, thinking, typing, done with its reason; a send starts a new one", async () => {
+  const { convo, store } = await openStore();
+  assert.deepEqual(store.getState().turn, { phase: "idle", reason: null, retryAfterSeconds: null });
+  convo.emit("typing", { type: "typing", kind: "thinking", state: "start", label: "Thinking…", convo_id: "c1" });
+  assert.equal(store.getState().turn.phase, "thinking");
+  convo.emit("typing", { type: "typing", kind: "typing", state: "start", label: "", convo_id: "c1" });
+  assert.equal(store.getState().turn.phase, "typing");
+  assert.equal(store.getState().typing.label, null, "an empty label is no label");
+  convo.emit("turn_done", { type: "turn_done", convo_id: "c1", reason: "rate_limited", at: 1, retry_after_seconds: 30 });
+  assert.deepEqual(store.getState().turn, { phase: "done", reason: "rate_limited", retryAfterSeconds: 30 });
+  store.send("next").catch(() => {});
+  assert.deepEqual(store.getState().turn, { phase: "idle", reason: null, retryAfterSeconds: null });
+});
+
+test("canSend: false with the server's text while the convo is closed, true again when it reopens", async () => {
+  const { convo, store } = await openStore();
+  assert.deepEqual([store.getState().canSend, store.getState().cannotSend], [true, null]);
+  const state = (state, prev, text) => ({ type: "convo_state", agent_id: "a", convo_id: "c1", state, prev_state: prev, closed_user_message: text });
+  convo.emit("convo_state", state("escalated", "open", "A teammate is taking it from here."));
+  assert.equal(store.getState().convoStateText, "A teammate is taking it from here.");
+  assert.equal(store.getState().canSend, true, "an escalated convo takes messages");
+  convo.emit("convo_state", state("resolved", "escalated", "This conversation was resolved."));
+  assert.equal(store.getState().canSend, false);
+  assert.deepEqual(store.getState().cannotSend, { reason: "closed", text: "This conversation was resolved." });
+  convo.emit("convo_state", state("open", "resolved", null));
+  assert.deepEqual([store.getState().canSend, store.getState().cannotSend, store.getState().convoStateText], [true, null, null]);
+});
+
+test("canSend: false from the start while the user is locked out (startSession's lockout); a lapsed lockout does not block", async () => {
+  const { createConvoStore } = await import("../../pkg/store.js");
+  const future = new Date(Date.now() + 3_600_000).toISOString();
+  const past = new Date(Date.now() - 1000).toISOString();
+  const lockout = (expires_at) => ({ locked_out: true, expires_at, permanent: expires_at === null, reason: "rage", user_message: "Locked until later." });
+  const locked = createConvoStore(new ScriptedConvo(), { lockout: lockout(future) });
+  assert.deepEqual([locked.getState().canSend, locked.getState().cannotSend], [false, { reason: "locked_out", text: "Locked until later." }]);
+  const forever = createConvoStore(new ScriptedConvo(), { lockout: lockout(null) });
+  assert.equal(forever.getState().canSend, false);
+  const lapsed = createConvoStore(new ScriptedConvo(), { lockout: lockout(past) });
+  assert.equal(lapsed.getState().canSend, true);
+});
