@@ -240,23 +240,15 @@ pub enum Input {
     },
     /// A timer set with [`Action::SetTimer`] fired.
     TimerFired(Timer),
-    /// `send()`: queue a message (see [`Outbox`]). `id` is the glue's, to
-    /// match [`Action::SendSettled`]; `files`: the glue holds files to
-    /// upload first; `detached`: its promise already resolved.
-    /// `uploadFiles()` is a send with `upload_only`: its files are uploaded
-    /// (in turn with the sends, with the same retries) and it settles with
-    /// the draft's `message_id`, which a later send finalizes as `draft`.
+    /// `send()` or `uploadFiles()`: queue it (see [`Outbox`]). `id` is the
+    /// glue's, to match [`Action::SendSettled`]; the glue holds the files.
+    /// An upload settles with the draft's `message_id`, which a later
+    /// message finalizes as its `draft`.
     Send {
         /// The glue's id for it.
         id: u64,
-        /// The text.
-        text: String,
-        /// Files to upload first (held by the glue).
-        files: bool,
-        /// A draft made by `uploadFiles()` that this send finalizes.
-        draft: Option<String>,
-        /// `uploadFiles()`: upload only, settle with the draft's id.
-        upload_only: bool,
+        /// A message or an upload.
+        what: Outgoing,
         /// Resolved already: report a final failure as an `error` event.
         detached: bool,
     },
@@ -665,10 +657,9 @@ impl ConvoMachine {
                 }
             }
             Input::TimerFired(timer) => self.on_timer(now_ms, timer),
-            Input::Send { id, text, files, draft, upload_only, detached } => {
+            Input::Send { id, what, detached } => {
                 let key = self.rng.uuid_v4();
-                let kind = if upload_only { Outgoing::Upload } else { Outgoing::Message { text, files, draft } };
-                self.outbox.push(id, key, kind, detached, &mut self.out);
+                self.outbox.push(id, key, what, detached, &mut self.out);
                 let queued = self.outbox.len();
                 self.observe("send_queued", format!("{{\"queued\":{queued}}}"));
             }

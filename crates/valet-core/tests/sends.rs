@@ -5,6 +5,7 @@ use serde_json::Value;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer, TokenFor};
 use valet_core::error::ErrorCode;
 use valet_core::events::EventName;
+use valet_core::outbox::Outgoing;
 use valet_core::send::SendOutcome;
 
 struct H {
@@ -23,7 +24,7 @@ impl H {
 
     /// Queues a send; returns the actions.
     fn send(&mut self, id: u64, text: &str) -> Vec<Action> {
-        self.feed(Input::Send { id, text: text.into(), files: false, draft: None, upload_only: false, detached: false })
+        self.feed(Input::Send { id, what: Outgoing::Message { text: text.into(), files: false, draft: None }, detached: false })
     }
 
     /// Answers a send's token request with `tok`; returns the post's body.
@@ -203,7 +204,7 @@ fn close_settles_every_queued_send_with_closed() {
 #[test]
 fn a_detached_send_that_fails_is_reported_as_an_error_event() {
     let mut h = H::new();
-    h.feed(Input::Send { id: 1, text: "hi".into(), files: false, draft: None, upload_only: false, detached: true });
+    h.feed(Input::Send { id: 1, what: Outgoing::Message { text: "hi".into(), files: false, draft: None }, detached: true });
     h.token(1, "t");
     let out = h.answer(1, http(404, ""));
     let ev = out.iter().find_map(|a| match a {
@@ -218,7 +219,7 @@ fn a_detached_send_that_fails_is_reported_as_an_error_event() {
 #[test]
 fn files_are_uploaded_first_and_the_draft_id_goes_with_the_text() {
     let mut h = H::new();
-    h.feed(Input::Send { id: 1, text: "see attached".into(), files: true, draft: None, upload_only: false, detached: false });
+    h.feed(Input::Send { id: 1, what: Outgoing::Message { text: "see attached".into(), files: true, draft: None }, detached: false });
     let out = h.feed(Input::Token { purpose: TokenFor::Send(1), token: "t".into() });
     assert!(out.iter().any(|a| matches!(a, Action::Upload { id: 1, .. })));
     let out = h.feed(Input::Posted { id: 1, outcome: SendOutcome::Ok, body: r#"{"message_id":"draft-1"}"#.into() });
@@ -230,7 +231,7 @@ fn files_are_uploaded_first_and_the_draft_id_goes_with_the_text() {
 #[test]
 fn upload_files_settles_with_the_draft_id_and_a_later_send_finalizes_it() {
     let mut h = H::new();
-    h.feed(Input::Send { id: 1, text: String::new(), files: true, draft: None, upload_only: true, detached: false });
+    h.feed(Input::Send { id: 1, what: Outgoing::Upload, detached: false });
     let out = h.feed(Input::Token { purpose: TokenFor::Send(1), token: "t".into() });
     assert!(out.iter().any(|a| matches!(a, Action::Upload { id: 1, .. })));
     // A 401 on the upload refreshes the token and uploads again.
@@ -245,7 +246,7 @@ fn upload_files_settles_with_the_draft_id_and_a_later_send_finalizes_it() {
     assert_eq!(settled, Some(Ok(Some("draft-9".into()))), "settles with the draft, posts nothing");
     assert!(!out.iter().any(|a| matches!(a, Action::Post { .. })));
     // The text that goes with it: no upload, the draft id in the body.
-    h.feed(Input::Send { id: 2, text: "here it is".into(), files: false, draft: Some("draft-9".into()), upload_only: false, detached: false });
+    h.feed(Input::Send { id: 2, what: Outgoing::Message { text: "here it is".into(), files: false, draft: Some("draft-9".into()) }, detached: false });
     let body = h.token(2, "t2");
     assert_eq!((body["text"].as_str(), body["message_id"].as_str()), (Some("here it is"), Some("draft-9")));
 }

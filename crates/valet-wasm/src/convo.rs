@@ -423,13 +423,8 @@ impl ConvoInner {
             let sink = self.this.clone();
             EventListener::once(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
         });
-        let (text, draft, upload_only) = match what {
-            Outgoing::Message { text, draft, .. } => (text, draft, false),
-            Outgoing::Upload => (String::new(), None, true),
-        };
-        let has_files = !files.is_empty();
         self.sends.borrow_mut().insert(id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort });
-        self.handle(Input::Send { id, text, files: has_files, draft, upload_only, detached });
+        self.handle(Input::Send { id, what, detached });
         if detached {
             return Ok(None);
         }
