@@ -72,8 +72,9 @@ impl ClientError {
     /// From an HTTP answer: 429 becomes `rate_limited`, 401/403 `auth`, the
     /// rest `http`. The body is kept (as JSON when it parses).
     pub fn from_http(status: u16, retry_after_seconds: Option<u64>, body: &str, what: &str) -> Self {
-        let is_json = crate::json::read(body, &[]).is_some();
-        let detail = Detail::read(body).message.unwrap_or_default();
+        let read = Detail::read(body);
+        let is_json = read.is_some();
+        let detail = read.and_then(|d| d.message).unwrap_or_default();
         let code = match status {
             429 => ErrorCode::RateLimited,
             401 | 403 => ErrorCode::Auth,
@@ -110,22 +111,22 @@ impl std::error::Error for ClientError {}
 /// The seconds a 429 asks to wait: the body's `retry_after_seconds` wins over
 /// the `Retry-After` header (seconds or an HTTP date is not parsed: seconds only).
 pub fn retry_after_seconds(header: Option<&str>, body: &str) -> Option<u64> {
-    Detail::read(body).retry_after_seconds.or_else(|| header.and_then(|h| h.trim().parse::<u64>().ok()))
+    Detail::read(body).and_then(|d| d.retry_after_seconds).or_else(|| header.and_then(|h| h.trim().parse::<u64>().ok()))
 }
 
 /// What the SDK reads of an error body: its `message` and
 /// `retry_after_seconds`, each only when of the right type (a field of
 /// another type is passed over, not an error for the other one).
-#[derive(Default)]
 struct Detail {
     message: Option<String>,
     retry_after_seconds: Option<u64>,
 }
 
 impl Detail {
-    fn read(body: &str) -> Detail {
-        let Some([message, retry]) = crate::json::read_n(body, ["message", "retry_after_seconds"]) else { return Detail::default() };
-        Detail { message: message.into_string(), retry_after_seconds: retry.u64() }
+    /// `None` when the body is not JSON.
+    fn read(body: &str) -> Option<Detail> {
+        let [message, retry] = crate::json::read_n(body, ["message", "retry_after_seconds"])?;
+        Some(Detail { message: message.into_string(), retry_after_seconds: retry.u64() })
     }
 }
 

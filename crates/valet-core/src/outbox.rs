@@ -32,7 +32,7 @@ use crate::convo::{Action, Timer, TokenFor};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, EventName, Stage};
 use crate::send::SendOutcome;
-use crate::wire::{SendRequest, UploadResponse};
+use crate::wire::SendRequest;
 
 /// 401s or 429s in a row before a send fails.
 pub const MAX_REFUSALS: u32 = 3;
@@ -223,16 +223,16 @@ impl Outbox {
         match outcome {
             SendOutcome::Ok if uploading => {
                 let draft = crate::json::read_n(body, ["message_id"]).and_then(|[id]| id.into_string()).filter(|id| !id.is_empty());
-                match draft.map(|message_id| UploadResponse { message_id }).ok_or("no `message_id`") {
-                    Ok(up) if head.upload_only => {
+                match draft {
+                    Some(message_id) if head.upload_only => {
                         self.backoff.reset();
                         self.in_flight = None;
                         let head = self.queue.pop_front().expect("a head");
-                        out.push(Action::SendSettled { id: head.id, result: Ok(Some(up.message_id)) });
+                        out.push(Action::SendSettled { id: head.id, result: Ok(Some(message_id)) });
                         self.next(out);
                     }
-                    Ok(up) => {
-                        head.message_id = Some(up.message_id);
+                    Some(message_id) => {
+                        head.message_id = Some(message_id);
                         self.in_flight = None;
                         self.backoff.reset();
                         if head.cancelled {
@@ -241,7 +241,7 @@ impl Outbox {
                             self.next(out);
                         }
                     }
-                    Err(e) => self.fail_head(ClientError::new(ErrorCode::Protocol, format!("malformed upload answer: {e}")), out),
+                    None => self.fail_head(ClientError::new(ErrorCode::Protocol, "malformed upload answer: no `message_id`"), out),
                 }
                 true
             }

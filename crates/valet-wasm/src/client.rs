@@ -234,7 +234,7 @@ impl ValetClient {
     #[wasm_bindgen(constructor)]
     pub fn new(options: Ts<ValetClientOptions>) -> Result<ValetClient, JsValue> {
         // The browser's JSON.parse reads what the core decides on.
-        valet_core::json::set_reader(&crate::emitter::JsJson);
+        valet_core::json::set_reader(&crate::json::JsJson);
         let options: JsValue = options.into();
         if !options.is_object() {
             return Err(js_error(ErrorCode::InvalidArgument, "new ValetClient(options): options must be an object"));

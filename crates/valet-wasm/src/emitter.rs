@@ -19,7 +19,6 @@
 //!   is queued, in order, and replayed once the app has subscribed in the
 //!   task where `await openConvo(...)` returned ([`Emitter::release`]).
 
-use valet_core::json::{JsonReader, Val};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
@@ -40,33 +39,6 @@ function payloadOf(event, json) {
   const p = JSON.parse(json);
   if (event === "error" && p && typeof p.error === "object" && !("reason" in p)) p.error = valetError(p.error);
   return p;
-}
-function at(v, path) {
-  for (const k of path.split(".")) {
-    if (v === null || typeof v !== "object" || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, k)) return undefined;
-    v = v[k];
-  }
-  return v;
-}
-function enc(x) {
-  switch (typeof x) {
-    case "undefined": return "u";
-    case "boolean": return x ? "t" : "f";
-    case "number": return Number.isInteger(x) && x >= 0 && x < 9007199254740992 ? "i" + x : "o";
-    case "string": return x.includes("\0") ? "o" : "s" + x;
-    default: return x === null ? "z" : "o";
-  }
-}
-export function jsonRead(text, paths) {
-  let v;
-  try { v = JSON.parse(text); } catch { return undefined; }
-  return paths === "" ? "" : paths.split(",").map((p) => enc(at(v, p))).join("\0");
-}
-export function jsonElements(text, path) {
-  let v;
-  try { v = JSON.parse(text); } catch { return undefined; }
-  const x = at(v, path);
-  return Array.isArray(x) ? x.map((e) => JSON.stringify(e)).join("\0") : undefined;
 }
 export class Emitter {
   constructor(held) { this.handlers = new Map(); this.held = held ? [] : null; }
@@ -117,17 +89,6 @@ extern "C" {
     #[wasm_bindgen(js_name = valetErrorFrom)]
     pub fn valet_error_from(json: &str) -> JsValue;
 
-    /// `JSON.parse(text)`'s values at the comma-separated `paths`, in one
-    /// string (one crossing): per value a tag and its text, `\0` between
-    /// them (see [`JsJson`]); `None` if not JSON.
-    #[wasm_bindgen(js_name = jsonRead)]
-    fn json_read(text: &str, paths: &str) -> Option<String>;
-
-    /// The elements of the array at `path`, as JSON texts joined by `\0`
-    /// (which JSON text never holds raw); `None`: no array there.
-    #[wasm_bindgen(js_name = jsonElements)]
-    fn json_elements(text: &str, path: &str) -> Option<String>;
-
     /// The registry.
     pub type Emitter;
 
@@ -155,38 +116,6 @@ extern "C" {
     pub fn clear(this: &Emitter);
 }
 
-/// `JSON.parse` as valet-core's JSON reader (see `valet_core::json`).
-pub struct JsJson;
-
-impl JsonReader for JsJson {
-    /// Each value comes tagged: `u` missing, `z` null, `t`/`f`, `i` and
-    /// the digits of a whole number, `s` and the string, `o` anything else.
-    fn read(&self, text: &str, paths: &[&str]) -> Option<Vec<Val>> {
-        let got = json_read(text, &paths.join(","))?;
-        if paths.is_empty() {
-            return Some(Vec::new());
-        }
-        Some(
-            got.split('\0')
-                .map(|v| match v.as_bytes().first() {
-                    Some(b'u') => Val::Missing,
-                    Some(b'z') => Val::Null,
-                    Some(b't') => Val::Bool(true),
-                    Some(b'f') => Val::Bool(false),
-                    Some(b'i') => v[1..].parse().map_or(Val::Other, Val::Int),
-                    Some(b's') => Val::Str(v[1..].to_owned()),
-                    _ => Val::Other,
-                })
-                .collect(),
-        )
-    }
-
-    fn elements(&self, text: &str, path: &str) -> Option<Vec<String>> {
-        let got = json_elements(text, path)?;
-        Some(if got.is_empty() { Vec::new() } else { got.split('\0').map(str::to_owned).collect() })
-    }
-}
-
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests {
     use super::*;
@@ -201,17 +130,6 @@ mod tests {
         let f: js_sys::Function = make.call0(&JsValue::NULL).unwrap().unchecked_into();
         let seen: js_sys::Array = js_sys::Reflect::get(&f, &"seen".into()).unwrap().unchecked_into();
         (seen, f)
-    }
-
-    #[wasm_bindgen_test]
-    fn json_parse_reads_as_the_native_reader_does() {
-        valet_core::json::check_reader(&JsJson);
-        // What the core reads with it.
-        valet_core::json::set_reader(&JsJson);
-        let m = valet_core::wire::RawMessage::from_frame(r#"{"message":{"id":"x","seq":2}}"#.into()).unwrap();
-        assert_eq!((m.id.as_str(), m.seq), ("x", Some(2)));
-        assert!(valet_core::wire::RawMessage::from_frame(r#"{"message":{"id":"x","seq":-1}}"#.into()).is_err());
-        assert!(valet_core::wire::RawMessage::from_frame("{nope".into()).is_err());
     }
 
     #[wasm_bindgen_test]

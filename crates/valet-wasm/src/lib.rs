@@ -16,6 +16,7 @@ mod convo;
 mod emitter;
 mod error;
 mod http;
+mod json;
 mod log;
 mod stream;
 mod tabs;
