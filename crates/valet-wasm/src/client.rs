@@ -310,7 +310,6 @@ mod tests {
     use super::*;
     use wasm_bindgen_test::*;
 
-    wasm_bindgen_test_configure!(run_in_browser);
 
     fn options(js: &str) -> Ts<ValetClientOptions> {
         let v = js_sys::Function::new_no_args(&format!("return {js}")).call0(&JsValue::NULL).unwrap();

@@ -121,7 +121,6 @@ mod tests {
     use super::*;
     use wasm_bindgen_test::*;
 
-    wasm_bindgen_test_configure!(run_in_browser);
 
     /// A JS handler that records `payload.n`, and what it recorded.
     fn recorder() -> (js_sys::Array, js_sys::Function) {

@@ -32,7 +32,6 @@ mod tests {
     use wasm_bindgen::JsCast;
     use wasm_bindgen_test::*;
 
-    wasm_bindgen_test_configure!(run_in_browser);
 
     fn field(v: &JsValue, k: &str) -> JsValue {
         js_sys::Reflect::get(v, &k.into()).unwrap()
@@ -40,6 +39,8 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn errors_are_js_errors_with_branchable_fields() {
+        // As `ValetClient::new` does: the body is read with `JSON.parse`.
+        valet_core::json::set_reader(&crate::json::JsJson);
         let e = ClientError::from_http(429, Some(12), r#"{"status":"rate_limited","retry_after_seconds":12}"#, "send");
         let js = to_js(&e);
         let err = js.dyn_ref::<js_sys::Error>().expect("an Error");
