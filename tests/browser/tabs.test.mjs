@@ -210,6 +210,8 @@ for (const noLocks of [false, true]) {
         JSON.stringify({ sdk: "valet-sdk", v: 99, tab: "x", gen: 1e9, body: { kind: "heartbeat", visible: true } }),
         JSON.stringify({ sdk: "other", v: 1, tab: "x", gen: 1e9, body: { kind: "heartbeat", visible: true } }),
         JSON.stringify({ sdk: "valet-sdk", v: 1, tab: "x", gen: 0, body: { kind: "event", name: "message", json: "{", many: false } }),
+        JSON.stringify({ sdk: "valet-sdk", v: 2, tab: "x", gen: 0, body: { kind: "events", sse: "event: message\ndata: {\n\n" } }),
+        JSON.stringify({ sdk: "valet-sdk", v: 2, tab: "x", gen: 1, body: { kind: "presence", visible: true } }),
       ];
       for (const j of junk) ch.postMessage(j);
       ch.close();
@@ -258,6 +260,49 @@ for (const noLocks of [false, true]) {
     );
     for (const p of [a, late]) await p.close();
     await settledStreams(c.convoId, 0);
+  });
+
+  // A lone tab posts no frames on the channel (nobody listens); a tab that
+  // joins says hello, is acknowledged, fetches the history and hears the
+  // rest; frames go out a chunk per message.
+  test(`the leader relays only while another tab listens${label}`, async () => {
+    const c = await newConvo("relay-listeners");
+    const a = await tabPage({ noLocks });
+    await join(a, c);
+    await settledStreams(c.convoId, 1);
+    // A raw listener on the channel, in the leader's own page (it does not
+    // say hello, so it does not count as listening).
+    await a.evaluate(({ AGENT, convoId }) => {
+      const ch = new BroadcastChannel(`valet-events:${AGENT}:${convoId}`);
+      window.kinds = [];
+      window.frames = 0;
+      ch.onmessage = (e) => {
+        const env = JSON.parse(e.data);
+        window.kinds.push(env.body.kind);
+        if (env.body.kind === "events") window.frames += (env.body.sse.match(/^event: message$/gm) ?? []).length;
+      };
+    }, { AGENT, convoId: c.convoId });
+    for (let i = 0; i < 5; i++) await server.admin(`/convos/${c.convoId}/messages`, { content: `alone ${i}` });
+    await waitMessages(a, 5);
+    await new Promise((r) => setTimeout(r, 1500));
+    const alone = await a.evaluate(() => window.kinds);
+    assert.ok(alone.includes("heartbeat"), `the leader heartbeats: ${alone}`);
+    assert.ok(!alone.includes("events"), `nothing relayed while alone: ${alone}`);
+
+    const b = await tabPage({ noLocks });
+    await join(b, c);
+    await waitMessages(b, 5); // the history, once acknowledged
+    await a.evaluate(() => { window.kinds = []; window.frames = 0; });
+    await send(b, "joined");
+    await sameMessagesOnce([a, b], 7);
+    const after = await a.evaluate(() => ({ kinds: window.kinds, frames: window.frames }));
+    const posts = after.kinds.filter((k) => k === "events").length;
+    assert.ok(posts >= 1, `relayed once a tab listens: ${after.kinds}`);
+    assert.ok(after.frames >= 2, `the sent message and its reply were relayed: ${after.frames}`);
+    assert.equal(await role(b), "follower");
+    await settledStreams(c.convoId, 1);
+    await b.close();
+    await a.close();
   });
 
   test(`followers report the shared stream's status: connected, then reconnecting and connected after a drop${label}`, async () => {

@@ -67,7 +67,7 @@ pub struct ConvoConfig {
     pub retry_after_cap_ms: u64,
     /// Drop the stream while the page is hidden, resume when visible.
     pub pause_on_hidden: bool,
-    /// Emit [`Action::Relay`] for every frame received (the tab leads other tabs).
+    /// Relay what this tab receives from the start (see [`Input::Relay`]).
     pub relay: bool,
     /// Emit [`Action::Observe`] for observability hooks.
     pub observe: bool,
@@ -154,13 +154,15 @@ pub enum Input {
     Lead,
     /// Fetch history now (a follower opening, or a new leader generation).
     Sync,
-    /// A frame relayed by the leading tab (`event` `"status"`: its status).
+    /// Frames relayed by the leading tab, as SSE text (see
+    /// [`Action::Relay`]; event `"status"`: its status).
     Relayed {
-        /// Event name.
-        event: String,
-        /// The frame's JSON (or the status payload).
-        data: String,
+        /// The frames, as SSE events.
+        sse: String,
     },
+    /// Leader side: whether another tab listens, so that what this tab
+    /// receives is relayed ([`Action::Relay`]) or not.
+    Relay(bool),
     /// The page became hidden (`true`) or visible (`false`).
     Visibility {
         /// Hidden now.
@@ -337,13 +339,13 @@ pub enum Action {
     },
     /// A debug log line (never contains a token).
     Log(String),
-    /// With `relay`: a frame to post to the other tabs, as received (and
-    /// `"status"` with this tab's status payload).
+    /// While relaying: the frames received in one input (one chunk of the
+    /// stream), to post to the other tabs in one message, as received (and
+    /// event `"status"` with this tab's status payload). SSE text, see
+    /// [`crate::sse::encode`].
     Relay {
-        /// Event name.
-        event: String,
-        /// JSON.
-        data: String,
+        /// The frames, as SSE events.
+        sse: String,
     },
     /// Upload send `id`'s files (`POST .../upload_file`), then feed
     /// [`Input::Posted`].
@@ -440,6 +442,10 @@ pub struct ConvoMachine {
     /// The last message delivered (for the resume point).
     last_delivered: Option<(String, Option<u64>)>,
     last_persist_ms: u64,
+    /// Relay what this tab receives (it leads, and another tab listens).
+    relaying: bool,
+    /// What to relay at the end of this input.
+    relay_buf: String,
     out: Vec<Action>,
 }
 
@@ -474,6 +480,7 @@ impl ConvoMachine {
         let resume_event_id = resume.as_ref().and_then(|r| r.event_id.clone());
         let last_delivered = resume.as_ref().and_then(|r| r.id.clone().map(|id| (id, r.seq)));
         let resumed_until = resume.filter(|r| r.id.is_some());
+        let relaying = cfg.relay;
         let message_prefix = format!(
             "{{\"type\":\"message\",\"action\":\"create\",\"agent_id\":{},\"convo_id\":{},\"message\":",
             crate::error::json_string(&cfg.agent_id),
@@ -513,6 +520,8 @@ impl ConvoMachine {
             resumed_until,
             last_delivered,
             last_persist_ms: 0,
+            relaying,
+            relay_buf: String::new(),
             out: Vec::new(),
         }
     }
@@ -585,11 +594,18 @@ impl ConvoMachine {
                 self.delivery.begin_sync();
                 self.request_reconcile();
             }
-            Input::Relayed { event, data } => {
+            Input::Relayed { sse } => {
                 if self.conn == Conn::Standby {
-                    self.on_relayed(event, data);
+                    // A fresh parser per message: each holds whole events.
+                    for item in SseParser::new().feed(sse.as_bytes()) {
+                        if let SseItem::Event(ev) = item {
+                            self.on_relayed(ev.event, ev.data);
+                        }
+                    }
                 }
             }
+            // The status goes out with the election's `Announce`.
+            Input::Relay(on) => self.relaying = on,
             Input::Visibility { hidden } => {
                 self.hidden = hidden;
                 if self.cfg.pause_on_hidden && !self.user_paused && !matches!(self.conn, Conn::Idle | Conn::Standby) {
@@ -678,15 +694,30 @@ impl ConvoMachine {
                 }
             }
             Input::PageHide => self.persist(),
-            Input::Announce => {
-                if self.cfg.relay && self.conn != Conn::Standby {
-                    let payload = self.status_payload(None);
-                    self.out.push(Action::Relay { event: "status".into(), data: payload });
-                }
-            }
+            Input::Announce => self.relay_status(),
         }
         self.settled_observations();
+        if !self.relay_buf.is_empty() {
+            let sse = std::mem::take(&mut self.relay_buf);
+            self.out.push(Action::Relay { sse });
+        }
         std::mem::take(&mut self.out)
+    }
+
+    /// Queues an event for the other tabs (while relaying).
+    fn relay(&mut self, event: &str, data: &str) {
+        if self.relaying {
+            crate::sse::encode(&mut self.relay_buf, event, data);
+        }
+    }
+
+    /// Relays this tab's stream status (leader side), so tabs that just
+    /// started to listen report it at once.
+    fn relay_status(&mut self) {
+        if self.conn != Conn::Standby && self.status != Status::Closed {
+            let payload = self.status_payload(None);
+            self.relay("status", &payload);
+        }
     }
 
     /// The server answered a REST call, or the browser is back online: a
@@ -737,10 +768,9 @@ impl ConvoMachine {
             .iter()
             .filter_map(|a| match a {
                 Action::SendSettled { result: Ok(_), .. } => Some("{\"ok\":true}".to_owned()),
-                Action::SendSettled { result: Err(e), .. } => Some(format!(
-                    "{{\"ok\":false,\"code\":{}}}",
-                    serde_json::to_string(&e.code).unwrap_or_default()
-                )),
+                Action::SendSettled { result: Err(e), .. } => {
+                    Some(format!("{{\"ok\":false,\"code\":{}}}", serde_json::to_string(&e.code).unwrap_or_default()))
+                }
                 _ => None,
             })
             .collect();
@@ -764,14 +794,14 @@ impl ConvoMachine {
     }
 
     fn status_payload(&self, retry_in_ms: Option<u64>) -> String {
-        crate::json::to_json(&ConvoStatusEvent { status: self.status, attempt: self.attempt, retry_in_ms })
+        ConvoStatusEvent { status: self.status, attempt: self.attempt, retry_in_ms }.to_json()
     }
 
     fn emit_status(&mut self, status: Status, retry_in_ms: Option<u64>) {
         self.status = status;
         let payload = self.status_payload(retry_in_ms);
-        if self.cfg.relay && status != Status::Closed {
-            self.out.push(Action::Relay { event: "status".into(), data: payload.clone() });
+        if status != Status::Closed {
+            self.relay("status", &payload);
         }
         self.emit(EventName::Status, payload);
     }
@@ -1022,14 +1052,14 @@ impl ConvoMachine {
     }
 
     fn on_event(&mut self, attempt: u64, ev: SseEvent) {
-        if self.cfg.relay {
-            self.out.push(Action::Relay { event: ev.event.clone(), data: ev.data.clone() });
-        }
+        self.relay(&ev.event, &ev.data);
         if !ev.id.is_empty() {
             self.ids_seen = true;
             self.last_event_id = Some(ev.id.clone());
         }
-        let Some(frame) = self.read_frame(&ev.event, ev.data) else { return };
+        let Some(frame) = self.read_frame(&ev.event, ev.data) else {
+            return;
+        };
         match frame.kind {
             FrameKind::Ready => {
                 self.ever_connected = true;

@@ -28,16 +28,32 @@
 //!   (`pauseOnHidden`): it resigns, and the visible tab takes the lock. A
 //!   leader whose page is hiding (`pagehide`, never `unload`) resigns at once;
 //!   restored from the back/forward cache (`pageshow`), it rejoins.
+//! - The leader relays only while another tab listens, one envelope per
+//!   chunk of frames. A follower says `hello` when it starts to follow a
+//!   leader, and answers every heartbeat after with a presence; the leader
+//!   acknowledges a hello with a heartbeat addressed to that tab, and stops
+//!   relaying once three of its heartbeats in a row go unanswered. The
+//!   heartbeat's `relay` counts the leader's spells: it goes up by one each
+//!   time relaying starts or stops (odd: relaying). A follower fetches
+//!   history only once its hello is acknowledged (the leader relays
+//!   everything it receives from then on, so history plus relays leave no
+//!   gap), and says hello again when a heartbeat shows a later spell than
+//!   the one it was acknowledged in: relaying stopped at some point (this
+//!   tab was frozen or too busy to answer), so it may have missed frames,
+//!   and its next history fetch fills them. Heartbeats of earlier spells
+//!   (queued while the tab was frozen) change nothing.
 //! - Anything on the channel that is not a well-formed envelope of this
-//!   version is ignored and counted, never an error.
+//!   version is ignored and counted, never an error. Tabs of another
+//!   version (an older SDK in a tab not reloaded) ignore each other and each
+//!   elect their own leader: one more stream, never a deaf tab.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The envelope version tabs speak.
-pub const ENVELOPE_VERSION: u32 = 1;
+pub const ENVELOPE_VERSION: u32 = 2;
 
 /// What tabs send each other on the convo's channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// Always `"valet-sdk"`: tells our messages from other scripts'.
     pub sdk: String,
@@ -51,67 +67,53 @@ pub struct Envelope {
     pub body: Body,
 }
 
-/// Envelope bodies: `{"kind":"heartbeat","visible":true}` and so on. They
-/// go through [`FlatBody`] on the wire: the same JSON as a tagged enum, at a
-/// fraction of the code an internally tagged serde enum makes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "FlatBody", into = "FlatBody")]
+/// Envelope bodies: `{"kind":"heartbeat","visible":true,"relay":0}` and so
+/// on (written by [`Envelope::to_json`], read by [`parse_envelope`]).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     /// The leader is alive (and whether its page is visible).
     Heartbeat {
         /// The leader's page is visible.
         visible: bool,
+        /// The leader's relay spell: up by one at each start and stop of
+        /// relaying, odd while it relays.
+        relay: u64,
+        /// The tab whose hello this heartbeat answers.
+        ack: Option<String>,
     },
-    /// A follower is here (and whether its page is visible).
+    /// A tab that does not lead is here (and whether its page is visible).
     Presence {
-        /// The follower's page is visible.
+        /// The tab's page is visible.
         visible: bool,
+        /// It starts to listen: answer with a heartbeat `ack`ing it.
+        hello: bool,
     },
     /// The leader is stepping down (closing, or hidden with a visible follower).
     Resign,
-    /// A frame (or the leader's status), relayed by the leader as received.
-    Event {
-        /// Event name (`message`, `typing`, ..., or `status`).
-        name: String,
-        /// The frame's JSON.
-        json: String,
+    /// Frames (and the leader's status, as event `status`), relayed by the
+    /// leader as received, as SSE text: `event: message\ndata: {...}\n\n`
+    /// per frame, one envelope per chunk.
+    Events {
+        /// The frames, as SSE events.
+        sse: String,
     },
 }
 
-/// The wire form of a [`Body`]: `kind` and the fields of that kind.
-#[derive(Serialize, Deserialize)]
-struct FlatBody {
-    kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    visible: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    json: Option<String>,
-}
-
-impl From<Body> for FlatBody {
-    fn from(b: Body) -> FlatBody {
-        let flat = |kind: &str| FlatBody { kind: kind.into(), visible: None, name: None, json: None };
-        match b {
-            Body::Heartbeat { visible } => FlatBody { visible: Some(visible), ..flat("heartbeat") },
-            Body::Presence { visible } => FlatBody { visible: Some(visible), ..flat("presence") },
-            Body::Resign => flat("resign"),
-            Body::Event { name, json } => FlatBody { name: Some(name), json: Some(json), ..flat("event") },
-        }
-    }
-}
-
-impl TryFrom<FlatBody> for Body {
-    type Error = &'static str;
-    fn try_from(f: FlatBody) -> Result<Body, &'static str> {
-        Ok(match (f.kind.as_str(), f.visible, f.name, f.json) {
-            ("heartbeat", Some(visible), _, _) => Body::Heartbeat { visible },
-            ("presence", Some(visible), _, _) => Body::Presence { visible },
-            ("resign", _, _, _) => Body::Resign,
-            ("event", _, Some(name), Some(json)) => Body::Event { name, json },
-            _ => return Err("not an envelope body of this version"),
-        })
+impl Envelope {
+    /// The envelope as JSON, as posted on the channel:
+    /// `{"sdk":"valet-sdk","v":2,"tab":…,"gen":…,"body":{"kind":…}}`.
+    pub fn to_json(&self) -> String {
+        use crate::error::json_string as q;
+        let body = match &self.body {
+            Body::Heartbeat { visible, relay, ack } => {
+                let ack = ack.as_deref().map(|a| format!(",\"ack\":{}", q(a))).unwrap_or_default();
+                format!("{{\"kind\":\"heartbeat\",\"visible\":{visible},\"relay\":{relay}{ack}}}")
+            }
+            Body::Presence { visible, hello } => format!("{{\"kind\":\"presence\",\"visible\":{visible},\"hello\":{hello}}}"),
+            Body::Resign => "{\"kind\":\"resign\"}".into(),
+            Body::Events { sse } => format!("{{\"kind\":\"events\",\"sse\":{}}}", q(sse)),
+        };
+        format!("{{\"sdk\":{},\"v\":{},\"tab\":{},\"gen\":{},\"body\":{body}}}", q(&self.sdk), self.v, q(&self.tab), self.gen)
     }
 }
 
@@ -119,17 +121,31 @@ impl TryFrom<FlatBody> for Body {
 /// envelope of this version (other scripts, garbage, an older SDK).
 pub fn parse_envelope(json: &str) -> Option<Envelope> {
     use crate::json::Val;
-    let [sdk, v, tab, gen, kind, visible, name, text] =
-        crate::json::read_n(json, ["sdk", "v", "tab", "gen", "body.kind", "body.visible", "body.name", "body.json"])?;
+    let [sdk, v, tab, gen, kind, visible, relay, ack, hello, sse] = crate::json::read_n(
+        json,
+        ["sdk", "v", "tab", "gen", "body.kind", "body.visible", "body.relay", "body.ack", "body.hello", "body.sse"],
+    )?;
     if sdk.str() != Some("valet-sdk") || v.u64() != Some(ENVELOPE_VERSION as u64) {
         return None;
     }
-    let visible = match visible {
+    let bool_of = |v: Val| match v {
         Val::Bool(b) => Some(b),
         _ => None,
     };
-    let flat = FlatBody { kind: kind.into_string()?, visible, name: name.into_string(), json: text.into_string() };
-    Some(Envelope { sdk: "valet-sdk".into(), v: ENVELOPE_VERSION, tab: tab.into_string()?, gen: gen.u64()?, body: Body::try_from(flat).ok()? })
+    let body = match (kind.str()?, bool_of(visible)) {
+        ("heartbeat", Some(visible)) => Body::Heartbeat { visible, relay: relay.u64()?, ack: ack.into_string() },
+        ("presence", Some(visible)) => Body::Presence { visible, hello: bool_of(hello)? },
+        ("resign", _) => Body::Resign,
+        ("events", _) => Body::Events { sse: sse.into_string()? },
+        _ => return None,
+    };
+    Some(Envelope {
+        sdk: "valet-sdk".into(),
+        v: ENVELOPE_VERSION,
+        tab: tab.into_string()?,
+        gen: gen.u64()?,
+        body,
+    })
 }
 
 /// Timings of the election.
@@ -218,13 +234,14 @@ pub enum TabAction {
         /// The generation in force.
         gen: u64,
     },
-    /// A relayed frame to deliver in this tab (follower side).
+    /// Relayed frames to deliver in this tab (follower side), as SSE text.
     Deliver {
-        /// Event name.
-        name: String,
-        /// The frame's JSON.
-        json: String,
+        /// The frames, as SSE events.
+        sse: String,
     },
+    /// Follower side: the leader acknowledged this tab's hello, so it relays
+    /// every frame it receives from now on: fetch history now.
+    Listening,
     /// Arm the election timer.
     SetTimer {
         /// Delay from now.
@@ -258,8 +275,23 @@ pub struct Election {
     leader_changes: u64,
     /// The other tab last heard leading.
     last_heard: Option<String>,
+    /// Leader side: up by one at each start and stop of relaying; odd while
+    /// relaying (a tab listened within the last heartbeats).
+    relay_spell: u64,
+    /// Leader side: heartbeat periods since a tab was last heard (counted
+    /// on ticks at least ~`heartbeat_ms` apart, so a throttled leader waits
+    /// as many of its own beats).
+    quiet_beats: u32,
+    last_beat_ms: u64,
+    /// Follower side: the leader's relay spell this tab's hello was
+    /// acknowledged in (`None`: not acknowledged by the current leader).
+    acked: Option<u64>,
     out: Vec<TabAction>,
 }
+
+/// Heartbeats in a row without a word from another tab after which the
+/// leader stops relaying.
+const QUIET_BEATS: u32 = 3;
 
 impl Election {
     /// A tab's election, with its unique tab id.
@@ -280,8 +312,29 @@ impl Election {
             ignored: 0,
             leader_changes: 0,
             last_heard: None,
+            relay_spell: 0,
+            quiet_beats: 0,
+            last_beat_ms: 0,
+            acked: None,
             out: Vec::new(),
         }
+    }
+
+    /// Leader side: whether another tab listens, so frames are worth relaying.
+    pub fn relaying(&self) -> bool {
+        self.role == Some(Role::Leader) && self.relay_spell % 2 == 1
+    }
+
+    /// Leader side: relay (`true`) or stop; a change starts a new spell.
+    fn set_relaying(&mut self, on: bool) {
+        if (self.relay_spell % 2 == 1) != on {
+            self.relay_spell += 1;
+        }
+    }
+
+    /// Follower side: the leader acknowledged this tab, so it relays to it.
+    pub fn listening(&self) -> bool {
+        self.role == Some(Role::Follower) && self.acked.is_some()
     }
 
     /// The role, once decided.
@@ -305,10 +358,10 @@ impl Election {
         self.ignored
     }
 
-    /// The envelope forwarding a convo event (leader side), or `None` when
-    /// this tab does not lead.
-    pub fn forward(&self, name: &str, json: String) -> Option<Envelope> {
-        (self.role == Some(Role::Leader)).then(|| self.envelope(Body::Event { name: name.to_owned(), json }))
+    /// The envelope relaying a chunk of frames (SSE text, leader side), or
+    /// `None` when this tab does not lead or no other tab listens.
+    pub fn forward(&self, sse: String) -> Option<Envelope> {
+        self.relaying().then(|| self.envelope(Body::Events { sse }))
     }
 
     fn envelope(&self, body: Body) -> Envelope {
@@ -335,7 +388,8 @@ impl Election {
                     self.lock_requested = true;
                     self.out.push(TabAction::RequestLock { steal: false });
                 }
-                self.broadcast(Body::Presence { visible });
+                self.acked = None;
+                self.broadcast(Body::Presence { visible, hello: true });
                 self.arm();
             }
             TabInput::LockGranted => {
@@ -371,8 +425,8 @@ impl Election {
             TabInput::Visibility { visible } => {
                 self.visible = visible;
                 match self.role {
-                    Some(Role::Leader) => self.broadcast(Body::Heartbeat { visible }),
-                    _ => self.broadcast(Body::Presence { visible }),
+                    Some(Role::Leader) => self.heartbeat(None),
+                    _ => self.presence(),
                 }
             }
             TabInput::PageHide => {
@@ -405,12 +459,27 @@ impl Election {
         self.out.push(TabAction::SetTimer { delay_ms });
     }
 
-    /// Counts a leader change when `tab` is not the leader last heard.
-    fn note_leader(&mut self, tab: &str) {
-        if self.last_heard.as_deref() != Some(tab) {
+    /// Counts a leader change when `tab` is not the leader last heard;
+    /// whether it was one.
+    fn note_leader(&mut self, tab: &str) -> bool {
+        let changed = self.last_heard.as_deref() != Some(tab);
+        if changed {
             self.leader_changes += 1;
             self.last_heard = Some(tab.to_owned());
         }
+        changed
+    }
+
+    /// Leader side: a heartbeat, answering `ack`'s hello if given.
+    fn heartbeat(&mut self, ack: Option<String>) {
+        self.broadcast(Body::Heartbeat { visible: self.visible, relay: self.relay_spell, ack });
+    }
+
+    /// Not leading: say this tab is here; `hello` until the leader in
+    /// force acknowledged it.
+    fn presence(&mut self) {
+        let hello = self.acked.is_none();
+        self.broadcast(Body::Presence { visible: self.visible, hello });
     }
 
     fn request_lock(&mut self) {
@@ -425,18 +494,24 @@ impl Election {
         self.role = Some(Role::Leader);
         self.last_leader_ms = None;
         self.leader = None;
+        self.acked = None;
+        self.set_relaying(false);
+        self.quiet_beats = 0;
+        self.last_beat_ms = now_ms;
         self.out.push(TabAction::Lead { gen: self.gen });
-        self.broadcast(Body::Heartbeat { visible: self.visible });
+        self.heartbeat(None);
         self.arm();
     }
 
     /// Becomes a follower. A leader standing down releases the lock and, but
     /// on `pagehide` (`requeue: false`), queues a fresh request behind the
-    /// tabs already waiting. Followers announce themselves, so the leader
-    /// relays its status to them.
+    /// tabs already waiting. Followers say hello, so the leader relays to
+    /// them (and its status first).
     fn follow_with(&mut self, now_ms: u64, requeue: bool) {
         let was_leader = self.role == Some(Role::Leader);
+        self.set_relaying(false);
         self.role = Some(Role::Follower);
+        self.acked = None;
         if was_leader && self.cfg.locks {
             self.out.push(TabAction::ReleaseLock);
             self.lock_requested = false;
@@ -445,7 +520,7 @@ impl Election {
             }
         }
         self.out.push(TabAction::Follow { gen: self.gen });
-        self.broadcast(Body::Presence { visible: self.visible });
+        self.presence();
         self.last_leader_ms = Some(now_ms);
         self.arm();
     }
@@ -467,13 +542,14 @@ impl Election {
 
     fn on_envelope(&mut self, now_ms: u64, env: Envelope) {
         match env.body {
-            Body::Heartbeat { visible } => {
+            Body::Heartbeat { visible, relay, ack } => {
                 let theirs = (env.gen, env.tab.as_str());
                 let ours = (self.gen, self.tab.as_str());
                 if self.role == Some(Role::Leader) {
                     if theirs > ours {
                         // A newer leader (we were frozen, or two claimed): stand down.
                         self.gen = env.gen;
+                        self.note_leader(&env.tab);
                         self.leader = Some((env.tab, visible));
                         self.follow(now_ms);
                     }
@@ -481,23 +557,39 @@ impl Election {
                 }
                 if self.accepts(now_ms, env.gen, &env.tab) {
                     self.gen = env.gen;
-                    self.note_leader(&env.tab);
+                    let changed = self.note_leader(&env.tab);
                     self.leader = Some((env.tab, visible));
                     self.last_leader_ms = Some(now_ms);
+                    if changed || self.acked.is_some_and(|spell| relay > spell) {
+                        // A new leader, or a later spell than the one this tab
+                        // was acknowledged in (relaying stopped meanwhile): say
+                        // hello again.
+                        self.acked = None;
+                    }
                     if self.role.is_none() {
                         self.follow(now_ms);
+                    } else {
+                        self.presence();
+                    }
+                    if ack.as_deref() == Some(self.tab.as_str()) && self.acked.is_none() {
+                        self.acked = Some(relay);
+                        self.out.push(TabAction::Listening);
                     }
                 }
             }
-            Body::Presence { visible } => {
+            Body::Presence { visible, hello } => {
                 if visible {
                     self.visible_follower_ms = Some(now_ms);
                 }
                 if self.role == Some(Role::Leader) {
-                    // Answer at once so a new tab learns the leader without
-                    // waiting, and tell it the stream's status.
-                    self.broadcast(Body::Heartbeat { visible: self.visible });
-                    self.out.push(TabAction::Announce);
+                    self.quiet_beats = 0;
+                    self.set_relaying(true);
+                    if hello {
+                        // Answer at once so a new tab learns the leader without
+                        // waiting, and tell it the stream's status.
+                        self.heartbeat(Some(env.tab));
+                        self.out.push(TabAction::Announce);
+                    }
                     if visible && !self.visible && self.cfg.prefer_visible {
                         self.resign(now_ms, true);
                     }
@@ -512,18 +604,21 @@ impl Election {
                     }
                 }
             }
-            Body::Event { name, json } => {
+            Body::Events { sse } => {
                 if self.role != Some(Role::Leader) && self.accepts(now_ms, env.gen, &env.tab) {
                     if self.role.is_none() {
                         self.follow(now_ms);
                     }
                     self.gen = env.gen;
                     if self.leader.as_ref().is_none_or(|(t, _)| *t != env.tab) {
-                        self.note_leader(&env.tab);
+                        if self.note_leader(&env.tab) {
+                            self.acked = None;
+                            self.presence();
+                        }
                         self.leader = Some((env.tab, true));
                     }
                     self.last_leader_ms = Some(now_ms);
-                    self.out.push(TabAction::Deliver { name, json });
+                    self.out.push(TabAction::Deliver { sse });
                 }
                 // Older generations (a leader that was replaced) are dropped.
             }
@@ -538,7 +633,14 @@ impl Election {
     fn on_tick(&mut self, now_ms: u64) {
         match self.role {
             Some(Role::Leader) => {
-                self.broadcast(Body::Heartbeat { visible: self.visible });
+                if now_ms.saturating_sub(self.last_beat_ms) >= self.cfg.heartbeat_ms * 9 / 10 {
+                    self.quiet_beats += 1;
+                    self.last_beat_ms = now_ms;
+                }
+                if self.quiet_beats > QUIET_BEATS {
+                    self.set_relaying(false);
+                }
+                self.heartbeat(None);
                 if !self.visible && self.cfg.prefer_visible && self.visible_follower_recent(now_ms) {
                     self.resign(now_ms, true);
                     return;
@@ -558,11 +660,7 @@ impl Election {
                     self.request_lock();
                 }
                 let silent_since = self.last_leader_ms.unwrap_or(self.started_ms);
-                let limit = if self.last_leader_ms.is_none() && self.leader.is_none() {
-                    self.cfg.startup_ms
-                } else {
-                    self.cfg.lease_ms
-                };
+                let limit = if self.last_leader_ms.is_none() && self.leader.is_none() { self.cfg.startup_ms } else { self.cfg.lease_ms };
                 let leader_silent = now_ms.saturating_sub(silent_since) >= limit;
                 if leader_silent && (self.visible || !self.cfg.prefer_visible || self.leader.is_none()) {
                     if self.cfg.locks {
@@ -606,6 +704,11 @@ mod tests {
         leading: Vec<bool>,
         delivered: Vec<Vec<String>>,
         announced: Vec<u32>,
+        /// `Listening` actions per tab (each one a history fetch).
+        listened: Vec<u32>,
+        /// Relay every 500 ms in `run` and check who hears it.
+        chatter: bool,
+        started: Vec<bool>,
     }
 
     impl Browser {
@@ -621,6 +724,9 @@ mod tests {
                 leading: Vec::new(),
                 delivered: Vec::new(),
                 announced: Vec::new(),
+                listened: Vec::new(),
+                chatter: false,
+                started: Vec::new(),
             };
             for _ in 0..n {
                 b.add_tab(locks);
@@ -639,11 +745,17 @@ mod tests {
             self.leading.push(false);
             self.delivered.push(Vec::new());
             self.announced.push(0);
+            self.listened.push(0);
+            self.started.push(false);
             i
         }
 
         fn input(&mut self, i: usize, input: TabInput) {
-            if !self.alive[i] {
+            // A tab hears the channel once its convo is opened (`Start`).
+            if matches!(input, TabInput::Start { .. }) {
+                self.started[i] = true;
+            }
+            if !self.alive[i] || !self.started[i] {
                 return;
             }
             if self.frozen[i] {
@@ -695,7 +807,7 @@ mod tests {
                     }
                     TabAction::ReleaseLock => self.drop_handle(i),
                     TabAction::Broadcast(env) => {
-                        let raw = serde_json::to_string(&env).unwrap();
+                        let raw = env.to_json();
                         for j in 0..self.tabs.len() {
                             if j != i {
                                 self.input(j, TabInput::Channel(raw.clone()));
@@ -704,9 +816,10 @@ mod tests {
                     }
                     TabAction::Lead { .. } => self.leading[i] = true,
                     TabAction::Follow { .. } => self.leading[i] = false,
-                    TabAction::Deliver { json, .. } => self.delivered[i].push(json),
+                    TabAction::Deliver { sse } => self.delivered[i].push(sse),
                     TabAction::SetTimer { .. } => {}
                     TabAction::Announce => self.announced[i] += 1,
+                    TabAction::Listening => self.listened[i] += 1,
                 }
             }
         }
@@ -722,12 +835,28 @@ mod tests {
             }
         }
 
-        /// Advances time in 100 ms steps, ticking every live tab.
+        /// Advances time in 100 ms steps, ticking every live tab. With
+        /// `chatter`, every leader relays a frame each 500 ms, and every
+        /// running tab that listens to it must hear it: a follower that the
+        /// leader acknowledged is never left out.
         fn run(&mut self, ms: u64) {
             for _ in 0..ms / 100 {
                 self.now += 100;
                 for i in 0..self.tabs.len() {
                     self.input(i, TabInput::Tick);
+                }
+                if self.chatter && self.now % 500 == 0 {
+                    for l in self.leaders() {
+                        let listeners: Vec<usize> = (0..self.tabs.len())
+                            .filter(|&f| self.alive[f] && !self.frozen[f] && self.tabs[f].listening())
+                            .filter(|&f| self.tabs[f].leader.as_ref().is_some_and(|(t, _)| *t == self.tabs[l].tab))
+                            .filter(|&f| self.tabs[f].generation() == self.tabs[l].generation())
+                            .collect();
+                        let heard = self.relay(l, "chatter");
+                        for f in listeners {
+                            assert!(heard.contains(&f), "tab {f} listens to {l} but did not hear it at {}", self.now);
+                        }
+                    }
                 }
             }
         }
@@ -747,10 +876,13 @@ mod tests {
             self.crash(i);
         }
 
-        /// The leader forwards a frame; returns which tabs delivered it.
+        /// The leader forwards a frame (if a tab listens); returns which
+        /// tabs delivered it.
         fn relay(&mut self, leader: usize, json: &str) -> Vec<usize> {
             let before: Vec<usize> = self.delivered.iter().map(Vec::len).collect();
-            let env = self.tabs[leader].forward("message", json.into()).expect("it leads");
+            let Some(env) = self.tabs[leader].forward(json.into()) else {
+                return Vec::new();
+            };
             self.apply(leader, vec![TabAction::Broadcast(env)]);
             (0..self.tabs.len()).filter(|&j| self.delivered[j].len() > before[j]).collect()
         }
@@ -822,7 +954,13 @@ mod tests {
         let mut e = Election::new(ElectionConfig::default(), "me");
         e.handle(0, TabInput::Start { visible: true });
         assert_eq!(e.role(), None);
-        let hb = serde_json::to_string(&Envelope { sdk: "valet-sdk".into(), v: 1, tab: "lead".into(), gen: 3, body: Body::Heartbeat { visible: true } }).unwrap();
+        let hb = Envelope {
+            sdk: "valet-sdk".into(),
+            v: 2,
+            tab: "lead".into(),
+            gen: 3,
+            body: Body::Heartbeat { visible: true, relay: 0, ack: None },
+        }.to_json();
         let out = e.handle(5, TabInput::Channel(hb));
         assert!(out.contains(&TabAction::Follow { gen: 3 }));
         // A lone tab whose lock is slow follows after `startup_ms`, then leads when granted.
@@ -838,45 +976,71 @@ mod tests {
         let mut e = Election::new(ElectionConfig::default(), "me");
         e.handle(0, TabInput::Start { visible: true });
         let hb = |gen| {
-            serde_json::to_string(&Envelope { sdk: "valet-sdk".into(), v: 1, tab: "other".into(), gen, body: Body::Heartbeat { visible: true } }).unwrap()
+            Envelope {
+                sdk: "valet-sdk".into(),
+                v: 2,
+                tab: "other".into(),
+                gen,
+                body: Body::Heartbeat { visible: true, relay: 0, ack: None },
+            }.to_json()
         };
         let ev = |gen, json: &str| {
-            serde_json::to_string(&Envelope {
+            Envelope {
                 sdk: "valet-sdk".into(),
-                v: 1,
+                v: 2,
                 tab: "old".into(),
                 gen,
-                body: Body::Event { name: "message".into(), json: json.into() },
-            })
-            .unwrap()
+                body: Body::Events { sse: json.into() },
+            }.to_json()
         };
         e.handle(10, TabInput::Channel(hb(5)));
         assert!(e.handle(20, TabInput::Channel(ev(4, "stale"))).is_empty());
         let out = e.handle(30, TabInput::Channel(ev(5, "fresh")));
-        assert_eq!(out, vec![TabAction::Deliver { name: "message".into(), json: "fresh".into() }]);
+        assert!(out.contains(&TabAction::Deliver { sse: "fresh".into() }), "{out:?}");
     }
 
     #[test]
     fn envelope_bodies_keep_their_wire_shape() {
-        let env = |body| Envelope { sdk: "valet-sdk".into(), v: 1, tab: "t".into(), gen: 7, body };
+        let env = |body| Envelope { sdk: "valet-sdk".into(), v: 2, tab: "t".into(), gen: 7, body };
         for (body, json) in [
-            (Body::Heartbeat { visible: true }, r#"{"kind":"heartbeat","visible":true}"#),
-            (Body::Presence { visible: false }, r#"{"kind":"presence","visible":false}"#),
+            (Body::Heartbeat { visible: true, relay: 0, ack: None }, r#"{"kind":"heartbeat","visible":true,"relay":0}"#),
+            (
+                Body::Heartbeat { visible: false, relay: 3, ack: Some("u".into()) },
+                r#"{"kind":"heartbeat","visible":false,"relay":3,"ack":"u"}"#,
+            ),
+            (Body::Presence { visible: false, hello: true }, r#"{"kind":"presence","visible":false,"hello":true}"#),
             (Body::Resign, r#"{"kind":"resign"}"#),
-            (Body::Event { name: "message".into(), json: "{}".into() }, r#"{"kind":"event","name":"message","json":"{}"}"#),
+            (Body::Events { sse: "event: message\ndata: {}\n\n".into() }, r#"{"kind":"events","sse":"event: message\ndata: {}\n\n"}"#),
         ] {
-            let text = serde_json::to_string(&env(body.clone())).unwrap();
-            assert_eq!(text, format!(r#"{{"sdk":"valet-sdk","v":1,"tab":"t","gen":7,"body":{json}}}"#));
+            let text = env(body.clone()).to_json();
+            assert_eq!(text, format!(r#"{{"sdk":"valet-sdk","v":2,"tab":"t","gen":7,"body":{json}}}"#));
             assert_eq!(parse_envelope(&text).unwrap().body, body);
         }
-        assert!(parse_envelope(r#"{"sdk":"valet-sdk","v":1,"tab":"t","gen":7,"body":{"kind":"heartbeat"}}"#).is_none(), "a heartbeat needs visible");
+        assert!(
+            parse_envelope(r#"{"sdk":"valet-sdk","v":2,"tab":"t","gen":7,"body":{"kind":"heartbeat","relay":0}}"#).is_none(),
+            "a heartbeat needs visible"
+        );
+        assert!(
+            parse_envelope(r#"{"sdk":"valet-sdk","v":2,"tab":"t","gen":7,"body":{"kind":"presence","visible":true}}"#).is_none(),
+            "a presence needs hello"
+        );
+        assert!(
+            parse_envelope(r#"{"sdk":"valet-sdk","v":1,"tab":"t","gen":7,"body":{"kind":"resign"}}"#).is_none(),
+            "another version is not ours"
+        );
     }
 
     #[test]
     fn garbage_on_the_channel_is_ignored_and_counted() {
         let mut e = Election::new(ElectionConfig::default(), "me");
         e.handle(0, TabInput::Start { visible: true });
-        for raw in ["", "42", "{\"hello\":1}", "{\"sdk\":\"valet-sdk\",\"v\":0,\"tab\":\"x\",\"gen\":1,\"body\":{\"kind\":\"resign\"}}", "\u{0}\u{1}"] {
+        for raw in [
+            "",
+            "42",
+            "{\"hello\":1}",
+            "{\"sdk\":\"valet-sdk\",\"v\":0,\"tab\":\"x\",\"gen\":1,\"body\":{\"kind\":\"resign\"}}",
+            "\u{0}\u{1}",
+        ] {
             assert!(e.handle(1, TabInput::Channel(raw.into())).is_empty());
         }
         assert_eq!(e.ignored(), 5);
@@ -920,7 +1084,7 @@ mod tests {
         b.run(500);
         let leader = b.leaders()[0];
         let follower = 1 - leader;
-        assert!(b.tabs[follower].forward("message", "{}".into()).is_none(), "followers do not forward");
+        assert!(b.tabs[follower].forward("{}".into()).is_none(), "followers do not forward");
         assert_eq!(b.relay(leader, "{\"x\":1}"), vec![follower]);
         assert_eq!(b.delivered[follower], vec!["{\"x\":1}".to_owned()]);
     }
@@ -993,20 +1157,19 @@ mod tests {
     #[test]
     fn a_new_leader_is_heard_whatever_generation_the_followers_saw() {
         let hb = |tab: &str, gen| {
-            serde_json::to_string(&Envelope { sdk: "valet-sdk".into(), v: 1, tab: tab.into(), gen, body: Body::Heartbeat { visible: true } }).unwrap()
-        };
-        let msg = |tab: &str, gen| {
-            serde_json::to_string(&Envelope {
+            Envelope {
                 sdk: "valet-sdk".into(),
-                v: 1,
+                v: 2,
                 tab: tab.into(),
                 gen,
-                body: Body::Event { name: "message".into(), json: "m".into() },
-            })
-            .unwrap()
+                body: Body::Heartbeat { visible: true, relay: 0, ack: None },
+            }.to_json()
+        };
+        let msg = |tab: &str, gen| {
+            Envelope { sdk: "valet-sdk".into(), v: 2, tab: tab.into(), gen, body: Body::Events { sse: "m".into() } }.to_json()
         };
         let resign = |tab: &str, gen| {
-            serde_json::to_string(&Envelope { sdk: "valet-sdk".into(), v: 1, tab: tab.into(), gen, body: Body::Resign }).unwrap()
+            Envelope { sdk: "valet-sdk".into(), v: 2, tab: tab.into(), gen, body: Body::Resign }.to_json()
         };
         let mut lone = Election::new(ElectionConfig::default(), "new");
         lone.handle(50_000, TabInput::Start { visible: true });
@@ -1021,7 +1184,7 @@ mod tests {
         assert!(a.handle(20, TabInput::Channel(msg("stale", 5))).is_empty());
         a.handle(30, TabInput::Channel(resign("old", 1_000_000)));
         let out = a.handle(40, TabInput::Channel(msg("new", 5)));
-        assert_eq!(out, vec![TabAction::Deliver { name: "message".into(), json: "m".into() }], "no live leader: the new one is heard");
+        assert!(out.contains(&TabAction::Deliver { sse: "m".into() }), "no live leader: the new one is heard: {out:?}");
         assert_eq!(a.generation(), 5);
         // Silence for a lease also makes a leader no longer live.
         let mut f = Election::new(ElectionConfig::default(), "f");
@@ -1031,6 +1194,82 @@ mod tests {
         assert_eq!(f.generation(), 900, "a live leader's generation stands");
         f.handle(5_000, TabInput::Channel(hb("other", 7)));
         assert_eq!(f.generation(), 7, "after a silent lease the lower generation is taken");
+    }
+
+    /// A lone leader relays nothing; a tab that joins is acknowledged (one
+    /// history fetch) and hears everything after; when it closes, the
+    /// leader stops relaying within a few heartbeats.
+    #[test]
+    fn the_leader_relays_only_while_a_tab_listens() {
+        for locks in [true, false] {
+            let mut b = Browser::new(1, locks);
+            b.input(0, TabInput::Start { visible: true });
+            b.run(1000);
+            assert_eq!(b.leaders(), vec![0]);
+            assert!(!b.tabs[0].relaying(), "locks={locks}");
+            assert!(b.tabs[0].forward("m".into()).is_none(), "nobody listens: nothing to post");
+            let late = b.add_tab(locks);
+            b.input(late, TabInput::Start { visible: true });
+            assert!(b.tabs[0].relaying(), "a hello turns relaying on at once");
+            assert_eq!(b.listened[late], 1, "acknowledged: one history fetch");
+            assert!(b.tabs[late].listening());
+            assert_eq!(b.relay(0, "m1"), vec![late]);
+            b.run(10_000);
+            assert_eq!(b.listened[late], 1, "answering every heartbeat keeps it listening");
+            assert_eq!(b.relay(0, "m2"), vec![late]);
+            b.close(late);
+            b.run(5_000);
+            assert!(!b.tabs[0].relaying(), "locks={locks}: nobody answered for {QUIET_BEATS} heartbeats");
+        }
+    }
+
+    /// A follower frozen long enough for the leader to stop relaying misses
+    /// frames; when it thaws it says hello again and fetches history again,
+    /// so the gap is filled.
+    #[test]
+    fn a_follower_left_out_while_frozen_fetches_history_again() {
+        let mut b = Browser::new(2, true);
+        b.chatter = true;
+        b.input(0, TabInput::Start { visible: true });
+        b.run(500);
+        b.input(1, TabInput::Start { visible: true });
+        b.run(1000);
+        assert_eq!(b.leaders(), vec![0]);
+        assert_eq!(b.listened[1], 1);
+        b.freeze(1);
+        b.run(6000);
+        assert!(!b.tabs[0].relaying(), "a frozen tab answers nothing");
+        assert!(b.relay(0, "missed").is_empty());
+        b.thaw(1);
+        b.run(1000);
+        assert_eq!(b.listened[1], 2, "a second history fetch brings what it missed");
+        assert_eq!(b.relay(0, "after"), vec![1]);
+        // Frozen for less than that: relaying never stopped, nothing to fetch.
+        b.freeze(1);
+        b.run(1500);
+        b.thaw(1);
+        b.run(1000);
+        assert_eq!(b.listened[1], 2);
+    }
+
+    /// Each new leader is greeted anew: followers fetch history once it has
+    /// acknowledged them, so nothing between two leaders is lost.
+    #[test]
+    fn followers_say_hello_to_each_new_leader() {
+        let mut b = Browser::new(3, true);
+        b.chatter = true;
+        for i in 0..3 {
+            b.input(i, TabInput::Start { visible: true });
+        }
+        b.run(1000);
+        let first = b.leaders()[0];
+        let before = b.listened.clone();
+        b.close(first);
+        b.run(2000);
+        let second = b.leaders()[0];
+        let last = (0..3).find(|&i| i != first && i != second).unwrap();
+        assert_eq!(b.listened[last], before[last] + 1, "acknowledged by the new leader");
+        assert_eq!(b.relay(second, "m"), vec![last]);
     }
 
     #[test]
@@ -1054,6 +1293,7 @@ mod tests {
             for seed in 1..=40u64 {
                 let mut rng = crate::backoff::Rng::new(seed);
                 let mut b = Browser::new(3, locks);
+                b.chatter = true;
                 b.now = 1_000_000;
                 for i in 0..3 {
                     b.input(i, TabInput::Start { visible: true });

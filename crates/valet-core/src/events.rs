@@ -202,9 +202,34 @@ pub struct ConvoStatusEvent {
     pub retry_in_ms: Option<u64>,
 }
 
+impl ConvoRoleEvent {
+    /// The payload's JSON (the same as serde's, without its code in the wasm).
+    pub fn to_json(&self) -> String {
+        format!("{{\"role\":\"{}\",\"generation\":{}}}", self.role, self.generation)
+    }
+}
+
+impl ConvoStatusEvent {
+    /// The payload's JSON (the same as serde's, without its code in the wasm).
+    pub fn to_json(&self) -> String {
+        let retry = self.retry_in_ms.map(|ms| format!(",\"retry_in_ms\":{ms}")).unwrap_or_default();
+        format!("{{\"status\":\"{}\",\"attempt\":{}{retry}}}", self.status.as_str(), self.attempt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_written_payloads_are_what_serde_writes() {
+        for retry_in_ms in [None, Some(1500)] {
+            let e = ConvoStatusEvent { status: Status::Reconnecting, attempt: 3, retry_in_ms };
+            assert_eq!(e.to_json(), serde_json::to_string(&e).unwrap());
+        }
+        let r = ConvoRoleEvent { role: "follower", generation: 1_700_000_000_000 };
+        assert_eq!(r.to_json(), serde_json::to_string(&r).unwrap());
+    }
 
     #[test]
     fn status_names_match_their_serde_names() {

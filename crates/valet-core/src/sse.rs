@@ -62,6 +62,22 @@ impl Default for SseParser {
     }
 }
 
+/// Appends one event to `out` as SSE text (`event:` and a `data:` line
+/// per line of `data`), so that [`SseParser`] reads back `event` and
+/// `data` as given: how the leading tab relays a chunk of frames in one
+/// message. `event` must hold no line break.
+pub fn encode(out: &mut String, event: &str, data: &str) {
+    out.push_str("event: ");
+    out.push_str(event);
+    out.push('\n');
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
 impl SseParser {
     /// A parser with the default event size cap.
     pub fn new() -> Self {
@@ -217,6 +233,25 @@ fn utf8(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_events_read_back_as_given() {
+        let events = [("message", "{\"a\":1}"), ("status", "two\nlines"), ("typing", ""), ("x", "\n")];
+        let mut text = String::new();
+        for (e, d) in events {
+            encode(&mut text, e, d);
+        }
+        let got: Vec<(String, String)> = SseParser::new()
+            .feed(text.as_bytes())
+            .into_iter()
+            .map(|i| match i {
+                SseItem::Event(ev) => (ev.event, ev.data),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want: Vec<(String, String)> = events.iter().map(|(e, d)| (e.to_string(), d.to_string())).collect();
+        assert_eq!(got, want);
+    }
     use proptest::prelude::*;
 
     fn events(input: &[u8]) -> Vec<SseItem> {
@@ -255,10 +290,7 @@ mod tests {
     #[test]
     fn id_persists_and_nul_id_ignored() {
         let got = events(b"id: 7\ndata: a\n\ndata: b\n\nid: 8\0\ndata: c\n\nid\ndata: d\n\n");
-        assert_eq!(
-            got,
-            vec![ev("message", "a", "7"), ev("message", "b", "7"), ev("message", "c", "7"), ev("message", "d", "")]
-        );
+        assert_eq!(got, vec![ev("message", "a", "7"), ev("message", "b", "7"), ev("message", "c", "7"), ev("message", "d", "")]);
     }
 
     #[test]

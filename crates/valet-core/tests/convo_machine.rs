@@ -81,7 +81,9 @@ fn reconnect_delay(out: &[Action]) -> Option<u64> {
 fn emitted(out: &[Action], name: EventName) -> Vec<Value> {
     out.iter()
         .flat_map(|a| match a {
-            Action::Emit { event, payload } if *event == name => vec![serde_json::from_str(payload).unwrap()],
+            Action::Emit { event, payload } if *event == name => {
+                vec![serde_json::from_str(payload).unwrap()]
+            }
             Action::EmitMany { event, json_array, count } if *event == name => {
                 let v: Vec<Value> = serde_json::from_str(json_array).unwrap();
                 assert_eq!(v.len(), *count);
@@ -114,7 +116,12 @@ fn not_found_stops_with_an_error_and_no_retry() {
     let out = h.feed(Input::Start);
     let a = stream_token_request(&out).unwrap();
     h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
-    let out = h.feed(Input::StreamRefused { attempt: a, status: 404, retry_after: None, body: r#"{"code":"convo_not_found","message":"no such convo"}"#.into() });
+    let out = h.feed(Input::StreamRefused {
+        attempt: a,
+        status: 404,
+        retry_after: None,
+        body: r#"{"code":"convo_not_found","message":"no such convo"}"#.into(),
+    });
     assert_eq!(reconnect_delay(&out), None, "no retry loop");
     let errors = emitted(&out, EventName::Error);
     assert_eq!(errors.len(), 1);
@@ -134,7 +141,12 @@ fn too_many_requests_waits_retry_after_body_value_first() {
     let out = h.feed(Input::Start);
     let a = stream_token_request(&out).unwrap();
     h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
-    let out = h.feed(Input::StreamRefused { attempt: a, status: 429, retry_after: Some("30".into()), body: r#"{"retry_after_seconds":7}"#.into() });
+    let out = h.feed(Input::StreamRefused {
+        attempt: a,
+        status: 429,
+        retry_after: Some("30".into()),
+        body: r#"{"retry_after_seconds":7}"#.into(),
+    });
     let d = reconnect_delay(&out).unwrap();
     assert!((7000..7500).contains(&d), "waited 7 s (+jitter): {d}");
     let out = h.feed(Input::TimerFired(Timer::Reconnect));
@@ -715,14 +727,32 @@ fn a_leader_relays_frames_and_a_follower_delivers_them_once_in_order() {
     let mut leader = Harness { m: ConvoMachine::new(cfg.clone(), 40), now: 0, log: vec![] };
     let a = leader.connect();
     let out = leader.bytes(a, &format!("{}{}", msg_frame(2), msg_frame(3)));
-    let relayed: Vec<(String, String)> = out
+    let posts: Vec<&String> = out
         .iter()
         .filter_map(|x| match x {
-            Action::Relay { event, data } => Some((event.clone(), data.clone())),
+            Action::Relay { sse } => Some(sse),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(posts.len(), 1, "one post per chunk: {posts:?}");
+    let relayed: Vec<(String, String)> = valet_core::sse::SseParser::new()
+        .feed(posts[0].as_bytes())
+        .into_iter()
+        .filter_map(|i| match i {
+            valet_core::sse::SseItem::Event(e) => Some((e.event, e.data)),
             _ => None,
         })
         .collect();
     assert_eq!(relayed.iter().filter(|(e, _)| e == "message").count(), 2);
+    let one = |event: &str, data: &str| {
+        let mut sse = String::new();
+        valet_core::sse::encode(&mut sse, event, data);
+        Input::Relayed { sse }
+    };
+    // When no other tab listens, nothing is relayed.
+    leader.feed(Input::Relay(false));
+    let out = leader.bytes(a, &msg_frame(4));
+    assert!(!out.iter().any(|x| matches!(x, Action::Relay { .. })));
 
     let mut follower = Harness { m: ConvoMachine::new(cfg, 41), now: 0, log: vec![] };
     let out = follower.feed(Input::Standby);
@@ -732,7 +762,7 @@ fn a_leader_relays_frames_and_a_follower_delivers_them_once_in_order() {
     // Live relayed frames wait for the follower's own history (m1 may exist).
     let mut got = Vec::new();
     for (event, data) in relayed.iter().rev() {
-        got.extend(emitted(&follower.feed(Input::Relayed { event: event.clone(), data: data.clone() }), EventName::Message));
+        got.extend(emitted(&follower.feed(one(event, data)), EventName::Message));
     }
     assert!(got.is_empty(), "held until history");
     follower.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
@@ -742,7 +772,7 @@ fn a_leader_relays_frames_and_a_follower_delivers_them_once_in_order() {
     assert_eq!(ids, ["m1", "m2", "m3"]);
     // A duplicate relay (two leaders for a moment) changes nothing.
     let (event, data) = relayed[0].clone();
-    assert!(emitted(&follower.feed(Input::Relayed { event, data }), EventName::Message).is_empty());
+    assert!(emitted(&follower.feed(one(&event, &data)), EventName::Message).is_empty());
     assert!(!follower.log.iter().any(|x| matches!(x, Action::OpenStream { .. })), "a follower never streams");
     // Promoted, it streams.
     let out = follower.feed(Input::Lead);

@@ -113,7 +113,8 @@ fn sends_go_one_at_a_time_in_order_each_with_its_own_key_kept_across_retries() {
 
 #[test]
 fn a_held_queue_goes_at_once_when_the_server_is_back() {
-    for back in [Input::Online, Input::Relayed { event: "status".into(), data: r#"{"status":"connected","attempt":2}"#.into() }] {
+    let status = "event: status\ndata: {\"status\":\"connected\",\"attempt\":2}\n\n";
+    for back in [Input::Online, Input::Relayed { sse: status.into() }] {
         let mut h = H::new();
         h.feed(Input::Standby); // a follower: the leader's status says when the server is back
         h.send(1, "hi");
@@ -246,7 +247,11 @@ fn upload_files_settles_with_the_draft_id_and_a_later_send_finalizes_it() {
     assert_eq!(settled, Some(Ok(Some("draft-9".into()))), "settles with the draft, posts nothing");
     assert!(!out.iter().any(|a| matches!(a, Action::Post { .. })));
     // The text that goes with it: no upload, the draft id in the body.
-    h.feed(Input::Send { id: 2, what: Outgoing::Message { text: "here it is".into(), files: false, draft: Some("draft-9".into()) }, detached: false });
+    h.feed(Input::Send {
+        id: 2,
+        what: Outgoing::Message { text: "here it is".into(), files: false, draft: Some("draft-9".into()) },
+        detached: false,
+    });
     let body = h.token(2, "t2");
     assert_eq!((body["text"].as_str(), body["message_id"].as_str()), (Some("here it is"), Some("draft-9")));
 }
@@ -309,15 +314,16 @@ fn a_leader_announces_its_status_to_a_joining_tab_and_a_follower_reports_it() {
     assert!(out.iter().any(|a| matches!(a, Action::GetToken { .. })));
     let out = leader.handle(2, Input::Announce);
     let relayed = out.iter().find_map(|a| match a {
-        Action::Relay { event, data } if event == "status" => Some(data.clone()),
+        Action::Relay { sse } => Some(sse.clone()),
         _ => None,
     });
     let relayed = relayed.expect("the status is relayed");
-    assert_eq!(serde_json::from_str::<Value>(&relayed).unwrap()["status"], "connecting");
+    let data = relayed.strip_prefix("event: status\ndata: ").and_then(|d| d.strip_suffix("\n\n")).expect("one status event");
+    assert_eq!(serde_json::from_str::<Value>(data).unwrap()["status"], "connecting");
 
     let mut follower = ConvoMachine::new(ConvoConfig::new("agent", "convo"), 2);
     follower.handle(1, Input::Standby);
-    let out = follower.handle(2, Input::Relayed { event: "status".into(), data: r#"{"status":"connected","attempt":1}"#.into() });
+    let out = follower.handle(2, Input::Relayed { sse: "event: status\ndata: {\"status\":\"connected\",\"attempt\":1}\n\n".into() });
     assert!(out.iter().any(|a| matches!(a, Action::Emit { event: EventName::Status, .. })));
     assert_eq!(serde_json::to_value(follower.status()).unwrap(), "connected");
     // A standby tab does not announce (it has no stream of its own).
@@ -343,7 +349,10 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
         })
         .unwrap();
     let out = m.handle(2, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
-    assert!(out.iter().any(|x| matches!(x, Action::OpenStream { last_event_id: Some(id), .. } if id == "2")), "resumes from the last event");
+    assert!(
+        out.iter().any(|x| matches!(x, Action::OpenStream { last_event_id: Some(id), .. } if id == "2")),
+        "resumes from the last event"
+    );
     m.handle(3, Input::StreamOpened { attempt: a });
     let out = m.handle(4, Input::StreamBytes { attempt: a, bytes: b"event: ready\ndata: {\"conn_id\":\"c\"}\n\n".to_vec() });
     let req = out

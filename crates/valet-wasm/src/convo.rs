@@ -4,8 +4,8 @@
 //! controller for REST calls) and drops them on `close()`. It decides
 //! nothing: every `if` about the protocol is in valet-core.
 
-use std::cell::{Cell, RefCell};
 use rustc_hash::FxHashMap as HashMap;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use gloo_events::EventListener;
@@ -14,11 +14,11 @@ use serde::Deserialize;
 use valet_core::client::Transport;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, ConvoMetrics, Input, ResumePoint, Timer};
 use valet_core::election::{Role, TabAction, TabInput};
-use valet_core::events::ConvoRoleEvent;
 use valet_core::error::{ClientError, ErrorCode};
+use valet_core::events::ConvoRoleEvent;
 use valet_core::events::EventName;
-use valet_core::send::SendOutcome;
 use valet_core::outbox::Outgoing;
+use valet_core::send::SendOutcome;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::AbortController;
@@ -101,7 +101,8 @@ impl ConvoInner {
         machine_cfg.pause_on_hidden = cfg.pause_on_hidden;
         machine_cfg.stall_timeout_ms = cfg.stall_timeout_ms;
         let tab = TabLink::new(&cfg.agent_id, &convo_id, client.uuid()).map(Rc::new);
-        machine_cfg.relay = tab.is_some();
+        // Relaying starts when another tab says hello (the election says when).
+        machine_cfg.relay = false;
         machine_cfg.observe = client.hook.is_set();
         machine_cfg.resume = session_storage()
             .and_then(|s| s.get_item(&resume_key(&cfg.agent_id, &convo_id)).ok().flatten())
@@ -183,7 +184,11 @@ impl ConvoInner {
         if self.is_closed()
             && !matches!(
                 action,
-                Action::CloseStream { .. } | Action::ClearTimer(_) | Action::Emit { event: EventName::Status, .. } | Action::SendSettled { .. } | Action::Observe { .. }
+                Action::CloseStream { .. }
+                    | Action::ClearTimer(_)
+                    | Action::Emit { event: EventName::Status, .. }
+                    | Action::SendSettled { .. }
+                    | Action::Observe { .. }
             )
         {
             return;
@@ -203,9 +208,7 @@ impl ConvoInner {
             Action::OpenStream { attempt, token, last_event_id } => {
                 let cfg = &self.client.config;
                 let handle = match cfg.transport {
-                    Transport::Fetch => {
-                        open_fetch(self.this.clone(), attempt, cfg.events_url(&self.convo_id, None), token, last_event_id)
-                    }
+                    Transport::Fetch => open_fetch(self.this.clone(), attempt, cfg.events_url(&self.convo_id, None), token, last_event_id),
                     Transport::EventSource => {
                         let client = self.client.clone();
                         let convo = self.convo_id.clone();
@@ -280,12 +283,12 @@ impl ConvoInner {
             }
             Action::EmitMany { event, json_array, .. } => self.emitter.emit_many(event.as_str(), &json_array),
             Action::Log(line) => self.client.log.log(&format!("convo {}: {line}", self.convo_id)),
-            Action::Relay { event, data } => {
+            Action::Relay { sse } => {
                 let tab = self.tab.borrow().clone();
                 if let Some(tab) = tab {
-                    let env = tab.election.borrow().forward(&event, data);
+                    let env = tab.election.borrow().forward(sse);
                     if let Some(env) = env {
-                        let _ = tab.channel.post_message(&JsValue::from_str(&valet_core::json::to_json(&env)));
+                        let _ = tab.channel.post_message(&JsValue::from_str(&env.to_json()));
                     }
                 }
             }
@@ -299,12 +302,27 @@ impl ConvoInner {
 
     /// Handles one election input and carries out its actions.
     pub fn tab_input(&self, input: TabInput) {
-        let Some(tab) = self.tab.borrow().clone() else { return };
-        let ignored = tab.election.borrow().ignored();
+        let Some(tab) = self.tab.borrow().clone() else {
+            return;
+        };
+        let (ignored, relaying) = {
+            let e = tab.election.borrow();
+            (e.ignored(), e.relaying())
+        };
         let actions = tab.election.borrow_mut().handle(now_ms(), input);
-        let now_ignored = tab.election.borrow().ignored();
+        let (now_ignored, now_relaying) = {
+            let e = tab.election.borrow();
+            (e.ignored(), e.relaying())
+        };
+        if now_relaying != relaying {
+            // Before the actions: an `Announce` among them is relayed.
+            self.client.log.log(&format!("convo {}: relaying to other tabs: {now_relaying}", self.convo_id));
+            self.handle(Input::Relay(now_relaying));
+        }
         if now_ignored > ignored {
-            self.client.log.log(&format!("convo {}: ignored a message on the tab channel that is not ours ({now_ignored} so far)", self.convo_id));
+            self.client
+                .log
+                .log(&format!("convo {}: ignored a message on the tab channel that is not ours ({now_ignored} so far)", self.convo_id));
         }
         for action in actions {
             match action {
@@ -318,7 +336,8 @@ impl ConvoInner {
                         let current = inner.tab.borrow().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
                         inner.client.log.log(&format!("tab lock {} (current: {current})", kind.as_string().unwrap_or_default()));
                         if current {
-                            let input = if kind.as_string().as_deref() == Some("granted") { TabInput::LockGranted } else { TabInput::LockLost };
+                            let input =
+                                if kind.as_string().as_deref() == Some("granted") { TabInput::LockGranted } else { TabInput::LockLost };
                             inner.tab_input(input);
                         }
                     });
@@ -329,7 +348,7 @@ impl ConvoInner {
                     tab.release();
                 }
                 TabAction::Broadcast(env) => {
-                    let _ = tab.channel.post_message(&JsValue::from_str(&valet_core::json::to_json(&env)));
+                    let _ = tab.channel.post_message(&JsValue::from_str(&env.to_json()));
                 }
                 TabAction::Lead { gen } => {
                     self.client.log.log(&format!("convo {}: this tab leads (generation {gen})", self.convo_id));
@@ -340,9 +359,10 @@ impl ConvoInner {
                     self.client.log.log(&format!("convo {}: this tab follows (generation {gen})", self.convo_id));
                     self.emit_role("follower", gen);
                     self.handle(Input::Standby);
-                    self.handle(Input::Sync);
                 }
-                TabAction::Deliver { name, json } => self.handle(Input::Relayed { event: name, data: json }),
+                // The leader relays all it gets from now on: history fills the rest.
+                TabAction::Listening => self.handle(Input::Sync),
+                TabAction::Deliver { sse } => self.handle(Input::Relayed { sse }),
                 TabAction::Announce => self.handle(Input::Announce),
                 TabAction::SetTimer { delay_ms } => {
                     let sink = self.this.clone();
@@ -355,7 +375,7 @@ impl ConvoInner {
 
     fn emit_role(&self, role: &'static str, generation: u64) {
         if !self.is_closed() {
-            let payload = valet_core::json::to_json(&ConvoRoleEvent { role, generation });
+            let payload = ConvoRoleEvent { role, generation }.to_json();
             self.client.hook.call("role", &payload);
             self.emitter.emit(EventName::Role.as_str(), &payload);
         }
@@ -409,7 +429,13 @@ impl ConvoInner {
 
     /// Queues a send in the outbox; resolves when it settles (at once with
     /// `detached`), with the draft's id for an upload.
-    async fn send(&self, what: Outgoing, files: Vec<web_sys::Blob>, signal: Option<web_sys::AbortSignal>, detached: bool) -> Result<Option<String>, ClientError> {
+    async fn send(
+        &self,
+        what: Outgoing,
+        files: Vec<web_sys::Blob>,
+        signal: Option<web_sys::AbortSignal>,
+        detached: bool,
+    ) -> Result<Option<String>, ClientError> {
         if self.is_closed() {
             return Err(ClientError::new(ErrorCode::Closed, "the convo is closed"));
         }
@@ -526,11 +552,13 @@ impl Convo {
     pub fn on(&self, event: &str, handler: JsValue) -> Result<js_sys::Function, JsValue> {
         if EventName::parse(event).is_none() {
             let names: Vec<&str> = EventName::ALL.iter().map(|e| e.as_str()).collect();
-            return Err(js_error(ErrorCode::InvalidArgument, format!("unknown event {}; events: {}", valet_core::error::json_string(event), names.join(", "))));
+            return Err(js_error(
+                ErrorCode::InvalidArgument,
+                format!("unknown event {}; events: {}", valet_core::error::json_string(event), names.join(", ")),
+            ));
         }
-        let handler: js_sys::Function = handler
-            .dyn_into()
-            .map_err(|_| js_error(ErrorCode::InvalidArgument, format!("the `{event}` handler must be a function")))?;
+        let handler: js_sys::Function =
+            handler.dyn_into().map_err(|_| js_error(ErrorCode::InvalidArgument, format!("the `{event}` handler must be a function")))?;
         Ok(self.inner.emitter.on(event, &handler))
     }
 
@@ -539,7 +567,11 @@ impl Convo {
     /// unreachable they wait (pending) and go when it is back, each with its
     /// own idempotency key so a retry is never stored twice.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn send(&self, #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue, options: Option<tsify::Ts<SendOptions>>) -> js_sys::Promise {
+    pub fn send(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
+        options: Option<tsify::Ts<SendOptions>>,
+    ) -> js_sys::Promise {
         submit(self.inner.clone(), Some(text), options.map(JsValue::from))
     }
 
@@ -615,7 +647,10 @@ fn submit(inner: Rc<ConvoInner>, text: Option<JsValue>, options: Option<JsValue>
                     return Err(js_error(ErrorCode::InvalidArgument, "send(text): text must not be empty"));
                 }
                 if !files.is_empty() && draft.is_some() {
-                    return Err(js_error(ErrorCode::InvalidArgument, "send(text, { files, messageId }): give files or a draft's messageId, not both"));
+                    return Err(js_error(
+                        ErrorCode::InvalidArgument,
+                        "send(text, { files, messageId }): give files or a draft's messageId, not both",
+                    ));
                 }
                 Outgoing::Message { text, files: !files.is_empty(), draft }
             }
@@ -627,7 +662,9 @@ fn submit(inner: Rc<ConvoInner>, text: Option<JsValue>, options: Option<JsValue>
 }
 
 fn read_files(options: Option<JsValue>) -> Result<Vec<web_sys::Blob>, JsValue> {
-    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok(Vec::new()) };
+    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
+        return Ok(Vec::new());
+    };
     let files = js_sys::Reflect::get(&options, &"files".into()).unwrap_or(JsValue::UNDEFINED);
     if files.is_undefined() || files.is_null() {
         return Ok(Vec::new());
@@ -638,7 +675,9 @@ fn read_files(options: Option<JsValue>) -> Result<Vec<web_sys::Blob>, JsValue> {
 }
 
 fn read_draft(options: Option<JsValue>) -> Result<Option<String>, JsValue> {
-    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok(None) };
+    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
+        return Ok(None);
+    };
     let id = js_sys::Reflect::get(&options, &"messageId".into()).unwrap_or(JsValue::UNDEFINED);
     if id.is_undefined() || id.is_null() {
         return Ok(None);
@@ -650,12 +689,18 @@ fn read_draft(options: Option<JsValue>) -> Result<Option<String>, JsValue> {
 }
 
 fn read_send_flags(options: Option<JsValue>) -> Result<(Option<web_sys::AbortSignal>, bool), JsValue> {
-    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok((None, false)) };
+    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
+        return Ok((None, false));
+    };
     let signal = js_sys::Reflect::get(&options, &"signal".into()).unwrap_or(JsValue::UNDEFINED);
     let signal = if signal.is_undefined() || signal.is_null() {
         None
     } else {
-        Some(signal.dyn_into::<web_sys::AbortSignal>().map_err(|_| js_error(ErrorCode::InvalidArgument, "send(text, { signal }): signal must be an AbortSignal"))?)
+        Some(
+            signal
+                .dyn_into::<web_sys::AbortSignal>()
+                .map_err(|_| js_error(ErrorCode::InvalidArgument, "send(text, { signal }): signal must be an AbortSignal"))?,
+        )
     };
     let detached = js_sys::Reflect::get(&options, &"resolveWhenQueued".into()).unwrap_or(JsValue::UNDEFINED);
     let detached = match detached {
