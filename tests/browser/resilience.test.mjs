@@ -136,7 +136,9 @@ test("a long reconnect backoff is cut short by a send that succeeds once the ser
   const long = await page.evaluate(() => window.h.until(
     () => window.t.rec.statusTimes.find((s) => s.status === "reconnecting" && s.retry_in_ms >= 4000), "a long backoff", 40000));
   await server.restart();
-  const sentAt = await page.evaluate(async () => { await window.t.convo.send("I am back"); return Date.now(); });
+  // From the moment the send starts: its success reschedules the reconnect
+  // before the send() promise settles.
+  const sentAt = await page.evaluate(async () => { const t = Date.now(); await window.t.convo.send("I am back"); return t; });
   await page.evaluate(() => window.h.until(() => window.t.convo.status === "connected", "reconnected", 20000));
   const after = await page.evaluate((t) => window.t.rec.statusTimes.filter((s) => s.t >= t), sentAt);
   const rescheduled = after.find((s) => s.status === "reconnecting" && s.retry_in_ms !== undefined);

@@ -54,11 +54,9 @@ pub const ENVELOPE_VERSION: u32 = 2;
 
 /// What tabs send each other on the convo's channel.
 #[derive(Debug, Clone, PartialEq)]
+/// On the wire it also has `"sdk":"valet-sdk"` (tells our messages from
+/// other scripts') and `"v"`: [`ENVELOPE_VERSION`].
 pub struct Envelope {
-    /// Always `"valet-sdk"`: tells our messages from other scripts'.
-    pub sdk: String,
-    /// [`ENVELOPE_VERSION`].
-    pub v: u32,
     /// The sending tab.
     pub tab: String,
     /// The sender's view of the leader generation.
@@ -104,16 +102,25 @@ impl Envelope {
     /// `{"sdk":"valet-sdk","v":2,"tab":…,"gen":…,"body":{"kind":…}}`.
     pub fn to_json(&self) -> String {
         use crate::error::json_string as q;
-        let body = match &self.body {
+        let mut out =
+            format!("{{\"sdk\":\"valet-sdk\",\"v\":{ENVELOPE_VERSION},\"tab\":{},\"gen\":{},\"body\":{{\"kind\":", q(&self.tab), self.gen);
+        match &self.body {
             Body::Heartbeat { visible, relay, ack } => {
-                let ack = ack.as_deref().map(|a| format!(",\"ack\":{}", q(a))).unwrap_or_default();
-                format!("{{\"kind\":\"heartbeat\",\"visible\":{visible},\"relay\":{relay}{ack}}}")
+                out += &format!("\"heartbeat\",\"visible\":{visible},\"relay\":{relay}");
+                if let Some(a) = ack {
+                    out += ",\"ack\":";
+                    out += &q(a);
+                }
             }
-            Body::Presence { visible, hello } => format!("{{\"kind\":\"presence\",\"visible\":{visible},\"hello\":{hello}}}"),
-            Body::Resign => "{\"kind\":\"resign\"}".into(),
-            Body::Events { sse } => format!("{{\"kind\":\"events\",\"sse\":{}}}", q(sse)),
-        };
-        format!("{{\"sdk\":{},\"v\":{},\"tab\":{},\"gen\":{},\"body\":{body}}}", q(&self.sdk), self.v, q(&self.tab), self.gen)
+            Body::Presence { visible, hello } => out += &format!("\"presence\",\"visible\":{visible},\"hello\":{hello}"),
+            Body::Resign => out += "\"resign\"",
+            Body::Events { sse } => {
+                out += "\"events\",\"sse\":";
+                out += &q(sse);
+            }
+        }
+        out += "}}";
+        out
     }
 }
 
@@ -139,13 +146,7 @@ pub fn parse_envelope(json: &str) -> Option<Envelope> {
         ("events", _) => Body::Events { sse: sse.into_string()? },
         _ => return None,
     };
-    Some(Envelope {
-        sdk: "valet-sdk".into(),
-        v: ENVELOPE_VERSION,
-        tab: tab.into_string()?,
-        gen: gen.u64()?,
-        body,
-    })
+    Some(Envelope { tab: tab.into_string()?, gen: gen.u64()?, body })
 }
 
 /// Timings of the election.
@@ -365,7 +366,7 @@ impl Election {
     }
 
     fn envelope(&self, body: Body) -> Envelope {
-        Envelope { sdk: "valet-sdk".into(), v: ENVELOPE_VERSION, tab: self.tab.clone(), gen: self.gen, body }
+        Envelope { tab: self.tab.clone(), gen: self.gen, body }
     }
 
     fn broadcast(&mut self, body: Body) {
@@ -954,13 +955,7 @@ mod tests {
         let mut e = Election::new(ElectionConfig::default(), "me");
         e.handle(0, TabInput::Start { visible: true });
         assert_eq!(e.role(), None);
-        let hb = Envelope {
-            sdk: "valet-sdk".into(),
-            v: 2,
-            tab: "lead".into(),
-            gen: 3,
-            body: Body::Heartbeat { visible: true, relay: 0, ack: None },
-        }.to_json();
+        let hb = Envelope { tab: "lead".into(), gen: 3, body: Body::Heartbeat { visible: true, relay: 0, ack: None } }.to_json();
         let out = e.handle(5, TabInput::Channel(hb));
         assert!(out.contains(&TabAction::Follow { gen: 3 }));
         // A lone tab whose lock is slow follows after `startup_ms`, then leads when granted.
@@ -975,24 +970,8 @@ mod tests {
     fn followers_drop_events_of_an_older_generation() {
         let mut e = Election::new(ElectionConfig::default(), "me");
         e.handle(0, TabInput::Start { visible: true });
-        let hb = |gen| {
-            Envelope {
-                sdk: "valet-sdk".into(),
-                v: 2,
-                tab: "other".into(),
-                gen,
-                body: Body::Heartbeat { visible: true, relay: 0, ack: None },
-            }.to_json()
-        };
-        let ev = |gen, json: &str| {
-            Envelope {
-                sdk: "valet-sdk".into(),
-                v: 2,
-                tab: "old".into(),
-                gen,
-                body: Body::Events { sse: json.into() },
-            }.to_json()
-        };
+        let hb = |gen| Envelope { tab: "other".into(), gen, body: Body::Heartbeat { visible: true, relay: 0, ack: None } }.to_json();
+        let ev = |gen, json: &str| Envelope { tab: "old".into(), gen, body: Body::Events { sse: json.into() } }.to_json();
         e.handle(10, TabInput::Channel(hb(5)));
         assert!(e.handle(20, TabInput::Channel(ev(4, "stale"))).is_empty());
         let out = e.handle(30, TabInput::Channel(ev(5, "fresh")));
@@ -1001,7 +980,7 @@ mod tests {
 
     #[test]
     fn envelope_bodies_keep_their_wire_shape() {
-        let env = |body| Envelope { sdk: "valet-sdk".into(), v: 2, tab: "t".into(), gen: 7, body };
+        let env = |body| Envelope { tab: "t".into(), gen: 7, body };
         for (body, json) in [
             (Body::Heartbeat { visible: true, relay: 0, ack: None }, r#"{"kind":"heartbeat","visible":true,"relay":0}"#),
             (
@@ -1156,21 +1135,9 @@ mod tests {
     /// leader still takes a lower generation's heartbeats and frames.
     #[test]
     fn a_new_leader_is_heard_whatever_generation_the_followers_saw() {
-        let hb = |tab: &str, gen| {
-            Envelope {
-                sdk: "valet-sdk".into(),
-                v: 2,
-                tab: tab.into(),
-                gen,
-                body: Body::Heartbeat { visible: true, relay: 0, ack: None },
-            }.to_json()
-        };
-        let msg = |tab: &str, gen| {
-            Envelope { sdk: "valet-sdk".into(), v: 2, tab: tab.into(), gen, body: Body::Events { sse: "m".into() } }.to_json()
-        };
-        let resign = |tab: &str, gen| {
-            Envelope { sdk: "valet-sdk".into(), v: 2, tab: tab.into(), gen, body: Body::Resign }.to_json()
-        };
+        let hb = |tab: &str, gen| Envelope { tab: tab.into(), gen, body: Body::Heartbeat { visible: true, relay: 0, ack: None } }.to_json();
+        let msg = |tab: &str, gen| Envelope { tab: tab.into(), gen, body: Body::Events { sse: "m".into() } }.to_json();
+        let resign = |tab: &str, gen| Envelope { tab: tab.into(), gen, body: Body::Resign }.to_json();
         let mut lone = Election::new(ElectionConfig::default(), "new");
         lone.handle(50_000, TabInput::Start { visible: true });
         let out = lone.handle(50_010, TabInput::LockGranted);

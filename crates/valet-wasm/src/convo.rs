@@ -49,8 +49,6 @@ pub struct ConvoInner {
     next_send: Cell<u64>,
     /// `online` and `pagehide` of the window.
     window_listeners: RefCell<Vec<EventListener>>,
-    /// Releases the events held while `openConvo` was pending.
-    release: RefCell<Option<Timeout>>,
     this: Weak<ConvoInner>,
 }
 
@@ -122,7 +120,6 @@ impl ConvoInner {
             sends: RefCell::new(HashMap::default()),
             next_send: Cell::new(0),
             window_listeners: RefCell::new(Vec::new()),
-            release: RefCell::new(None),
             this: this.clone(),
         });
         if let Some(window) = web_sys::window() {
@@ -173,6 +170,15 @@ impl ConvoInner {
         for action in actions {
             self.execute(action);
         }
+    }
+
+    /// The events of the opening are held until a macrotask after
+    /// `openConvo` resolved (see `start`). A stream whose bytes are already
+    /// buffered is read in microtasks only, which would hold that release
+    /// back until the buffer drains: the reader yields a macrotask per chunk
+    /// while events are held.
+    pub fn events_held(&self) -> bool {
+        self.emitter.held()
     }
 
     fn is_closed(&self) -> bool {
@@ -316,7 +322,6 @@ impl ConvoInner {
         };
         if now_relaying != relaying {
             // Before the actions: an `Announce` among them is relayed.
-            self.client.log.log(&format!("convo {}: relaying to other tabs: {now_relaying}", self.convo_id));
             self.handle(Input::Relay(now_relaying));
         }
         if now_ignored > ignored {
@@ -522,13 +527,7 @@ impl Convo {
                 // Events of the opening are held until the app subscribed in
                 // the task where `await openConvo(...)` returns: a macrotask
                 // runs after that continuation (a microtask).
-                let sink = Rc::downgrade(&inner);
-                let release = Timeout::new(0, move || {
-                    if let Some(inner) = sink.upgrade() {
-                        inner.emitter.release();
-                    }
-                });
-                *inner.release.borrow_mut() = Some(release);
+                inner.emitter.release_soon();
                 Ok(Convo { inner })
             }
             Err(e) => {

@@ -42,6 +42,8 @@ function payloadOf(event, json) {
 }
 export class Emitter {
   constructor(held) { this.handlers = new Map(); this.held = held ? [] : null; }
+  releaseSoon() { setTimeout(() => this.release()); }
+  get isHeld() { return !!this.held; }
   release() {
     const held = this.held;
     this.held = null;
@@ -99,6 +101,15 @@ extern "C" {
     /// Replays what was held, in order, and emits directly from then on.
     #[wasm_bindgen(method)]
     pub fn release(this: &Emitter);
+
+    /// [`Emitter::release`] in a macrotask (after the continuation of the
+    /// `await` that resolved in this one).
+    #[wasm_bindgen(method, js_name = releaseSoon)]
+    pub fn release_soon(this: &Emitter);
+
+    /// Still holding events.
+    #[wasm_bindgen(method, getter, js_name = isHeld)]
+    pub fn held(this: &Emitter) -> bool;
 
     #[wasm_bindgen(method)]
     pub fn on(this: &Emitter, event: &str, handler: &js_sys::Function) -> js_sys::Function;

@@ -105,6 +105,9 @@ pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: Stri
                 return;
             }
             feed(&sink, Input::StreamBytes { attempt, bytes });
+            if sink.upgrade().is_some_and(|inner| inner.events_held()) {
+                gloo_timers::future::TimeoutFuture::new(0).await;
+            }
         }
     });
     StreamHandle::Fetch(controller)
