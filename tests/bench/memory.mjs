@@ -1,0 +1,93 @@
+// make bench: what the SDK keeps in memory as a convo gets long. One page
+// of headless Chromium opens a convo (fetch transport); its stream sends
+// 100 000 `message` frames (seq 1, 2, ...), then 100 000 more, each
+// delivered to a handler that keeps nothing. Measured right after
+// `openConvo` resolved, after the first 100 000 and after 200 000: the wasm
+// memory (it never shrinks, so it is also the peak so far, allocator
+// high-water included) and the JS heap after a forced GC. The growth from
+// 100 000 to 200 000 is what each message costs for ever.
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { ROOT, launchBrowser, startStatic } from "../browser/harness.mjs";
+
+const HALF = Number(process.env.BENCH_MEMORY_MESSAGES ?? 100_000);
+
+function frame(i) {
+  const message = {
+    id: `m${i}`, content: `message number ${i} of the benchmark`, from: i % 2 ? "appuser" : "ai_agent",
+    turn_number: Math.ceil(i / 2), created_at: "2026-11-21T12:00:00.000Z", participant: null, files: [], seq: i,
+  };
+  return `event: message\ndata: ${JSON.stringify({ type: "message", action: "create", agent_id: "a", convo_id: "c", message })}\n\n`;
+}
+
+// The stream waits after `ready`, and after the first half, until told.
+const gates = [];
+const gate = () => { let open; gates.push(new Promise((ok) => { open = ok; })); return open; };
+
+async function write(res, from, to) {
+  // In slices, minding back-pressure: no 60 MB string in this process.
+  for (let i = from; i <= to; i += 1000) {
+    let slice = "";
+    for (let k = i; k < Math.min(i + 1000, to + 1); k++) slice += frame(k);
+    if (!res.write(slice)) await new Promise((ok) => res.once("drain", ok));
+  }
+}
+
+const fixtures = await startStatic({
+  "/": join(ROOT, "tests/bench"),
+  "/wasm/": process.env.BENCH_WASM_DIR ?? join(ROOT, "target/wasm/web"),
+  "/fes/": join(ROOT, "tests/node_modules/@microsoft/fetch-event-source/lib/esm"),
+});
+const api = createServer(async (req, res) => {
+  const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "*" };
+  if (req.method === "OPTIONS") return void res.writeHead(204, cors).end();
+  if (req.url.endsWith("/events")) {
+    res.writeHead(200, { ...cors, "content-type": "text/event-stream", "cache-control": "no-cache" });
+    res.write('event: ready\ndata: {"type":"ready","conn_id":"bench"}\n\n');
+    await gates[0];
+    await write(res, 1, HALF);
+    await gates[1];
+    await write(res, HALF + 1, 2 * HALF);
+    return void res.end();
+  }
+  if (req.url.startsWith("/api/v2/agent_convos/c")) {
+    res.writeHead(200, { ...cors, "content-type": "application/json" });
+    return void res.end('{"messages":[]}');
+  }
+  res.writeHead(404, cors).end();
+});
+await new Promise((ok) => api.listen(0, "127.0.0.1", ok));
+const base = `http://127.0.0.1:${api.address().port}`;
+
+const browser = await launchBrowser();
+const page = await browser.context.newPage();
+await page.goto(`${fixtures.origin}/bench.html`);
+await page.waitForFunction(() => window.benchReady === true);
+const cdp = await page.context().newCDPSession(page);
+const measure = async () => {
+  await new Promise((ok) => setTimeout(ok, 300));
+  await cdp.send("HeapProfiler.collectGarbage");
+  const js = (await cdp.send("Runtime.getHeapUsage")).usedSize;
+  return { wasm: await page.evaluate(() => window.wasmMemory.buffer.byteLength), js };
+};
+const opens = [gate(), gate()];
+await page.evaluate(([base, n]) => window.benchStart("valet-sdk (ours, fetch)", base, n), [base, 2 * HALF]);
+const rows = [["after openConvo", await measure()]];
+opens[0]();
+await page.waitForFunction((n) => window.progress() >= n, HALF, { timeout: 300_000, polling: 100 });
+rows.push([`after ${HALF.toLocaleString("en")} messages`, await measure()]);
+opens[1]();
+const r = await page.evaluate(() => window.done);
+if (r.count !== 2 * HALF) throw new Error(`${r.count} of ${2 * HALF} messages`);
+rows.push([`after ${(2 * HALF).toLocaleString("en")} messages`, await measure()]);
+await browser.close();
+await fixtures.close();
+api.close();
+
+const mb = (n) => `${(n / 1048576).toFixed(2)} MB`;
+console.log("\nSDK memory as a convo grows (fetch transport, one tab, headless Chromium)");
+console.log("                           wasm memory (= peak so far)   JS heap after GC");
+for (const [label, m] of rows) console.log(`${label.padEnd(26)} ${mb(m.wasm).padStart(12)} ${mb(m.js).padStart(22)}`);
+const [, half, full] = rows.map(([, m]) => m);
+const perMessage = (full.wasm - half.wasm + full.js - half.js) / HALF;
+console.log(`growth per message from ${HALF.toLocaleString("en")} to ${(2 * HALF).toLocaleString("en")} (wasm + JS): ${perMessage.toFixed(1)} B`);
