@@ -141,10 +141,11 @@ test-unit: pkg setup-npm
 	cd tests && node --test unit/
 
 # The package from its tarball, in Node: imported and rendered as in SSR,
-# and the Vue binding in an effect scope.
-test-package:
+# the Vue binding in an effect scope, and the SDK itself in Node against the
+# reference server.
+test-package: server
 	@[ -d examples/node_modules/@valet.red/sdk ] || $(MAKE) examples
-	cd examples && node --test ssr.test.mjs bindings.test.mjs
+	cd examples && node --test --test-concurrency=1 ssr.test.mjs bindings.test.mjs node.test.mjs
 
 test-browser: server wasm demo-site examples setup-npm setup-chromium
 	cd tests && npm test

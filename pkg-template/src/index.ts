@@ -45,6 +45,8 @@ let loading: Promise<void> | undefined;
 export function init(source?: InitInput | Promise<InitInput>): Promise<void> {
   if (loaded) return Promise.resolve();
   if (!loading) {
+    // Node's fetch can not read a `file:` URL: read the file next to the glue.
+    if (source === undefined && isNode()) source = readBeside("./wasm/valet_wasm_bg.wasm");
     loading = initWasm(source === undefined ? undefined : { module_or_path: source }).then(
       () => {
         setErrorClass(ValetError);
@@ -57,6 +59,23 @@ export function init(source?: InitInput | Promise<InitInput>): Promise<void> {
     );
   }
   return loading;
+}
+
+/** Node (and Bun, which says it is Node): a `process` with a Node version and no DOM. */
+function isNode(): boolean {
+  const g = globalThis as { process?: { versions?: { node?: unknown } }; document?: unknown };
+  return typeof g.process?.versions?.node === "string" && g.document === undefined;
+}
+
+/** The bytes of a file beside this module, read with `node:fs`. */
+async function readBeside(path: string): Promise<Uint8Array> {
+  // A specifier in a variable, with the bundlers' ignore comments: browser
+  // builds neither resolve nor bundle it (this runs only in Node).
+  const fs = "node:fs/promises";
+  const { readFile } = (await import(/* webpackIgnore: true */ /* @vite-ignore */ fs)) as {
+    readFile(url: URL): Promise<Uint8Array>;
+  };
+  return readFile(new URL(path, import.meta.url));
 }
 
 /** Whether the WebAssembly is loaded (`init()` resolved). */
