@@ -20,14 +20,114 @@
  * @module
  */
 import initWasm, { ValetClient as WasmClient, setErrorClass, type InitInput } from "./wasm/valet_wasm.js";
-import type { ConvoSummary, OpenConvoOptions, StartSessionResult, ValetClientOptions } from "./wasm/valet_wasm.js";
+import type { ConvoEvent, ConvoEventMap, ConvoEventsOptions, ConvoSummary, OpenConvoOptions, StartSessionResult, ValetClientOptions } from "./wasm/valet_wasm.js";
 import { ValetError } from "./error.js";
-import type { Convo } from "./wasm/valet_wasm.js";
+import { Convo as WasmConvo, type Convo } from "./wasm/valet_wasm.js";
 
 export type * from "./wasm/valet_wasm.js";
 export { Convo } from "./wasm/valet_wasm.js";
 export { ValetError } from "./error.js";
 export { convoStateOf, createConvoStore, type ChatMessage, type ConvoStore, type ConvoStoreOptions, type ConvoStoreState, type MessageStatus, type StoreError, type TypingIndicator, type TurnState, type CannotSend } from "./store.js";
+
+// Added to the generated `Convo` here, in JS (typed in the wasm's custom
+// TypeScript section): async iteration over its events, and `using` /
+// `await using`, which close it (the generated `[Symbol.dispose]` would
+// only free the handle, leaving the stream open until collected).
+{
+  type Proto = Record<string | symbol, unknown> & { close(): void };
+  const proto = WasmConvo.prototype as unknown as Proto;
+  const enders = new WeakMap<object, Set<(drop: boolean) => void>>();
+  const endAll = (convo: object) => {
+    for (const end of [...(enders.get(convo) ?? [])]) end(false);
+  };
+  const close = proto.close;
+  proto.close = function (this: Proto) {
+    close.call(this);
+    endAll(this);
+  };
+  proto.events = function (this: Convo, options?: ConvoEventsOptions) {
+    const all = Object.keys({ message: 0, typing: 0, convo_state: 0, turn_done: 0, ready: 0, closed: 0, error: 0, status: 0, role: 0 } satisfies Record<
+      keyof ConvoEventMap,
+      0
+    >) as (keyof ConvoEventMap)[];
+    const names = options?.events ?? all;
+    for (const n of names) {
+      if (!all.includes(n)) {
+        const error = new ValetError(`unknown event ${JSON.stringify(n)}; events: ${all.join(", ")}`);
+        error.code = "invalid_argument";
+        throw error;
+      }
+    }
+    const signal = options?.signal;
+    let queue: (ConvoEvent | undefined)[] = [];
+    let head = 0;
+    let wake: (() => void) | null = null;
+    let done = false;
+    const poke = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const on = this.on.bind(this) as (type: string, handler: (payload: unknown) => void) => () => void;
+    const offs = names.map((type) =>
+      on(type, (payload) => {
+        queue.push({ type, payload } as ConvoEvent);
+        poke();
+        // The SDK closed the convo itself: what is queued, then the end.
+        if (type === "status" && (payload as { status: string }).status === "closed") end(false);
+      }),
+    );
+    const end = (drop: boolean) => {
+      if (drop) {
+        queue = [];
+        head = 0;
+      }
+      if (!done) {
+        done = true;
+        for (const off of offs) off();
+        enders.get(this)?.delete(end);
+        signal?.removeEventListener("abort", abort);
+      }
+      poke();
+    };
+    const abort = () => end(true);
+    if (!enders.has(this)) enders.set(this, new Set());
+    enders.get(this)!.add(end);
+    if (signal?.aborted) end(true);
+    else signal?.addEventListener("abort", abort);
+    if (this.status === "closed") end(false);
+    const iterator: AsyncIterableIterator<ConvoEvent> = {
+      async next() {
+        while (head === queue.length && !done) await new Promise<void>((r) => (wake = r));
+        if (head === queue.length) return { value: undefined, done: true };
+        const value = queue[head]!;
+        queue[head++] = undefined;
+        if (head > 1024 && head * 2 > queue.length) {
+          queue = queue.slice(head);
+          head = 0;
+        }
+        return { value, done: false };
+      },
+      async return() {
+        end(true);
+        return { value: undefined, done: true };
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  };
+  const dispose = function (this: Proto) {
+    this.close();
+  };
+  if (typeof Symbol.dispose === "symbol") proto[Symbol.dispose] = dispose;
+  if (typeof Symbol.asyncDispose === "symbol") {
+    proto[Symbol.asyncDispose] = async function (this: Proto) {
+      this.close();
+    };
+  }
+}
 
 let loaded = false;
 let loading: Promise<void> | undefined;

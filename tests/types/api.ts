@@ -104,3 +104,25 @@ export async function bindings() {
   // @ts-expect-error: the refs are read-only
   v.status.value = "closed";
 }
+
+// Async iteration narrows on `type`; a filter narrows what is yielded.
+export async function iterate(valet: ValetClient, signal: AbortSignal) {
+  const convo = await valet.openConvo({ convoId: "c" });
+  for await (const ev of convo.events({ signal })) {
+    if (ev.type === "message") {
+      const text: string = ev.payload.message.content;
+      void text;
+    } else if (ev.type === "status") {
+      const st: string = ev.payload.status;
+      void st;
+    }
+  }
+  for await (const ev of convo.events({ events: ["turn_done"] })) {
+    const reason: "ok" | "blocked" | "rate_limited" | "closed" | "unavailable" | "temporary_failure" = ev.payload.reason;
+    void reason;
+  }
+  // @ts-expect-error: not an event of a convo
+  convo.events({ events: ["nope"] });
+  const dispose: () => Promise<void> = () => convo[Symbol.asyncDispose]();
+  void dispose;
+}

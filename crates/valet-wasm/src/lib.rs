@@ -106,16 +106,50 @@ export interface ValetError extends Error {
 declare global {
   /**
    * The generated classes have `[Symbol.dispose]()` (explicit resource
-   * management). Declared here, as TypeScript's `esnext.disposable` lib
-   * does, so a consumer's `lib` needs no more than `["es2022", "dom"]`.
+   * management), a convo `[Symbol.asyncDispose]()` too. Declared here, as
+   * TypeScript's `esnext.disposable` lib does, so a consumer's `lib` needs
+   * no more than `["es2022", "dom"]` for `using` and `await using`.
    */
   interface SymbolConstructor {
     readonly dispose: unique symbol;
+    readonly asyncDispose: unique symbol;
   }
+  /** As in `esnext.disposable`: what `using` takes. */
+  interface Disposable {
+    [Symbol.dispose](): void;
+  }
+  /** As in `esnext.disposable`: what `await using` takes. */
+  interface AsyncDisposable {
+    [Symbol.asyncDispose](): PromiseLike<void>;
+  }
+}
+
+/** What `convo.events()` yields: the event's name and its payload (narrow on `type`). */
+export type ConvoEvent<E extends keyof ConvoEventMap = keyof ConvoEventMap> = { [K in E]: { type: K; payload: ConvoEventMap[K] } }[E];
+
+/** The options of `convo.events()`. */
+export interface ConvoEventsOptions<E extends keyof ConvoEventMap = keyof ConvoEventMap> {
+  /** Ends the iteration (what was not consumed yet is dropped). */
+  signal?: AbortSignal;
+  /** Only these events (default: all of them). */
+  events?: readonly E[];
 }
 
 export interface Convo {
   /** Subscribes to an event; returns the unsubscribe function. */
   on<E extends keyof ConvoEventMap>(event: E, handler: (payload: ConvoEventMap[E]) => void): () => void;
+  /**
+   * The convo's events as an async iterator: `for await (const ev of
+   * convo.events({ signal })) { if (ev.type === "message") ... }`. Each
+   * iterator gets every event from the moment it is made (made in the task
+   * where `await openConvo(...)` returned, it gets the first `ready`), in
+   * order; events wait in it until consumed. It ends after the events
+   * before `close()`, at once on `signal`'s abort, and on `break`.
+   */
+  events<E extends keyof ConvoEventMap = keyof ConvoEventMap>(options?: ConvoEventsOptions<E>): AsyncIterableIterator<ConvoEvent<E>>;
+  /** `using convo = ...` closes it at the end of the block. */
+  [Symbol.dispose](): void;
+  /** `await using convo = await valet.openConvo(...)` closes it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 "#;
