@@ -56,3 +56,45 @@ test("the token is refreshed on a timer ahead of expiry, before any close forces
   await page.evaluate(() => window.t.convo.close());
   await page.close();
 });
+
+/** A page whose clock is `shiftMs` off (Date.now, which the SDK reads). */
+async function skewedPage(shiftMs) {
+  const page = await browser.context.newPage();
+  await page.addInitScript((shift) => {
+    const real = Date.now;
+    Date.now = () => real() + shift;
+  }, shiftMs);
+  await page.goto(`${site.origin}/sdk.html`);
+  await page.waitForFunction(() => window.sdkReady === true);
+  return page;
+}
+
+test("a device clock 20 minutes ahead: the fresh token is used (not 'expired'), messages flow, no refetch", async () => {
+  const page = await skewedPage(20 * 60_000);
+  await page.evaluate(
+    (args) => window.h.openRecorded(args),
+    { base: server.base, agentId: AGENT, sourceKey: "clock-ahead", jwt: { ttl: 900 } },
+  );
+  await page.evaluate(() => window.t.convo.send("what time is it?"));
+  await page.evaluate(() => window.h.until(() => window.t.rec.message.length >= 2, "the reply", 15000));
+  await page.waitForTimeout(2000);
+  const r = await page.evaluate(() => ({ calls: window.t.calls.count, errors: window.t.rec.error.length, status: window.t.convo.status }));
+  assert.deepEqual(r, { calls: 1, errors: 0, status: "connected" });
+  await page.evaluate(() => window.t.convo.close());
+  await page.close();
+});
+
+test("a device clock 10 minutes behind: the token is refreshed before the server's expiry, not after", async () => {
+  const page = await skewedPage(-10 * 60_000);
+  // 12 s tokens: by the server's clock the refresh is due at 6 s and the
+  // server closes the stream at 10 s; by the device's, 5 minutes later.
+  await page.evaluate(
+    (args) => window.h.openRecorded(args),
+    { base: server.base, agentId: AGENT, sourceKey: "clock-behind", jwt: { ttl: 12 } },
+  );
+  await page.evaluate(() => window.h.until(() => window.t.calls.count > 1, "a refresh", 15000));
+  const r = await page.evaluate(() => ({ closed: window.t.rec.closed.length, errors: window.t.rec.error.length }));
+  assert.deepEqual(r, { closed: 0, errors: 0 }, "refreshed before the server had to close the stream");
+  await page.evaluate(() => window.t.convo.close());
+  await page.close();
+});

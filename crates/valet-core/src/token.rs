@@ -16,6 +16,12 @@
 //!   if `fetchJwt` hands it back, that is an `auth` error, not a loop (defect 2).
 //! - `fetchJwt` throwing, timing out or returning junk is an `auth` error;
 //!   the caller retries with backoff.
+//! - Clock skew: `exp` is the server's time, so expiry decisions run on the
+//!   server's clock as the `Date` headers of its answers tell it
+//!   ([`ServerClock`]); a device whose clock is minutes off neither refetches
+//!   on every call nor lets its tokens lapse. Until a first answer tells the
+//!   server's time, a token that looks expired by the device's clock is used
+//!   (the server is the judge: a 401 refetches) and rechecked within 30 s.
 
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -88,11 +94,68 @@ pub fn redact(token: &str) -> String {
 /// The refresh lead: tokens are replaced this long before `exp`.
 pub const REFRESH_LEAD_MS: u64 = 5 * 60 * 1000;
 
+/// The server's clock as seen from the device: the offset to add to the
+/// device's time, from the `Date` header of the server's answers.
+///
+/// `Date` has one-second resolution, so an offset under
+/// [`ServerClock::MIN_SKEW_MS`] is noise and taken as 0; the offset moves
+/// only when a new reading differs by that much (a clock set, a sleep).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerClock {
+    offset_ms: i64,
+    known: bool,
+}
+
+impl ServerClock {
+    /// Skews smaller than this are not corrected.
+    pub const MIN_SKEW_MS: i64 = 5_000;
+
+    /// An answer's `Date` (`server_ms`, Unix ms, truncated to the second)
+    /// read at `local_ms`. Returns whether the offset changed.
+    pub fn observe(&mut self, local_ms: u64, server_ms: u64) -> bool {
+        self.known = true;
+        let estimate = server_ms as i64 + 500 - local_ms as i64;
+        let estimate = if estimate.abs() < Self::MIN_SKEW_MS { 0 } else { estimate };
+        let changed = (estimate - self.offset_ms).abs() >= Self::MIN_SKEW_MS;
+        if changed {
+            self.offset_ms = estimate;
+        }
+        changed
+    }
+
+    /// The server's time at the device's `local_ms`.
+    pub fn to_server(&self, local_ms: u64) -> u64 {
+        (local_ms as i64 + self.offset_ms).max(0) as u64
+    }
+
+    /// The device's time at the server's `server_ms`.
+    pub fn to_local(&self, server_ms: u64) -> u64 {
+        (server_ms as i64 - self.offset_ms).max(0) as u64
+    }
+
+    /// Server time minus device time, in ms (0 for a skew under
+    /// [`ServerClock::MIN_SKEW_MS`]).
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms
+    }
+
+    /// Whether an answer told the server's time yet.
+    pub fn known(&self) -> bool {
+        self.known
+    }
+}
+
+/// A token that looked expired before the server's time was known is
+/// rechecked this soon.
+const PROVISIONAL_MS: u64 = 30_000;
+
 #[derive(Debug, Clone)]
 struct Held {
     jwt: String,
+    /// `exp`, server time.
     exp_ms: u64,
-    refresh_at_ms: u64,
+    /// When it was fetched, device time.
+    fetched_local_ms: u64,
 }
 
 /// What to do to get a token.
@@ -124,6 +187,7 @@ pub struct TokenManager {
     held: Option<Held>,
     rejected: Vec<String>,
     in_flight: bool,
+    clock: ServerClock,
 }
 
 impl Default for TokenManager {
@@ -135,7 +199,36 @@ impl Default for TokenManager {
 impl TokenManager {
     /// No token yet.
     pub fn new() -> Self {
-        TokenManager { held: None, rejected: Vec::new(), in_flight: false }
+        TokenManager { held: None, rejected: Vec::new(), in_flight: false, clock: ServerClock::default() }
+    }
+
+    /// An answer's `Date` (Unix ms) read at the device's `now_ms`. Returns
+    /// whether the correction changed (then re-arm the refresh timer at
+    /// [`TokenManager::refresh_due_at`]).
+    pub fn observe_server_time(&mut self, now_ms: u64, server_ms: u64) -> bool {
+        self.clock.observe(now_ms, server_ms)
+    }
+
+    /// The server's clock as known so far.
+    pub fn server_clock(&self) -> ServerClock {
+        self.clock
+    }
+
+    /// Takes the server's clock as a host keeps it (one for every source
+    /// of a page, fed by every answer).
+    pub fn set_server_clock(&mut self, clock: ServerClock) {
+        self.clock = clock;
+    }
+
+    /// When `h` is due for replacement, server time: the refresh lead (or
+    /// half the lifetime it had when fetched) before `exp`; soon, for a
+    /// token that looked expired before the server's time was known.
+    fn refresh_at(&self, h: &Held) -> u64 {
+        let fetched = self.clock.to_server(h.fetched_local_ms);
+        if h.exp_ms <= fetched {
+            return fetched + PROVISIONAL_MS;
+        }
+        h.exp_ms - REFRESH_LEAD_MS.min((h.exp_ms - fetched) / 2)
     }
 
     /// A token for a request at `now_ms`. With `reject`, that token was
@@ -147,8 +240,9 @@ impl TokenManager {
         if self.in_flight {
             return TokenStep::Wait;
         }
+        let now = self.clock.to_server(now_ms);
         match &self.held {
-            Some(h) if now_ms < h.refresh_at_ms => TokenStep::Use(h.jwt.clone()),
+            Some(h) if now < self.refresh_at(h) => TokenStep::Use(h.jwt.clone()),
             _ => {
                 self.in_flight = true;
                 TokenStep::Fetch
@@ -209,26 +303,26 @@ impl TokenManager {
         let exp = exp_of(&jwt).map_err(|e| auth(format!("fetchJwt returned an unusable token: {e}")))?;
         let exp = exp.ok_or_else(|| auth("fetchJwt returned a token without `exp`".into()))?;
         let exp_ms = u64::try_from(exp).unwrap_or(0).saturating_mul(1000);
-        if exp_ms <= now_ms {
+        // Expired by the server's clock; by the device's alone, the server judges.
+        if exp_ms <= self.clock.to_server(now_ms) && self.clock.known() {
             return Err(auth("fetchJwt returned an expired token".into()));
         }
         if self.rejected.iter().any(|r| r == &jwt) {
             return Err(auth("fetchJwt returned the token the server just rejected".into()));
         }
-        let lifetime = exp_ms - now_ms;
-        let lead = REFRESH_LEAD_MS.min(lifetime / 2);
-        self.held = Some(Held { jwt: jwt.clone(), exp_ms, refresh_at_ms: exp_ms - lead });
+        self.held = Some(Held { jwt: jwt.clone(), exp_ms, fetched_local_ms: now_ms });
         Ok(jwt)
     }
 
-    /// When the held token should be replaced (for a refresh timer).
+    /// When the held token should be replaced, device time (for a refresh
+    /// timer).
     pub fn refresh_due_at(&self) -> Option<u64> {
-        self.held.as_ref().map(|h| h.refresh_at_ms)
+        self.held.as_ref().map(|h| self.clock.to_local(self.refresh_at(h)))
     }
 
-    /// The held token's expiry, in ms.
+    /// The held token's expiry, device time.
     pub fn expires_at(&self) -> Option<u64> {
-        self.held.as_ref().map(|h| h.exp_ms)
+        self.held.as_ref().map(|h| self.clock.to_local(h.exp_ms))
     }
 }
 
@@ -284,6 +378,7 @@ mod tests {
     fn junk_and_failures_are_auth_errors() {
         let mut m = TokenManager::new();
         let now = 1_000_000_000;
+        m.observe_server_time(now, now); // the server's clock is known: "expired" is sure
         for r in [
             Err(FetchFailure::Threw("boom".into())),
             Err(FetchFailure::TimedOut(10_000)),
@@ -297,6 +392,62 @@ mod tests {
             assert_eq!(e.code, ErrorCode::Auth, "{e}");
             assert!(!m.in_flight());
         }
+    }
+
+    const MIN: u64 = 60_000;
+
+    /// A device 20 minutes ahead: by its clock a fresh 15-minute token is
+    /// already expired. Before any answer it is used (the server judges),
+    /// and once an answer's `Date` is read, the refresh is 5 minutes before
+    /// the server's `exp`; no refetch before then.
+    #[test]
+    fn a_device_clock_ahead_neither_refetches_nor_rejects_good_tokens() {
+        let server_now = 1_800_000_000_000;
+        let local = server_now + 20 * MIN;
+        let mut m = TokenManager::new();
+        m.request(local, None);
+        let tok = jwt_exp(server_now / 1000 + 15 * 60, "fresh");
+        assert_eq!(m.fetched(local, Ok(tok.clone())), Ok(tok.clone()), "used, not an error");
+        assert_eq!(m.refresh_due_at(), Some(local + 30_000), "rechecked soon while the server's time is unknown");
+        assert!(m.observe_server_time(local + 50, server_now + 50 - 300), "the first answer's Date");
+        let due = m.refresh_due_at().unwrap();
+        let want = local + 10 * MIN; // exp - 5 min, in device time
+        assert!(due.abs_diff(want) < 1_000, "due {} ms after fetch, want ~{}", due - local, want - local);
+        assert_eq!(m.request(local + 9 * MIN, None), TokenStep::Use(tok.clone()), "no refetch before the lead");
+        assert_eq!(m.request(local + 10 * MIN + 1_000, None), TokenStep::Fetch);
+        // A token that is expired by the server's clock is an error again.
+        let stale = jwt_exp(server_now / 1000 - 60, "stale");
+        assert_eq!(m.fetched(local + 10 * MIN + 1_000, Ok(stale)).unwrap_err().code, ErrorCode::Auth);
+    }
+
+    /// A device 10 minutes behind would refresh 5 minutes after the token
+    /// expired; corrected, it refreshes 5 minutes before.
+    #[test]
+    fn a_device_clock_behind_refreshes_before_the_server_expiry() {
+        let server_now = 1_800_000_000_000;
+        let local = server_now - 10 * MIN;
+        let mut m = TokenManager::new();
+        m.observe_server_time(local, server_now);
+        m.request(local, None);
+        m.fetched(local, Ok(jwt_exp(server_now / 1000 + 15 * 60, "t"))).unwrap();
+        let due = m.refresh_due_at().unwrap();
+        assert!(due.abs_diff(local + 10 * MIN) < 1_000, "due {} min after fetch", (due - local) / MIN);
+        assert!(m.expires_at().unwrap().abs_diff(local + 15 * MIN) < 1_000);
+    }
+
+    #[test]
+    fn small_skews_are_noise_and_the_offset_moves_only_on_a_real_change() {
+        let mut c = ServerClock::default();
+        assert!(!c.known());
+        assert!(!c.observe(1_000_000, 1_002_000), "2 s: within a Date's resolution and latency");
+        assert_eq!((c.offset_ms(), c.known()), (0, true));
+        assert!(c.observe(1_000_000, 1_600_000));
+        assert_eq!(c.offset_ms(), 600_500);
+        assert!(!c.observe(2_000_000, 2_601_000), "a second off: kept");
+        assert_eq!(c.to_server(2_000_000), 2_600_500);
+        assert_eq!(c.to_local(2_600_500), 2_000_000);
+        assert!(c.observe(3_000_000, 3_000_000), "the clock was set right");
+        assert_eq!(c.offset_ms(), 0);
     }
 
     fn jwt(payload: &str) -> String {

@@ -87,7 +87,8 @@ fn cors(config: Arc<Config>) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([header::RETRY_AFTER])
+        // `Date`: the SDK corrects token expiry for a device clock that is off.
+        .expose_headers([header::RETRY_AFTER, header::DATE])
         .max_age(Duration::from_secs(600))
 }
 

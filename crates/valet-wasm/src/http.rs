@@ -80,7 +80,12 @@ pub async fn send(
     }
     let request = Request::new_with_str_and_init(url, &init).map_err(|e| describe(&e))?;
     let response = JsFuture::from(global_fetch(&request)).await.map_err(|e| describe(&e))?;
-    response.dyn_into::<Response>().map_err(|_| "fetch did not return a Response".to_owned())
+    let response = response.dyn_into::<Response>().map_err(|_| "fetch did not return a Response".to_owned())?;
+    // The server's clock, for token expiry (needs `Access-Control-Expose-Headers: Date` cross-origin).
+    if let Ok(Some(date)) = response.headers().get("date") {
+        crate::tokens::observe_server_date(&date);
+    }
+    Ok(response)
 }
 
 /// Reads a response's body as text (empty on failure).

@@ -2,7 +2,11 @@
 //!
 //! It calls the app's `fetchJwt()` (capped by `fetchJwtTimeoutMs`), hands
 //! the result to every waiter of the single flight, and keeps a refresh
-//! timer ahead of expiry while any convo is open.
+//! timer ahead of expiry while any convo is open. The server's clock, from
+//! the `Date` of every answer ([`observe_server_date`]), is the page's one
+//! `ServerClock`, which each source takes before it decides; the refresh
+//! timer wakes at least once a minute to take a corrected clock into
+//! account.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -12,7 +16,7 @@ use futures_util::future::{select, Either};
 use gloo_timers::callback::Timeout;
 use gloo_timers::future::TimeoutFuture;
 use valet_core::error::{ClientError, ErrorCode};
-use valet_core::token::{FetchFailure, TokenManager, TokenStep};
+use valet_core::token::{FetchFailure, ServerClock, TokenManager, TokenStep};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -65,6 +69,26 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+thread_local! {
+    /// The server's clock as the page's answers tell it.
+    static CLOCK: Cell<ServerClock> = Cell::new(ServerClock::default());
+}
+
+/// An answer's `Date` header: the page's server clock takes it.
+pub fn observe_server_date(date: &str) {
+    let server_ms = js_sys::Date::parse(date);
+    if server_ms.is_finite() && server_ms > 0.0 {
+        CLOCK.with(|c| {
+            let mut clock = c.get();
+            clock.observe(now_ms(), server_ms as u64);
+            c.set(clock);
+        });
+    }
+}
+
+/// The refresh timer wakes at least this often (to follow a corrected clock).
+const REFRESH_CHECK_MS: u64 = 60_000;
+
 fn describe(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
@@ -92,7 +116,7 @@ impl TokenSource {
     /// A token (cached, or fetched once for all concurrent callers). With
     /// `reject`, the server refused that token: it is never returned again.
     pub async fn get(&self, reject: Option<String>) -> Result<String, ClientError> {
-        let step = self.manager.borrow_mut().request(now_ms(), reject.as_deref());
+        let step = self.manager().request(now_ms(), reject.as_deref());
         match step {
             TokenStep::Use(t) => Ok(t),
             TokenStep::Fetch => {
@@ -105,6 +129,13 @@ impl TokenSource {
                 rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
             }
         }
+    }
+
+    /// The manager, with the page's server clock.
+    fn manager(&self) -> std::cell::RefMut<'_, TokenManager> {
+        let mut m = self.manager.borrow_mut();
+        m.set_server_clock(CLOCK.with(Cell::get));
+        m
     }
 
     fn wait(&self) -> oneshot::Receiver<Result<String, ClientError>> {
@@ -128,12 +159,16 @@ impl TokenSource {
         if self.active.get() == 0 || self.refresh.borrow().is_some() {
             return;
         }
-        let Some(due) = self.manager.borrow().refresh_due_at() else { return };
-        let delay = due.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
+        let Some(due) = self.manager().refresh_due_at() else { return };
+        let delay = due.saturating_sub(now_ms()).min(REFRESH_CHECK_MS) as u32;
         let this = self.this.clone();
         *self.refresh.borrow_mut() = Some(Timeout::new(delay, move || {
             if let Some(s) = this.upgrade() {
                 s.refresh.borrow_mut().take();
+                // Not due yet (a check, or the clock was corrected): wait on.
+                if s.manager().refresh_due_at().is_some_and(|due| due > now_ms()) {
+                    return s.arm_refresh();
+                }
                 if s.manager.borrow_mut().begin_refresh() {
                     s.log.log("refreshing the token ahead of expiry");
                     s.spawn_fetch();
@@ -152,7 +187,7 @@ impl TokenSource {
         self.fetches.set(self.fetches.get() + 1);
         wasm_bindgen_futures::spawn_local(async move {
             let raw = this.call_fetch_jwt().await;
-            let result = this.manager.borrow_mut().fetched_with(now_ms(), raw, jwt_exp_of);
+            let result = this.manager().fetched_with(now_ms(), raw, jwt_exp_of);
             if this.hook.is_set() {
                 let ok = if result.is_ok() { "true" } else { "false" };
                 this.hook.call("token_refresh", &format!("{{\"ok\":{ok}}}"));
