@@ -18,10 +18,13 @@ function recordingClient() {
         role: "leader",
         closed: 0,
         on(event, h) {
-          handlers.set(event, h);
-          return () => handlers.delete(event);
+          if (!handlers.has(event)) handlers.set(event, new Set());
+          handlers.get(event).add(h);
+          return () => handlers.get(event).delete(h);
         },
-        emit: (event, payload) => handlers.get(event)?.(payload),
+        emit: (event, payload) => {
+          for (const h of [...(handlers.get(event) ?? [])]) h(payload);
+        },
         send: async () => {},
         close() {
           this.closed += 1;
@@ -31,6 +34,11 @@ function recordingClient() {
       return convo;
     },
     listConvos: async () => [],
+    sessions: 0,
+    async startSession() {
+      this.sessions += 1;
+      return { convoId: `new-${this.sessions}`, lockout: null };
+    },
   };
 }
 
@@ -65,4 +73,41 @@ test("Vue useConvo: follows convoId, shares stores, closes with its scope", asyn
   await settle();
   assert.deepEqual(client.convos.map((c) => c.closed), [1, 1], "both convos closed with the scope");
   await assert.rejects(chat.send("late"), (e) => e.code === "closed");
+});
+
+test('Vue useConvo: convoId "new" starts one session; a promise of an id is awaited; the callbacks get the events', async () => {
+  globalThis.window ??= globalThis;
+  const { useConvo } = await import("@valet.red/sdk/vue");
+  const client = recordingClient();
+  const got = { message: [], turnDone: [], error: [], events: [] };
+  const scope = effectScope();
+  const chat = scope.run(() =>
+    useConvo({
+      client,
+      convoId: "new",
+      onMessage: (e) => got.message.push(e.message.id),
+      onTurnDone: (e) => got.turnDone.push(e.reason),
+      onError: (e) => got.error.push(e.reason),
+      onEvent: (e) => got.events.push(e.type),
+    }),
+  );
+  await settle();
+  assert.equal(client.sessions, 1, "one session started");
+  assert.equal(chat.convoId.value, "new-1");
+  const convo = client.convos[0];
+  convo.emit("message", { message: { id: "m1", from: "ai_agent", content: "hi", created_at: "2026-11-21T10:00:00Z" } });
+  convo.emit("turn_done", { type: "turn_done", reason: "ok", convo_id: "new-1", at: 1 });
+  convo.emit("error", { type: "error", reason: "temporary_failure", convo_id: "new-1", at: 2 });
+  assert.deepEqual(got, { message: ["m1"], turnDone: ["ok"], error: ["temporary_failure"], events: ["message", "turn_done", "error"] });
+  assert.deepEqual(chat.messages.value.map((m) => m.content), ["hi"], "the store still renders them");
+
+  const found = scope.run(() => useConvo({ client, convoId: () => Promise.resolve("found-1") }));
+  await settle();
+  assert.equal(found.convoId.value, "found-1", "a getter's promise is awaited");
+  assert.equal(client.sessions, 1);
+  scope.stop();
+  await settle();
+  assert.deepEqual(client.convos.map((c) => c.closed), [1, 1]);
+  convo.emit("message", { message: { id: "m2", from: "ai_agent", content: "late", created_at: "2026-11-21T10:00:01Z" } });
+  assert.deepEqual(got.message, ["m1"], "no callback after the scope ended");
 });

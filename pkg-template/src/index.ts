@@ -146,7 +146,7 @@ export function init(source?: InitInput | Promise<InitInput>): Promise<void> {
   if (loaded) return Promise.resolve();
   if (!loading) {
     // Node's fetch can not read a `file:` URL: read the file next to the glue.
-    if (source === undefined && isNode()) source = readBeside("./wasm/valet_wasm_bg.wasm");
+    if (source === undefined && isNode()) source = readWasmInNode();
     loading = initWasm(source === undefined ? undefined : { module_or_path: source }).then(
       () => {
         setErrorClass(ValetError);
@@ -167,15 +167,16 @@ function isNode(): boolean {
   return typeof g.process?.versions?.node === "string" && g.document === undefined;
 }
 
-/** The bytes of a file beside this module, read with `node:fs`. */
-async function readBeside(path: string): Promise<Uint8Array> {
+/** The wasm beside this module, read with `node:fs`. */
+async function readWasmInNode(): Promise<Uint8Array> {
   // A specifier in a variable, with the bundlers' ignore comments: browser
   // builds neither resolve nor bundle it (this runs only in Node).
   const fs = "node:fs/promises";
   const { readFile } = (await import(/* webpackIgnore: true */ /* @vite-ignore */ fs)) as {
     readFile(url: URL): Promise<Uint8Array>;
   };
-  return readFile(new URL(path, import.meta.url));
+  // The same literal URL as the glue's, so bundlers see one asset.
+  return readFile(new URL("./wasm/valet_wasm_bg.wasm", import.meta.url));
 }
 
 /** Whether the WebAssembly is loaded (`init()` resolved). */

@@ -15,22 +15,52 @@
  * Nothing runs during server-side rendering: the snapshot there is the
  * initial `connecting` state.
  *
+ * `convoId` may also be `"new"` (a convo started with `startSession()`) or a
+ * function that finds or starts one (e.g. the user's open convo from
+ * `listConvos()`): either runs once per mount, Strict Mode's double mount
+ * included. `onMessage`, `onTurnDone`, `onError` (and `onEvent` for any
+ * event) are called with the events, the latest ones passed in: no need to
+ * memoize them.
+ *
  * @module
  */
-import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
-import type { LockoutSnapshot, SendOptions } from "./wasm/valet_wasm.js";
-import { initialConvoState, notOpen, retainConvoStore, type ConvoOpener, type ConvoStore, type ConvoStoreState } from "./store.js";
+import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
+import type { ConvoErrorPayload, ConvoEvent, LockoutSnapshot, MessageEvent, SendOptions, TurnDoneEvent } from "./wasm/valet_wasm.js";
+import {
+  initialConvoState,
+  notOpen,
+  resolveConvoSpec,
+  retainConvoStore,
+  type ConvoOpener,
+  type ConvoSpec,
+  type ConvoStore,
+  type ConvoStoreState,
+  type SessionStarter,
+} from "./store.js";
+import type { ValetError } from "./error.js";
 
-export type { CannotSend, ChatMessage, ConvoStore, ConvoStoreState, MessageStatus, StoreError, TurnState, TypingIndicator } from "./store.js";
+export type { CannotSend, ChatMessage, ConvoSpec, ConvoStore, ConvoStoreState, MessageStatus, StoreError, TurnState, TypingIndicator } from "./store.js";
 
 /** Options of {@link useConvo}. */
 export interface UseConvoOptions {
   /** The `ValetClient` (create it once, outside render). */
-  client: ConvoOpener;
-  /** The convo to show; while `null`/`undefined` nothing is opened. */
-  convoId: string | null | undefined;
+  client: ConvoOpener & SessionStarter;
+  /**
+   * The convo to show: its id; `"new"` to start one (`startSession()`, once
+   * per mount); or a function returning (a promise of) an id, called once
+   * per mount. While `null`/`undefined` nothing is opened.
+   */
+  convoId: ConvoSpec;
   /** The user's lockout from `startSession()`, read when the convo opens: while locked out, `canSend` is `false`. */
   lockout?: LockoutSnapshot | null;
+  /** Each message, once, in order (history included: `from_reconcile`). */
+  onMessage?: (event: MessageEvent) => void;
+  /** The agent's turn ended. */
+  onTurnDone?: (event: TurnDoneEvent) => void;
+  /** An SDK failure or a server `error` frame (`"reason" in event`). */
+  onError?: (event: ConvoErrorPayload) => void;
+  /** Every event, as `convo.events()` yields them. */
+  onEvent?: (event: ConvoEvent) => void;
 }
 
 /** What {@link useConvo} returns: the store's state and its actions. */
@@ -43,29 +73,77 @@ export interface UseConvoResult extends ConvoStoreState {
   close(): void;
   /** The underlying store, `null` before the first effect. */
   store: ConvoStore | null;
+  /** `"new"` or a function: the convo it resolved to, once known. */
+  resolvedConvoId: string | null;
 }
 
 const noSubscribe = () => () => {};
 const initial = () => initialConvoState;
 
 /** A convo's live state; see the module documentation. */
-export function useConvo({ client, convoId, lockout }: UseConvoOptions): UseConvoResult {
+export function useConvo(options: UseConvoOptions): UseConvoResult {
+  const { client, convoId, lockout } = options;
   const [store, setStore] = useState<ConvoStore | null>(null);
+  const [resolved, setResolved] = useState<{ convoId: string; lockout?: LockoutSnapshot | null } | null>(null);
+  const [resolveError, setResolveError] = useState<ValetError | null>(null);
+  // The latest callbacks, read when an event comes (no re-subscription).
+  const callbacks = useRef(options);
+  callbacks.current = options;
+  // "new" or a function: resolved once per mount; Strict Mode's second
+  // effect finds the first one's promise here and reuses it.
+  const kind = typeof convoId === "function" ? "function" : convoId === "new" ? "new" : null;
+  const pending = useRef<{ client: unknown; kind: string; promise: ReturnType<typeof resolveConvoSpec> } | null>(null);
 
   useEffect(() => {
-    if (!client || !convoId) {
+    if (!kind || !client || convoId == null) return;
+    if (!pending.current || pending.current.client !== client || pending.current.kind !== kind) {
+      pending.current = { client, kind, promise: resolveConvoSpec(client, convoId) };
+    }
+    let live = true;
+    pending.current.promise.then(
+      (r) => live && setResolved(r),
+      (e: ValetError) => live && setResolveError(e),
+    );
+    return () => {
+      live = false;
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- a function is called once per mount, whatever its identity
+  }, [client, kind]);
+
+  const id = kind ? (resolved?.convoId ?? null) : (convoId as string | null | undefined);
+  const openLockout = kind ? (resolved?.lockout ?? lockout) : lockout;
+
+  useEffect(() => {
+    if (!client || !id) {
       setStore(null);
       return;
     }
-    const { store: held, release } = retainConvoStore(client, convoId, lockout);
+    const { store: held, release } = retainConvoStore(client, id, openLockout);
     setStore(held);
     return release;
     // eslint-disable-next-line react-hooks/exhaustive-deps -- the lockout is read when the convo opens
-  }, [client, convoId]);
+  }, [client, id]);
+
+  useEffect(() => {
+    if (!store) return;
+    const cb = callbacks;
+    const offs = [
+      store.on("message", (e) => cb.current.onMessage?.(e)),
+      store.on("turn_done", (e) => cb.current.onTurnDone?.(e)),
+      store.on("error", (e) => cb.current.onError?.(e)),
+      ...(["message", "typing", "convo_state", "turn_done", "ready", "closed", "error", "status", "role"] as const).map((type) =>
+        store.on(type, (payload) => cb.current.onEvent?.({ type, payload } as ConvoEvent)),
+      ),
+    ];
+    return () => {
+      for (const off of offs) off();
+    };
+  }, [store]);
 
   const state = useSyncExternalStore(store ? store.subscribe : noSubscribe, store ? store.getState : initial, initial);
   const send = useCallback((text: string, options?: SendOptions) => (store ? store.send(text, options) : notOpen()), [store]);
   const retry = useCallback((key: string) => (store ? store.retry(key) : notOpen()), [store]);
   const close = useCallback(() => store?.close(), [store]);
-  return { ...state, send, retry, close, store };
+  const shown = !store && resolveError ? { ...state, status: "stopped" as const, error: resolveError } : state;
+  return { ...shown, send, retry, close, store, resolvedConvoId: kind ? (resolved?.convoId ?? null) : null };
 }

@@ -15,6 +15,7 @@ import type {
   Author,
   Convo,
   ConvoErrorPayload,
+  ConvoEventMap,
   MessageEvent,
   ConvoState,
   ConvoSummary,
@@ -150,6 +151,12 @@ export interface ConvoStore {
   close(): void;
   /** The convo once open, else `null`. */
   readonly convo: Convo | null;
+  /**
+   * Subscribes to the convo's events (as `convo.on`), before or after it
+   * opened: what the app does on an event besides rendering (a sound, a
+   * notification, analytics). Returns the unsubscribe function.
+   */
+  on<E extends keyof ConvoEventMap>(event: E, handler: (payload: ConvoEventMap[E]) => void): () => void;
 }
 
 const INITIAL: ConvoStoreState = Object.freeze({
@@ -214,6 +221,19 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
   let stateEvent = false;
   let everConnected = false;
   const listeners = new Set<(state: ConvoStoreState) => void>();
+  // The app's own event handlers (`store.on`), by event.
+  const taps = new Map<string, Set<(payload: never) => void>>();
+  const tap = (event: string, payload: unknown): void => {
+    for (const h of [...(taps.get(event) ?? [])]) {
+      try {
+        (h as (p: unknown) => void)(payload);
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+  };
   const unsubscribes: Array<() => void> = [];
   // Server messages in delivery order (the SDK delivers each once, in order).
   const received: ChatMessage[] = [];
@@ -319,6 +339,8 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
         publish(patch);
       }),
       c.on("role", ({ role }) => publish({ role })),
+      // After the store's own handlers: the app's see the state they produced.
+      ...TAPPED.map((event) => c.on(event, (payload: unknown) => tap(event, payload))),
     );
     const status = c.status;
     if (status === "connected") everConnected = true;
@@ -413,8 +435,53 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
     get convo() {
       return current;
     },
+    on(event, handler) {
+      let set = taps.get(event);
+      if (!set) taps.set(event, (set = new Set()));
+      const entry = handler as (payload: never) => void;
+      set.add(entry);
+      return () => {
+        set.delete(entry);
+      };
+    },
   };
   return store;
+}
+
+/** The events `store.on` forwards. */
+const TAPPED = ["message", "typing", "convo_state", "turn_done", "ready", "closed", "error", "status", "role"] as const satisfies readonly (keyof ConvoEventMap)[];
+
+/** How a binding is told which convo to show. */
+export type ConvoSpec =
+  | string
+  | "new"
+  | (() => string | { convoId: string; lockout?: LockoutSnapshot | null } | PromiseLike<string | { convoId: string; lockout?: LockoutSnapshot | null }>)
+  | null
+  | undefined;
+
+/** What a binding needs of the client to start a convo (`convoId: "new"`). */
+export interface SessionStarter {
+  startSession?(): Promise<{ convoId: string; lockout?: LockoutSnapshot | null }>;
+}
+
+/**
+ * Resolves `"new"` (a session started with `startSession()`, its lockout
+ * kept) or a function (called, awaited) to a convo id; a string is itself.
+ */
+export async function resolveConvoSpec(
+  client: ConvoOpener & SessionStarter,
+  spec: Exclude<ConvoSpec, null | undefined>,
+): Promise<{ convoId: string; lockout?: LockoutSnapshot | null }> {
+  if (typeof spec === "function") {
+    const r = await spec();
+    return typeof r === "string" ? { convoId: r } : r;
+  }
+  if (spec === "new") {
+    if (!client.startSession) throw valetError("invalid_argument", 'convoId "new" needs a client with startSession()');
+    const { convoId, lockout } = await client.startSession();
+    return { convoId, lockout };
+  }
+  return { convoId: spec };
 }
 
 /** The rejection of an action of a framework binding with no convo open. */

@@ -15,14 +15,21 @@
  * when the component unmounts (shared with other components showing the
  * same convo of the same client).
  *
+ * `convoId` may also be `"new"` (a convo started with `startSession()`) or
+ * a getter returning a promise of an id (e.g. the user's open convo from
+ * `listConvos()`, else a new one). `onMessage`, `onTurnDone`, `onError` and
+ * `onEvent` are called with the events.
+ *
  * @module
  */
 import { getCurrentInstance, getCurrentScope, onMounted, onScopeDispose, shallowRef, toValue, watch, type MaybeRefOrGetter, type Ref } from "vue";
-import type { ConvoState, LockoutSnapshot, SendOptions, Status } from "./wasm/valet_wasm.js";
+import type { ConvoErrorPayload, ConvoEvent, ConvoState, LockoutSnapshot, MessageEvent, SendOptions, Status, TurnDoneEvent } from "./wasm/valet_wasm.js";
 import {
   initialConvoState,
   notOpen,
+  resolveConvoSpec,
   retainConvoStore,
+  type SessionStarter,
   type ChatMessage,
   type ConvoOpener,
   type ConvoStore,
@@ -38,11 +45,22 @@ export type { CannotSend, ChatMessage, ConvoStore, ConvoStoreState, MessageStatu
 /** Options of {@link useConvo}. */
 export interface UseConvoOptions {
   /** The `ValetClient` (create it once, outside components). */
-  client: ConvoOpener;
-  /** The convo to show (a value, ref or getter); while empty nothing is opened. */
-  convoId: MaybeRefOrGetter<string | null | undefined>;
+  client: ConvoOpener & SessionStarter;
+  /**
+   * The convo to show (a value, ref or getter): its id, `"new"` to start one
+   * (`startSession()`), or a promise of an id; while empty nothing is opened.
+   */
+  convoId: MaybeRefOrGetter<string | null | undefined | PromiseLike<string>>;
   /** The user's lockout from `startSession()`, read when a convo opens: while locked out, `canSend` is `false`. */
   lockout?: LockoutSnapshot | null;
+  /** Each message, once, in order (history included: `from_reconcile`). */
+  onMessage?: (event: MessageEvent) => void;
+  /** The agent's turn ended. */
+  onTurnDone?: (event: TurnDoneEvent) => void;
+  /** An SDK failure or a server `error` frame (`"reason" in event`). */
+  onError?: (event: ConvoErrorPayload) => void;
+  /** Every event, as `convo.events()` yields them. */
+  onEvent?: (event: ConvoEvent) => void;
 }
 
 /** What {@link useConvo} returns: one read-only ref per state field, and the actions. */
@@ -72,7 +90,8 @@ export interface UseConvoResult {
 const FIELDS = ["convoId", "messages", "typing", "convoState", "convoStateText", "turn", "canSend", "cannotSend", "status", "role", "error", "reconnects"] as const;
 
 /** A convo's live state; see the module documentation. */
-export function useConvo({ client, convoId, lockout }: UseConvoOptions): UseConvoResult {
+export function useConvo(options: UseConvoOptions): UseConvoResult {
+  const { client, convoId, lockout } = options;
   const state = shallowRef<ConvoStoreState>(initialConvoState);
   const refs = Object.fromEntries(FIELDS.map((f) => [f, shallowRef(initialConvoState[f])])) as {
     [K in (typeof FIELDS)[number]]: Ref<ConvoStoreState[K]>;
@@ -88,18 +107,43 @@ export function useConvo({ client, convoId, lockout }: UseConvoOptions): UseConv
     }
   }
 
-  function open(id: string | null | undefined): void {
+  let generation = 0;
+  function open(spec: string | null | undefined | PromiseLike<string>): void {
+    const mine = ++generation;
     stop?.();
     stop = null;
     store = null;
-    if (!id) {
+    if (!spec) {
       show(initialConvoState);
       return;
     }
-    const { store: held, release } = retainConvoStore(client, id, lockout);
+    if (typeof spec !== "string" || spec === "new") {
+      // Resolved first; a newer convoId meanwhile wins.
+      show(initialConvoState);
+      const resolving = typeof spec === "string" ? resolveConvoSpec(client, spec) : Promise.resolve(spec).then((convoId) => ({ convoId, lockout }));
+      resolving.then(
+        (r) => mine === generation && attach(r.convoId, r.lockout ?? lockout),
+        (error: StoreError) => mine === generation && show({ ...initialConvoState, status: "stopped", error }),
+      );
+      return;
+    }
+    attach(spec, lockout);
+  }
+
+  function attach(id: string, openLockout: LockoutSnapshot | null | undefined): void {
+    const { store: held, release } = retainConvoStore(client, id, openLockout);
     store = held;
     const unsubscribe = held.subscribe(show); // called at once with the snapshot, then on each change
+    const offs = [
+      held.on("message", (e) => options.onMessage?.(e)),
+      held.on("turn_done", (e) => options.onTurnDone?.(e)),
+      held.on("error", (e) => options.onError?.(e)),
+      ...(["message", "typing", "convo_state", "turn_done", "ready", "closed", "error", "status", "role"] as const).map((type) =>
+        held.on(type, (payload) => options.onEvent?.({ type, payload } as ConvoEvent)),
+      ),
+    ];
     stop = () => {
+      for (const off of offs) off();
       unsubscribe();
       release();
     };
@@ -115,6 +159,7 @@ export function useConvo({ client, convoId, lockout }: UseConvoOptions): UseConv
   else if (typeof window !== "undefined") start();
   if (getCurrentScope()) {
     onScopeDispose(() => {
+      generation++;
       stop?.();
       stop = null;
     });

@@ -82,6 +82,11 @@ async function converse(page, text) {
 // convo it opens: with tab election hiding a second stream of the same tab,
 // this is what counts a double open.
 let lists = 0;
+let sessionsBefore = 0;
+/** Convos started (POST /sessions) since the example's page opened. */
+async function sessionsStarted() {
+  return ((await server.stats()).requests.sessions ?? 0) - sessionsBefore;
+}
 async function convosOpenedByHook() {
   return ((await server.stats()).requests.list_convos ?? 0) - lists;
 }
@@ -91,6 +96,7 @@ async function runExample(url, name) {
   await server.waitStats("no stream left from an earlier example", (s) => s.live_streams === 0);
   const start = await server.stats();
   const opened = start.streams_opened_total;
+  sessionsBefore = start.requests.sessions ?? 0;
   lists = start.requests.list_convos ?? 0;
   const { page, errors } = await openPage(url);
   await waitConnected(page);
@@ -127,6 +133,7 @@ test("React (Vite production build): one stream, closed on unmount", async () =>
   const origin = await serve("react/dist");
   const { page, errors, opened } = await runExample(`${origin}/?api=${server.base}`, "react");
   await unmountAndRemount(page, opened);
+  assert.equal(await sessionsStarted(), 1, "useConvo's convoId function started one convo; the remount found it again");
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -165,7 +172,9 @@ async function viteDev(dir) {
 test("React under `vite dev` (Strict Mode mounts twice): one stream per mount, closed on unmount", async () => {
   const origin = await viteDev("react");
   const { page, errors, opened } = await runExample(`${origin}/?api=${server.base}`, "react dev");
+  assert.equal(await sessionsStarted(), 1, "Strict Mode's double mount started one convo, not two");
   await unmountAndRemount(page, opened);
+  assert.equal(await sessionsStarted(), 1, "the remount found this tab's convo again");
   assert.deepEqual(errors, []);
   await page.close();
 });

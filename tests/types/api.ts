@@ -126,3 +126,26 @@ export async function iterate(valet: ValetClient, signal: AbortSignal) {
   const dispose: () => Promise<void> = () => convo[Symbol.asyncDispose]();
   void dispose;
 }
+
+// Getting the convo in the hooks, and their callbacks.
+export function hooks(valet: ValetClient) {
+  const r = useReactConvo({
+    client: valet,
+    convoId: "new",
+    onMessage: (e) => void e.message.content,
+    onTurnDone: (e) => void e.reason,
+    onError: (e) => void ("reason" in e ? e.reason : e.error.code),
+    onEvent: (e) => void (e.type === "status" ? e.payload.status : e.type),
+  });
+  const resolved: string | null = r.resolvedConvoId;
+  void resolved;
+  useReactConvo({ client: valet, convoId: async () => (await valet.startSession()).convoId });
+  useReactConvo({ client: valet, convoId: () => "c" });
+  // @ts-expect-error: an id, "new" or a function
+  useReactConvo({ client: valet, convoId: 42 });
+  useVueConvo({ client: valet, convoId: "new", onTurnDone: (e) => void e.reason });
+  useVueConvo({ client: valet, convoId: () => valet.startSession().then((s) => s.convoId) });
+  const store = createConvoStore(valet.openConvo({ convoId: "c" }));
+  const off: () => void = store.on("turn_done", (e) => void e.reason);
+  off();
+}

@@ -3,7 +3,7 @@
 // (The browser tests run the same store over the real SDK and server.)
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createConvoStore, retainConvoStore } from "../../pkg/store.js";
+import { createConvoStore, resolveConvoSpec, retainConvoStore } from "../../pkg/store.js";
 
 /** A Convo's surface: on/emit, send (resolved or refused by the test), close. */
 class ScriptedConvo {
@@ -349,4 +349,34 @@ test("canSend: false from the start while the user is locked out (startSession's
   assert.equal(forever.getState().canSend, false);
   const lapsed = createConvoStore(new ScriptedConvo(), { lockout: lockout(past) });
   assert.equal(lapsed.getState().canSend, true);
+});
+
+test("store.on: handlers registered before the convo opens get its events after the store's state changed; off stops them", async () => {
+  const convo = new ScriptedConvo();
+  let resolve;
+  const store = createConvoStore(new Promise((ok) => (resolve = ok)));
+  const seen = [];
+  const off = store.on("message", (e) => seen.push([e.message.id, store.getState().messages.length]));
+  store.on("turn_done", (e) => seen.push(["turn_done", e.reason]));
+  resolve(convo);
+  await tick();
+  convo.deliver("m1", "ai_agent", "hi");
+  convo.emit("turn_done", { type: "turn_done", reason: "ok" });
+  off();
+  convo.deliver("m2", "ai_agent", "again");
+  await tick();
+  assert.deepEqual(seen, [["m1", 1], ["turn_done", "ok"]], "the state had the message when the handler ran; none after off()");
+  store.close();
+  assert.equal(convo.listeners(), 0, "close() drops the store's handlers on the convo");
+});
+
+test('resolveConvoSpec: an id is itself, "new" starts a session (with its lockout), a function is called', async () => {
+  const lockout = { locked: false };
+  const client = { starts: 0, async startSession() { this.starts++; return { convoId: "n1", lockout }; }, openConvo() {} };
+  assert.deepEqual(await resolveConvoSpec(client, "c9"), { convoId: "c9" });
+  assert.deepEqual(await resolveConvoSpec(client, "new"), { convoId: "n1", lockout });
+  assert.deepEqual(await resolveConvoSpec(client, async () => "f1"), { convoId: "f1" });
+  assert.deepEqual(await resolveConvoSpec(client, () => ({ convoId: "f2", lockout: null })), { convoId: "f2", lockout: null });
+  assert.equal(client.starts, 1);
+  await assert.rejects(resolveConvoSpec({ openConvo() {} }, "new"), (e) => e.code === "invalid_argument");
 });

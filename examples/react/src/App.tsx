@@ -1,26 +1,28 @@
-import { useEffect, useState, type FormEvent } from "react";
+import { useState, type FormEvent } from "react";
 import { useConvo, type ChatMessage } from "@valet.red/sdk/react";
-import { convoOfThisPage, valet } from "./valet";
+import { convoOfThisTab, valet } from "./valet";
 
 export function App() {
-  const [convoId, setConvoId] = useState<string | null>(null);
-  const [failure, setFailure] = useState<string | null>(null);
   const [shown, setShown] = useState(true);
-  useEffect(() => {
-    convoOfThisPage().then(setConvoId, (e: Error) => setFailure(e.message));
-  }, []);
-  if (failure) return <p role="alert">Could not start a conversation: {failure}</p>;
   // Hiding the chat unmounts it: its stream closes (and reopens on show).
   return (
     <>
       <button onClick={() => setShown(!shown)}>{shown ? "Hide chat" : "Show chat"}</button>
-      {shown && <Chat convoId={convoId} />}
+      {shown && <Chat />}
     </>
   );
 }
 
-function Chat({ convoId }: { convoId: string | null }) {
-  const { messages, typing, status, role, convoState, error, send, retry } = useConvo({ client: valet, convoId });
+function Chat() {
+  // `convoOfThisTab` runs once per mount (Strict Mode's double mount too):
+  // one convo, not two. Callbacks need no memoizing.
+  const { messages, typing, status, role, convoState, error, send, retry, resolvedConvoId: convoId } = useConvo({
+    client: valet,
+    convoId: convoOfThisTab,
+    onTurnDone: () => {
+      if (document.hidden) document.title = "New reply · Valet chat";
+    },
+  });
   const [text, setText] = useState("");
 
   function submit(e: FormEvent) {
