@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
 const EXAMPLES = resolve(fileURLToPath(import.meta.url), "../../../examples");
-const builds = { react: "react/dist", vue: "vue/dist", webpack: "webpack/dist", nextjs: "nextjs/out" };
+const builds = { react: "react/dist", vue: "vue/dist", svelte: "svelte/dist", webpack: "webpack/dist", nextjs: "nextjs/out" };
 
 function files(dir) {
   return readdirSync(dir).flatMap((f) => {

@@ -187,6 +187,14 @@ test("Vue (Vite): one stream, closed on unmount", async () => {
   await page.close();
 });
 
+test("Svelte 5 (Vite): the store as `$chat`, one stream, closed on unmount", async () => {
+  const origin = await serve("svelte/dist");
+  const { page, errors, opened } = await runExample(`${origin}/?api=${server.base}`, "svelte");
+  await unmountAndRemount(page, opened);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test("webpack 5: the store rendered with DOM code", async () => {
   const origin = await serve("webpack/dist");
   const { page, errors } = await runExample(`${origin}/?api=${server.base}`, "webpack");
@@ -213,8 +221,10 @@ test("each binding pulls in only its own framework", () => {
   const react = js("react/dist");
   const vue = js("vue/dist");
   const plain = js("webpack/dist");
+  const svelte = js("svelte/dist");
   assert.ok(react.includes(REACT) && vue.includes(VUE), "the markers are found where they belong");
   assert.ok(!react.includes(VUE), "no Vue in the React app");
   assert.ok(!vue.includes(REACT), "no React in the Vue app");
+  assert.ok(!svelte.includes(REACT) && !svelte.includes(VUE), "no React or Vue in the Svelte app (it uses the store alone)");
   assert.ok(!plain.includes(REACT) && !plain.includes(VUE), "no framework in the plain webpack app");
 });
