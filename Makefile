@@ -62,6 +62,7 @@ pkg: wasm setup-npm
 	rm -rf pkg && mkdir -p pkg
 	cp pkg-template/package.json pkg/
 	node pkg-template/readme.mjs pkg-template/README.md README.md pkg/README.md
+	cp LICENSE CHANGELOG.md pkg/
 	cp -r $(WASM_OUT)/web pkg/wasm
 	rm -f pkg/wasm/.gitignore pkg/wasm/package.json
 	tests/node_modules/.bin/tsc -p pkg-template/tsconfig.json
