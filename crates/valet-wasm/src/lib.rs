@@ -80,7 +80,7 @@ export interface ConvoEventMap extends ClientEventMap {
 /** The options of `new ValetClient(...)`, by the JS SDK's name. */
 export type ValetClientConfig = ValetClientOptions;
 
-/** Earlier names (see the README's changelog). */
+/** Earlier names (see CHANGELOG.md). */
 export type ConvoMessageEvent = MessageEvent;
 /** Earlier name of `TypingEvent`. */
 export type ConvoTypingEvent = TypingEvent;
