@@ -33,10 +33,38 @@ let offStore = () => {};
 let last = null; // the state last rendered
 const bubbles = new Map(); // message key -> <li>: a pending bubble becomes the sent one
 
+// The connection log, oldest first: its numbers follow the order of events.
 function logEvent(text) {
   const li = document.createElement("li");
   li.textContent = `${clock()} ${text}`;
-  $("events").prepend(li);
+  $("events").append(li);
+  li.scrollIntoView({ block: "nearest" });
+}
+
+/** What a person reads for an error: never a raw "TypeError: Failed to fetch". */
+function friendly(error) {
+  switch (error.code) {
+    case "network":
+      return "Can't reach the chat server. Check your connection: what you send goes once it's back.";
+    case "timeout":
+      return "The chat server is slow to answer. Trying again…";
+    case "auth":
+      if (error.status === 403) return "That isn't allowed for you right now.";
+      return "Couldn't sign you in to the chat. Trying again…";
+    case "rate_limited":
+      return error.retryAfterSeconds ? `Too many messages: try again in ${error.retryAfterSeconds} s.` : "Too many messages: wait a moment.";
+    case "server":
+      return "The agent couldn't answer just now. Send your message again.";
+    case "closed":
+      return "This conversation is closed. Start a new one.";
+    case "http":
+      if (error.status === 403) return "That isn't allowed for you right now.";
+      if (error.status === 404) return "This conversation no longer exists. Start a new one.";
+      if (error.status >= 500) return "The chat server had a problem. Trying again…";
+      return "The chat server refused that. Try again.";
+    default:
+      return "Something went wrong. Try again.";
+  }
 }
 
 /** A line under the header while the connection is not (yet) live. */
@@ -65,7 +93,7 @@ function renderBubble(m) {
   li.className = m.from;
   li.dataset.status = m.status;
   const who = m.from === "appuser" ? "You" : (m.participant?.name ?? "Agent");
-  const meta = m.status === "pending" ? "sending…" : m.status === "failed" ? `not sent: ${m.error?.message ?? "error"}` : time(m.createdAt);
+  const meta = m.status === "pending" ? "sending…" : m.status === "failed" ? `not sent: ${m.error ? friendly(m.error) : "try again"}` : time(m.createdAt);
   li.querySelector(".meta").textContent = `${who} · ${meta}`;
   li.querySelector("p").textContent = m.content;
   let retry = li.querySelector("button");
@@ -83,7 +111,8 @@ function renderBubble(m) {
 
 function showError(error) {
   $("error").hidden = !error;
-  $("error").textContent = error ? error.message : "";
+  $("error").textContent = error ? friendly(error) : "";
+  $("error").title = error?.message ?? ""; // the details, for who asks
 }
 
 function render(state) {
@@ -126,8 +155,16 @@ function render(state) {
   $("typing").hidden = !state.typing;
   $("typing").textContent = state.typing ? (state.typing.label ?? "Valet Dev Agent is typing…") : "";
   showError(state.error);
-  const open = !!state.convoId && state.status !== "closed";
+  // A new conversation: a greeting and what to try.
+  $("empty").hidden = !(state.convoId && state.messages.length === 0 && state.status === "connected");
+  // Escalated or closed: the server's words; closed: no input, and why.
+  const closedText = state.cannotSend ? (state.cannotSend.text ?? "This conversation is closed. Start a new one.") : state.convoStateText;
+  $("closed-note").hidden = !closedText;
+  $("closed-note").textContent = closedText ?? "";
+  $("closed-note").dataset.reason = state.cannotSend?.reason ?? state.convoState ?? "";
+  const open = !!state.convoId && state.status !== "closed" && state.canSend;
   $("text").disabled = $("send").disabled = !open;
+  $("text").placeholder = state.cannotSend ? "Closed: start a new conversation" : "Message the agent";
 }
 
 function show(convoId) {
@@ -161,6 +198,12 @@ $("composer").addEventListener("submit", (e) => {
   store.send(text).catch(() => {});
 });
 $("new-convo").addEventListener("click", () => startNew().catch(showError));
+$("hints").addEventListener("click", (e) => {
+  const text = e.target.closest("button")?.dataset.text;
+  if (!text) return;
+  $("text").value = text;
+  $("text").focus();
+});
 
 const saved = localStorage.getItem("valet-demo-convo");
 (saved ? show(saved) : startNew()).catch(() => startNew()).catch(showError);

@@ -330,9 +330,12 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
           : { error: e.error }),
       ),
       c.on("status", ({ status }) => {
+        if (status === state.status) return;
         const patch: { -readonly [K in keyof ConvoStoreState]?: ConvoStoreState[K] } = { status };
         if (status === "connected") {
-          if (everConnected) patch.reconnects = state.reconnects + 1;
+          // Back after a loss. Not from `connecting`: that is the first
+          // connection, which the opening's events replay after attach.
+          if (everConnected && state.status !== "connecting") patch.reconnects = state.reconnects + 1;
           everConnected = true;
           if (state.error?.code !== "server") patch.error = null;
         }

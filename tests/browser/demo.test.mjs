@@ -32,10 +32,23 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   await page.setViewportSize({ width: 390, height: 760 }); // a phone
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
+  // Every file the page asks its own server for exists (the favicon included).
+  const missing = [];
+  page.on("response", (r) => {
+    if (r.status() === 404 && !new URL(r.url()).pathname.startsWith("/api/")) missing.push(r.url());
+  });
   await page.goto(`${server.base}/`);
   await page.waitForSelector("#status[data-status=connected]");
   await page.waitForSelector("#role[data-role=leader]");
   await page.waitForSelector("#convo-state[data-state=open]");
+
+  // A new conversation greets, and offers the magic texts.
+  await page.waitForSelector("#empty:not([hidden])");
+  await page.click('#hints button[data-text="/escalate"]');
+  assert.equal(await page.inputValue("#text"), "/escalate", "a hint fills the input");
+  await page.fill("#text", "");
+  const placeholder = await page.$eval("#text", (i) => ({ fits: i.scrollWidth <= i.clientWidth + 1, text: i.placeholder }));
+  assert.ok(placeholder.fits, `the placeholder fits on a phone: ${JSON.stringify(placeholder)}`);
 
   // The typing indicator shows while the agent works, and goes with its reply.
   await page.fill("#text", "Hi, I need help with my order");
@@ -45,14 +58,18 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   await page.waitForSelector("#typing:not([hidden])", { timeout: LIVENESS_MS });
   await page.waitForSelector("li.ai_agent", { timeout: LIVENESS_MS });
   await page.waitForSelector("#typing[hidden]", { state: "attached" });
+  await page.waitForSelector("#empty", { state: "hidden" });
   assert.deepEqual(await bubbleTexts(page), ["Hi, I need help with my order", 'You said: "Hi, I need help with my order"']);
 
   // The server drops the stream: the page shows it, and comes back.
   const convoId = await page.evaluate(() => localStorage.getItem("valet-demo-convo"));
   await server.admin("/streams/drop", { convo_id: convoId });
   await page.locator("#events li", { hasText: "reconnected (1 so far)" }).waitFor({ state: "attached", timeout: LIVENESS_MS });
-  const log = await page.$$eval("#events li", (lis) => lis.map((li) => li.textContent).reverse());
-  assert.ok(log.some((l) => l.endsWith(" reconnecting")), `the log shows the drop: ${JSON.stringify(log)}`);
+  // The log reads top to bottom, numbered in the order things happened.
+  const log = await page.$$eval("#events li", (lis) => lis.map((li) => li.textContent));
+  const drop = log.findIndex((l) => l.endsWith(" reconnecting"));
+  assert.ok(drop >= 0, `the log shows the drop: ${JSON.stringify(log)}`);
+  assert.ok(drop < log.findIndex((l) => l.includes("reconnected (1 so far)")), `then the reconnect: ${JSON.stringify(log)}`);
   await page.waitForSelector("#status[data-status=connected]");
   await say(page, "Where is parcel 42?");
 
@@ -79,7 +96,7 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
 
   await page.waitForSelector("#connection", { state: "hidden" });
   mkdirSync(join(ROOT, "target"), { recursive: true });
-  await page.screenshot({ path: join(ROOT, "target/demo-screenshot.png") });
+  await page.screenshot({ path: join(ROOT, "target/demo-phone.png") });
   // What a person reads on the page.
   const visible = await page.locator("main").innerText();
   for (const text of [
@@ -110,11 +127,37 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   await page.waitForTimeout(300);
   assert.equal(await page.$$eval("#messages li", (l) => l.length), 6);
 
-  // A refused new conversation says so, and the current one stays.
+  // On a desktop too.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.screenshot({ path: join(ROOT, "target/demo-desktop.png") });
+
+  // Resolved: the server's words show, and the input is closed, saying why.
+  await page.fill("#text", "/resolve");
+  await page.click("#send");
+  await page.waitForSelector("#convo-state[data-state=resolved]", { timeout: LIVENESS_MS });
+  await page.waitForSelector("#closed-note:not([hidden])");
+  assert.match(await page.innerText("#closed-note"), /resolved/);
+  assert.ok(await page.isDisabled("#text"), "no input into a closed conversation");
+  assert.match(await page.getAttribute("#text", "placeholder"), /new conversation/);
+  await page.screenshot({ path: join(ROOT, "target/demo-closed.png") });
+
+  // A refused new conversation says so, in words, and the current one stays.
+  const shown = await page.$$eval("#messages li", (l) => l.length);
   await server.admin("/faults", { route: "sessions", status: 403, count: 1 });
   await page.click("#new-convo");
   await page.waitForSelector("#error:not([hidden])");
-  assert.equal(await page.$$eval("#messages li", (l) => l.length), 6);
+  const said = await page.innerText("#error");
+  assert.match(said, /isn't allowed for you/, said);
+  assert.doesNotMatch(said, /Error|403|fetch/, "no raw error text");
+  assert.equal(await page.$$eval("#messages li", (l) => l.length), shown);
+  // The next one opens: greeted, and the input is open again.
+  await page.click("#new-convo");
+  await page.waitForSelector("#empty:not([hidden])", { timeout: LIVENESS_MS });
+  await page.waitForSelector("#closed-note", { state: "hidden" });
+  assert.ok(!(await page.isDisabled("#text")));
+  await page.setViewportSize({ width: 390, height: 760 });
+  await page.screenshot({ path: join(ROOT, "target/demo-new.png") });
   assert.deepEqual(errors, []);
+  assert.deepEqual(missing, [], "no file of the page is missing");
   await page.close();
 });

@@ -22,6 +22,7 @@ class ScriptedConvo {
     return () => set.delete(handler);
   }
   emit(event, payload) {
+    if (event === "status") this.status = payload.status; // as the SDK: the getter first, then the event
     for (const h of this.handlers.get(event) ?? []) h(payload);
   }
   listeners() {
@@ -379,4 +380,22 @@ test('resolveConvoSpec: an id is itself, "new" starts a session (with its lockou
   assert.deepEqual(await resolveConvoSpec(client, () => ({ convoId: "f2", lockout: null })), { convoId: "f2", lockout: null });
   assert.equal(client.starts, 1);
   await assert.rejects(resolveConvoSpec({ openConvo() {} }, "new"), (e) => e.code === "invalid_argument");
+});
+
+test("the opening's statuses replayed after attach count no reconnect; a real drop and return does", async () => {
+  // As the SDK does: the convo is connected when openConvo resolves, and
+  // the events of the opening (connecting, connected) reach handlers after.
+  const convo = new ScriptedConvo();
+  const store = createConvoStore(convo);
+  await tick();
+  for (const h of convo.handlers.get("status")) h({ status: "connecting", attempt: 1 });
+  for (const h of convo.handlers.get("status")) h({ status: "connected", attempt: 1 });
+  assert.equal(store.getState().status, "connected");
+  assert.equal(store.getState().reconnects, 0, "the first connection is no reconnect");
+  const before = store.getState();
+  convo.emit("status", { status: "connected", attempt: 1 });
+  assert.equal(store.getState(), before, "the same status again changes nothing");
+  convo.emit("status", { status: "reconnecting", attempt: 2, retry_in_ms: 100 });
+  convo.emit("status", { status: "connected", attempt: 2 });
+  assert.equal(store.getState().reconnects, 1, "a real drop and return counts");
 });
