@@ -16,7 +16,7 @@ SIZE_BUDGET := 101373
 CHAOS_SEEDS ?= 3
 CHAOS_MS ?= 90000
 
-.PHONY: all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
+.PHONY: docs test-docs all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
         build server wasm pkg pack setup-examples examples demo-site size bench test test-size test-rust test-wasm test-types test-unit test-package test-browser lint demo clean
 
 all: test
@@ -122,6 +122,7 @@ test: setup
 	$(MAKE) test-unit
 	$(MAKE) test-browser
 	$(MAKE) test-package
+	$(MAKE) test-docs
 
 test-rust:
 	cargo test --workspace
@@ -156,6 +157,27 @@ test-browser: server wasm demo-site examples setup-npm setup-chromium
 lint: setup-rust
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p valet-wasm --all-targets -- -D warnings
+
+## ---- docs -----------------------------------------------------------------
+# The API reference in target/docs/: the npm package from its typings
+# (typedoc, pinned in tests/package-lock.json) and the Rust crates (rustdoc).
+docs: pkg setup-npm
+	rm -rf target/docs && mkdir -p target/docs
+	cd tests && npx typedoc --options typedoc.json --logLevel Warn --treatWarningsAsErrors
+	RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --workspace
+	cp -r target/doc target/docs/rust
+	cp docs/site/index.html target/docs/
+	@echo "API reference: target/docs/index.html"
+
+# `make docs` builds, and its pages have what a user looks for.
+test-docs: docs
+	@for f in js/classes/index.ValetClient.html js/classes/index.Convo.html js/functions/react.useConvo.html \
+	  js/functions/vue.useConvo.html js/functions/store.createConvoStore.html rust/valet_core/index.html \
+	  rust/valet_wasm/index.html rust/valet_server/index.html; do \
+	  [ -s target/docs/$$f ] || { echo "docs: target/docs/$$f is missing"; exit 1; }; done
+	@grep -q "openConvo" target/docs/js/classes/index.ValetClient.html
+	@grep -q "events" target/docs/js/classes/index.Convo.html
+	@echo "docs: the reference is complete"
 
 ## ---- demo -----------------------------------------------------------------
 # The demo page and the no-bundler SDK build, served next to the API.
