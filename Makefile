@@ -97,12 +97,14 @@ test-size: wasm
 	if [ $$total -gt $(SIZE_BUDGET) ]; then echo "size budget: wasm + glue is $$total bytes gzipped, over the $(SIZE_BUDGET) budget"; exit 1; fi; \
 	echo "size budget: wasm + glue $$total bytes gzipped (budget $(SIZE_BUDGET))"
 
-# Shipped size of the no-bundler build (a benchmark figure, not a test).
-size: wasm
+# Shipped size of the no-bundler build (a benchmark figure, not a test),
+# then per entry point of the package, gzip and brotli.
+size: pkg
 	@for f in $(WASM_OUT)/web/valet_wasm_bg.wasm $(WASM_OUT)/web/valet_wasm.js $(WASM_OUT)/web/snippets/*/*.js; do \
 	  printf "%-48s %8d bytes  %8d gzipped\n" "$$f" "$$(stat -c %s $$f)" "$$(gzip -9c $$f | wc -c)"; done
 	@printf "%-48s %8s        %8d gzipped\n" "total (wasm + JS glue, snippets as one file)" "" \
 	  "$$(( $$(gzip -9c $(WASM_OUT)/web/valet_wasm_bg.wasm | wc -c) + $$(gzip -9c $(WASM_OUT)/web/valet_wasm.js | wc -c) + $$(cat $(WASM_OUT)/web/snippets/*/*.js | gzip -9c | wc -c) ))"
+	@node tests/bench/sizes.mjs
 
 ## ---- bench ----------------------------------------------------------------
 bench: wasm setup-npm setup-chromium size examples
