@@ -138,9 +138,10 @@ test-wasm: setup-rust setup-wasm-bindgen
 	WASM_BINDGEN_TEST_TIMEOUT=120 cargo test --target $(WASM_TARGET) -p valet-wasm
 
 # The typings under lib es2022 + dom and under esnext (the Symbol.dispose
-# declarations merge with its own).
+# declarations merge with its own); then the README's snippets, extracted.
 test-types: pkg setup-npm
 	cd tests && npx tsc -p types/tsconfig.json && npx tsc -p types/tsconfig.esnext.json
+	cd tests && node types/readme.mjs && npx tsc -p types/readme.tsconfig.json
 
 # The store, natively in Node.
 test-unit: pkg setup-npm
