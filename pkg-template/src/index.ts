@@ -20,8 +20,9 @@
  * @module
  */
 import initWasm, { ValetClient as WasmClient, setErrorClass, type InitInput } from "./wasm/valet_wasm.js";
-import type { ConvoEvent, ConvoEventMap, ConvoEventsOptions, ConvoSummary, OpenConvoOptions, StartSessionResult, ValetClientOptions } from "./wasm/valet_wasm.js";
+import type { ConvoEvent, ConvoEventsOptions, ConvoSummary, OpenConvoOptions, StartSessionResult, ValetClientOptions } from "./wasm/valet_wasm.js";
 import { ValetError } from "./error.js";
+import { CONVO_EVENTS } from "./store.js";
 import { Convo as WasmConvo, type Convo } from "./wasm/valet_wasm.js";
 
 export type * from "./wasm/valet_wasm.js";
@@ -46,10 +47,7 @@ export { convoStateOf, createConvoStore, type ChatMessage, type ConvoStore, type
     endAll(this);
   };
   proto.events = function (this: Convo, options?: ConvoEventsOptions) {
-    const all = Object.keys({ message: 0, typing: 0, convo_state: 0, turn_done: 0, ready: 0, closed: 0, error: 0, status: 0, role: 0 } satisfies Record<
-      keyof ConvoEventMap,
-      0
-    >) as (keyof ConvoEventMap)[];
+    const all = CONVO_EVENTS;
     const names = options?.events ?? all;
     for (const n of names) {
       if (!all.includes(n)) {

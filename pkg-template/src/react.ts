@@ -27,6 +27,7 @@
 import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
 import type { ConvoErrorPayload, ConvoEvent, LockoutSnapshot, MessageEvent, SendOptions, TurnDoneEvent } from "./wasm/valet_wasm.js";
 import {
+  CONVO_EVENTS,
   initialConvoState,
   notOpen,
   resolveConvoSpec,
@@ -131,7 +132,7 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
       store.on("message", (e) => cb.current.onMessage?.(e)),
       store.on("turn_done", (e) => cb.current.onTurnDone?.(e)),
       store.on("error", (e) => cb.current.onError?.(e)),
-      ...(["message", "typing", "convo_state", "turn_done", "ready", "closed", "error", "status", "role"] as const).map((type) =>
+      ...CONVO_EVENTS.map((type) =>
         store.on(type, (payload) => cb.current.onEvent?.({ type, payload } as ConvoEvent)),
       ),
     ];

@@ -343,7 +343,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
       }),
       c.on("role", ({ role }) => publish({ role })),
       // After the store's own handlers: the app's see the state they produced.
-      ...TAPPED.map((event) => c.on(event, (payload: unknown) => tap(event, payload))),
+      ...CONVO_EVENTS.map((event) => c.on(event, (payload: unknown) => tap(event, payload))),
     );
     const status = c.status;
     if (status === "connected") everConnected = true;
@@ -451,8 +451,10 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
   return store;
 }
 
-/** The events `store.on` forwards. */
-const TAPPED = ["message", "typing", "convo_state", "turn_done", "ready", "closed", "error", "status", "role"] as const satisfies readonly (keyof ConvoEventMap)[];
+/** Every event of a convo (what `store.on` forwards; checked complete against `ConvoEventMap`). */
+export const CONVO_EVENTS = Object.freeze(
+  Object.keys({ message: 0, typing: 0, convo_state: 0, turn_done: 0, ready: 0, closed: 0, error: 0, status: 0, role: 0 } satisfies Record<keyof ConvoEventMap, 0>),
+) as readonly (keyof ConvoEventMap)[];
 
 /** How a binding is told which convo to show. */
 export type ConvoSpec =

@@ -25,6 +25,7 @@
 import { getCurrentInstance, getCurrentScope, onMounted, onScopeDispose, shallowRef, toValue, watch, type MaybeRefOrGetter, type Ref } from "vue";
 import type { ConvoErrorPayload, ConvoEvent, ConvoState, LockoutSnapshot, MessageEvent, SendOptions, Status, TurnDoneEvent } from "./wasm/valet_wasm.js";
 import {
+  CONVO_EVENTS,
   initialConvoState,
   notOpen,
   resolveConvoSpec,
@@ -138,7 +139,7 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
       held.on("message", (e) => options.onMessage?.(e)),
       held.on("turn_done", (e) => options.onTurnDone?.(e)),
       held.on("error", (e) => options.onError?.(e)),
-      ...(["message", "typing", "convo_state", "turn_done", "ready", "closed", "error", "status", "role"] as const).map((type) =>
+      ...CONVO_EVENTS.map((type) =>
         held.on(type, (payload) => options.onEvent?.({ type, payload } as ConvoEvent)),
       ),
     ];
