@@ -11,59 +11,22 @@
 // handler call. "+ a follower tab": a second page of the same browser opens
 // the convo too (the stream waits until it follows and is acknowledged),
 // then the leader's page is timed, and the follower's own last message.
-import { createServer } from "node:http";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { ROOT, launchBrowser, startStatic } from "../browser/harness.mjs";
+import { launchBrowser } from "../browser/harness.mjs";
+import { READY, messageFrame, startBenchApi, startBenchSite } from "./bench-api.mjs";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 
-function body() {
-  const parts = ['event: ready\ndata: {"type":"ready","conn_id":"bench"}\n\n'];
-  for (let i = 1; i <= N; i++) {
-    const message = {
-      id: `m${i}`, content: `message number ${i} of the benchmark`, from: i % 2 ? "appuser" : "ai_agent",
-      turn_number: Math.ceil(i / 2), created_at: "2026-11-21T12:00:00.000Z", participant: null, files: [], seq: i,
-    };
-    parts.push(`event: message\ndata: ${JSON.stringify({ type: "message", action: "create", agent_id: "a", convo_id: "c", message })}\n\n`);
-  }
-  return parts.join("");
-}
-
-const STREAM = body();
-const READY = STREAM.slice(0, STREAM.indexOf("\n\n") + 2);
-const MESSAGES = STREAM.slice(READY.length);
+const MESSAGES = Array.from({ length: N }, (_, i) => messageFrame(i + 1)).join("");
 // With a follower: the stream sends `ready`, then waits for `open()`.
 let gate = null;
-const fixtures = await startStatic({
-  "/": join(ROOT, "tests/bench"),
-  // BENCH_WASM_DIR: another build of ours (e.g. an older commit's) to compare.
-  "/wasm/": process.env.BENCH_WASM_DIR ?? join(ROOT, "target/wasm/web"),
-  "/fes/": join(ROOT, "tests/node_modules/@microsoft/fetch-event-source/lib/esm"),
+const fixtures = await startBenchSite();
+const api = await startBenchApi((res) => {
+  if (!gate) return void res.end(READY + MESSAGES);
+  res.write(READY);
+  gate.then(() => res.end(MESSAGES));
 });
-// The API: same origin as nothing else needs; CORS open for the bench page.
-const api = createServer((req, res) => {
-  const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "*" };
-  if (req.method === "OPTIONS") return void res.writeHead(204, cors).end();
-  if (req.url.endsWith("/events") || req.url.includes("/events?")) {
-    res.writeHead(200, { ...cors, "content-type": "text/event-stream", "cache-control": "no-cache" });
-    if (!gate) return void res.end(STREAM);
-    res.write(READY);
-    return void gate.then(() => res.end(MESSAGES));
-  }
-  if (req.url.endsWith("/stream_ticket")) {
-    res.writeHead(200, { ...cors, "content-type": "application/json" });
-    return void res.end('{"ticket":"t"}');
-  }
-  if (req.url.startsWith("/api/v2/agent_convos/c")) {
-    res.writeHead(200, { ...cors, "content-type": "application/json" });
-    return void res.end('{"messages":[]}');
-  }
-  res.writeHead(404, cors).end();
-});
-await new Promise((ok) => api.listen(0, "127.0.0.1", ok));
-const base = `http://127.0.0.1:${api.address().port}`;
+const base = api.base;
 
 const browser = await launchBrowser();
 const results = {};

@@ -6,19 +6,10 @@
 // memory (it never shrinks, so it is also the peak so far, allocator
 // high-water included) and the JS heap after a forced GC. The growth from
 // 100 000 to 200 000 is what each message costs for ever.
-import { createServer } from "node:http";
-import { join } from "node:path";
-import { ROOT, launchBrowser, startStatic } from "../browser/harness.mjs";
+import { launchBrowser } from "../browser/harness.mjs";
+import { READY, messageFrame, startBenchApi, startBenchSite } from "./bench-api.mjs";
 
 const HALF = Number(process.env.BENCH_MEMORY_MESSAGES ?? 100_000);
-
-function frame(i) {
-  const message = {
-    id: `m${i}`, content: `message number ${i} of the benchmark`, from: i % 2 ? "appuser" : "ai_agent",
-    turn_number: Math.ceil(i / 2), created_at: "2026-11-21T12:00:00.000Z", participant: null, files: [], seq: i,
-  };
-  return `event: message\ndata: ${JSON.stringify({ type: "message", action: "create", agent_id: "a", convo_id: "c", message })}\n\n`;
-}
 
 // The stream waits after `ready`, and after the first half, until told.
 const gates = [];
@@ -28,36 +19,21 @@ async function write(res, from, to) {
   // In slices, minding back-pressure: no 60 MB string in this process.
   for (let i = from; i <= to; i += 1000) {
     let slice = "";
-    for (let k = i; k < Math.min(i + 1000, to + 1); k++) slice += frame(k);
+    for (let k = i; k < Math.min(i + 1000, to + 1); k++) slice += messageFrame(k);
     if (!res.write(slice)) await new Promise((ok) => res.once("drain", ok));
   }
 }
 
-const fixtures = await startStatic({
-  "/": join(ROOT, "tests/bench"),
-  "/wasm/": process.env.BENCH_WASM_DIR ?? join(ROOT, "target/wasm/web"),
-  "/fes/": join(ROOT, "tests/node_modules/@microsoft/fetch-event-source/lib/esm"),
+const fixtures = await startBenchSite();
+const api = await startBenchApi(async (res) => {
+  res.write(READY);
+  await gates[0];
+  await write(res, 1, HALF);
+  await gates[1];
+  await write(res, HALF + 1, 2 * HALF);
+  res.end();
 });
-const api = createServer(async (req, res) => {
-  const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "*" };
-  if (req.method === "OPTIONS") return void res.writeHead(204, cors).end();
-  if (req.url.endsWith("/events")) {
-    res.writeHead(200, { ...cors, "content-type": "text/event-stream", "cache-control": "no-cache" });
-    res.write('event: ready\ndata: {"type":"ready","conn_id":"bench"}\n\n');
-    await gates[0];
-    await write(res, 1, HALF);
-    await gates[1];
-    await write(res, HALF + 1, 2 * HALF);
-    return void res.end();
-  }
-  if (req.url.startsWith("/api/v2/agent_convos/c")) {
-    res.writeHead(200, { ...cors, "content-type": "application/json" });
-    return void res.end('{"messages":[]}');
-  }
-  res.writeHead(404, cors).end();
-});
-await new Promise((ok) => api.listen(0, "127.0.0.1", ok));
-const base = `http://127.0.0.1:${api.address().port}`;
+const base = api.base;
 
 const browser = await launchBrowser();
 const page = await browser.context.newPage();
