@@ -17,12 +17,12 @@ CHAOS_SEEDS ?= 3
 CHAOS_MS ?= 90000
 
 .PHONY: docs test-docs all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
-        build server wasm pkg pack setup-examples examples demo-site size bench test test-size test-rust test-wasm test-types test-unit test-package test-browser lint demo clean
+        build server wasm pkg pack setup-examples examples demo-site size bench test test-size test-rust test-wasm test-types test-unit test-package test-browser test-engines setup-engines lint demo clean
 
 all: test
 
 ## ---- set-up ---------------------------------------------------------------
-setup: setup-rust setup-wasm-bindgen setup-chromium setup-npm
+setup: setup-rust setup-wasm-bindgen setup-chromium setup-engines setup-npm
 
 setup-rust:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -37,6 +37,15 @@ setup-chromium:
 	@if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then \
 	  echo "installing Debian chromium and chromium-driver"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+# The other engines of `make test-engines`: Firefox ESR (driven over WebDriver
+# BiDi by puppeteer-core) and WebKitGTK's MiniBrowser with its WebDriver,
+# under Xvfb. Debian's packages; nothing downloads a browser.
+setup-engines:
+	@if ! [ -x /usr/bin/firefox-esr ] || ! [ -x /usr/bin/WebKitWebDriver ] || ! [ -x /usr/bin/Xvfb ]; then \
+	  echo "installing Debian firefox-esr, webkit2gtk-driver and xvfb"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr webkit2gtk-driver xvfb; \
 	fi
 
 setup-npm: tests/node_modules/.package-lock.json
@@ -123,6 +132,7 @@ test: setup
 	$(MAKE) test-types
 	$(MAKE) test-unit
 	$(MAKE) test-browser
+	$(MAKE) test-engines
 	$(MAKE) test-package
 	$(MAKE) test-docs
 
@@ -156,6 +166,14 @@ test-package: server
 
 test-browser: server wasm demo-site examples setup-npm setup-chromium
 	cd tests && npm test
+
+# The same SDK in Firefox and WebKit (tests/browser/engines.mjs): the
+# quickstart and the multi-tab cases in both, the short chaos run in Firefox.
+# What needs Chromium's DevTools (crash, debugger freeze) is skipped there.
+ENGINE_TESTS := browser/quickstart.test.mjs browser/tabs.test.mjs
+test-engines: server wasm setup-npm setup-engines
+	cd tests && VALET_BROWSER=firefox node --test --test-concurrency=1 $(ENGINE_TESTS) browser/chaos.test.mjs
+	cd tests && VALET_BROWSER=webkit node --test --test-concurrency=1 $(ENGINE_TESTS)
 
 lint: setup-rust
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -156,8 +156,45 @@ export async function startStatic(mounts, host = "127.0.0.1") {
   };
 }
 
-/** Launches headless Chromium with a fresh profile; returns its one context. */
+/**
+ * The browser engine of this run: `VALET_BROWSER` = `chromium` (the
+ * default), `firefox` or `webkit` (see engines.mjs).
+ */
+export const ENGINE = process.env.VALET_BROWSER ?? "chromium";
+
+/**
+ * Why a test is skipped in this engine, or false: for `node:test`'s
+ * `skip` option. `needs` names capabilities of `launchBrowser().can`.
+ */
+export function unlessEngineCan(...needs) {
+  const can = ENGINE_CAN[ENGINE];
+  const missing = needs.filter((n) => !can[n]);
+  return missing.length ? `${ENGINE} here has no ${missing.join(", ")} (Chromium runs it)` : false;
+}
+
+/**
+ * What an engine offers beyond the common page API: `cdp` (Chromium's
+ * DevTools: crash, debugger freeze, heap), `offline` (a page cut from the
+ * network: `page.setOffline`), `requests` (a page's `request` events),
+ * `bindings` (`context.exposeBinding`), `tabs` (a page opened as a tab in
+ * front of another, which is then hidden: `newPage({ tab: true })`,
+ * `page.bringToFront()`; every page of headless Chromium is visible).
+ */
+const ENGINE_CAN = {
+  chromium: { cdp: true, offline: true, requests: true, bindings: true, tabs: false },
+  firefox: { cdp: false, offline: true, requests: true, bindings: true, tabs: true },
+  webkit: { cdp: false, offline: false, requests: false, bindings: false, tabs: false },
+};
+
+/**
+ * Launches the run's engine (`ENGINE`) with a fresh profile; returns its
+ * one context, `can` (what it offers beyond the common page API) and
+ * `close()`.
+ */
 export async function launchBrowser() {
+  if (ENGINE === "firefox") return { ...(await (await import("./engines.mjs")).launchFirefox()), can: ENGINE_CAN.firefox };
+  if (ENGINE === "webkit") return { ...(await (await import("./engines.mjs")).launchWebKit()), can: ENGINE_CAN.webkit };
+  if (ENGINE !== "chromium") throw new Error(`VALET_BROWSER=${ENGINE}: chromium, firefox or webkit`);
   const userDataDir = mkdtempSync(join(tmpdir(), "valet-chromium-"));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
@@ -173,6 +210,8 @@ export async function launchBrowser() {
     ],
   });
   return {
+    engine: "chromium",
+    can: ENGINE_CAN.chromium,
     context,
     async close() {
       await context.close();

@@ -2,7 +2,7 @@
 // gets every event once, in the same order, across leader changes.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { sdkEnv } from "./harness.mjs";
+import { sdkEnv, unlessEngineCan } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 let env, server, site, browser;
@@ -24,11 +24,10 @@ async function newConvo(name) {
 }
 
 /** A page with the SDK loaded (optionally without Web Locks), not yet in the convo. */
-async function tabPage({ noLocks = false } = {}) {
-  const page = await browser.context.newPage();
+async function tabPage({ noLocks = false, tab = false } = {}) {
+  const page = await browser.context.newPage(tab ? { tab } : undefined);
   page.on("pageerror", (e) => console.error("page error:", e.message));
-  if (noLocks) await page.addInitScript(() => { delete Navigator.prototype.locks; });
-  await page.goto(`${site.origin}/sdk.html`);
+  await page.goto(`${site.origin}/sdk.html${noLocks ? "?nolocks" : ""}`);
   await page.waitForFunction(() => window.sdkReady === true);
   return page;
 }
@@ -135,7 +134,7 @@ for (const noLocks of [false, true]) {
     for (const p of rest) await p.close();
   });
 
-  test(`leader crashed (renderer crash): a follower takes over, nothing lost or doubled${label}`, async () => {
+  test(`leader crashed (renderer crash): a follower takes over, nothing lost or doubled${label}`, { skip: unlessEngineCan("cdp") }, async () => {
     const c = await newConvo("crashed-leader");
     const { leader, rest } = await threeTabsWithLeader(c, noLocks);
     await send(rest[0], "before");
@@ -154,7 +153,7 @@ for (const noLocks of [false, true]) {
   // this headless Chromium (timers keep running; checked), so the freeze is
   // made with the debugger: the page runs no JS at all, keeps its Web Lock and
   // its open stream, exactly as a frozen tab does.
-  test(`leader frozen: a follower takes over; thawed, the old leader stands down${label}`, async () => {
+  test(`leader frozen: a follower takes over; thawed, the old leader stands down${label}`, { skip: unlessEngineCan("cdp") }, async () => {
     const c = await newConvo("frozen-leader");
     const pages = [await tabPage({ noLocks }), await tabPage({ noLocks })];
     for (const p of pages) await join(p, c);
@@ -226,7 +225,7 @@ for (const noLocks of [false, true]) {
   // The sequence that left tabs deaf: a frozen leader is replaced, thaws and
   // follows, then the new leader closes. Someone must lead and every tab
   // must hear it; and a tab opened later must be heard too.
-  test(`frozen leader replaced, thawed, then the new leader closes: the thawed tab leads and hears everything, and so does a late tab${label}`, async () => {
+  test(`frozen leader replaced, thawed, then the new leader closes: the thawed tab leads and hears everything, and so does a late tab${label}`, { skip: unlessEngineCan("cdp") }, async () => {
     const c = await newConvo("deaf");
     const a = await tabPage({ noLocks });
     await join(a, c);
@@ -303,6 +302,31 @@ for (const noLocks of [false, true]) {
     await settledStreams(c.convoId, 1);
     await b.close();
     await a.close();
+  });
+
+  // A real background tab: Firefox hides the page a new tab covers (headless
+  // Chromium keeps every page visible, so there it is tested natively only).
+  test(`a leader hidden behind a new tab hands the stream to a visible tab; nothing lost or doubled${label}`, { skip: unlessEngineCan("tabs") }, async () => {
+    const c = await newConvo("hidden-leader");
+    const a = await tabPage({ noLocks });
+    await join(a, c);
+    const b = await tabPage({ noLocks });
+    await join(b, c);
+    await settledStreams(c.convoId, 1);
+    assert.equal(await role(a), "leader");
+    await send(b, "before");
+    await sameMessagesOnce([a, b], 2);
+    await a.bringToFront();
+    const cover = await tabPage({ noLocks, tab: true }); // in front of A, in A's window
+    assert.equal(await a.evaluate(() => document.visibilityState), "hidden", "the new tab hides A");
+    await b.evaluate(() => window.h.until(() => window.t.convo.role === "leader", "the visible tab to lead", 20000));
+    assert.equal(await role(a), "follower");
+    await send(b, "after the handover");
+    await server.admin(`/convos/${c.convoId}/messages`, { content: "from a human, while A is hidden" });
+    await sameMessagesOnce([a, b], 5);
+    await settledStreams(c.convoId, 1);
+    for (const p of [cover, a, b]) await p.close();
+    await settledStreams(c.convoId, 0);
   });
 
   test(`followers report the shared stream's status: connected, then reconnecting and connected after a drop${label}`, async () => {

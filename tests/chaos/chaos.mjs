@@ -7,11 +7,11 @@
 // and without one; stalls; malformed and duplicate frames; 5xx and 429
 // bursts on each route the SDK uses (`upload_file`, `sessions` and
 // `list_convos` are not: the tabs send text into one open convo); a tab
-// offline and back (CDP); the
-// leader closed, crashed (`Page.crash`) and frozen (`Debugger.pause`) past
-// the lease; a follower frozen; every tab closed and reopened; `fetchJwt`
-// slow, failing and hanging; tokens living 10–20 s; bursts of injected
-// agent messages.
+// offline and back; the leader closed, crashed (`Page.crash`) and frozen
+// (`Debugger.pause`) past the lease; a follower frozen (crash and freezes
+// need Chromium's DevTools: a run in another engine leaves them out);
+// every tab closed and reopened; `fetchJwt` slow, failing and hanging;
+// tokens living 10–20 s; bursts of injected agent messages.
 //
 // Invariants: every live tab's `message` handler saw every stored message
 // exactly once, in server order; every `send()` that resolved is stored
@@ -119,11 +119,9 @@ const FAULTS = {
   async tab_offline(ctx, r) {
     const tab = r.pick(ctx.tabs.filter((t) => t.page));
     const ms = r.int(1000, 4000);
-    const cdp = await tab.cdp();
-    await cdp.send("Network.enable");
-    await cdp.send("Network.emulateNetworkConditions", { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await tab.offline(true);
     await sleep(ms);
-    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await tab.offline(false);
     return `${tab.name} ${ms} ms`;
   },
   async leader_close(ctx) {
@@ -177,6 +175,12 @@ const FAULTS = {
     return `${n} messages`;
   },
 };
+
+/**
+ * What a fault kind needs of the engine beyond the common page API
+ * (`launchBrowser().can`): a run in an engine without it leaves the kind out.
+ */
+const NEEDS = { leader_crash: "cdp", leader_freeze: "cdp", follower_freeze: "cdp", tab_offline: "offline" };
 
 /** What runs in each page: the client, a recorder, and a steady send loop. */
 async function startTab(page, { base, sourceKey, convoId, transport, tabName, report, sendEveryMs }) {
@@ -276,6 +280,13 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
         tab.cdpSession ??= await tab.page.context().newCDPSession(tab.page);
         return tab.cdpSession;
       },
+      /** Cuts the page from the network, or reconnects it. */
+      async offline(on) {
+        if (!browser.can.cdp) return tab.page.setOffline(on);
+        const cdp = await tab.cdp();
+        await cdp.send("Network.enable");
+        await cdp.send("Network.emulateNetworkConditions", { offline: on, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+      },
       async eval(fn, arg) {
         if (!tab.page || tab.frozen) return undefined;
         return tab.page.evaluate(fn, arg).catch(() => undefined);
@@ -339,7 +350,8 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
   try {
     for (const t of tabs) await t.open();
     note("3 tabs open");
-    const kinds = Object.keys(FAULTS);
+    // The kinds this engine can inject (see NEEDS).
+    const kinds = Object.keys(FAULTS).filter((k) => !NEEDS[k] || browser.can[NEEDS[k]]);
     // Every kind once, in a seeded order, then seeded picks until the time is up.
     const order = [...kinds].sort(() => r.next() - 0.5);
     while (Date.now() - t0 < durationMs) {
