@@ -93,7 +93,10 @@ function renderBubble(m) {
   li.className = m.from;
   li.dataset.status = m.status;
   const who = m.from === "appuser" ? "You" : (m.participant?.name ?? "Agent");
-  const meta = m.status === "pending" ? "sending…" : m.status === "failed" ? `not sent: ${m.error ? friendly(m.error) : "try again"}` : time(m.createdAt);
+  const meta = m.status === "pending" ? "sending…"
+    : m.status === "failed" ? `not sent: ${m.error ? friendly(m.error) : "try again"}`
+    : m.status === "streaming" ? "writing…"
+    : time(m.createdAt);
   li.querySelector(".meta").textContent = `${who} · ${meta}`;
   li.querySelector("p").textContent = m.content;
   let retry = li.querySelector("button");
@@ -175,7 +178,8 @@ function show(convoId) {
   last = null;
   logEvent(`opening conversation ${convoId.slice(0, 8)}…`);
   const opening = valet.openConvo({ convoId });
-  store = createConvoStore(opening, { convoState: convoStateOf(valet, convoId) });
+  // `streaming`: replies show as the agent writes them (the demo's server streams them).
+  store = createConvoStore(opening, { convoState: convoStateOf(valet, convoId), streaming: true });
   offStore = store.subscribe(() => render(store.getState()));
   render(store.getState());
   return opening.then(() => {

@@ -54,6 +54,12 @@ export interface UseConvoOptions {
   convoId: ConvoSpec;
   /** The user's lockout from `startSession()`, read when the convo opens: while locked out, `canSend` is `false`. */
   lockout?: LockoutSnapshot | null;
+  /**
+   * Show replies as the agent writes them (a server that streams replies):
+   * a `streaming` message whose text grows, replaced in place by the
+   * completed one. Read when the convo opens. Default `false`.
+   */
+  streaming?: boolean;
   /** Each message, once, in order (history included: `from_reconcile`). */
   onMessage?: (event: MessageEvent) => void;
   /** The agent's turn ended. */
@@ -83,7 +89,7 @@ const initial = () => initialConvoState;
 
 /** A convo's live state; see the module documentation. */
 export function useConvo(options: UseConvoOptions): UseConvoResult {
-  const { client, convoId, lockout } = options;
+  const { client, convoId, lockout, streaming } = options;
   const [store, setStore] = useState<ConvoStore | null>(null);
   const [resolved, setResolved] = useState<{ convoId: string; lockout?: LockoutSnapshot | null } | null>(null);
   const [resolveError, setResolveError] = useState<ValetError | null>(null);
@@ -119,7 +125,7 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
       setStore(null);
       return;
     }
-    const { store: held, release } = retainConvoStore(client, id, openLockout);
+    const { store: held, release } = retainConvoStore(client, id, openLockout, { streaming });
     setStore(held);
     return release;
     // eslint-disable-next-line react-hooks/exhaustive-deps -- the lockout is read when the convo opens

@@ -9,6 +9,12 @@
  * arrives (on the stream, or in the reconcile after a reconnect) it takes the
  * pending bubble's place and `key`, so a view never shows it twice.
  *
+ * With `streaming: true`, a reply the agent is still writing (a server that
+ * streams replies: `delta` events) shows as a `streaming` message whose
+ * text grows; the completed message takes its place and `key` (its id):
+ * no flicker, no duplicate. Against a server that does not stream, nothing
+ * changes.
+ *
  * @module
  */
 import type {
@@ -17,6 +23,7 @@ import type {
   ConvoErrorPayload,
   ConvoEventMap,
   MessageEvent,
+  MessageDeltaEvent,
   ConvoState,
   ConvoSummary,
   MessageFile,
@@ -37,14 +44,18 @@ import { ValetError, valetError } from "./error.js";
  */
 export type StoreError = ValetError;
 
-/** Where a message stands: `pending` (sent, no server copy yet), `failed` (the send was refused), `sent` (the server's copy). */
-export type MessageStatus = "pending" | "failed" | "sent";
+/**
+ * Where a message stands: `pending` (sent, no server copy yet), `failed`
+ * (the send was refused), `sent` (the server's copy), `streaming` (a reply
+ * the agent is still writing; only with the store's `streaming` option).
+ */
+export type MessageStatus = "pending" | "failed" | "sent" | "streaming";
 
 /** One bubble of the chat, in display order. */
 export interface ChatMessage {
   /** Stable across the pending → sent swap: use it as the list key. */
   readonly key: string;
-  /** The server's message id; `null` while pending or failed. */
+  /** The server's message id (while streaming, the id the reply will have); `null` while pending or failed. */
   readonly id: string | null;
   readonly content: string;
   readonly from: Author;
@@ -125,6 +136,12 @@ export interface ConvoStoreOptions {
   convoState?: ConvoState | null | PromiseLike<ConvoState | null>;
   /** The user's lockout, from `startSession()` (`{ lockout }`): while locked out, `canSend` is `false`. */
   lockout?: LockoutSnapshot | null;
+  /**
+   * Show replies as the agent writes them (`delta` events from a server
+   * that streams): a `streaming` message whose text grows, replaced in
+   * place by the completed one. Default `false`.
+   */
+  streaming?: boolean;
 }
 
 /** See the module documentation. */
@@ -240,6 +257,9 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
   const seen = new Set<string>();
   // Sent from here, no server copy yet: shown after every received message.
   let outgoing: Outgoing[] = [];
+  // Replies being written (`streaming`), by the id they will have: their
+  // pieces by index. At most a turn's worth: dropped at `turn_done`.
+  const writing = new Map<string, { createdAt: string; participant: Participant | null; pieces: (string | undefined)[] }>();
   let opened: Promise<Convo>;
 
   function publish(patch: Partial<ConvoStoreState>, messagesChanged = false): void {
@@ -260,6 +280,20 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
   }
 
   function view(): readonly ChatMessage[] {
+    const streaming = [...writing].map(
+      ([id, w]): ChatMessage => ({
+        key: id,
+        id,
+        content: written(w.pieces),
+        from: "ai_agent",
+        createdAt: w.createdAt,
+        participant: w.participant,
+        files: [],
+        status: "streaming",
+        error: null,
+        message: null,
+      }),
+    );
     const pending = outgoing.map(
       (o): ChatMessage => ({
         key: o.key,
@@ -274,12 +308,37 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
         message: null,
       }),
     );
-    return Object.freeze(received.concat(pending));
+    return Object.freeze(received.concat(streaming, pending));
+  }
+
+  /** The text the pieces make, up to the first one missing. */
+  function written(pieces: (string | undefined)[]): string {
+    let text = "";
+    for (const p of pieces) {
+      if (p === undefined) break;
+      text += p;
+    }
+    return text;
+  }
+
+  function onDelta(e: MessageDeltaEvent): void {
+    if (seen.has(e.message_id)) return; // completed already
+    let w = writing.get(e.message_id);
+    if (!w) {
+      w = { createdAt: new Date().toISOString(), participant: null, pieces: [] };
+      writing.set(e.message_id, w);
+    }
+    if (w.pieces[e.index] !== undefined) return; // a piece told twice
+    w.pieces[e.index] = e.delta;
+    // The text is showing: no thinking indicator over it.
+    publish({ typing: null }, true);
   }
 
   function onMessage({ message }: MessageEvent): void {
     if (seen.has(message.id)) return;
     seen.add(message.id);
+    // A streamed reply, completed: it takes its own place (same key).
+    writing.delete(message.id);
     let key = message.id;
     if (message.from === "appuser") {
       // The server's copy of a message sent from here: it takes the pending
@@ -316,7 +375,13 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
         publish(e.state === "start"
           ? { typing: { kind: e.kind, label: e.label || null }, turn: turnState(e.kind, null, null) }
           : { typing: null })),
+      ...(options.streaming ? [c.on("delta", onDelta)] : []),
       c.on("turn_done", (e) => {
+        // A reply that was being written and never completed (the turn
+        // failed) goes; a stored one comes back with the next reconcile.
+        const dropped = writing.size > 0;
+        writing.clear();
+        if (dropped) publish({}, true);
         const turn = turnState("done", e.reason, e.retry_after_seconds ?? null);
         publish(e.reason === "ok" && state.error?.code === "server" ? { typing: null, turn, error: null } : { typing: null, turn });
       }),
@@ -453,7 +518,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
 
 /** Every event of a convo (what `store.on` forwards; checked complete against `ConvoEventMap`). */
 export const CONVO_EVENTS = Object.freeze(
-  Object.keys({ message: 0, typing: 0, convo_state: 0, turn_done: 0, ready: 0, closed: 0, error: 0, status: 0, role: 0 } satisfies Record<keyof ConvoEventMap, 0>),
+  Object.keys({ message: 0, typing: 0, convo_state: 0, turn_done: 0, ready: 0, closed: 0, error: 0, status: 0, role: 0, delta: 0 } satisfies Record<keyof ConvoEventMap, 0>),
 ) as readonly (keyof ConvoEventMap)[];
 
 /** How a binding is told which convo to show. */
@@ -527,13 +592,18 @@ const shared = new WeakMap<ConvoOpener, Map<string, Shared>>();
  * That is what makes React Strict Mode's mount → unmount → mount open one
  * stream, not two. Used by `@valet.red/sdk/react` and `/vue`.
  */
-export function retainConvoStore(client: ConvoOpener, convoId: string, lockout?: LockoutSnapshot | null): { store: ConvoStore; release: () => void } {
+export function retainConvoStore(
+  client: ConvoOpener,
+  convoId: string,
+  lockout?: LockoutSnapshot | null,
+  options: Pick<ConvoStoreOptions, "streaming"> = {},
+): { store: ConvoStore; release: () => void } {
   let byId = shared.get(client);
   if (!byId) shared.set(client, (byId = new Map()));
   let entry = byId.get(convoId);
   if (!entry || entry.store.getState().status === "closed") {
     const convoState = convoStateOf(client, convoId);
-    entry = { store: createConvoStore(client.openConvo({ convoId }), { convoState, lockout }), refs: 0, timer: undefined };
+    entry = { store: createConvoStore(client.openConvo({ convoId }), { convoState, lockout, streaming: options.streaming }), refs: 0, timer: undefined };
     byId.set(convoId, entry);
   }
   const held = entry;

@@ -54,6 +54,12 @@ export interface UseConvoOptions {
   convoId: MaybeRefOrGetter<string | null | undefined | PromiseLike<string>>;
   /** The user's lockout from `startSession()`, read when a convo opens: while locked out, `canSend` is `false`. */
   lockout?: LockoutSnapshot | null;
+  /**
+   * Show replies as the agent writes them (a server that streams replies):
+   * a `streaming` message whose text grows, replaced in place by the
+   * completed one. Read when the convo opens. Default `false`.
+   */
+  streaming?: boolean;
   /** Each message, once, in order (history included: `from_reconcile`). */
   onMessage?: (event: MessageEvent) => void;
   /** The agent's turn ended. */
@@ -92,7 +98,7 @@ const FIELDS = ["convoId", "messages", "typing", "convoState", "convoStateText",
 
 /** A convo's live state; see the module documentation. */
 export function useConvo(options: UseConvoOptions): UseConvoResult {
-  const { client, convoId, lockout } = options;
+  const { client, convoId, lockout, streaming } = options;
   const state = shallowRef<ConvoStoreState>(initialConvoState);
   const refs = Object.fromEntries(FIELDS.map((f) => [f, shallowRef(initialConvoState[f])])) as {
     [K in (typeof FIELDS)[number]]: Ref<ConvoStoreState[K]>;
@@ -132,7 +138,7 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
   }
 
   function attach(id: string, openLockout: LockoutSnapshot | null | undefined): void {
-    const { store: held, release } = retainConvoStore(client, id, openLockout);
+    const { store: held, release } = retainConvoStore(client, id, openLockout, { streaming });
     store = held;
     const unsubscribe = held.subscribe(show); // called at once with the snapshot, then on each change
     const offs = [

@@ -10,7 +10,8 @@ import { LIVENESS_MS, ROOT, launchBrowser, startServer } from "./harness.mjs";
 let server, browser;
 
 before(async () => {
-  server = await startServer(["--static-dir", join(ROOT, "target/demo"), "--agent-delay-ms", "300"]);
+  // As `make demo` runs it: replies streamed word by word.
+  server = await startServer(["--static-dir", join(ROOT, "target/demo"), "--agent-delay-ms", "300", "--agent-token-ms", "35"]);
   browser = await launchBrowser();
 });
 
@@ -56,7 +57,9 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   // Shown at once (pending until the server's copy comes back).
   assert.equal(await page.$$eval("#messages li.appuser", (l) => l.length), 1);
   await page.waitForSelector("#typing:not([hidden])", { timeout: LIVENESS_MS });
-  await page.waitForSelector("li.ai_agent", { timeout: LIVENESS_MS });
+  // The reply shows as it is written, then complete, in one bubble.
+  await page.waitForSelector('li.ai_agent[data-status="streaming"]', { timeout: LIVENESS_MS });
+  await page.waitForSelector('li.ai_agent[data-status="sent"]', { timeout: LIVENESS_MS });
   await page.waitForSelector("#typing[hidden]", { state: "attached" });
   await page.waitForSelector("#empty", { state: "hidden" });
   assert.deepEqual(await bubbleTexts(page), ["Hi, I need help with my order", 'You said: "Hi, I need help with my order"']);

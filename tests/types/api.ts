@@ -35,6 +35,7 @@ export async function typed() {
   });
   c.on("status", (e) => { const st: string = e.status; void st; });
   c.on("role", (e) => { const r: "leader" | "follower" = e.role; const g: number = e.generation; void [r, g]; });
+  c.on("delta", (e) => { const t: "message_delta" = e.type; const id: string = e.message_id; const i: number = e.index; const d: string = e.delta; void [t, id, i, d]; });
   const myRole: "leader" | "follower" = c.role;
   void myRole;
   await c.send("hi", { files: [new Blob(["x"])] });
@@ -67,7 +68,9 @@ export async function bindings() {
   const store = createConvoStore(valet.openConvo({ convoId: "c" }));
   const state: ConvoStoreState = store.getState();
   const first: ChatMessage | undefined = state.messages[0];
-  const status: "pending" | "failed" | "sent" | undefined = first?.status;
+  const status: "pending" | "failed" | "sent" | "streaming" | undefined = first?.status;
+  const streamed = createConvoStore(valet.openConvo({ convoId: "c" }), { streaming: true });
+  streamed.close();
   const key: string | undefined = first?.key;
   const off: () => void = store.subscribe(() => {});
   // Svelte's store contract: the listener gets the snapshot.

@@ -399,3 +399,40 @@ test("the opening's statuses replayed after attach count no reconnect; a real dr
   convo.emit("status", { status: "connected", attempt: 2 });
   assert.equal(store.getState().reconnects, 1, "a real drop and return counts");
 });
+
+test("streaming: a reply being written grows in place, and the completed message takes its key; without the option, nothing changes", async () => {
+  const delta = (index, text, id = "r1") => ({ type: "message_delta", agent_id: "a", convo_id: "c1", message_id: id, index, delta: text });
+  const convo = new ScriptedConvo();
+  const store = createConvoStore(convo, { streaming: true });
+  await tick();
+  convo.deliver("m1", "appuser", "Hi");
+  convo.emit("typing", { type: "typing", kind: "thinking", state: "start", label: "", convo_id: "c1" });
+  convo.emit("delta", delta(0, "You "));
+  assert.deepEqual(view(store), [["m1", "sent", "Hi"], ["r1", "streaming", "You "]]);
+  assert.equal(store.getState().typing, null, "the text shows: no thinking indicator over it");
+  convo.emit("delta", delta(2, "Hi"));
+  assert.deepEqual(view(store).at(-1), ["r1", "streaming", "You "], "a piece after a missing one waits");
+  convo.emit("delta", delta(1, "said: "));
+  convo.emit("delta", delta(1, "said: "));
+  assert.deepEqual(view(store).at(-1), ["r1", "streaming", "You said: Hi"], "in order, each piece once");
+  const before = store.getState().messages.at(-1);
+  convo.deliver("r1", "ai_agent", "You said: Hi");
+  assert.deepEqual(view(store), [["m1", "sent", "Hi"], ["r1", "sent", "You said: Hi"]], "the completed message in its place, once");
+  assert.equal(before.key, store.getState().messages.at(-1).key, "same key: no flicker");
+  convo.emit("delta", delta(3, "late"));
+  assert.equal(store.getState().messages.length, 2, "a piece after the message changes nothing");
+
+  // A reply that never completes goes at the end of the turn.
+  convo.emit("delta", delta(0, "half", "r2"));
+  assert.equal(view(store).at(-1)[1], "streaming");
+  convo.emit("turn_done", { type: "turn_done", convo_id: "c1", reason: "temporary_failure", at: 1 });
+  assert.deepEqual(view(store).map((m) => m[0]), ["m1", "r1"]);
+
+  const scripted = new ScriptedConvo();
+  const off = createConvoStore(scripted);
+  await tick();
+  scripted.emit("delta", delta(0, "ignored"));
+  assert.deepEqual(view(off), [], "without `streaming`, deltas show nothing");
+  off.close();
+  store.close();
+});

@@ -90,6 +90,15 @@ pub struct ResumePoint {
 }
 
 impl ResumePoint {
+    /// What [`Action::Persist`] carries (the same as serde's JSON).
+    pub fn to_json(&self) -> String {
+        crate::json::Obj::new()
+            .str_or_null("id", self.id.as_deref())
+            .u64_or_null("seq", self.seq)
+            .str_or_null("event_id", self.event_id.as_deref())
+            .finish()
+    }
+
     /// Reads what [`Action::Persist`] wrote; `None` for anything else.
     pub fn parse(json: &str) -> Option<ResumePoint> {
         let [id, seq, event_id] = crate::json::read_n(json, ["id", "seq", "event_id"])?;
@@ -473,6 +482,22 @@ pub struct ConvoMetrics {
     pub messages_delivered: u64,
 }
 
+impl ConvoMetrics {
+    /// The JSON `convo.metrics()` returns (the same as serde's).
+    pub fn to_json(&self) -> String {
+        crate::json::Obj::new()
+            .u64("reconnects", self.reconnects)
+            .u64_or_null("lastEventAt", self.last_event_at)
+            .u64("duplicatesDropped", self.duplicates_dropped)
+            .u64("gapsFilled", self.gaps_filled)
+            .u64("leaderChanges", self.leader_changes)
+            .u64("tokenRefreshes", self.token_refreshes)
+            .u64("queuedSends", self.queued_sends)
+            .u64("messagesDelivered", self.messages_delivered)
+            .finish()
+    }
+}
+
 impl ConvoMachine {
     /// A machine (not started) with a random seed for jitter.
     pub fn new(mut cfg: ConvoConfig, seed: u64) -> Self {
@@ -748,7 +773,7 @@ impl ConvoMachine {
         self.last_persist_ms = self.now_ms;
         let point = self.resume_point();
         if point.id.is_some() || point.event_id.is_some() {
-            self.out.push(Action::Persist(crate::json::to_json(&point)));
+            self.out.push(Action::Persist(point.to_json()));
         }
     }
 
@@ -769,7 +794,7 @@ impl ConvoMachine {
             .filter_map(|a| match a {
                 Action::SendSettled { result: Ok(_), .. } => Some("{\"ok\":true}".to_owned()),
                 Action::SendSettled { result: Err(e), .. } => {
-                    Some(format!("{{\"ok\":false,\"code\":{}}}", serde_json::to_string(&e.code).unwrap_or_default()))
+                    Some(crate::json::Obj::new().bool("ok", false).str("code", e.code.as_str()).finish())
                 }
                 _ => None,
             })
@@ -808,7 +833,7 @@ impl ConvoMachine {
 
     fn emit_error(&mut self, error: ClientError, stage: Stage) {
         self.log(format!("error ({stage:?}): {}", error.message));
-        let payload = crate::json::to_json(&ConvoErrorEvent::new(error, stage));
+        let payload = ConvoErrorEvent::new(error, stage).to_json();
         self.emit(EventName::Error, payload);
     }
 
@@ -1142,6 +1167,9 @@ impl ConvoMachine {
                 self.log("the server reported a temporary failure".into());
                 self.emit(EventName::Error, frame.text)
             }
+            // Handed over as sent; held, ordered and relayed as every frame,
+            // never counted as a message (the completed `message` is).
+            FrameKind::MessageDelta => self.emit(EventName::Delta, frame.text),
             FrameKind::Ping => {}
             FrameKind::Ready | FrameKind::Closed => return Some(frame),
         }

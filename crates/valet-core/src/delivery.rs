@@ -31,7 +31,7 @@
 //!   the best order known; a gap the server's history confirms (a seq that
 //!   never existed) is accepted.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use rustc_hash::FxHashSet as HashSet;
@@ -123,11 +123,13 @@ pub struct Delivery<M = Message> {
     /// The id of the last message in server order (shared with `seen`, so
     /// keeping it costs no copy per message).
     last_id: Option<Rc<str>>,
-    /// Held messages with a `seq`, by seq (a gap, or sync in progress).
-    held_seq: BTreeMap<u64, M>,
+    /// Held messages with a `seq`, sorted by seq (a gap, or sync in
+    /// progress). A sorted deque, not a map: live frames come in order, so
+    /// a hold is a push at the back, and a map's code would weigh in the wasm.
+    held_seq: VecDeque<(u64, M)>,
     /// Held messages without a `seq`, in arrival order.
     held_unseq: Vec<M>,
-    held_ids: HashSet<String>,
+    held_ids: HashSet<Rc<str>>,
     syncing: bool,
     synced_once: bool,
 }
@@ -140,7 +142,7 @@ impl<M: Keyed> Default for Delivery<M> {
             overflowed: false,
             last_seq: None,
             last_id: None,
-            held_seq: BTreeMap::new(),
+            held_seq: VecDeque::new(),
             held_unseq: Vec::new(),
             held_ids: HashSet::default(),
             syncing: false,
@@ -226,7 +228,7 @@ impl<M: Keyed> Delivery<M> {
         let held_ids = std::mem::take(&mut self.held_ids);
         let held = self.take_held();
         let mut merged: Vec<(M, bool)> = Vec::with_capacity(history.len() + held.len());
-        let mut in_history: HashSet<String> = HashSet::default();
+        let mut in_history: HashSet<Rc<str>> = HashSet::default();
         // Without `seq`: the history is in server order, and what stands
         // before the last delivered message is old, unless the window can
         // tell (then a message it lacks is a late gap fill).
@@ -236,7 +238,7 @@ impl<M: Keyed> Delivery<M> {
         };
         for (i, m) in history.into_iter().enumerate() {
             let old_by_position = last_at.is_some_and(|at| i <= at && (i == at || at - i >= ID_WINDOW));
-            if old_by_position || self.below_watermark(&m) || self.recent.contains(m.id()) || !in_history.insert(m.id().to_owned()) {
+            if old_by_position || self.below_watermark(&m) || self.recent.contains(m.id()) || !in_history.insert(Rc::from(m.id())) {
                 continue;
             }
             let from_reconcile = !held_ids.contains(m.id());
@@ -287,7 +289,7 @@ impl<M: Keyed> Delivery<M> {
     /// Every held message (by seq, then unsequenced), emptying the buffer.
     fn take_held(&mut self) -> Vec<M> {
         self.held_ids.clear();
-        let mut all: Vec<M> = std::mem::take(&mut self.held_seq).into_values().collect();
+        let mut all: Vec<M> = std::mem::take(&mut self.held_seq).into_iter().map(|(_, m)| m).collect();
         all.append(&mut self.held_unseq);
         all
     }
@@ -298,14 +300,13 @@ impl<M: Keyed> Delivery<M> {
             self.overflowed = true;
             return;
         }
-        self.held_ids.insert(message.id().to_owned());
+        self.held_ids.insert(Rc::from(message.id()));
         match message.seq() {
-            Some(seq) => {
-                if let Some(displaced) = self.held_seq.insert(seq, message) {
-                    // Two ids with one seq (a broken server): keep both, never drop.
-                    self.held_unseq.push(displaced);
-                }
-            }
+            Some(seq) => match self.held_seq.binary_search_by_key(&seq, |(s, _)| *s) {
+                // Two ids with one seq (a broken server): keep both, never drop.
+                Ok(at) => self.held_unseq.push(std::mem::replace(&mut self.held_seq[at].1, message)),
+                Err(at) => self.held_seq.insert(at, (seq, message)),
+            },
             None => self.held_unseq.push(message),
         }
     }
@@ -330,11 +331,11 @@ impl<M: Keyed> Delivery<M> {
 
     fn flush_contiguous(&mut self, out: &mut Vec<Delivered<M>>) {
         while let Some(last) = self.last_seq {
-            let Some(entry) = self.held_seq.first_entry() else { break };
-            if *entry.key() > last + 1 {
-                break;
+            match self.held_seq.front() {
+                Some((seq, _)) if *seq <= last + 1 => {}
+                _ => break,
             }
-            let m = entry.remove();
+            let Some((_, m)) = self.held_seq.pop_front() else { break };
             self.held_ids.remove(m.id());
             self.deliver(m, false, out);
         }

@@ -63,7 +63,40 @@ pub struct ClientError {
     pub maybe_stored: Option<bool>,
 }
 
+impl ErrorCode {
+    /// The code's name (`"rate_limited"`…), as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Auth => "auth",
+            ErrorCode::Network => "network",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Http => "http",
+            ErrorCode::Protocol => "protocol",
+            ErrorCode::Server => "server",
+            ErrorCode::Closed => "closed",
+            ErrorCode::Aborted => "aborted",
+            ErrorCode::InvalidArgument => "invalid_argument",
+        }
+    }
+}
+
 impl ClientError {
+    /// The error's JSON (the same as serde's, without its code in the wasm).
+    pub fn to_json(&self) -> String {
+        let o = crate::json::Obj::new()
+            .str("code", self.code.as_str())
+            .str("message", &self.message)
+            .opt_u64("status", self.status.map(u64::from))
+            .opt_u64("retry_after_seconds", self.retry_after_seconds)
+            .opt_str("body", self.body.as_deref());
+        match self.maybe_stored {
+            Some(b) => o.bool("maybe_stored", b),
+            None => o,
+        }
+        .finish()
+    }
+
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ClientError { code, message: message.into(), status: None, retry_after_seconds: None, body: None, maybe_stored: None }
@@ -132,9 +165,8 @@ impl Detail {
 
 /// `s` as a JSON string literal (quoted and escaped).
 pub fn json_string(s: &str) -> String {
-    crate::json::to_json(s)
+    crate::json::string(s)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -162,6 +194,10 @@ mod tests {
         // Serialized, the body is its JSON text (JS parses it).
         let json = serde_json::to_value(ClientError::from_http(404, None, r#"{"code":"x"}"#, "x")).unwrap();
         assert_eq!(json["body"], r#"{"code":"x"}"#);
-        assert_eq!(retry_after_seconds(None, r#"{"message":5,"retry_after_seconds":7}"#), Some(7), "a field of another type spoils nothing");
+        assert_eq!(
+            retry_after_seconds(None, r#"{"message":5,"retry_after_seconds":7}"#),
+            Some(7),
+            "a field of another type spoils nothing"
+        );
     }
 }

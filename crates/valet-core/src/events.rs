@@ -10,6 +10,8 @@
 
 use serde::Serialize;
 
+use crate::json::Obj;
+
 use crate::error::ClientError;
 
 /// The events a convo emits.
@@ -34,11 +36,14 @@ pub enum EventName {
     /// This tab's role changed: `leader` holds the stream, `follower` gets
     /// events from it (EXTENSION).
     Role,
+    /// A piece of a reply the agent is still writing (EXTENSION: a
+    /// `message_delta` frame, from a server that streams replies).
+    Delta,
 }
 
 impl EventName {
     /// Every event, for validation of `on(name)`.
-    pub const ALL: [EventName; 9] = [
+    pub const ALL: [EventName; 10] = [
         EventName::Message,
         EventName::Typing,
         EventName::ConvoState,
@@ -48,6 +53,7 @@ impl EventName {
         EventName::Error,
         EventName::Status,
         EventName::Role,
+        EventName::Delta,
     ];
 
     /// The name handlers subscribe with.
@@ -62,6 +68,7 @@ impl EventName {
             EventName::Error => "error",
             EventName::Status => "status",
             EventName::Role => "role",
+            EventName::Delta => "delta",
         }
     }
 
@@ -103,7 +110,29 @@ pub enum Stage {
     Send,
 }
 
+impl Phase {
+    /// The phase's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Auth => "auth",
+            Phase::Stream => "stream",
+            Phase::Fetch => "fetch",
+        }
+    }
+}
+
 impl Stage {
+    /// The stage's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Auth => "auth",
+            Stage::Connect => "connect",
+            Stage::Stream => "stream",
+            Stage::Reconcile => "reconcile",
+            Stage::Send => "send",
+        }
+    }
+
     /// The JS SDK's coarser phase.
     pub fn phase(self) -> Phase {
         match self {
@@ -134,6 +163,11 @@ impl ConvoErrorEvent {
     pub fn new(error: ClientError, stage: Stage) -> Self {
         ConvoErrorEvent { error, phase: stage.phase(), stage }
     }
+
+    /// The payload's JSON (the same as serde's, without its code in the wasm).
+    pub fn to_json(&self) -> String {
+        Obj::new().raw("error", &self.error.to_json()).str("phase", self.phase.as_str()).str("stage", self.stage.as_str()).finish()
+    }
 }
 
 /// Connection status.
@@ -158,7 +192,8 @@ pub enum Status {
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 6] = [Status::Connecting, Status::Connected, Status::Reconnecting, Status::Paused, Status::Stopped, Status::Closed];
+    pub const ALL: [Status; 6] =
+        [Status::Connecting, Status::Connected, Status::Reconnecting, Status::Paused, Status::Stopped, Status::Closed];
 
     /// The name in payloads and `convo.status`.
     pub fn as_str(self) -> &'static str {
@@ -205,15 +240,14 @@ pub struct ConvoStatusEvent {
 impl ConvoRoleEvent {
     /// The payload's JSON (the same as serde's, without its code in the wasm).
     pub fn to_json(&self) -> String {
-        format!("{{\"role\":\"{}\",\"generation\":{}}}", self.role, self.generation)
+        Obj::new().str("role", self.role).u64("generation", self.generation).finish()
     }
 }
 
 impl ConvoStatusEvent {
     /// The payload's JSON (the same as serde's, without its code in the wasm).
     pub fn to_json(&self) -> String {
-        let retry = self.retry_in_ms.map(|ms| format!(",\"retry_in_ms\":{ms}")).unwrap_or_default();
-        format!("{{\"status\":\"{}\",\"attempt\":{}{retry}}}", self.status.as_str(), self.attempt)
+        Obj::new().str("status", self.status.as_str()).u64("attempt", self.attempt).opt_u64("retry_in_ms", self.retry_in_ms).finish()
     }
 }
 

@@ -113,11 +113,158 @@ pub fn read_n<const N: usize>(text: &str, paths: [&str; N]) -> Option<[Val; N]> 
     vals.try_into().ok()
 }
 
-/// `value` as JSON text. The SDK's payloads always serialize (no map
-/// with non-string keys); an empty string would mean a bug, never a panic
-/// (a panic message would pull error formatting into the wasm).
-pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// Writes the SDK's own JSON texts (payloads, request bodies: a few fixed
+/// shapes), field by field, as serde_json would: the wasm carries no
+/// serializer and no number formatting. Unit tests compare each shape with
+/// serde_json's output.
+///
+/// ```
+/// use valet_core::json::Obj;
+/// let json = Obj::new().str("code", "timeout").opt_u64("status", None).u64("n", 42).finish();
+/// assert_eq!(json, r#"{"code":"timeout","n":42}"#);
+/// ```
+#[derive(Debug)]
+pub struct Obj(String);
+
+impl Default for Obj {
+    fn default() -> Self {
+        Obj::new()
+    }
+}
+
+impl Obj {
+    /// An empty object.
+    pub fn new() -> Obj {
+        Obj(String::from("{"))
+    }
+
+    fn key(mut self, key: &str) -> Obj {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        push_string(&mut self.0, key);
+        self.0.push(':');
+        self
+    }
+
+    /// A string field.
+    pub fn str(self, key: &str, value: &str) -> Obj {
+        let mut o = self.key(key);
+        push_string(&mut o.0, value);
+        o
+    }
+
+    /// A string field, left out when `None`.
+    pub fn opt_str(self, key: &str, value: Option<&str>) -> Obj {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self,
+        }
+    }
+
+    /// A string field, `null` when `None`.
+    pub fn str_or_null(self, key: &str, value: Option<&str>) -> Obj {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.raw(key, "null"),
+        }
+    }
+
+    /// A whole-number field.
+    pub fn u64(self, key: &str, value: u64) -> Obj {
+        let mut o = self.key(key);
+        push_u64(&mut o.0, value);
+        o
+    }
+
+    /// A whole-number field, left out when `None`.
+    pub fn opt_u64(self, key: &str, value: Option<u64>) -> Obj {
+        match value {
+            Some(v) => self.u64(key, v),
+            None => self,
+        }
+    }
+
+    /// A whole-number field, `null` when `None`.
+    pub fn u64_or_null(self, key: &str, value: Option<u64>) -> Obj {
+        match value {
+            Some(v) => self.u64(key, v),
+            None => self.raw(key, "null"),
+        }
+    }
+
+    /// A boolean field.
+    pub fn bool(self, key: &str, value: bool) -> Obj {
+        self.raw(key, if value { "true" } else { "false" })
+    }
+
+    /// A field whose value is `json`, a JSON text already.
+    pub fn raw(self, key: &str, json: &str) -> Obj {
+        let mut o = self.key(key);
+        o.0.push_str(json);
+        o
+    }
+
+    /// The object's text.
+    pub fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// Appends `s` as a JSON string literal, escaped as serde_json escapes.
+pub fn push_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(d as char);
+    }
+}
+
+/// `s` as a JSON string literal.
+pub fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_string(&mut out, s);
+    out
 }
 
 #[cfg(not(feature = "serde-reader"))]
@@ -205,5 +352,70 @@ mod tests {
     #[test]
     fn serde_json_reads_every_case() {
         super::check_reader(&super::SerdeReader);
+    }
+
+    /// Every text the writer makes is what serde_json makes of the same value.
+    #[test]
+    fn the_writer_writes_what_serde_json_writes() {
+        use crate::convo::{ConvoMetrics, ResumePoint};
+        use crate::error::{ClientError, ErrorCode};
+        use crate::events::{ConvoErrorEvent, Stage};
+        use crate::wire::SendRequest;
+
+        let all: String = (0u32..0x80).filter_map(char::from_u32).chain("é€😀\u{2028}".chars()).collect();
+        for s in [all.as_str(), "", "plain", "a\"b\\c\u{7f}\u{1f}"] {
+            assert_eq!(super::string(s), serde_json::to_string(s).unwrap());
+        }
+        for n in [0, 7, 10, 99, 1_000_000, u64::MAX] {
+            let mut out = String::new();
+            super::push_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        let mut full = ClientError::from_http(429, Some(3), r#"{"status":"rate_limited","x":"\u0001"}"#, "send");
+        full.maybe_stored = Some(true);
+        let errors = [ClientError::new(ErrorCode::Timeout, "fetchJwt took \"long\"\n"), full];
+        for e in &errors {
+            assert_eq!(e.to_json(), serde_json::to_string(e).unwrap());
+            for stage in [Stage::Auth, Stage::Connect, Stage::Stream, Stage::Reconcile, Stage::Send] {
+                let ev = ConvoErrorEvent::new(e.clone(), stage);
+                assert_eq!(ev.to_json(), serde_json::to_string(&ev).unwrap());
+            }
+        }
+        for code in [
+            ErrorCode::Auth,
+            ErrorCode::Network,
+            ErrorCode::Timeout,
+            ErrorCode::RateLimited,
+            ErrorCode::Http,
+            ErrorCode::Protocol,
+            ErrorCode::Server,
+            ErrorCode::Closed,
+            ErrorCode::Aborted,
+            ErrorCode::InvalidArgument,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        for r in [
+            SendRequest { text: "hi \"you\"".into(), message_id: None, idempotency_key: None },
+            SendRequest { text: "x".into(), message_id: Some("m1".into()), idempotency_key: Some("k".into()) },
+        ] {
+            assert_eq!(r.to_json(), serde_json::to_string(&r).unwrap());
+        }
+        for p in [ResumePoint::default(), ResumePoint { id: Some("m".into()), seq: Some(9), event_id: Some("e\t".into()) }] {
+            assert_eq!(p.to_json(), serde_json::to_string(&p).unwrap());
+        }
+        let mut m = ConvoMetrics {
+            reconnects: 1,
+            duplicates_dropped: 2,
+            gaps_filled: 3,
+            leader_changes: 4,
+            token_refreshes: 5,
+            queued_sends: 6,
+            messages_delivered: 7,
+            ..Default::default()
+        };
+        assert_eq!(m.to_json(), serde_json::to_string(&m).unwrap());
+        m.last_event_at = Some(1_764_633_600_000);
+        assert_eq!(m.to_json(), serde_json::to_string(&m).unwrap());
     }
 }

@@ -190,8 +190,9 @@ impl Outbox {
         if head.files && head.message_id.is_none() {
             out.push(Action::Upload { id, token });
         } else {
-            let body = SendRequest { text: head.text.clone(), message_id: head.message_id.clone(), idempotency_key: Some(head.key.clone()) };
-            let json = crate::json::to_json(&body);
+            let body =
+                SendRequest { text: head.text.clone(), message_id: head.message_id.clone(), idempotency_key: Some(head.key.clone()) };
+            let json = body.to_json();
             out.push(Action::Post { id, token, json });
         }
     }
@@ -346,7 +347,7 @@ impl Outbox {
             error.maybe_stored = Some(true);
         }
         if o.detached {
-            let payload = crate::json::to_json(&ConvoErrorEvent::new(error.clone(), Stage::Send));
+            let payload = ConvoErrorEvent::new(error.clone(), Stage::Send).to_json();
             out.push(Action::Emit { event: EventName::Error, payload });
         }
         out.push(Action::SendSettled { id: o.id, result: Err(error) });

@@ -22,6 +22,17 @@
 //!   on every call nor lets its tokens lapse. Until a first answer tells the
 //!   server's time, a token that looks expired by the device's clock is used
 //!   (the server is the judge: a 401 refetches) and rechecked within 30 s.
+//! - One refresh per browser: the tabs of one browser share their tokens
+//!   ([`TokenMessage`] on a channel). A tab that must replace a token asks
+//!   for a lock named after that token ([`TokenManager::share_key`]); the
+//!   one that gets it calls `fetchJwt` and tells the others, who take the
+//!   new token ([`TokenManager::adopt`]) instead of fetching their own, and
+//!   keeps the lock, so a tab that heard nothing and gets it later finds
+//!   the token replaced ([`TokenManager::lock_granted`]). A rejection is
+//!   told too: no tab uses a token another tab saw refused. A tab takes a
+//!   token only for the identity its own tokens had (issuer, agent, user),
+//!   so tabs of different users never trade tokens; its first token is its
+//!   own `fetchJwt`'s.
 
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -48,6 +59,89 @@ pub struct UnverifiedClaims {
     /// The opaque user id.
     #[serde(default)]
     pub source_key: Option<String>,
+    /// The subject, where an issuer sets one.
+    #[serde(default)]
+    pub sub: Option<String>,
+}
+
+impl UnverifiedClaims {
+    /// Who the token speaks for: issuer, agent, user (`source_key`) and
+    /// subject, as the JSON array `[iss, agent_uuid, source_key, sub]`
+    /// (`null` where absent; the browser SDK builds the same text with
+    /// `JSON.stringify`). Tabs share tokens only within one identity.
+    pub fn identity(&self) -> String {
+        let mut out = String::from("[");
+        for (i, v) in [&self.iss, &self.agent_uuid, &self.source_key, &self.sub].into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match v {
+                Some(v) => crate::json::push_string(&mut out, v),
+                None => out.push_str("null"),
+            }
+        }
+        out.push(']');
+        out
+    }
+}
+
+/// What a host reads of a token it got: `exp` (seconds) and the
+/// [`UnverifiedClaims::identity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// `exp`, seconds since the epoch; `None` when the token has none.
+    pub exp: Option<i64>,
+    /// See [`UnverifiedClaims::identity`].
+    pub identity: String,
+}
+
+/// What a tab made of a token another tab told ([`TokenManager::hear`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// Taken: this tab uses it from now on.
+    Took,
+    /// Not for this tab (another identity, refused, expired, no news).
+    Ignored,
+    /// This tab's own token (given) is newer, or as new and first in byte
+    /// order: tell it back.
+    Better(String),
+}
+
+/// A message between the tabs of one browser about their tokens:
+/// `{"sdk":"valet-sdk","v":1,"kind":"token","token":"…"}` (a tab fetched
+/// it) or `"kind":"rejected"` (the server refused it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenMessage {
+    /// A token a tab just fetched.
+    Token(String),
+    /// A token the server refused.
+    Rejected(String),
+}
+
+impl TokenMessage {
+    /// The message's text.
+    pub fn to_json(&self) -> String {
+        let (kind, token) = match self {
+            TokenMessage::Token(t) => ("token", t),
+            TokenMessage::Rejected(t) => ("rejected", t),
+        };
+        crate::json::Obj::new().str("sdk", "valet-sdk").u64("v", 1).str("kind", kind).str("token", token).finish()
+    }
+
+    /// Reads a message; `None` for anything else (garbage on the channel
+    /// changes nothing).
+    pub fn parse(text: &str) -> Option<TokenMessage> {
+        let [sdk, v, kind, token] = crate::json::read_n(text, ["sdk", "v", "kind", "token"])?;
+        if sdk.str()? != "valet-sdk" || v.u64()? != 1 {
+            return None;
+        }
+        let token = token.into_string().filter(|t| !t.is_empty())?;
+        match kind.str()? {
+            "token" => Some(TokenMessage::Token(token)),
+            "rejected" => Some(TokenMessage::Rejected(token)),
+            _ => None,
+        }
+    }
 }
 
 /// Why a string is not a readable JWT.
@@ -79,11 +173,14 @@ pub fn read_claims(jwt: &str) -> Result<UnverifiedClaims, TokenError> {
     let (Some(_), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::NotAJwt);
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .or_else(|_| URL_SAFE.decode(payload))
-        .map_err(|_| TokenError::BadEncoding)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).or_else(|_| URL_SAFE.decode(payload)).map_err(|_| TokenError::BadEncoding)?;
     serde_json::from_slice(&bytes).map_err(|e| TokenError::BadClaims(e.to_string()))
+}
+
+/// A token's [`TokenClaims`], read natively (the browser SDK reads them in JS).
+pub fn claims_of(jwt: &str) -> Result<TokenClaims, String> {
+    let c = read_claims(jwt).map_err(|e| e.to_string())?;
+    Ok(TokenClaims { exp: c.exp, identity: c.identity() })
 }
 
 /// What a log line shows of a token: its length and nothing of its content.
@@ -158,6 +255,26 @@ struct Held {
     fetched_local_ms: u64,
 }
 
+/// The last token held, as the tabs name it (kept after it is rejected:
+/// it names the lock for its replacement).
+#[derive(Debug, Clone)]
+struct Last {
+    identity: String,
+    exp_ms: u64,
+    /// `fnv(identity):fnv(jwt)`.
+    key: String,
+}
+
+/// FNV-1a, 64 bits, in decimal: a short, stable name (no token or issuer
+/// in a lock's name).
+fn fnv(text: &str, out: &mut String) {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    crate::json::push_u64(out, h);
+}
+
 /// What to do to get a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenStep {
@@ -185,6 +302,7 @@ pub enum FetchFailure {
 #[derive(Debug)]
 pub struct TokenManager {
     held: Option<Held>,
+    last: Option<Last>,
     rejected: Vec<String>,
     in_flight: bool,
     clock: ServerClock,
@@ -199,7 +317,7 @@ impl Default for TokenManager {
 impl TokenManager {
     /// No token yet.
     pub fn new() -> Self {
-        TokenManager { held: None, rejected: Vec::new(), in_flight: false, clock: ServerClock::default() }
+        TokenManager { held: None, last: None, rejected: Vec::new(), in_flight: false, clock: ServerClock::default() }
     }
 
     /// An answer's `Date` (Unix ms) read at the device's `now_ms`. Returns
@@ -250,17 +368,91 @@ impl TokenManager {
         }
     }
 
-    /// Marks a token as refused by the server.
-    pub fn reject(&mut self, token: &str) {
+    /// Marks a token as refused by the server (here or in another tab).
+    /// Returns whether it was news.
+    pub fn reject(&mut self, token: &str) -> bool {
         if self.held.as_ref().is_some_and(|h| h.jwt == token) {
             self.held = None;
         }
-        if !self.rejected.iter().any(|r| r == token) {
-            self.rejected.push(token.to_owned());
-            if self.rejected.len() > 8 {
-                self.rejected.remove(0);
-            }
+        if self.rejected.iter().any(|r| r == token) {
+            return false;
         }
+        self.rejected.push(token.to_owned());
+        if self.rejected.len() > 8 {
+            self.rejected.remove(0);
+        }
+        true
+    }
+
+    /// The name, among the tabs, of the token to replace now (the held
+    /// one, or the last one held): hashes of its identity and of the token.
+    /// Tabs that must replace the same token ask for the same lock; `None`
+    /// before a first token (each tab fetches its first itself).
+    pub fn share_key(&self) -> Option<String> {
+        self.last.as_ref().map(|l| l.key.clone())
+    }
+
+    /// The lock named `key` (from [`TokenManager::share_key`], taken when
+    /// the fetch began) is this tab's: `Use` when the token was replaced
+    /// meanwhile (another tab's, adopted) and is good, else `Fetch` (call
+    /// `fetchJwt`, keep the lock, tell the others).
+    pub fn lock_granted(&mut self, now_ms: u64, key: &str) -> TokenStep {
+        let now = self.clock.to_server(now_ms);
+        match &self.held {
+            Some(h) if now < self.refresh_at(h) && self.last.as_ref().is_some_and(|l| l.key != key) => {
+                self.in_flight = false;
+                TokenStep::Use(h.jwt.clone())
+            }
+            _ => TokenStep::Fetch,
+        }
+    }
+
+    /// A token another tab fetched (`claims` read from it). Taken when it
+    /// speaks for the same identity as this tab's tokens, is newer than the
+    /// one held (or as new and first in byte order: tabs that fetched in
+    /// the same second agree on one token), was not rejected, and is not
+    /// expired by the server's clock. Taking it ends a wait for the lock:
+    /// every waiter gets it.
+    pub fn adopt(&mut self, now_ms: u64, jwt: &str, claims: &TokenClaims) -> bool {
+        matches!(self.hear(now_ms, jwt, claims), Heard::Took)
+    }
+
+    /// [`TokenManager::adopt`], telling also when this tab's own token is
+    /// the better one ([`Heard::Better`]: tell it back, so that a tab that
+    /// fetched its first token after this one's was told converges too).
+    pub fn hear(&mut self, now_ms: u64, jwt: &str, claims: &TokenClaims) -> Heard {
+        let jwt = jwt.trim();
+        let Some(last) = &self.last else { return Heard::Ignored };
+        let Some(exp_ms) = claims.exp.and_then(|e| u64::try_from(e).ok()).map(|e| e.saturating_mul(1000)) else {
+            return Heard::Ignored;
+        };
+        if claims.identity != last.identity
+            || self.rejected.iter().any(|r| r == jwt)
+            || (self.clock.known() && exp_ms <= self.clock.to_server(now_ms))
+        {
+            return Heard::Ignored;
+        }
+        let newer = match &self.held {
+            Some(h) if h.jwt == jwt => return Heard::Ignored,
+            Some(h) if exp_ms < h.exp_ms || (exp_ms == h.exp_ms && jwt > h.jwt.as_str()) => return Heard::Better(h.jwt.clone()),
+            Some(_) => true,
+            None => exp_ms >= last.exp_ms,
+        };
+        if !newer {
+            return Heard::Ignored;
+        }
+        self.hold(jwt.to_owned(), exp_ms, claims.identity.clone(), now_ms);
+        self.in_flight = false;
+        Heard::Took
+    }
+
+    fn hold(&mut self, jwt: String, exp_ms: u64, identity: String, now_ms: u64) {
+        let mut key = String::new();
+        fnv(&identity, &mut key);
+        key.push(':');
+        fnv(&jwt, &mut key);
+        self.held = Some(Held { jwt, exp_ms, fetched_local_ms: now_ms });
+        self.last = Some(Last { identity, exp_ms, key });
     }
 
     /// Whether a fetch is in flight.
@@ -280,17 +472,17 @@ impl TokenManager {
 
     /// The result of `fetchJwt`. `Ok` is the token every waiter gets.
     pub fn fetched(&mut self, now_ms: u64, result: Result<String, FetchFailure>) -> Result<String, ClientError> {
-        self.fetched_with(now_ms, result, |jwt| read_claims(jwt).map(|c| c.exp).map_err(|e| e.to_string()))
+        self.fetched_with(now_ms, result, claims_of)
     }
 
-    /// [`TokenManager::fetched`], with the token's `exp` read by `exp_of`
-    /// (`Ok(None)`: no `exp`; `Err`: not a readable JWT). The browser SDK
-    /// reads it with `atob` and `JSON.parse`, which cost it no bytes.
+    /// [`TokenManager::fetched`], with the token's claims read by
+    /// `claims_of` (`Err`: not a readable JWT). The browser SDK reads them
+    /// with `atob` and `JSON.parse`, which cost it no bytes.
     pub fn fetched_with(
         &mut self,
         now_ms: u64,
         result: Result<String, FetchFailure>,
-        exp_of: impl FnOnce(&str) -> Result<Option<i64>, String>,
+        claims_of: impl FnOnce(&str) -> Result<TokenClaims, String>,
     ) -> Result<String, ClientError> {
         self.in_flight = false;
         let auth = |m: String| ClientError::new(ErrorCode::Auth, m);
@@ -300,8 +492,8 @@ impl TokenManager {
             FetchFailure::NotAString => auth("fetchJwt must resolve to a JWT string".into()),
         })?;
         let jwt = jwt.trim().to_owned();
-        let exp = exp_of(&jwt).map_err(|e| auth(format!("fetchJwt returned an unusable token: {e}")))?;
-        let exp = exp.ok_or_else(|| auth("fetchJwt returned a token without `exp`".into()))?;
+        let claims = claims_of(&jwt).map_err(|e| auth(format!("fetchJwt returned an unusable token: {e}")))?;
+        let exp = claims.exp.ok_or_else(|| auth("fetchJwt returned a token without `exp`".into()))?;
         let exp_ms = u64::try_from(exp).unwrap_or(0).saturating_mul(1000);
         // Expired by the server's clock; by the device's alone, the server judges.
         if exp_ms <= self.clock.to_server(now_ms) && self.clock.known() {
@@ -310,7 +502,7 @@ impl TokenManager {
         if self.rejected.iter().any(|r| r == &jwt) {
             return Err(auth("fetchJwt returned the token the server just rejected".into()));
         }
-        self.held = Some(Held { jwt: jwt.clone(), exp_ms, fetched_local_ms: now_ms });
+        self.hold(jwt.clone(), exp_ms, claims.identity, now_ms);
         Ok(jwt)
     }
 
@@ -448,6 +640,137 @@ mod tests {
         assert_eq!(c.to_local(2_600_500), 2_000_000);
         assert!(c.observe(3_000_000, 3_000_000), "the clock was set right");
         assert_eq!(c.offset_ms(), 0);
+    }
+
+    fn user_jwt(exp_s: u64, user: &str) -> String {
+        jwt(&format!(r#"{{"iss":"co","agent_uuid":"a1","source_key":"{user}","exp":{exp_s}}}"#))
+    }
+
+    /// Two tabs holding one token, both due: one gets the lock and fetches,
+    /// the other takes its token (and, had it got the lock late, would
+    /// find the token replaced): one `fetchJwt` call for the refresh.
+    #[test]
+    fn tabs_share_one_refresh() {
+        let t0 = 1_800_000_000_000;
+        let first = user_jwt(t0 / 1000 + 60, "u1");
+        let (mut a, mut b) = (TokenManager::new(), TokenManager::new());
+        for m in [&mut a, &mut b] {
+            assert_eq!(m.share_key(), None, "a first token is each tab's own");
+            m.request(t0, None);
+            m.fetched(t0, Ok(first.clone())).unwrap();
+        }
+        let due = t0 + 30_000;
+        assert_eq!((a.request(due, None), b.begin_refresh()), (TokenStep::Fetch, true));
+        let key = a.share_key().unwrap();
+        assert_eq!(b.share_key().as_deref(), Some(key.as_str()), "the same lock for the same token");
+        assert_eq!(a.lock_granted(due, &key), TokenStep::Fetch);
+        let next = user_jwt(due / 1000 + 60, "u1");
+        a.fetched(due, Ok(next.clone())).unwrap();
+        let message = TokenMessage::Token(next.clone()).to_json();
+        let TokenMessage::Token(got) = TokenMessage::parse(&message).unwrap() else { panic!() };
+        assert!(b.adopt(due + 5, &got, &claims_of(&got).unwrap()), "b takes a's token");
+        assert!(!b.in_flight(), "b's wait is over");
+        assert_eq!(b.request(due + 10, None), TokenStep::Use(next.clone()));
+        assert_eq!(b.lock_granted(due + 20, &key), TokenStep::Use(next.clone()), "granted late: nothing to fetch");
+        assert!(!b.adopt(due + 30, &next, &claims_of(&next).unwrap()), "the same token twice is no news");
+        assert_ne!(b.share_key().unwrap(), key, "the next refresh has a lock of its own");
+    }
+
+    /// Tabs that each fetched a first token in the same second, and tell
+    /// each other, settle on one of them: from then on they share a lock.
+    #[test]
+    fn tokens_of_the_same_second_converge_on_one() {
+        let t0 = 1_800_000_000_000;
+        let tokens = [user_jwt(t0 / 1000 + 60, "u1") + "b", user_jwt(t0 / 1000 + 60, "u1") + "a", user_jwt(t0 / 1000 + 60, "u1") + "c"];
+        let mut tabs: Vec<TokenManager> = tokens
+            .iter()
+            .map(|t| {
+                let mut m = TokenManager::new();
+                m.request(t0, None);
+                m.fetched(t0, Ok(t.clone())).unwrap();
+                m
+            })
+            .collect();
+        for (i, t) in tokens.iter().enumerate() {
+            for (j, m) in tabs.iter_mut().enumerate() {
+                if i != j {
+                    m.adopt(t0 + 1, t, &claims_of(t).unwrap());
+                }
+            }
+        }
+        let keys: Vec<_> = tabs.iter().map(|m| m.share_key().unwrap()).collect();
+        assert!(keys.iter().all(|k| *k == keys[0]), "one token, one lock");
+        assert_eq!(tabs[0].request(t0 + 2, None), TokenStep::Use(tokens[1].clone()));
+
+        // A tab that fetched after another told its token hears the worse
+        // one's news, tells its own back, and the newcomer takes it.
+        let (mut old, mut new) = (TokenManager::new(), TokenManager::new());
+        old.request(t0, None);
+        old.fetched(t0, Ok(tokens[1].clone())).unwrap();
+        new.request(t0, None);
+        new.fetched(t0, Ok(tokens[2].clone())).unwrap();
+        let Heard::Better(reply) = old.hear(t0, &tokens[2], &claims_of(&tokens[2]).unwrap()) else { panic!("told back") };
+        assert_eq!(new.hear(t0, &reply, &claims_of(&reply).unwrap()), Heard::Took);
+        assert_eq!(old.share_key(), new.share_key());
+    }
+
+    #[test]
+    fn a_tab_takes_only_newer_tokens_of_its_own_identity_never_a_rejected_one() {
+        let t0 = 1_800_000_000_000;
+        let mut m = TokenManager::new();
+        let mine = user_jwt(t0 / 1000 + 600, "u1");
+        let claims = |t: &str| claims_of(t).unwrap();
+        let theirs = user_jwt(t0 / 1000 + 900, "u2");
+        assert!(!m.adopt(t0, &theirs, &claims(&theirs)), "no token yet: nothing to match");
+        m.request(t0, None);
+        m.fetched(t0, Ok(mine.clone())).unwrap();
+        assert!(!m.adopt(t0, &theirs, &claims(&theirs)), "another user's");
+        let older = user_jwt(t0 / 1000 + 300, "u1");
+        assert_eq!(m.hear(t0, &older, &claims(&older)), Heard::Better(mine.clone()), "older than mine: told back");
+        m.observe_server_time(t0, t0);
+        let expired = user_jwt(t0 / 1000 - 1, "u1");
+        assert!(!m.adopt(t0, &expired, &claims(&expired)));
+        let no_exp = jwt(r#"{"iss":"co","agent_uuid":"a1","source_key":"u1"}"#);
+        assert!(!m.adopt(t0, &no_exp, &claims(&no_exp)));
+        // Another tab saw a newer token refused: it is never taken here.
+        let refused = user_jwt(t0 / 1000 + 900, "u1");
+        assert!(m.reject(&refused), "news");
+        assert!(!m.reject(&refused), "told twice");
+        assert!(!m.adopt(t0, &refused, &claims(&refused)));
+        assert_eq!(m.request(t0, None), TokenStep::Use(mine.clone()));
+        // This tab's own token refused elsewhere: dropped, and its
+        // replacement (same identity, not older) is taken.
+        m.reject(&mine);
+        assert_eq!(m.request(t0, None), TokenStep::Fetch);
+        let key = m.share_key().unwrap();
+        let fresh = user_jwt(t0 / 1000 + 600, "u1") + "x";
+        assert!(m.adopt(t0, &fresh, &claims(&fresh)));
+        assert_eq!(m.lock_granted(t0, &key), TokenStep::Use(fresh), "replaced while waiting for the lock");
+    }
+
+    #[test]
+    fn token_messages_round_trip_and_garbage_is_none() {
+        for m in [TokenMessage::Token("a.b.c".into()), TokenMessage::Rejected("x\"y".into())] {
+            assert_eq!(TokenMessage::parse(&m.to_json()), Some(m));
+        }
+        for junk in [
+            "",
+            "null",
+            "[]",
+            r#"{"sdk":"valet-sdk","v":2,"kind":"token","token":"t"}"#,
+            r#"{"sdk":"other","v":1,"kind":"token","token":"t"}"#,
+            r#"{"sdk":"valet-sdk","v":1,"kind":"token","token":""}"#,
+            r#"{"sdk":"valet-sdk","v":1,"kind":"token","token":5}"#,
+            r#"{"sdk":"valet-sdk","v":1,"kind":"steal","token":"t"}"#,
+        ] {
+            assert_eq!(TokenMessage::parse(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn identity_is_the_json_array_the_browser_builds() {
+        let c = read_claims(&jwt(r#"{"iss":"k\"1","source_key":"u","exp":5}"#)).unwrap();
+        assert_eq!(c.identity(), r#"["k\"1",null,"u",null]"#);
     }
 
     fn jwt(payload: &str) -> String {

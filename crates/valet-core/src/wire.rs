@@ -322,6 +322,17 @@ pub struct SendRequest {
     pub idempotency_key: Option<String>,
 }
 
+impl SendRequest {
+    /// The body's JSON (the same as serde's, without its code in the wasm).
+    pub fn to_json(&self) -> String {
+        crate::json::Obj::new()
+            .str("text", &self.text)
+            .opt_str("message_id", self.message_id.as_deref())
+            .opt_str("idempotency_key", self.idempotency_key.as_deref())
+            .finish()
+    }
+}
+
 /// EXTENSION: `POST .../stream_ticket` response, for transports that can not
 /// send an `Authorization` header (`EventSource`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -545,9 +556,32 @@ impl ServerFrame {
     }
 }
 
+/// EXTENSION: a piece of a reply the agent is still writing, sent on the
+/// convo stream as a `message_delta` frame before the `message` that
+/// completes it (a server that does not stream never sends one). The
+/// pieces in `index` order make the message's text; the message has id
+/// `message_id`. Not stored: a reconcile brings only the completed message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
+pub struct MessageDeltaEvent {
+    /// Always `"message_delta"`.
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "tsify", tsify(type = "\"message_delta\""))]
+    pub kind: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The convo.
+    pub convo_id: String,
+    /// The id the completed message will have.
+    pub message_id: String,
+    /// This piece's place: 0, 1, 2…
+    pub index: u64,
+    /// The text to append.
+    pub delta: String,
+}
+
 /// The frame types this version understands.
-pub const KNOWN_FRAME_TYPES: [&str; 8] =
-    ["ready", "message", "typing", "convo_state", "turn_done", "error", "ping", "closed"];
+pub const KNOWN_FRAME_TYPES: [&str; 8] = ["ready", "message", "typing", "convo_state", "turn_done", "error", "ping", "closed"];
 
 /// Why an SSE event could not become a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -614,6 +648,8 @@ pub enum FrameKind {
     Ping,
     /// `closed`.
     Closed,
+    /// `message_delta` (EXTENSION: [`MessageDeltaEvent`]).
+    MessageDelta,
 }
 
 impl FrameKind {
@@ -627,6 +663,7 @@ impl FrameKind {
             "error" => FrameKind::Error,
             "ping" => FrameKind::Ping,
             "closed" => FrameKind::Closed,
+            "message_delta" => FrameKind::MessageDelta,
             _ => return None,
         })
     }

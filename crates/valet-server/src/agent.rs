@@ -3,7 +3,10 @@
 //!
 //! For a user message it emits `typing` start (thinking), waits the
 //! configured delay, stores an `ai_agent` reply derived deterministically
-//! from the user's text, then `typing` stop and `turn_done{ok}`.
+//! from the user's text, then `typing` stop and `turn_done{ok}`. With a
+//! token delay (`--agent-token-ms`) it streams the reply first: word by
+//! word as `message_delta` frames (EXTENSION) carrying the id the stored
+//! reply will have, and as the body of the `stream_message` answer.
 //! Magic texts produce every frame value of the contract (so each can be
 //! tested end to end; the list is in docs/protocol.md):
 //! - states: `/escalate`, `/resolve`, `/reopen`, `/feedback`
@@ -20,9 +23,7 @@
 //! Agents and humans come with a whole participant (every field a string,
 //! `photo_url` an avatar this server serves).
 
-use valet_core::wire::{
-    Author, ConvoState, Message, Participant, ServerFrame, TurnDoneReason, TypingKind, TypingState,
-};
+use valet_core::wire::{Author, ConvoState, Message, MessageDeltaEvent, Participant, ServerFrame, TurnDoneReason, TypingKind, TypingState};
 
 use crate::store::{now_ms, Appended, ConvoRow, NewMessage, StoreError};
 use crate::AppState;
@@ -106,18 +107,15 @@ pub async fn set_state(state: &AppState, convo: &ConvoRow, new_state: ConvoState
 
 /// Stores a message and publishes it, under the store lock (so live order
 /// is `seq` order).
-pub async fn append_and_publish(
-    state: &AppState,
-    convo: &ConvoRow,
-    new: NewMessage,
-) -> Result<Appended, crate::store::StoreError> {
+pub async fn append_and_publish(state: &AppState, convo: &ConvoRow, new: NewMessage) -> Result<Appended, crate::store::StoreError> {
     let (hub, id, agent) = (state.hub.clone(), convo.id.clone(), convo.agent_id.clone());
     state
         .store
         .write(move |db, after| {
             let appended = db.append(&id, new)?;
             if let Appended::New(message) = &appended {
-                let frame = ServerFrame::Message { action: "create".into(), agent_id: agent, convo_id: id.clone(), message: message.clone() };
+                let frame =
+                    ServerFrame::Message { action: "create".into(), agent_id: agent, convo_id: id.clone(), message: message.clone() };
                 // Published once durable, in commit order (= seq order).
                 after.then(move || hub.publish(&id, &frame));
             }
@@ -132,10 +130,7 @@ fn turn_done(state: &AppState, convo_id: &str, reason: TurnDoneReason) {
 }
 
 fn server_error(state: &AppState, convo_id: &str) {
-    state.hub.publish(
-        convo_id,
-        &ServerFrame::Error { convo_id: convo_id.into(), reason: "temporary_failure".into(), at: now_ms().into() },
-    );
+    state.hub.publish(convo_id, &ServerFrame::Error { convo_id: convo_id.into(), reason: "temporary_failure".into(), at: now_ms().into() });
 }
 
 fn typing(state: &AppState, convo_id: &str, typing_state: TypingState) {
@@ -151,17 +146,50 @@ fn typing(state: &AppState, convo_id: &str, typing_state: TypingState) {
 }
 
 /// Runs the agent's turn for a stored user message, in the background.
-pub fn spawn_turn(state: AppState, convo: ConvoRow, user_message: Message) {
+/// A streaming agent gives the reply's tokens as they come (the
+/// `stream_message` answer's body).
+pub fn spawn_turn(state: AppState, convo: ConvoRow, user_message: Message) -> Option<tokio::sync::mpsc::Receiver<String>> {
+    let (tx, rx) = if state.config.agent_token_delay.is_zero() {
+        (None, None)
+    } else {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        (Some(tx), Some(rx))
+    };
     tokio::spawn(async move {
-        if let Err(e) = turn(&state, &convo, &user_message).await {
+        if let Err(e) = turn(&state, &convo, &user_message, tx).await {
             tracing::error!(error = %e, convo_id = convo.id, "dev agent turn failed");
             server_error(&state, &convo.id);
             turn_done(&state, &convo.id, TurnDoneReason::TemporaryFailure);
         }
     });
+    rx
 }
 
-async fn turn(state: &AppState, convo: &ConvoRow, user_message: &Message) -> Result<(), String> {
+/// The pieces a streamed reply is sent in: words, each with the spaces
+/// after it (joined, they are the text).
+pub fn tokens(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_space = false;
+    for (i, c) in text.char_indices() {
+        if in_space && !c.is_whitespace() {
+            out.push(&text[start..i]);
+            start = i;
+        }
+        in_space = c.is_whitespace();
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+async fn turn(
+    state: &AppState,
+    convo: &ConvoRow,
+    user_message: &Message,
+    stream: Option<tokio::sync::mpsc::Sender<String>>,
+) -> Result<(), String> {
     let id = convo.id.as_str();
     let magic = match user_message.content.trim() {
         "/escalate" => Some((ConvoState::Escalated, TurnDoneReason::Ok)),
@@ -211,13 +239,34 @@ async fn turn(state: &AppState, convo: &ConvoRow, user_message: &Message) -> Res
     }
     typing(state, id, TypingState::Start);
     tokio::time::sleep(state.config.agent_delay).await;
+    let content = reply_text(user_message);
+    let mut reply_id = None;
+    if let Some(stream) = stream {
+        let message_id = uuid::Uuid::new_v4().to_string();
+        for (index, token) in tokens(&content).into_iter().enumerate() {
+            let delta = MessageDeltaEvent {
+                kind: "message_delta".into(),
+                agent_id: convo.agent_id.clone(),
+                convo_id: id.into(),
+                message_id: message_id.clone(),
+                index: index as u64,
+                delta: token.into(),
+            };
+            state.hub.publish_event(id, crate::hub::HubEvent::delta(&delta));
+            // A client that stopped reading the answer misses nothing: the stream has it.
+            let _ = stream.send(token.to_owned()).await;
+            tokio::time::sleep(state.config.agent_token_delay).await;
+        }
+        reply_id = Some(message_id);
+    }
     let reply = NewMessage {
         from: Author::AiAgent,
-        content: reply_text(user_message),
+        content,
         turn_number: Some(user_message.turn_number),
         participant: Some(participant(state, &convo.agent_id)),
         idempotency_key: None,
         draft_id: None,
+        id: reply_id,
     };
     let result = append_and_publish(state, convo, reply).await;
     typing(state, id, TypingState::Stop);
@@ -285,5 +334,18 @@ impl Lockouts {
     pub fn snapshot(&self, company: &str, agent_id: &str, source_key: &str) -> valet_core::wire::LockoutSnapshot {
         let key = (company.to_owned(), agent_id.to_owned(), source_key.to_owned());
         self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key).map(Lockout::snapshot).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_words_with_their_spaces_and_make_the_text() {
+        for text in ["You said: \"hi  there\"", "", "one", "  lead and trail  ", "é ü\n\tz"] {
+            let t = super::tokens(text);
+            assert_eq!(t.concat(), text);
+            assert!(t.iter().all(|p| !p.is_empty()));
+        }
+        assert_eq!(super::tokens("You said: \"hi\""), ["You ", "said: ", "\"hi\""]);
     }
 }

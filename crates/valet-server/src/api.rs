@@ -11,10 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use valet_core::wire::{
-    Author, ConvoHistory, ConvoList, RateLimitedBody, SendRequest, SessionResponse, StreamTicket,
-    UploadResponse,
-};
+use valet_core::wire::{Author, ConvoHistory, ConvoList, RateLimitedBody, SendRequest, SessionResponse, StreamTicket, UploadResponse};
 
 use crate::agent;
 use crate::auth::Principal;
@@ -51,11 +48,8 @@ pub async fn create_session(State(state): State<AppState>, who: Principal) -> Re
 
 /// `GET /api/v2/agent_convos`.
 pub async fn list_convos(State(state): State<AppState>, who: Principal) -> Result<Json<ConvoList>, ApiError> {
-    let convos = state
-        .store
-        .read(move |db| db.list_convos(&who.company, &who.source_key, &who.agent_id))
-        .await
-        .map_err(ApiError::internal)?;
+    let convos =
+        state.store.read(move |db| db.list_convos(&who.company, &who.source_key, &who.agent_id)).await.map_err(ApiError::internal)?;
     Ok(Json(ConvoList { agent_convos: convos }))
 }
 
@@ -199,6 +193,7 @@ pub async fn stream_message(
         participant: None,
         idempotency_key,
         draft_id: req.message_id,
+        id: None,
     };
     let appended = agent::append_and_publish(&state, &convo, new).await.map_err(|e| match e {
         StoreError::NoSuchDraft => ApiError::not_found("draft_not_found", "no unsent upload with that message_id in this convo"),
@@ -206,7 +201,13 @@ pub async fn stream_message(
     })?;
     let (message, duplicate) = match appended {
         Appended::New(m) => {
-            agent::spawn_turn(state.clone(), convo, m.clone());
+            if let Some(tokens) = agent::spawn_turn(state.clone(), convo, m.clone()) {
+                // A streaming agent: the answer is the reply's token stream
+                // (the contract's clients drain it, unparsed).
+                let tokens = tokio_stream::wrappers::ReceiverStream::new(tokens);
+                let body = Body::from_stream(tokio_stream::StreamExt::map(tokens, Ok::<String, std::convert::Infallible>));
+                return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response());
+            }
             (m, false)
         }
         Appended::Existing(m) => (m, true),
@@ -239,10 +240,7 @@ pub async fn upload_file(
             continue;
         }
         if files.len() as u32 >= policy.max_files_per_message {
-            return Err(ApiError::bad_request(
-                "too_many_files",
-                format!("at most {} files per message", policy.max_files_per_message),
-            ));
+            return Err(ApiError::bad_request("too_many_files", format!("at most {} files per message", policy.max_files_per_message)));
         }
         let filename = safe_filename(field.file_name().unwrap_or("file"));
         let content_type = field.content_type().unwrap_or("application/octet-stream").to_owned();
@@ -267,10 +265,7 @@ pub async fn upload_file(
         return Err(ApiError::bad_request("no_files", "send one part per file in the `files[]` field"));
     }
     if convo.files_count + files.len() as u32 > policy.max_files_per_convo {
-        return Err(ApiError::bad_request(
-            "too_many_files",
-            format!("at most {} files per convo", policy.max_files_per_convo),
-        ));
+        return Err(ApiError::bad_request("too_many_files", format!("at most {} files per convo", policy.max_files_per_convo)));
     }
     let id = convo.id.clone();
     let message_id =
@@ -331,10 +326,7 @@ pub fn safe_filename(name: &str) -> String {
 /// backslashes and non-ASCII replaced) and the exact name in `filename*`
 /// (RFC 6266, RFC 5987).
 pub fn content_disposition(name: &str) -> String {
-    let ascii: String = name
-        .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-        .collect();
+    let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     let mut encoded = String::new();
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {

@@ -105,6 +105,10 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Dev agent's delay before it answers.
     pub agent_delay: Duration,
+    /// Dev agent: the pause between the tokens of a streamed reply; zero
+    /// answers in one piece (no `message_delta`, a JSON answer to
+    /// `stream_message`).
+    pub agent_token_delay: Duration,
     /// `stream_message` calls allowed per convo per window.
     pub rate_limit_messages: usize,
     /// The rate limit's window.
@@ -165,6 +169,7 @@ impl Config {
             auth_expiring_lead: Duration::from_secs(300),
             ping_interval: Duration::from_secs(15),
             agent_delay: Duration::from_millis(400),
+            agent_token_delay: Duration::ZERO,
             rate_limit_messages: 20,
             rate_limit_window: Duration::from_secs(60),
             max_body_bytes: 64 * 1024,

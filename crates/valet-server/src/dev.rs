@@ -59,11 +59,8 @@ pub async fn mint_jwt(State(state): State<AppState>, ApiJson(req): ApiJson<JwtRe
 
 /// `GET /dev/stats`.
 pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (messages, convos) = state
-        .store
-        .read(|db| Ok::<_, rusqlite::Error>((db.count_messages()?, db.count_convos()?)))
-        .await
-        .map_err(ApiError::internal)?;
+    let (messages, convos) =
+        state.store.read(|db| Ok::<_, rusqlite::Error>((db.count_messages()?, db.count_convos()?))).await.map_err(ApiError::internal)?;
     let streams = state.hub.stats();
     Ok(Json(serde_json::json!({
         "live_streams": streams.live_streams,
@@ -84,8 +81,7 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
     let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(state.config.admin_secret.as_bytes())));
     if !ok {
-        return ApiError::unauthorized("admin_unauthorized", "admin API needs `Authorization: Bearer <admin secret>`")
-            .into_response();
+        return ApiError::unauthorized("admin_unauthorized", "admin API needs `Authorization: Bearer <admin secret>`").into_response();
     }
     next.run(req).await
 }
@@ -180,6 +176,7 @@ async fn inject_message(
         participant,
         idempotency_key: None,
         draft_id: None,
+        id: None,
     };
     let appended = agent::append_and_publish(&state, &convo, new).await.map_err(ApiError::internal)?;
     let message = match appended {

@@ -34,6 +34,11 @@ impl HubEvent {
         };
         HubEvent { event: frame.event_name(), data: encode_frame(frame).into(), seq }
     }
+
+    /// Encodes a `message_delta` frame (EXTENSION).
+    pub fn delta(frame: &valet_core::wire::MessageDeltaEvent) -> Self {
+        HubEvent { event: "message_delta", data: serde_json::to_string(frame).expect("a delta serializes").into(), seq: None }
+    }
 }
 
 /// A fault or command for one live stream.
@@ -136,27 +141,21 @@ impl Hub {
 
     /// Sends a frame to the convo's live streams.
     pub fn publish(&self, convo_id: &str, frame: &ServerFrame) {
+        self.publish_event(convo_id, HubEvent::new(frame));
+    }
+
+    /// Sends an encoded event to every live stream of the convo.
+    pub fn publish_event(&self, convo_id: &str, event: HubEvent) {
         let inner = self.lock();
         if let Some(tx) = inner.channels.get(convo_id) {
-            let _ = tx.send(HubEvent::new(frame));
+            let _ = tx.send(event);
         }
     }
 
     /// Registers a stream if the appuser has a free slot; `None` at the cap.
-    pub fn register(
-        self: &Arc<Self>,
-        company: &str,
-        source_key: &str,
-        agent_id: &str,
-        convo_id: &str,
-        cap: usize,
-    ) -> Option<StreamGuard> {
+    pub fn register(self: &Arc<Self>, company: &str, source_key: &str, agent_id: &str, convo_id: &str, cap: usize) -> Option<StreamGuard> {
         let mut inner = self.lock();
-        let live = inner
-            .streams
-            .values()
-            .filter(|s| s.company == company && s.source_key == source_key && s.agent_id == agent_id)
-            .count();
+        let live = inner.streams.values().filter(|s| s.company == company && s.source_key == source_key && s.agent_id == agent_id).count();
         if live >= cap {
             return None;
         }

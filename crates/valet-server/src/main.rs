@@ -55,6 +55,11 @@ struct Cli {
     /// Dev agent's answer delay (ms).
     #[arg(long, default_value_t = 400)]
     agent_delay_ms: u64,
+    /// Dev agent: stream each reply token by token, this many ms apart
+    /// (`message_delta` frames on the convo stream, and the token stream
+    /// as `stream_message`'s answer); 0 answers in one piece.
+    #[arg(long, default_value_t = 0)]
+    agent_token_ms: u64,
     /// `stream_message` calls allowed per convo per window.
     #[arg(long, default_value_t = 20)]
     rate_limit_messages: usize,
@@ -178,6 +183,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
     config.auth_expiring_lead = ms(cli.auth_expiring_lead_ms);
     config.ping_interval = ms(cli.ping_interval_ms.max(1));
     config.agent_delay = ms(cli.agent_delay_ms);
+    config.agent_token_delay = ms(cli.agent_token_ms);
     config.rate_limit_messages = cli.rate_limit_messages;
     config.rate_limit_window = ms(cli.rate_limit_window_ms);
     config.max_body_bytes = cli.max_body_bytes;
@@ -209,13 +215,13 @@ async fn main() -> std::process::ExitCode {
         tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init();
     } else {
         {
-        use std::io::IsTerminal;
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_env_filter(filter)
-            .init();
-    }
+            use std::io::IsTerminal;
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_env_filter(filter)
+                .init();
+        }
     }
     let config = match config(&cli) {
         Ok(c) => c,

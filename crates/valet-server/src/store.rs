@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use valet_core::wire::{Author, ConvoState, ConvoSummary, MessageFile, Message, Participant};
+use valet_core::wire::{Author, ConvoState, ConvoSummary, Message, MessageFile, Participant};
 
 /// A convo as stored.
 #[derive(Debug, Clone)]
@@ -65,6 +65,9 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// A draft (from `upload_file`) to finalize instead of inserting.
     pub draft_id: Option<String>,
+    /// The id to give a new message (a streamed reply's, announced by its
+    /// `message_delta` frames); `None` draws one.
+    pub id: Option<String>,
 }
 
 /// A file to store with a draft.
@@ -350,8 +353,7 @@ impl Db {
         })
     }
 
-    const CONVO_COLS: &'static str =
-        "id, company, source_key, agent_id, state, created_at, last_message_at, turn_number, files_count";
+    const CONVO_COLS: &'static str = "id, company, source_key, agent_id, state, created_at, last_message_at, turn_number, files_count";
 
     /// Creates a convo for an appuser and agent.
     pub fn create_convo(&mut self, company: &str, source_key: &str, agent_id: &str) -> rusqlite::Result<ConvoRow> {
@@ -376,9 +378,7 @@ impl Db {
 
     /// A convo by id.
     pub fn convo(&self, id: &str) -> rusqlite::Result<Option<ConvoRow>> {
-        self.conn
-            .query_row(&format!("SELECT {} FROM convos WHERE id = ?1", Self::CONVO_COLS), [id], Self::convo_from_row)
-            .optional()
+        self.conn.query_row(&format!("SELECT {} FROM convos WHERE id = ?1", Self::CONVO_COLS), [id], Self::convo_from_row).optional()
     }
 
     /// An appuser's convos with an agent, newest first.
@@ -413,11 +413,7 @@ impl Db {
     /// The `seq` of a sent message of the convo, if it exists.
     pub fn seq_of(&self, convo_id: &str, message_id: &str) -> rusqlite::Result<Option<u64>> {
         self.conn
-            .query_row(
-                "SELECT seq FROM messages WHERE convo_id = ?1 AND id = ?2 AND draft = 0",
-                [convo_id, message_id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT seq FROM messages WHERE convo_id = ?1 AND id = ?2 AND draft = 0", [convo_id, message_id], |r| r.get(0))
             .optional()
     }
 
@@ -476,11 +472,9 @@ impl Db {
         if let Some(key) = &new.idempotency_key {
             let existing: Option<String> = self
                 .conn
-                .query_row(
-                    "SELECT id FROM messages WHERE convo_id = ?1 AND idempotency_key = ?2 AND draft = 0",
-                    [convo_id, key],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT id FROM messages WHERE convo_id = ?1 AND idempotency_key = ?2 AND draft = 0", [convo_id, key], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if let Some(id) = existing {
                 let seq = self.seq_of(convo_id, &id)?.unwrap_or(0);
@@ -510,7 +504,7 @@ impl Db {
                 draft.clone()
             }
             None => {
-                let id = uuid::Uuid::new_v4().to_string();
+                let id = new.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                 tx.execute(
                     "INSERT INTO messages (id, convo_id, seq, author, content, turn_number, created_at, participant, idempotency_key)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -538,9 +532,8 @@ impl Db {
             let mut stmt = self
                 .conn
                 .prepare_cached("SELECT id, filename, content_type, byte_size FROM files WHERE message_id = ?1 ORDER BY position")?;
-            let files = stmt
-                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let files =
+                stmt.query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
             message.files = files.into_iter().map(|(i, f, c, b)| self.message_file(i, f, c, b)).collect();
         }
         Ok(Appended::New(message))
@@ -569,9 +562,7 @@ impl Db {
     /// A stored file: (filename, content type, bytes).
     pub fn file(&self, id: &str) -> rusqlite::Result<Option<(String, String, Vec<u8>)>> {
         self.conn
-            .query_row("SELECT filename, content_type, data FROM files WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row("SELECT filename, content_type, data FROM files WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()
     }
 
@@ -591,14 +582,25 @@ mod tests {
     use super::*;
 
     fn new_message(text: &str) -> NewMessage {
-        NewMessage { from: Author::Appuser, content: text.into(), turn_number: None, participant: None, idempotency_key: None, draft_id: None }
+        NewMessage {
+            from: Author::Appuser,
+            content: text.into(),
+            turn_number: None,
+            participant: None,
+            idempotency_key: None,
+            draft_id: None,
+            id: None,
+        }
     }
 
     /// Many writers at once share commits; a job that fails rolls back
     /// only itself; after-commit work runs once durable, in seq order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn group_commit_keeps_each_write_whole_and_publishes_in_seq_order() {
-        for path in [":memory:".to_owned(), std::env::temp_dir().join(format!("valet-store-{}.db", std::process::id())).to_string_lossy().into_owned()] {
+        for path in [
+            ":memory:".to_owned(),
+            std::env::temp_dir().join(format!("valet-store-{}.db", std::process::id())).to_string_lossy().into_owned(),
+        ] {
             let store = Store::open(&path, "http://x").unwrap();
             let convo = store.write(|db, _| db.create_convo("c", "u", "a").map_err(StoreError::Sql)).await.unwrap();
             let published = Arc::new(Mutex::new(Vec::new()));

@@ -96,7 +96,10 @@ async fn another_appusers_convo_is_not_found_everywhere() {
         s.http
             .post(s.url(&format!("/api/v2/agent_convos/{convo}/upload_file")))
             .bearer_auth(&mallory)
-            .multipart(reqwest::multipart::Form::new().part("files[]", reqwest::multipart::Part::bytes(vec![1]).file_name("a.txt").mime_str("text/plain").unwrap()))
+            .multipart(
+                reqwest::multipart::Form::new()
+                    .part("files[]", reqwest::multipart::Part::bytes(vec![1]).file_name("a.txt").mime_str("text/plain").unwrap()),
+            )
             .send()
             .await
             .unwrap(),
@@ -271,9 +274,7 @@ async fn upload_then_send_finalizes_the_draft_with_files() {
         }
         s.http.post(s.url(&format!("/api/v2/agent_convos/{convo}/upload_file"))).bearer_auth(&t).multipart(form).send()
     };
-    let res = upload(vec![("a.txt", b"hello".to_vec(), "text/plain"), ("b.png", vec![0x89, b'P', b'N', b'G'], "image/png")])
-        .await
-        .unwrap();
+    let res = upload(vec![("a.txt", b"hello".to_vec(), "text/plain"), ("b.png", vec![0x89, b'P', b'N', b'G'], "image/png")]).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let draft: Value = res.json().await.unwrap();
     let message_id = draft["message_id"].as_str().unwrap().to_owned();
@@ -297,9 +298,8 @@ async fn upload_then_send_finalizes_the_draft_with_files() {
     assert_eq!(history[0]["files"].as_array().unwrap().len(), 2, "reconcile carries files");
 
     // The draft is used up.
-    let again = s
-        .post_json(&t, &format!("/api/v2/agent_convos/{convo}/stream_message"), json!({"text": "x", "message_id": message_id}))
-        .await;
+    let again =
+        s.post_json(&t, &format!("/api/v2/agent_convos/{convo}/stream_message"), json!({"text": "x", "message_id": message_id})).await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
 
     // Policy: type, size, count.
@@ -406,4 +406,48 @@ async fn idempotency_key_in_the_body_works_like_the_header() {
     assert_eq!(second["duplicate"], true);
     let third: Value = s.post_json(&t, &path, json!({"text": "twice", "idempotency_key": "k-2"})).await.json().await.unwrap();
     assert_eq!(third["duplicate"], false);
+}
+
+/// With a token delay (`--agent-token-ms`) the dev agent streams its reply:
+/// `message_delta` frames in order whose pieces make the stored reply and
+/// carry its id, all before its `message`; the same pieces are the answer
+/// to `stream_message`. (Without it, `a_turn_end_to_end_matches_the_contract`
+/// sees no delta.)
+#[tokio::test]
+async fn a_streaming_agent_sends_deltas_then_the_message_and_answers_with_the_tokens() {
+    let s = Server::with(|c| c.agent_token_delay = Duration::from_millis(5)).await;
+    let t = token("streamer");
+    let convo = s.session(&t).await;
+    let mut stream = s.stream(&t, &convo).await;
+    stream.until("ready").await;
+    let res = s.send(&t, &convo, "stream this reply to me please").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let want = "You said: \"stream this reply to me please\"";
+    assert_eq!(res.text().await.unwrap(), want, "the answer is the token stream");
+
+    let (mut pieces, mut delta_id) = (Vec::<String>::new(), None::<String>);
+    loop {
+        let e = stream.next_non_ping().await.expect("stream stays open");
+        match e.event.as_str() {
+            "message_delta" => {
+                let v: Value = serde_json::from_str(&e.data).unwrap();
+                assert_eq!(v["type"], "message_delta");
+                assert_eq!(v["convo_id"], convo.as_str());
+                assert_eq!(v["index"], pieces.len(), "in order");
+                let id = v["message_id"].as_str().unwrap().to_owned();
+                assert_eq!(delta_id.get_or_insert(id.clone()), &id, "one message id");
+                pieces.push(v["delta"].as_str().unwrap().to_owned());
+            }
+            "message" if message_of(&e)["from"] == "ai_agent" => {
+                let m = message_of(&e);
+                assert_eq!(m["id"].as_str(), delta_id.as_deref(), "the reply has the announced id");
+                assert_eq!(m["content"], pieces.concat(), "the pieces make the reply");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(pieces.len() >= 5, "word by word: {pieces:?}");
+    assert_eq!(s.history(&t, &convo).await[1]["content"], want, "stored whole");
 }

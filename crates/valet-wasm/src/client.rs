@@ -220,7 +220,6 @@ fn opt_number(obj: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
     v.as_f64().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a number")))
 }
 
-
 /// The entry point: `new ValetClient({ agentId, fetchJwt, ... })`.
 #[wasm_bindgen]
 pub struct ValetClient {
@@ -258,7 +257,7 @@ impl ValetClient {
         };
         let config = ClientConfig::from_raw(raw).map_err(|m| js_error(ErrorCode::InvalidArgument, m))?;
         let log = Logger { enabled: config.debug };
-        let tokens = TokenSource::new(fetch_jwt.into(), config.fetch_jwt_timeout_ms, log, hook.clone());
+        let tokens = TokenSource::new(fetch_jwt.into(), config.fetch_jwt_timeout_ms, log, hook.clone(), &config.base_url, &config.agent_id);
         let seed = (js_sys::Math::random() * (u64::MAX as f64)) as u64 ^ (js_sys::Date::now() as u64);
         log.log(&format!("client for agent {} at {}", config.agent_id, config.base_url));
         Ok(ValetClient {
@@ -310,7 +309,6 @@ mod tests {
     use super::*;
     use wasm_bindgen_test::*;
 
-
     fn options(js: &str) -> Ts<ValetClientOptions> {
         let v = js_sys::Function::new_no_args(&format!("return {js}")).call0(&JsValue::NULL).unwrap();
         Ts::new_unchecked(v)
@@ -340,7 +338,9 @@ mod tests {
 
     #[wasm_bindgen_test]
     async fn open_convo_rejects_when_fetch_jwt_fails() {
-        let client = ValetClient::new(options("{ agentId: 'a', fetchJwt: () => Promise.reject(new Error('nope')), baseUrl: 'http://127.0.0.1:9' }")).unwrap();
+        let client =
+            ValetClient::new(options("{ agentId: 'a', fetchJwt: () => Promise.reject(new Error('nope')), baseUrl: 'http://127.0.0.1:9' }"))
+                .unwrap();
         let open = options("{ convoId: 'c' }");
         let r = wasm_bindgen_futures::JsFuture::from(client.open_convo(Ts::new_unchecked(open.into()))).await;
         let e = r.expect_err("rejects");

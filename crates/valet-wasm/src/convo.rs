@@ -4,7 +4,6 @@
 //! controller for REST calls) and drops them on `close()`. It decides
 //! nothing: every `if` about the protocol is in valet-core.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -37,7 +36,7 @@ pub struct ConvoInner {
     convo_id: String,
     emitter: Emitter,
     stream: RefCell<Option<(u64, StreamHandle)>>,
-    timers: RefCell<HashMap<Timer, Timeout>>,
+    timers: RefCell<Vec<(Timer, Timeout)>>,
     rest_abort: AbortController,
     visibility: RefCell<Option<EventListener>>,
     opened: RefCell<Option<futures_channel::oneshot::Sender<Result<(), ClientError>>>>,
@@ -45,7 +44,7 @@ pub struct ConvoInner {
     tab: RefCell<Option<Rc<TabLink>>>,
     /// Sends not settled yet, by id (the machine's outbox decides; this
     /// holds their promises, files and abort listeners).
-    sends: RefCell<HashMap<u64, PendingSend>>,
+    sends: RefCell<Vec<(u64, PendingSend)>>,
     next_send: Cell<u64>,
     /// `online` and `pagehide` of the window.
     window_listeners: RefCell<Vec<EventListener>>,
@@ -112,12 +111,12 @@ impl ConvoInner {
             convo_id,
             emitter: Emitter::new(true),
             stream: RefCell::new(None),
-            timers: RefCell::new(HashMap::default()),
+            timers: RefCell::new(Vec::new()),
             rest_abort: AbortController::new().expect("AbortController"),
             visibility: RefCell::new(None),
             opened: RefCell::new(None),
             tab: RefCell::new(tab),
-            sends: RefCell::new(HashMap::default()),
+            sends: RefCell::new(Vec::new()),
             next_send: Cell::new(0),
             window_listeners: RefCell::new(Vec::new()),
             this: this.clone(),
@@ -248,10 +247,12 @@ impl ConvoInner {
             Action::SetTimer { timer, delay_ms } => {
                 let sink = self.this.clone();
                 let t = Timeout::new(delay_ms.min(i32::MAX as u64) as u32, move || feed(&sink, Input::TimerFired(timer)));
-                self.timers.borrow_mut().insert(timer, t);
+                let old = take_key(&mut self.timers.borrow_mut(), &timer);
+                drop(old);
+                self.timers.borrow_mut().push((timer, t));
             }
             Action::ClearTimer(timer) => {
-                let old = self.timers.borrow_mut().remove(&timer);
+                let old = take_key(&mut self.timers.borrow_mut(), &timer);
                 drop(old);
             }
             Action::Emit { event, payload } => {
@@ -268,7 +269,7 @@ impl ConvoInner {
                 }
             }
             Action::Upload { id, token } => {
-                let files = self.sends.borrow().get(&id).map(|p| p.files.clone()).unwrap_or_default();
+                let files = self.sends.borrow().iter().find(|(k, _)| *k == id).map(|(_, p)| p.files.clone()).unwrap_or_default();
                 let url = self.client.config.upload_url(&self.convo_id);
                 let form = web_sys::FormData::new().expect("FormData");
                 for f in &files {
@@ -282,7 +283,7 @@ impl ConvoInner {
                 self.spawn_post(id, url, token, http::Body::Json(json));
             }
             Action::SendSettled { id, result } => {
-                let pending = self.sends.borrow_mut().remove(&id);
+                let pending = take_key(&mut self.sends.borrow_mut(), &id);
                 if let Some(tx) = pending.and_then(|p| p.settle) {
                     let _ = tx.send(result);
                 }
@@ -422,8 +423,11 @@ impl ConvoInner {
     fn spawn_post(&self, id: u64, url: String, token: String, body: http::Body) {
         let sink = self.this.clone();
         let signal = self.rest_abort.signal();
+        // A send's answer may be the reply's token stream: the send settles
+        // at its headers, the body drains (an upload's answer is read).
+        let drain = matches!(body, http::Body::Json(_));
         wasm_bindgen_futures::spawn_local(async move {
-            let (outcome, body) = match http::send_read("POST", &url, Some(&token), body, Some(&signal)).await {
+            let (outcome, body) = match http::send_answer("POST", &url, Some(&token), body, Some(&signal), drain).await {
                 Ok(r) if (200..300).contains(&r.status) => (SendOutcome::Ok, r.body),
                 Ok(r) => (SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body }, String::new()),
                 Err(m) => (SendOutcome::Network(m), String::new()),
@@ -454,7 +458,7 @@ impl ConvoInner {
             let sink = self.this.clone();
             EventListener::once(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
         });
-        self.sends.borrow_mut().insert(id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort });
+        self.sends.borrow_mut().push((id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort }));
         self.handle(Input::Send { id, what, detached });
         if detached {
             return Ok(None);
@@ -589,7 +593,7 @@ impl Convo {
     /// queued sends, messages delivered.
     #[wasm_bindgen(unchecked_return_type = "ConvoMetrics")]
     pub fn metrics(&self) -> JsValue {
-        let json = valet_core::json::to_json(&self.inner.metrics());
+        let json = self.inner.metrics().to_json();
         js_sys::JSON::parse(&json).unwrap_or(JsValue::NULL)
     }
 
@@ -707,4 +711,12 @@ fn read_send_flags(options: Option<JsValue>) -> Result<(Option<web_sys::AbortSig
         v => v.as_bool().ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text, { resolveWhenQueued }): must be a boolean"))?,
     };
     Ok((signal, detached))
+}
+
+/// Removes and returns the value under `key` in a short list of pairs (a
+/// few timers, the pending sends): a list, not a map, whose code would
+/// weigh more in the wasm than the lookups ever cost.
+fn take_key<K: PartialEq, V>(list: &mut Vec<(K, V)>, key: &K) -> Option<V> {
+    let at = list.iter().position(|(k, _)| k == key)?;
+    Some(list.swap_remove(at).1)
 }

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 /// Converts an SDK error into a thrown/rejected JS value: one JSON string
 /// across the boundary, made into a `ValetError` in JS.
 pub fn to_js(e: &ClientError) -> JsValue {
-    crate::emitter::valet_error_from(&serde_json::to_string(e).unwrap_or_default())
+    crate::emitter::valet_error_from(&e.to_json())
 }
 
 /// Errors are made as instances of `class` (the package's exported
@@ -31,7 +31,6 @@ mod tests {
     use super::*;
     use wasm_bindgen::JsCast;
     use wasm_bindgen_test::*;
-
 
     fn field(v: &JsValue, k: &str) -> JsValue {
         js_sys::Reflect::get(v, &k.into()).unwrap()

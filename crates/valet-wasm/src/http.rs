@@ -11,6 +11,13 @@ extern "C" {
     fn global_fetch(input: &Request) -> js_sys::Promise;
 }
 
+#[wasm_bindgen(inline_js = "export function drain(r) { r.arrayBuffer().then(() => {}, () => {}); }")]
+extern "C" {
+    /// Reads a body to its end in the background, unparsed (`stream_message`
+    /// may answer with the reply's token stream: the contract says drain it).
+    fn drain(response: &Response);
+}
+
 /// A request body.
 pub enum Body {
     /// None.
@@ -97,14 +104,26 @@ pub async fn text(response: &Response) -> String {
 }
 
 /// `send` and read the whole body.
-pub async fn send_read(
+pub async fn send_read(method: &str, url: &str, token: Option<&str>, body: Body, signal: Option<&AbortSignal>) -> Result<Reply, String> {
+    send_answer(method, url, token, body, signal, false).await
+}
+
+/// `send`; with `drain_ok`, a 2xx body is drained in the background
+/// (unread: `Reply::body` empty) and the answer is back at its headers.
+pub async fn send_answer(
     method: &str,
     url: &str,
     token: Option<&str>,
     body: Body,
     signal: Option<&AbortSignal>,
+    drain_ok: bool,
 ) -> Result<Reply, String> {
     let response = send(method, url, token, &[], body, signal).await?;
     let retry_after = response.headers().get("retry-after").ok().flatten();
-    Ok(Reply { status: response.status(), retry_after, body: text(&response).await })
+    let status = response.status();
+    if drain_ok && (200..300).contains(&status) {
+        drain(&response);
+        return Ok(Reply { status, retry_after, body: String::new() });
+    }
+    Ok(Reply { status, retry_after, body: text(&response).await })
 }

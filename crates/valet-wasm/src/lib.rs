@@ -71,10 +71,12 @@ export interface ClientEventMap {
 /** The Valet JS SDK's event names. */
 export type ClientEventName = keyof ClientEventMap;
 
-/** Every event of a convo and its payload: the JS SDK's, plus `status` and `role`. */
+/** Every event of a convo and its payload: the JS SDK's, plus `status`, `role` and `delta`. */
 export interface ConvoEventMap extends ClientEventMap {
   status: ConvoStatusEvent;
   role: ConvoRoleEvent;
+  /** A piece of a reply the agent is still writing (a server that streams replies; none otherwise). */
+  delta: MessageDeltaEvent;
 }
 
 /** The options of `new ValetClient(...)`, by the JS SDK's name. */
@@ -153,3 +155,12 @@ export interface Convo {
   [Symbol.asyncDispose](): Promise<void>;
 }
 "#;
+
+/// The allocator: talc instead of Rust's default dlmalloc. Measured on the
+/// same build: 2.9 KB less gzipped, delivery as fast or faster, and memory
+/// as flat (8.5 MB wasm memory after 100k and after 200k messages). Its
+/// `disable-realloc-in-place` feature saves 134 B more but let memory grow
+/// (10.8 MB at 200k): not taken.
+#[cfg(all(not(target_feature = "atomics"), target_family = "wasm"))]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -32,15 +32,15 @@ export function requestLock(name, steal, cb) {
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = locksAvailable)]
-    fn locks_available() -> bool;
+    pub(crate) fn locks_available() -> bool;
     #[wasm_bindgen(js_name = requestLock)]
-    fn request_lock(name: &str, steal: bool, cb: &JsValue) -> js_sys::Function;
+    pub(crate) fn request_lock(name: &str, steal: bool, cb: &JsValue) -> js_sys::Function;
 }
 
 /// A held or requested Web Lock; dropping it releases (or withdraws) it.
 pub struct LockHandle {
-    release: js_sys::Function,
-    _cb: Closure<dyn FnMut(JsValue)>,
+    pub(crate) release: js_sys::Function,
+    pub(crate) _cb: Closure<dyn FnMut(JsValue)>,
 }
 
 impl Drop for LockHandle {

@@ -7,48 +7,89 @@
 //! `ServerClock`, which each source takes before it decides; the refresh
 //! timer wakes at least once a minute to take a corrected clock into
 //! account.
+//!
+//! Tabs share tokens (`valet_core::token`'s "one refresh per browser"): a
+//! BroadcastChannel per (API, agent) carries each token a tab fetched and
+//! each token the server refused; a Web Lock named after the token being
+//! replaced lets one tab fetch while the others wait for its token. Without
+//! BroadcastChannel each tab is on its own; without Web Locks a tab fetches
+//! for itself but still takes the others' tokens and rejections.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
+use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
 use gloo_timers::future::TimeoutFuture;
 use valet_core::error::{ClientError, ErrorCode};
-use valet_core::token::{FetchFailure, ServerClock, TokenManager, TokenStep};
+use valet_core::token::{FetchFailure, Heard, ServerClock, TokenClaims, TokenManager, TokenMessage, TokenStep};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::log::{Hook, Logger};
+use crate::tabs::{locks_available, request_lock, LockHandle};
 
 type Waiter = oneshot::Sender<Result<String, ClientError>>;
 
 #[wasm_bindgen(inline_js = r#"
-export function jwtExp(jwt) {
+export function jwtClaims(jwt) {
   const parts = jwt.split(".");
   if (parts.length !== 3) throw new Error("not a JWT (three dot-separated parts)");
   let b = parts[1].replace(/-/g, "+").replace(/_/g, "/");
   while (b.length % 4) b += "=";
-  let claims;
-  try { claims = JSON.parse(atob(b)); } catch (_) { throw new Error("the payload is not base64url JSON"); }
-  if (!claims || typeof claims !== "object" || Array.isArray(claims)) throw new Error("the payload is not a JSON object of claims");
-  return typeof claims.exp === "number" && Number.isFinite(claims.exp) ? claims.exp : undefined;
+  let c;
+  try { c = JSON.parse(atob(b)); } catch (_) { throw new Error("the payload is not base64url JSON"); }
+  if (!c || typeof c !== "object" || Array.isArray(c)) throw new Error("the payload is not a JSON object of claims");
+  const s = (v) => (typeof v === "string" ? v : null);
+  return [typeof c.exp === "number" && Number.isFinite(c.exp) ? c.exp : undefined,
+    JSON.stringify([s(c.iss), s(c.agent_uuid), s(c.source_key), s(c.sub)])];
+}
+export function tokenChannel(name) {
+  if (typeof BroadcastChannel !== "function") return undefined;
+  const ch = new BroadcastChannel(name);
+  ch.unref?.(); // Node: an open channel must not keep the process alive
+  return ch;
 }
 "#)]
 extern "C" {
-    /// The JWT's `exp` (unverified: the client only schedules refreshes by it).
-    #[wasm_bindgen(js_name = jwtExp, catch)]
-    fn jwt_exp(jwt: &str) -> Result<JsValue, JsValue>;
+    /// The JWT's `exp` and identity (unverified: the client only schedules
+    /// refreshes by them, and shares tokens between tabs of one identity).
+    #[wasm_bindgen(js_name = jwtClaims, catch)]
+    fn jwt_claims(jwt: &str) -> Result<js_sys::Array, JsValue>;
+    /// The tabs' token channel, where BroadcastChannel exists.
+    #[wasm_bindgen(js_name = tokenChannel, catch)]
+    fn token_channel(name: &str) -> Result<Option<web_sys::BroadcastChannel>, JsValue>;
 }
 
-/// Reads `exp` with the browser's `atob` and `JSON.parse`.
-fn jwt_exp_of(jwt: &str) -> Result<Option<i64>, String> {
-    match jwt_exp(jwt) {
-        Ok(v) => Ok(v.as_f64().map(|e| e as i64)),
+/// Reads the claims with the browser's `atob` and `JSON.parse`.
+fn claims_of(jwt: &str) -> Result<TokenClaims, String> {
+    match jwt_claims(jwt) {
+        Ok(a) => Ok(TokenClaims { exp: a.get(0).as_f64().map(|e| e as i64), identity: a.get(1).as_string().unwrap_or_default() }),
         Err(e) => Err(e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| "unreadable".into())),
     }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.channel.close();
+    }
+}
+
+/// The link to the other tabs' token sources.
+struct Share {
+    channel: web_sys::BroadcastChannel,
+    _listener: EventListener,
+    /// `valet-token:{api}:{agent}:`, the prefix of the locks' names.
+    lock_prefix: String,
+    /// The lock asked for (to replace a token) or kept (after fetching its
+    /// replacement, until the next one).
+    lock: RefCell<Option<LockHandle>>,
+    /// A wait for the lock (or for another tab's token) lasts at most
+    /// `fetchJwtTimeoutMs` and a second; then this tab fetches for itself.
+    give_up: RefCell<Option<Timeout>>,
 }
 
 /// Shared by every convo of a client.
@@ -60,8 +101,11 @@ pub struct TokenSource {
     refresh: RefCell<Option<Timeout>>,
     active: Cell<u32>,
     fetches: Cell<u64>,
+    /// A `fetchJwt` call of this tab is running.
+    fetching: Cell<bool>,
     log: Logger,
     hook: Hook,
+    share: Option<Share>,
     this: Weak<TokenSource>,
 }
 
@@ -90,16 +134,30 @@ pub fn observe_server_date(date: &str) {
 const REFRESH_CHECK_MS: u64 = 60_000;
 
 fn describe(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "rejected".to_owned())
+    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| "rejected".to_owned())
 }
 
 impl TokenSource {
-    /// A source over the app's `fetchJwt`.
-    pub fn new(fetch_jwt: js_sys::Function, timeout_ms: u64, log: Logger, hook: Hook) -> Rc<TokenSource> {
-        Rc::new_cyclic(|this| TokenSource {
+    /// A source over the app's `fetchJwt`, sharing with the other tabs'
+    /// sources for the same API and agent.
+    pub fn new(fetch_jwt: js_sys::Function, timeout_ms: u64, log: Logger, hook: Hook, api: &str, agent_id: &str) -> Rc<TokenSource> {
+        Rc::new_cyclic(|this: &Weak<TokenSource>| TokenSource {
+            share: token_channel(&format!("valet-token:{api}:{agent_id}")).ok().flatten().map(|channel| {
+                let source = this.clone();
+                let listener = EventListener::new(&channel, "message", move |e| {
+                    let text = e.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string());
+                    if let (Some(s), Some(text)) = (source.upgrade(), text) {
+                        s.heard(&text);
+                    }
+                });
+                Share {
+                    channel,
+                    _listener: listener,
+                    lock_prefix: format!("valet-token:{api}:{agent_id}:"),
+                    lock: RefCell::new(None),
+                    give_up: RefCell::new(None),
+                }
+            }),
             manager: RefCell::new(TokenManager::new()),
             fetch_jwt,
             timeout_ms,
@@ -107,6 +165,7 @@ impl TokenSource {
             refresh: RefCell::new(None),
             active: Cell::new(0),
             fetches: Cell::new(0),
+            fetching: Cell::new(false),
             log,
             hook,
             this: this.clone(),
@@ -116,12 +175,17 @@ impl TokenSource {
     /// A token (cached, or fetched once for all concurrent callers). With
     /// `reject`, the server refused that token: it is never returned again.
     pub async fn get(&self, reject: Option<String>) -> Result<String, ClientError> {
-        let step = self.manager().request(now_ms(), reject.as_deref());
+        if let Some(bad) = &reject {
+            if self.manager().reject(bad) {
+                self.tell(TokenMessage::Rejected(bad.clone()));
+            }
+        }
+        let step = self.manager().request(now_ms(), None);
         match step {
             TokenStep::Use(t) => Ok(t),
             TokenStep::Fetch => {
                 let rx = self.wait();
-                self.spawn_fetch();
+                self.start_fetch();
                 rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
             }
             TokenStep::Wait => {
@@ -171,7 +235,7 @@ impl TokenSource {
                 }
                 if s.manager.borrow_mut().begin_refresh() {
                     s.log.log("refreshing the token ahead of expiry");
-                    s.spawn_fetch();
+                    s.start_fetch();
                 }
             }
         }));
@@ -182,27 +246,127 @@ impl TokenSource {
         self.fetches.get()
     }
 
+    /// Posts a message to the other tabs' sources.
+    fn tell(&self, message: TokenMessage) {
+        if let Some(share) = &self.share {
+            let _ = share.channel.post_message(&JsValue::from_str(&message.to_json()));
+        }
+    }
+
+    /// A message from another tab: a token to take, or one refused.
+    fn heard(&self, text: &str) {
+        match TokenMessage::parse(text) {
+            Some(TokenMessage::Token(jwt)) => {
+                let Ok(claims) = claims_of(&jwt) else { return };
+                let heard = self.manager().hear(now_ms(), &jwt, &claims);
+                match heard {
+                    Heard::Took => {
+                        // No need for the lock any more: withdraw from its queue.
+                        self.drop_lock();
+                        self.log.log("took the token another tab fetched");
+                        self.settle(Ok(jwt));
+                    }
+                    Heard::Better(ours) => self.tell(TokenMessage::Token(ours)),
+                    Heard::Ignored => {}
+                }
+            }
+            Some(TokenMessage::Rejected(jwt)) if self.manager().reject(&jwt) => {
+                self.log.log("another tab's request was refused its token: it is not used here");
+            }
+            _ => {}
+        }
+    }
+
+    /// A token must be fetched: under the lock named after the token it
+    /// replaces, where the other tabs can wait for it; else at once.
+    fn start_fetch(&self) {
+        let (Some(share), Some(key)) = (&self.share, self.manager().share_key()) else { return self.spawn_fetch() };
+        if !locks_available() {
+            return self.spawn_fetch();
+        }
+        let this = self.this.clone();
+        let granted_key = key.clone();
+        let cb = Closure::<dyn FnMut(JsValue)>::new(move |kind: JsValue| {
+            if let Some(s) = this.upgrade().filter(|_| kind.as_string().as_deref() == Some("granted")) {
+                s.lock_granted(&granted_key);
+            }
+        });
+        let release = request_lock(&format!("{}{key}", share.lock_prefix), false, cb.as_ref());
+        // Replacing the handle releases the lock kept since the last fetch.
+        let old = share.lock.borrow_mut().replace(LockHandle { release, _cb: cb });
+        drop(old);
+        let this = self.this.clone();
+        let give_up = Timeout::new(self.timeout_ms.saturating_add(1_000).min(i32::MAX as u64) as u32, move || {
+            if let Some(s) = this.upgrade().filter(|s| s.manager.borrow().in_flight() && !s.fetching.get()) {
+                s.log.log("no token from the other tabs in time: fetching one here");
+                s.drop_lock();
+                s.spawn_fetch();
+            }
+        });
+        *share.give_up.borrow_mut() = Some(give_up);
+    }
+
+    /// Withdraws from the lock's queue, or releases it.
+    fn drop_lock(&self) {
+        if let Some(share) = &self.share {
+            share.give_up.borrow_mut().take();
+            let old = share.lock.borrow_mut().take();
+            drop(old);
+        }
+    }
+
+    fn lock_granted(&self, key: &str) {
+        let step = self.manager().lock_granted(now_ms(), key);
+        match step {
+            TokenStep::Use(jwt) => {
+                self.drop_lock();
+                self.settle(Ok(jwt));
+            }
+            _ => {
+                if let Some(share) = &self.share {
+                    share.give_up.borrow_mut().take();
+                }
+                self.spawn_fetch();
+            }
+        }
+    }
+
     fn spawn_fetch(&self) {
         let Some(this) = self.this.upgrade() else { return };
         self.fetches.set(self.fetches.get() + 1);
+        self.fetching.set(true);
         wasm_bindgen_futures::spawn_local(async move {
             let raw = this.call_fetch_jwt().await;
-            let result = this.manager().fetched_with(now_ms(), raw, jwt_exp_of);
+            this.fetching.set(false);
+            let result = this.manager().fetched_with(now_ms(), raw, claims_of);
             if this.hook.is_set() {
                 let ok = if result.is_ok() { "true" } else { "false" };
                 this.hook.call("token_refresh", &format!("{{\"ok\":{ok}}}"));
             }
             match &result {
-                Ok(_) => this.log.log("got a token from fetchJwt"),
-                Err(e) => this.log.log(&format!("fetchJwt: {}", e.message)),
+                // Told while the lock is kept: a tab that gets it later finds the token replaced.
+                Ok(jwt) => {
+                    this.log.log("got a token from fetchJwt");
+                    this.tell(TokenMessage::Token(jwt.clone()));
+                }
+                Err(e) => {
+                    this.log.log(&format!("fetchJwt: {}", e.message));
+                    // Let the next tab in line try.
+                    this.drop_lock();
+                }
             }
-            this.refresh.borrow_mut().take();
-            this.arm_refresh();
-            let waiters = std::mem::take(&mut *this.waiters.borrow_mut());
-            for w in waiters {
-                let _ = w.send(result.clone());
-            }
+            this.settle(result);
         });
+    }
+
+    /// Every waiter gets `result`; the refresh timer follows the token.
+    fn settle(&self, result: Result<String, ClientError>) {
+        self.refresh.borrow_mut().take();
+        self.arm_refresh();
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
     }
 
     async fn call_fetch_jwt(&self) -> Result<String, FetchFailure> {
