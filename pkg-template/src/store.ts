@@ -247,7 +247,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
       } catch (err) {
         setTimeout(() => {
           throw err;
-        });
+        }, 0);
       }
     }
   };
@@ -274,7 +274,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
         // One broken view must not starve the others.
         setTimeout(() => {
           throw err;
-        });
+        }, 0);
       }
     }
   }

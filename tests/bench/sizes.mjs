@@ -22,6 +22,7 @@ const rows = [
   ["@valet.red/sdk/store (store.js)", read("store.js")],
   ["@valet.red/sdk/react (react.js)", read("react.js")],
   ["@valet.red/sdk/vue (vue.js)", read("vue.js")],
+  ["@valet.red/sdk/testing (testing.js; tests only)", read("testing.js")],
 ];
 const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
 console.log("\nWhat the package ships, per part (bytes as downloaded)");

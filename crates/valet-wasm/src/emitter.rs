@@ -42,7 +42,7 @@ function payloadOf(event, json) {
 }
 export class Emitter {
   constructor(held) { this.handlers = new Map(); this.held = held ? [] : null; }
-  releaseSoon() { setTimeout(() => this.release()); }
+  releaseSoon() { setTimeout(() => this.release(), 0); }
   get isHeld() { return !!this.held; }
   release() {
     const held = this.held;
@@ -131,7 +131,6 @@ extern "C" {
 mod tests {
     use super::*;
     use wasm_bindgen_test::*;
-
 
     /// A JS handler that records `payload.n`, and what it recorded.
     fn recorder() -> (js_sys::Array, js_sys::Function) {

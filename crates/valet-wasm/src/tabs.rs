@@ -20,7 +20,7 @@ export function locksAvailable() {
   return typeof navigator !== "undefined" && !!navigator.locks && typeof navigator.locks.request === "function";
 }
 export function requestLock(name, steal, cb) {
-  const call = (kind) => { try { cb(kind); } catch (_) { /* the tab closed its convo */ } };
+  const call = (kind) => { try { cb(kind); } catch (_) {} };
   const ctrl = new AbortController();
   let release = () => {};
   const held = new Promise((resolve) => { release = resolve; });

@@ -50,7 +50,7 @@ export function jwtClaims(jwt) {
 export function tokenChannel(name) {
   if (typeof BroadcastChannel !== "function") return undefined;
   const ch = new BroadcastChannel(name);
-  ch.unref?.(); // Node: an open channel must not keep the process alive
+  ch.unref?.();
   return ch;
 }
 "#)]
@@ -59,7 +59,8 @@ extern "C" {
     /// refreshes by them, and shares tokens between tabs of one identity).
     #[wasm_bindgen(js_name = jwtClaims, catch)]
     fn jwt_claims(jwt: &str) -> Result<js_sys::Array, JsValue>;
-    /// The tabs' token channel, where BroadcastChannel exists.
+    /// The tabs' token channel, where BroadcastChannel exists (in Node
+    /// `unref`'d: an open channel must not keep the process alive).
     #[wasm_bindgen(js_name = tokenChannel, catch)]
     fn token_channel(name: &str) -> Result<Option<web_sys::BroadcastChannel>, JsValue>;
 }
