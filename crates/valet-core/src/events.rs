@@ -56,6 +56,10 @@ impl EventName {
         EventName::Delta,
     ];
 
+    /// Every event's name, for error messages: [`EventName::ALL`], joined
+    /// (a unit test keeps the two together).
+    pub const LIST: &'static str = "message, typing, convo_state, turn_done, ready, closed, error, status, role, delta";
+
     /// The name handlers subscribe with.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -254,6 +258,14 @@ impl ConvoStatusEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_names_every_event() {
+        assert_eq!(EventName::LIST, EventName::ALL.map(EventName::as_str).join(", "));
+        for e in EventName::ALL {
+            assert_eq!(EventName::parse(e.as_str()), Some(e));
+        }
+    }
 
     #[test]
     fn hand_written_payloads_are_what_serde_writes() {

@@ -554,10 +554,9 @@ impl Convo {
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, handler: JsValue) -> Result<js_sys::Function, JsValue> {
         if EventName::parse(event).is_none() {
-            let names: Vec<&str> = EventName::ALL.iter().map(|e| e.as_str()).collect();
             return Err(js_error(
                 ErrorCode::InvalidArgument,
-                format!("unknown event {}; events: {}", valet_core::error::json_string(event), names.join(", ")),
+                format!("unknown event {}; events: {}", valet_core::error::json_string(event), EventName::LIST),
             ));
         }
         let handler: js_sys::Function =

@@ -60,7 +60,14 @@ pub struct JsJson;
 
 impl JsonReader for JsJson {
     fn read(&self, text: &str, paths: &[&str]) -> Option<Vec<Val>> {
-        let got = json_read(text, &paths.join(","))?;
+        let mut joined = String::new();
+        for (i, p) in paths.iter().enumerate() {
+            if i > 0 {
+                joined.push(',');
+            }
+            joined.push_str(p);
+        }
+        let got = json_read(text, &joined)?;
         if paths.is_empty() {
             return Some(Vec::new());
         }
@@ -89,7 +96,6 @@ impl JsonReader for JsJson {
 mod tests {
     use super::*;
     use wasm_bindgen_test::*;
-
 
     #[wasm_bindgen_test]
     fn json_parse_reads_as_the_native_reader_does() {
