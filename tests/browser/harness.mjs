@@ -67,6 +67,12 @@ export async function startServer(extraArgs = [], { db = ":memory:", log } = {})
       if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
       return res.json();
     },
+    /** Starts a session for the user (`POST /sessions`); returns its convo id. */
+    async session(sourceKey) {
+      const { token } = await server.jwt(sourceKey);
+      const res = await fetch(`${base}/api/v2/sessions`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+      return (await res.json()).convo_id;
+    },
     /** The convo's stored messages, as its user sees them. */
     async history(sourceKey, convoId) {
       const { token } = await server.jwt(sourceKey);

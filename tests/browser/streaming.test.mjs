@@ -39,8 +39,7 @@ async function streamingTab(sourceKey, convoId) {
 
 test("a streamed reply: every tab gets its pieces in order, then the message they make; the store grows it in place", async () => {
   const sourceKey = "streaming-1";
-  const { token } = await server.jwt(sourceKey);
-  const convoId = (await (await fetch(`${server.base}/api/v2/sessions`, { method: "POST", headers: { authorization: `Bearer ${token}` } })).json()).convo_id;
+  const convoId = await server.session(sourceKey);
   const tabs = [await streamingTab(sourceKey, convoId), await streamingTab(sourceKey, convoId)];
   const text = "please write me a reply of quite a few words";
   const sentAt = await tabs[0].evaluate(async (text) => {

@@ -18,9 +18,7 @@ let users = 0;
 
 async function newConvo(name) {
   const sourceKey = `${name}-${++users}`;
-  const { token } = await server.jwt(sourceKey);
-  const res = await fetch(`${server.base}/api/v2/sessions`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
-  return { sourceKey, convoId: (await res.json()).convo_id };
+  return { sourceKey, convoId: await server.session(sourceKey) };
 }
 
 /** A page with the SDK loaded (optionally without Web Locks), not yet in the convo. */
@@ -70,6 +68,17 @@ async function settledStreams(convoId, n) {
   await server.waitStats(`${n} stream(s) for the convo`, (s) => (s.live_streams_by_convo[convoId] ?? 0) === n);
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(await streamsOf(convoId), n, "and it stays so");
+}
+
+/** Tab A joins, then tab B: settled on one stream, A leading. */
+async function aLeadsB(c, noLocks) {
+  const a = await tabPage({ noLocks });
+  await join(a, c);
+  const b = await tabPage({ noLocks });
+  await join(b, c);
+  await settledStreams(c.convoId, 1);
+  assert.equal(await role(a), "leader");
+  return [a, b];
 }
 
 /** Three tabs in the convo, settled on one stream: the leader and the others. */
@@ -227,12 +236,7 @@ for (const noLocks of [false, true]) {
   // must hear it; and a tab opened later must be heard too.
   test(`frozen leader replaced, thawed, then the new leader closes: the thawed tab leads and hears everything, and so does a late tab${label}`, { skip: unlessEngineCan("cdp") }, async () => {
     const c = await newConvo("deaf");
-    const a = await tabPage({ noLocks });
-    await join(a, c);
-    const b = await tabPage({ noLocks });
-    await join(b, c);
-    await settledStreams(c.convoId, 1);
-    assert.equal(await role(a), "leader");
+    const [a, b] = await aLeadsB(c, noLocks);
     const cdp = await a.context().newCDPSession(a);
     await cdp.send("Debugger.enable");
     await cdp.send("Debugger.pause");
@@ -308,12 +312,7 @@ for (const noLocks of [false, true]) {
   // Chromium keeps every page visible, so there it is tested natively only).
   test(`a leader hidden behind a new tab hands the stream to a visible tab; nothing lost or doubled${label}`, { skip: unlessEngineCan("tabs") }, async () => {
     const c = await newConvo("hidden-leader");
-    const a = await tabPage({ noLocks });
-    await join(a, c);
-    const b = await tabPage({ noLocks });
-    await join(b, c);
-    await settledStreams(c.convoId, 1);
-    assert.equal(await role(a), "leader");
+    const [a, b] = await aLeadsB(c, noLocks);
     await send(b, "before");
     await sameMessagesOnce([a, b], 2);
     await a.bringToFront();

@@ -21,9 +21,7 @@ let users = 0;
 
 async function newConvo(name) {
   const sourceKey = `${name}-${++users}`;
-  const { token } = await server.jwt(sourceKey);
-  const res = await fetch(`${server.base}/api/v2/sessions`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
-  return { sourceKey, convoId: (await res.json()).convo_id };
+  return { sourceKey, convoId: await server.session(sourceKey) };
 }
 
 /** A tab in the convo whose `fetchJwt` mints `ttl`-second tokens; it records calls and requests. */
