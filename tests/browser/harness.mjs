@@ -44,6 +44,7 @@ export async function startServer(extraArgs = [], { db = ":memory:", log } = {})
     return base;
   };
   const base = await spawnServer();
+  let users = 0;
   addr = base.replace("http://", "");
   const server = {
     base,
@@ -66,6 +67,11 @@ export async function startServer(extraArgs = [], { db = ":memory:", log } = {})
       });
       if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
       return res.json();
+    },
+    /** A new user (`{name}-{n}`) with a new convo: `{ sourceKey, convoId }`. */
+    async newConvo(name) {
+      const sourceKey = `${name}-${++users}`;
+      return { sourceKey, convoId: await server.session(sourceKey) };
     },
     /** Starts a session for the user (`POST /sessions`); returns its convo id. */
     async session(sourceKey) {

@@ -14,12 +14,7 @@ before(async () => {
 
 after(async () => env?.close());
 
-let users = 0;
-
-async function newConvo(name) {
-  const sourceKey = `${name}-${++users}`;
-  return { sourceKey, convoId: await server.session(sourceKey) };
-}
+const newConvo = (name) => server.newConvo(name);
 
 /** A page with the SDK loaded (optionally without Web Locks), not yet in the convo. */
 async function tabPage({ noLocks = false, tab = false } = {}) {

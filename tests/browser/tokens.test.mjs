@@ -17,12 +17,7 @@ before(async () => {
 
 after(async () => env?.close());
 
-let users = 0;
-
-async function newConvo(name) {
-  const sourceKey = `${name}-${++users}`;
-  return { sourceKey, convoId: await server.session(sourceKey) };
-}
+const newConvo = (name) => server.newConvo(name);
 
 /** A tab in the convo whose `fetchJwt` mints `ttl`-second tokens; it records calls and requests. */
 async function tokenTab({ sourceKey, convoId }, ttl) {
