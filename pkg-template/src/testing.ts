@@ -190,18 +190,24 @@ export function createMockValet(options: MockValetOptions = {}): MockValet {
     for (const s of c.streams) if (!s.ended) s.controller.enqueue(bytes);
   }
 
-  function end(c: ConvoRecord, s: Stream, how: string): void {
+  /** Takes a stream off its convo (once), stops its pings, and `finish`es its body as the reader is to see it. */
+  function detach(c: ConvoRecord, s: Stream, finish?: (body: ReadableStreamDefaultController<Uint8Array>) => void): void {
     if (s.ended) return;
-    if (how !== "drop") s.controller.enqueue(encoder.encode(`event: closed\ndata: ${JSON.stringify({ type: "closed", reason: how })}\n\n`));
     s.ended = true;
     clearInterval(s.ping);
     c.streams.delete(s);
     try {
-      if (how === "drop") s.controller.error(new TypeError("network error (mock: stream dropped)"));
-      else s.controller.close();
+      finish?.(s.controller);
     } catch {
       /* already closed by the reader */
     }
+  }
+
+  /** The server ends a stream: a `closed` frame with `how` as its reason, or cut (`"drop"`). */
+  function end(c: ConvoRecord, s: Stream, how: string): void {
+    if (s.ended) return;
+    if (how !== "drop") s.controller.enqueue(encoder.encode(`event: closed\ndata: ${JSON.stringify({ type: "closed", reason: how })}\n\n`));
+    detach(c, s, how === "drop" ? (body) => body.error(new TypeError("network error (mock: stream dropped)")) : (body) => body.close());
   }
 
   function store(c: ConvoRecord, content: string, from: Message["from"], files: MessageFile[] = [], id = newId()): Message {
@@ -322,19 +328,10 @@ export function createMockValet(options: MockValetOptions = {}): MockValet {
           controller.enqueue(encoder.encode(`event: ready\ndata: ${JSON.stringify({ type: "ready", conn_id: newId() })}\n\n`));
         },
         cancel() {
-          stream.ended = true;
-          clearInterval(stream.ping);
-          c.streams.delete(stream);
+          detach(c, stream);
         },
       });
-      request.signal?.addEventListener("abort", () => {
-        if (stream && !stream.ended) {
-          stream.ended = true;
-          clearInterval(stream.ping);
-          c.streams.delete(stream);
-          try { stream.controller.error(new DOMException("aborted", "AbortError")); } catch { /* closed */ }
-        }
-      });
+      request.signal?.addEventListener("abort", () => detach(c, stream, (body) => body.error(new DOMException("aborted", "AbortError"))));
       return new Response(body, { status: 200, headers: { "content-type": "text/event-stream", date: new Date().toUTCString() } });
     }
     if (r === "upload_file") {

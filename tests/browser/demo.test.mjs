@@ -52,14 +52,23 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   assert.ok(placeholder.fits, `the placeholder fits on a phone: ${JSON.stringify(placeholder)}`);
 
   // The typing indicator shows while the agent works, and goes with its reply.
+  // Every status a bubble goes through, as the DOM records it (however the
+  // pieces are batched, a bubble rendered streaming and then sent shows here).
+  await page.evaluate(() => {
+    window.statusChanges = [];
+    new MutationObserver((records) => {
+      for (const r of records) window.statusChanges.push(`${r.target.className}: ${r.oldValue} > ${r.target.dataset.status}`);
+    }).observe(document.getElementById("messages"), { subtree: true, attributes: true, attributeFilter: ["data-status"], attributeOldValue: true });
+  });
   await page.fill("#text", "Hi, I need help with my order");
   await page.click("#send");
   // Shown at once (pending until the server's copy comes back).
   assert.equal(await page.$$eval("#messages li.appuser", (l) => l.length), 1);
   await page.waitForSelector("#typing:not([hidden])", { timeout: LIVENESS_MS });
   // The reply shows as it is written, then complete, in one bubble.
-  await page.waitForSelector('li.ai_agent[data-status="streaming"]', { timeout: LIVENESS_MS });
   await page.waitForSelector('li.ai_agent[data-status="sent"]', { timeout: LIVENESS_MS });
+  const changes = await page.evaluate(() => window.statusChanges);
+  assert.ok(changes.includes("ai_agent: streaming > sent"), `the reply's bubble went from streaming to sent: ${changes}`);
   await page.waitForSelector("#typing[hidden]", { state: "attached" });
   await page.waitForSelector("#empty", { state: "hidden" });
   assert.deepEqual(await bubbleTexts(page), ["Hi, I need help with my order", 'You said: "Hi, I need help with my order"']);

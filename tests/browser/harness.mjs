@@ -232,6 +232,13 @@ export async function launchBrowser() {
   };
 }
 
+/** Loads the SDK test page (`query`, e.g. `"?nolocks"`) in `page` from `origin`; resolves once the SDK is ready. */
+export async function loadSdk(page, origin, query = "") {
+  await page.goto(`${origin}/sdk.html${query}`);
+  await page.waitForFunction(() => window.sdkReady === true);
+  return page;
+}
+
 /**
  * The usual set-up of an SDK test file: the reference server (with
  * `serverArgs`), the test pages and the wasm build on another origin, and a
@@ -245,6 +252,12 @@ export async function sdkEnv(serverArgs = [], serverOptions = {}) {
     server,
     site,
     browser,
+    /** A new page with the SDK loaded (`tab`: see `newPage`), its errors logged. */
+    async page({ query = "", tab = false } = {}) {
+      const page = await browser.context.newPage(tab ? { tab } : undefined);
+      page.on("pageerror", (e) => console.error("page error:", e.message));
+      return loadSdk(page, site.origin, query);
+    },
     async close() {
       await browser.close();
       await site.close();

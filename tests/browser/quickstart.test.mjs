@@ -15,10 +15,7 @@ before(async () => {
 after(async () => env?.close());
 
 test("the seed quickstart runs verbatim: reply once, typing, turn_done, and close() leaves nothing", async () => {
-  const page = await browser.context.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e));
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
+  const page = await env.page();
   const sourceKey = "quickstart";
   const result = await page.evaluate(async ({ base, AGENT, sourceKey }) => {
     const { ValetClient } = window.sdk;

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sdkEnv } from "./harness.mjs";
+import { loadSdk, sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 let env, server, site, browser, dir;
@@ -35,11 +35,8 @@ afterEach(async () => {
 });
 
 async function opened(name, clientOptions = {}) {
-  const page = await browser.context.newPage();
+  const page = await env.page();
   pages.push(page);
-  page.on("pageerror", (e) => console.error("page error:", e));
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
   const sourceKey = `${name}-${++users}`;
   const convoId = await page.evaluate(async ({ base, AGENT, sourceKey, clientOptions }) => {
     const events = [];
@@ -56,8 +53,7 @@ async function opened(name, clientOptions = {}) {
 
 /** Loads the SDK page in `page` and opens an existing convo there, recorded from the task `await openConvo` returns in. */
 async function openExisting(page, sourceKey, convoId) {
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
+  await loadSdk(page, site.origin);
   await page.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
     const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
     const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });

@@ -1,7 +1,7 @@
 // Token expiry against a server whose auth_expiring lead is 2 s.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { sdkEnv } from "./harness.mjs";
+import { loadSdk, sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 let env, server, site, browser;
@@ -14,9 +14,7 @@ before(async () => {
 after(async () => env?.close());
 
 test("auth_expiring forces a fresh token: no reconnect loop on the old one", async () => {
-  const page = await browser.context.newPage();
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
+  const page = await env.page();
   // 5 s tokens: the server closes each stream 2 s before its token expires.
   const convoId = await page.evaluate(
     (args) => window.h.openRecorded(args),
@@ -40,9 +38,7 @@ test("auth_expiring forces a fresh token: no reconnect loop on the old one", asy
 });
 
 test("the token is refreshed on a timer ahead of expiry, before any close forces it", async () => {
-  const page = await browser.context.newPage();
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
+  const page = await env.page();
   // 12 s tokens: the SDK refreshes at half-life (6 s); the server would close at 10 s.
   await page.evaluate(
     (args) => window.h.openRecorded(args),
@@ -64,9 +60,7 @@ async function skewedPage(shiftMs) {
     const real = Date.now;
     Date.now = () => real() + shift;
   }, shiftMs);
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
-  return page;
+  return loadSdk(page, site.origin);
 }
 
 test("a device clock 20 minutes ahead: the fresh token is used (not 'expired'), messages flow, no refetch", async () => {

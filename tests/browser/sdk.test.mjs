@@ -13,13 +13,7 @@ before(async () => {
 
 after(async () => env?.close());
 
-async function sdkPage() {
-  const page = await browser.context.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e));
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
-  return page;
-}
+const sdkPage = () => env.page();
 
 let users = 0;
 const user = (name) => `${name}-${++users}`;

@@ -17,10 +17,7 @@ after(async () => env?.close());
 
 /** A tab in the convo: its deltas, messages and every snapshot of a streaming store. */
 async function streamingTab(sourceKey, convoId) {
-  const page = await browser.context.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e.message));
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
+  const page = await env.page();
   await page.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
     const { createConvoStore } = await import("/pkg/store.js");
     const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);

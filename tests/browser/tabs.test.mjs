@@ -17,12 +17,8 @@ after(async () => env?.close());
 const newConvo = (name) => server.newConvo(name);
 
 /** A page with the SDK loaded (optionally without Web Locks), not yet in the convo. */
-async function tabPage({ noLocks = false, tab = false } = {}) {
-  const page = await browser.context.newPage(tab ? { tab } : undefined);
-  page.on("pageerror", (e) => console.error("page error:", e.message));
-  await page.goto(`${site.origin}/sdk.html${noLocks ? "?nolocks" : ""}`);
-  await page.waitForFunction(() => window.sdkReady === true);
-  return page;
+function tabPage({ noLocks = false, tab = false } = {}) {
+  return env.page({ query: noLocks ? "?nolocks" : "", tab });
 }
 
 /** Opens the convo in a page and records everything (role events too). */

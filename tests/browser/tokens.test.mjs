@@ -21,10 +21,7 @@ const newConvo = (name) => server.newConvo(name);
 
 /** A tab in the convo whose `fetchJwt` mints `ttl`-second tokens; it records calls and requests. */
 async function tokenTab({ sourceKey, convoId }, ttl) {
-  const page = await browser.context.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e.message));
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
+  const page = await env.page();
   await page.evaluate(async ({ base, AGENT, sourceKey, convoId, ttl }) => {
     const jwt = window.h.makeFetchJwt(base, sourceKey, { ttl });
     const calls = [];

@@ -24,7 +24,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { launchBrowser, startServer, startStatic, ROOT, LIVENESS_MS } from "../browser/harness.mjs";
+import { launchBrowser, loadSdk, startServer, startStatic, ROOT, LIVENESS_MS } from "../browser/harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 const STREAM_CAP = 2;
@@ -184,8 +184,7 @@ const NEEDS = { leader_crash: "cdp", leader_freeze: "cdp", follower_freeze: "cdp
 
 /** What runs in each page: the client, a recorder, and a steady send loop. */
 async function startTab(page, { base, sourceKey, convoId, transport, tabName, report, sendEveryMs }) {
-  await page.goto(`${base.site}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
+  await loadSdk(page, base.site);
   await page.evaluate(async ({ api, AGENT, sourceKey, convoId, transport, tabName, report, sendEveryMs }) => {
     let mode = "ok";
     let calls = 0;
