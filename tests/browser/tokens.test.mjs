@@ -50,8 +50,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Sends one message from each tab; every tab gets them all once, in one order. */
 async function everyoneHearsEveryone(pages) {
+  // What every tab has so far (the same in each, once this has run before), plus each message and its reply.
+  const before = await pages[0].evaluate(() => window.t.rec.message.length);
   for (const [k, p] of pages.entries()) await p.evaluate((k) => window.t.convo.send(`from tab ${k}`), k);
-  const n = pages.length * 2; // each message and its reply
+  const n = before + pages.length * 2;
   const lists = [];
   for (const p of pages) {
     await p.evaluate((n) => window.h.until(() => window.t.rec.message.length >= n, `${n} messages`, 30000), n);
