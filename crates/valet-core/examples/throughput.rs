@@ -32,8 +32,16 @@ fn main() {
         m.handle(0, Input::Token { purpose: TokenFor::Stream(1), token: "t".into() });
         m.handle(0, Input::StreamOpened { attempt: 1 });
         let mut reconcile = None;
-        for chunk in body.as_bytes().chunks(64 * 1024) {
-            let out = m.handle(0, Input::StreamBytes { attempt: 1, bytes: chunk.to_vec() });
+        let mut rest = body.as_str();
+        while !rest.is_empty() {
+            // 64 KiB chunks, cut at char boundaries (as a TextDecoder hands them over).
+            let mut n = rest.len().min(64 * 1024);
+            while !rest.is_char_boundary(n) {
+                n -= 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let out = m.handle(0, Input::StreamText { attempt: 1, text: chunk.to_owned() });
             for a in &out {
                 if let Action::GetToken { purpose: TokenFor::Reconcile(r), .. } = a {
                     reconcile = Some(*r);

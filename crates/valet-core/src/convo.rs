@@ -207,12 +207,14 @@ pub enum Input {
         /// Response body.
         body: String,
     },
-    /// Bytes of the stream (fetch transport).
-    StreamBytes {
+    /// Text of the stream (fetch transport), as the host decoded it from
+    /// UTF-8 in chunks (a chunk may end anywhere; the browser's streaming
+    /// `TextDecoder`, or `sse::SseParser::feed`'s decoder natively).
+    StreamText {
         /// The attempt.
         attempt: u64,
         /// The chunk.
-        bytes: Vec<u8>,
+        text: String,
     },
     /// A parsed event (EventSource transport).
     StreamEvent {
@@ -622,7 +624,7 @@ impl ConvoMachine {
             Input::Relayed { sse } => {
                 if self.conn == Conn::Standby {
                     // A fresh parser per message: each holds whole events.
-                    for item in SseParser::new().feed(sse.as_bytes()) {
+                    for item in SseParser::new().feed_str(&sse) {
                         if let SseItem::Event(ev) = item {
                             self.on_relayed(ev.event, ev.data);
                         }
@@ -655,11 +657,11 @@ impl ConvoMachine {
                     self.on_refused(status, retry_after.as_deref(), &body);
                 }
             }
-            Input::StreamBytes { attempt, bytes } => {
+            Input::StreamText { attempt, text } => {
                 if self.conn == Conn::Live(attempt) {
                     self.last_activity_ms = now_ms;
                     self.metrics.last_event_at = Some(now_ms);
-                    let items = self.parser.feed(&bytes);
+                    let items = self.parser.feed_str(&text);
                     for item in items {
                         if self.conn != Conn::Live(attempt) {
                             break; // a `closed` frame ended this stream

@@ -219,12 +219,10 @@ impl<M: Keyed> Delivery<M> {
     }
 
     /// The reconcile fetch answered with (part of) the history. Ends sync.
-    pub fn on_reconcile(&mut self, mut history: Vec<M>) -> Vec<Delivered<M>> {
+    pub fn on_reconcile(&mut self, history: Vec<M>) -> Vec<Delivered<M>> {
         self.syncing = false;
         self.synced_once = true;
-        if history.iter().all(|m| m.seq().is_some()) {
-            history.sort_by_key(|m| m.seq());
-        }
+        let history_sorts = history.iter().all(|m| m.seq().is_some());
         let held_ids = std::mem::take(&mut self.held_ids);
         let held = self.take_held();
         let mut merged: Vec<(M, bool)> = Vec::with_capacity(history.len() + held.len());
@@ -244,14 +242,22 @@ impl<M: Keyed> Delivery<M> {
             let from_reconcile = !held_ids.contains(m.id());
             merged.push((m, from_reconcile));
         }
+        // One sort (one copy of the sort in the wasm): the whole merge when
+        // every message has a `seq`, else the history's part when it has.
+        let from_history = merged.len();
         if in_history.is_empty() {
             merged.extend(held.into_iter().map(|m| (m, false)));
         } else {
             merged.extend(held.into_iter().filter(|m| !in_history.contains(m.id())).map(|m| (m, false)));
         }
-        if merged.iter().all(|(m, _)| m.seq().is_some()) {
-            merged.sort_by_key(|(m, _)| m.seq());
-        }
+        let sorted = if merged.iter().all(|(m, _)| m.seq().is_some()) {
+            &mut merged[..]
+        } else if history_sorts {
+            &mut merged[..from_history]
+        } else {
+            &mut []
+        };
+        sorted.sort_by_key(|(m, _)| m.seq());
         let mut out = Vec::with_capacity(merged.len());
         for (m, from_reconcile) in merged {
             self.deliver(m, from_reconcile, &mut out);

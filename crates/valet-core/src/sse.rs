@@ -2,11 +2,13 @@
 //! ("Parsing an event stream", section 9.2.6).
 //!
 //! Decisions:
-//! - Input is bytes in chunks of any size; a chunk boundary may fall anywhere,
-//!   including between the CR and LF of a CRLF or inside a UTF-8 sequence. Lines
-//!   are split on bytes (CR and LF never occur inside a UTF-8 sequence) and each
-//!   complete line is decoded on its own, with replacement characters for
-//!   invalid UTF-8, as the standard's decoder does.
+//! - Input is text, or bytes, in chunks of any size; a chunk boundary may
+//!   fall anywhere, including between the CR and LF of a CRLF or inside a
+//!   UTF-8 sequence. Bytes are decoded as the standard's streaming UTF-8
+//!   decoder does (replacement characters for invalid sequences; a sequence
+//!   cut by a chunk waits for the rest), then parsed as text. The browser
+//!   SDK feeds text its `TextDecoder` decoded, so the wasm carries no UTF-8
+//!   decoder of its own.
 //! - One leading U+FEFF (BOM) is dropped; `:` lines are comments; `retry`
 //!   is surfaced to the caller; `id` containing NUL is ignored.
 //! - An event larger than [`SseParser::max_event_bytes`] is dropped whole and
@@ -45,11 +47,13 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 /// the chunk completed.
 #[derive(Debug)]
 pub struct SseParser {
-    line: Vec<u8>,
+    line: String,
+    /// The start of a UTF-8 sequence that a byte chunk cut.
+    partial: Vec<u8>,
     data: String,
     event_type: String,
     last_id: String,
-    seen_first_bytes: bool,
+    seen_first: bool,
     skip_lf: bool,
     overflow: bool,
     /// Largest event accepted, in bytes.
@@ -82,11 +86,12 @@ impl SseParser {
     /// A parser with the default event size cap.
     pub fn new() -> Self {
         Self {
-            line: Vec::new(),
+            line: String::new(),
+            partial: Vec::new(),
             data: String::new(),
             event_type: String::new(),
             last_id: String::new(),
-            seen_first_bytes: false,
+            seen_first: false,
             skip_lf: false,
             overflow: false,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
@@ -98,40 +103,65 @@ impl SseParser {
         &self.last_id
     }
 
-    /// Feeds a chunk and returns the items it completed, in order.
-    pub fn feed(&mut self, mut chunk: &[u8]) -> Vec<SseItem> {
-        let out = Vec::new();
-        if !self.seen_first_bytes && !chunk.is_empty() {
-            // The BOM may itself be split over chunks; buffer until 3 bytes are known.
-            self.line.extend_from_slice(chunk);
-            if self.line.len() < 3 && b"\xEF\xBB\xBF".starts_with(&self.line) {
-                return out;
+    /// Feeds a chunk of bytes and returns the items it completed, in order.
+    /// The bytes are decoded as the standard's UTF-8 decoder does (invalid
+    /// sequences as U+FFFD; a sequence a chunk cuts waits for the next).
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseItem> {
+        let mut bytes = std::mem::take(&mut self.partial);
+        bytes.extend_from_slice(chunk);
+        let mut text = String::with_capacity(bytes.len());
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    text.push_str(s);
+                    rest = &[];
+                }
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    match e.error_len() {
+                        Some(n) => {
+                            text.push('\u{FFFD}');
+                            rest = after.get(n..).unwrap_or_default();
+                        }
+                        None => {
+                            self.partial = after.to_vec();
+                            rest = &[];
+                        }
+                    }
+                }
             }
-            self.seen_first_bytes = true;
-            let buffered = std::mem::take(&mut self.line);
-            let rest = buffered.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buffered);
-            return self.feed_lines(rest, out);
         }
-        if self.skip_lf && !chunk.is_empty() {
-            // The previous chunk ended in CR: an LF here completes that CRLF.
-            if chunk[0] == b'\n' {
-                chunk = &chunk[1..];
-            }
-            self.skip_lf = false;
-        }
-        self.feed_lines(chunk, out)
+        self.feed_str(&text)
     }
 
-    fn feed_lines(&mut self, mut chunk: &[u8], mut out: Vec<SseItem>) -> Vec<SseItem> {
-        while let Some(pos) = memchr::memchr2(b'\n', b'\r', chunk) {
-            let (head, tail) = chunk.split_at(pos);
-            let mut rest = &tail[1..];
-            if tail[0] == b'\r' {
-                match rest.first() {
-                    Some(b'\n') => rest = &rest[1..],
-                    Some(_) => {}
-                    None => self.skip_lf = true,
+    /// Feeds a chunk of text (decoded already: the browser's `TextDecoder`
+    /// in the SDK) and returns the items it completed, in order.
+    pub fn feed_str(&mut self, mut chunk: &str) -> Vec<SseItem> {
+        if chunk.is_empty() {
+            return Vec::new();
+        }
+        if !self.seen_first {
+            self.seen_first = true;
+            chunk = chunk.strip_prefix('\u{FEFF}').unwrap_or(chunk);
+        }
+        if self.skip_lf {
+            // The previous chunk ended in CR: an LF here completes that CRLF.
+            chunk = chunk.strip_prefix('\n').unwrap_or(chunk);
+            self.skip_lf = false;
+        }
+        let mut out = Vec::new();
+        while let Some(pos) = chunk.bytes().position(|b| b == b'\n' || b == b'\r') {
+            let (head, tail) = chunk.split_at_checked(pos).unwrap_or_default();
+            // `tail` starts with an ASCII byte: `get(1..)` never fails (and
+            // keeps the panic path of string indexing out of the wasm).
+            let mut rest = tail.get(1..).unwrap_or_default();
+            if tail.starts_with('\r') {
+                if rest.is_empty() {
+                    self.skip_lf = true;
                 }
+                rest = rest.strip_prefix('\n').unwrap_or(rest);
             }
             chunk = rest;
             if self.line.is_empty() {
@@ -139,7 +169,7 @@ impl SseParser {
                 self.process_line(head, &mut out);
             } else {
                 if !self.overflow {
-                    self.line.extend_from_slice(head);
+                    self.line.push_str(head);
                 }
                 let line = std::mem::take(&mut self.line);
                 self.process_line(&line, &mut out);
@@ -148,7 +178,7 @@ impl SseParser {
             }
         }
         if !self.overflow {
-            self.line.extend_from_slice(chunk);
+            self.line.push_str(chunk);
             self.check_size(&mut out);
         }
         out
@@ -164,7 +194,7 @@ impl SseParser {
         }
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseItem>) {
+    fn process_line(&mut self, line: &str, out: &mut Vec<SseItem>) {
         if line.is_empty() {
             if self.overflow {
                 self.overflow = false;
@@ -173,29 +203,30 @@ impl SseParser {
             self.dispatch(out);
             return;
         }
-        if self.overflow || line[0] == b':' {
+        if self.overflow || line.starts_with(':') {
             return;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match line.bytes().position(|b| b == b':') {
             Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+                let (field, v) = line.split_at_checked(i).unwrap_or_default();
+                let v = v.get(1..).unwrap_or_default();
+                (field, v.strip_prefix(' ').unwrap_or(v))
             }
-            None => (line, &b""[..]),
+            None => (line, ""),
         };
         match field {
-            b"event" => {
+            "event" => {
                 self.event_type.clear();
-                self.event_type.push_str(&utf8(value));
+                self.event_type.push_str(value);
             }
-            b"data" => {
-                self.data.push_str(&utf8(value));
+            "data" => {
+                self.data.push_str(value);
                 self.data.push('\n');
                 self.check_size(out);
             }
-            b"id" if !value.contains(&0) => self.last_id = utf8(value).into_owned(),
-            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
-                if let Ok(ms) = std::str::from_utf8(value).unwrap_or("").parse() {
+            "id" if !value.contains('\0') => value.clone_into(&mut self.last_id),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                if let Ok(ms) = value.parse() {
                     out.push(SseItem::Retry(ms));
                 }
             }
@@ -210,23 +241,8 @@ impl SseParser {
         }
         let mut data = std::mem::take(&mut self.data);
         data.pop(); // the trailing LF
-        let event = if self.event_type.is_empty() {
-            "message".to_owned()
-        } else {
-            let e = self.event_type.clone();
-            self.event_type.clear();
-            e
-        };
+        let event = if self.event_type.is_empty() { "message".to_owned() } else { std::mem::take(&mut self.event_type) };
         out.push(SseItem::Event(SseEvent { event, data, id: self.last_id.clone() }));
-    }
-}
-
-/// UTF-8 as the standard's decoder reads it: valid text as is (the fast
-/// check), invalid sequences as U+FFFD.
-fn utf8(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -353,6 +369,22 @@ event: x\ndata\n\n";
                 start = c;
             }
             prop_assert_eq!(got, whole);
+        }
+
+        /// Text fed as text, cut at any char boundaries, parses as its bytes do.
+        #[test]
+        fn text_parses_as_its_bytes(cuts in proptest::collection::vec(0usize..SAMPLE.len(), 0..12)) {
+            let text = std::str::from_utf8(SAMPLE).unwrap();
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| text.is_char_boundary(c)).collect();
+            cuts.sort_unstable();
+            let mut p = SseParser::new();
+            let mut got = Vec::new();
+            let mut start = 0;
+            for c in cuts.into_iter().chain([text.len()]) {
+                got.extend(p.feed_str(&text[start..c]));
+                start = c;
+            }
+            prop_assert_eq!(got, events(SAMPLE));
         }
 
         /// Arbitrary bytes never panic, and chunking never changes the result.

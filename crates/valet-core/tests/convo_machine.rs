@@ -53,7 +53,7 @@ impl Harness {
     }
 
     fn bytes(&mut self, attempt: u64, s: &str) -> Vec<Action> {
-        self.feed(Input::StreamBytes { attempt, bytes: s.as_bytes().to_vec() })
+        self.feed(Input::StreamText { attempt, text: s.to_owned() })
     }
 }
 
@@ -255,7 +255,7 @@ fn pause_during_backoff_then_resume_opens_exactly_one_stream() {
     assert!(stream_token_request(&h.feed(Input::Start)).is_none(), "a second resume opens nothing");
     h.feed(Input::Token { purpose: TokenFor::Stream(b), token: T1.into() });
     // Late input from the old attempt is ignored.
-    assert!(h.feed(Input::StreamBytes { attempt: a, bytes: msg_frame(1).into_bytes() }).is_empty());
+    assert!(h.feed(Input::StreamText { attempt: a, text: msg_frame(1) }).is_empty());
     assert_eq!(open_streams(&h.log), 1);
 }
 
@@ -271,7 +271,7 @@ fn close_stops_everything_and_later_input_does_nothing() {
     assert!(h.m.is_closed());
     for input in [
         Input::Start,
-        Input::StreamBytes { attempt: a, bytes: msg_frame(1).into_bytes() },
+        Input::StreamText { attempt: a, text: msg_frame(1) },
         Input::TimerFired(Timer::Reconnect),
         Input::StreamEnded { attempt: a },
     ] {
@@ -588,7 +588,7 @@ proptest! {
                 (Fault::Pause, _) => { sim.paused = true; sim.h.feed(Input::Pause) }
                 (Fault::Resume, _) => { sim.paused = false; sim.h.feed(Input::Start) }
                 (Fault::OldAttemptBytes(s), _) => {
-                    let out = sim.h.feed(Input::StreamBytes { attempt: 0, bytes: msg_frame(s).into_bytes() });
+                    let out = sim.h.feed(Input::StreamText { attempt: 0, text: msg_frame(s) });
                     prop_assert!(out.is_empty(), "input for a dead attempt is ignored");
                     out
                 }

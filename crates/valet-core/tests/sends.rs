@@ -354,7 +354,7 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
         "resumes from the last event"
     );
     m.handle(3, Input::StreamOpened { attempt: a });
-    let out = m.handle(4, Input::StreamBytes { attempt: a, bytes: b"event: ready\ndata: {\"conn_id\":\"c\"}\n\n".to_vec() });
+    let out = m.handle(4, Input::StreamText { attempt: a, text: "event: ready\ndata: {\"conn_id\":\"c\"}\n\n".into() });
     let req = out
         .iter()
         .find_map(|x| match x {
@@ -366,7 +366,7 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
     let frame = |s: u64| {
         format!("id: {s}\nevent: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}}}\n\n")
     };
-    m.handle(5, Input::StreamBytes { attempt: a, bytes: format!("{}{}", frame(2), frame(3)).into_bytes() });
+    m.handle(5, Input::StreamText { attempt: a, text: format!("{}{}", frame(2), frame(3)) });
     m.handle(6, Input::Token { purpose: TokenFor::Reconcile(req), token: "t".into() });
     let hist: Vec<String> = (1..=3)
         .map(|s| format!("{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}"))

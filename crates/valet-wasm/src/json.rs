@@ -74,12 +74,13 @@ impl JsonReader for JsJson {
         Some(
             got.split('\0')
                 .map(|v| match v.as_bytes().first() {
+                    // The tag is one ASCII byte: `get(1..)` never fails.
                     Some(b'u') => Val::Missing,
                     Some(b'z') => Val::Null,
                     Some(b't') => Val::Bool(true),
                     Some(b'f') => Val::Bool(false),
-                    Some(b'i') => v[1..].parse().map_or(Val::Other, Val::Int),
-                    Some(b's') => Val::Str(v[1..].to_owned()),
+                    Some(b'i') => v.get(1..).unwrap_or_default().parse().map_or(Val::Other, Val::Int),
+                    Some(b's') => Val::Str(v.get(1..).unwrap_or_default().to_owned()),
                     _ => Val::Other,
                 })
                 .collect(),

@@ -1,7 +1,8 @@
 //! The two stream transports, as handles that clean up on drop.
 //!
 //! - `fetch` (default): `Authorization` header; the response's status and
-//!   `Retry-After` reach the core; bytes are fed as they arrive.
+//!   `Retry-After` reach the core; the body is decoded by the browser's
+//!   streaming `TextDecoder` and fed as text as it arrives.
 //! - `EventSource`: trades the token for a single-use ticket (EXTENSION) so
 //!   the token never goes in a URL; the browser parses frames. It can not
 //!   see an HTTP status, so failures after the ticket are plain failures.
@@ -18,10 +19,35 @@ use valet_core::sse::SseEvent;
 use valet_core::wire::KNOWN_FRAME_TYPES;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, EventSource, MessageEvent, ReadableStreamDefaultReader};
+use wasm_bindgen::prelude::*;
+use web_sys::{AbortController, EventSource, MessageEvent};
 
 use crate::convo::{feed, ConvoInner};
 use crate::http;
+
+#[wasm_bindgen(inline_js = r#"
+export class TextReader {
+  constructor(body) { this.reader = body.getReader(); this.decoder = new TextDecoder(); }
+  async read() {
+    const { done, value } = await this.reader.read();
+    return done ? undefined : this.decoder.decode(value, { stream: true });
+  }
+}
+"#)]
+extern "C" {
+    /// A response body read as text: the browser's streaming `TextDecoder`
+    /// decodes UTF-8 (a sequence cut by a chunk waits for the next; invalid
+    /// bytes become U+FFFD, as the SSE standard's decoder has it), so the
+    /// wasm carries no decoder and gets each chunk as a string.
+    type TextReader;
+
+    #[wasm_bindgen(constructor)]
+    fn new(body: &web_sys::ReadableStream) -> TextReader;
+
+    /// The next chunk's text; `undefined` at the end of the body.
+    #[wasm_bindgen(method)]
+    fn read(this: &TextReader) -> js_sys::Promise;
+}
 
 /// A live stream.
 pub enum StreamHandle {
@@ -84,27 +110,22 @@ pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: Stri
         let Some(body) = response.body() else {
             return feed(&sink, Input::StreamEnded { attempt });
         };
-        let reader: ReadableStreamDefaultReader = match body.get_reader().dyn_into() {
-            Ok(r) => r,
-            Err(_) => return feed(&sink, Input::StreamFailed { attempt, message: "no stream reader".into() }),
-        };
+        let reader = TextReader::new(&body);
         loop {
-            let chunk = match JsFuture::from(reader.read()).await {
-                Ok(c) => c,
+            let text = match JsFuture::from(reader.read()).await {
+                Ok(t) => t,
                 Err(e) => {
                     let message = e.as_string().unwrap_or_else(|| "stream read failed".into());
                     return feed(&sink, Input::StreamFailed { attempt, message });
                 }
             };
-            let result: web_sys::ReadableStreamReadResult = chunk.unchecked_into();
-            if result.get_done().unwrap_or(false) {
+            let Some(text) = text.as_string() else {
                 return feed(&sink, Input::StreamEnded { attempt });
-            }
-            let bytes = js_sys::Uint8Array::new(&result.get_value()).to_vec(); // one copy into wasm
+            };
             if sink.upgrade().is_none() {
                 return;
             }
-            feed(&sink, Input::StreamBytes { attempt, bytes });
+            feed(&sink, Input::StreamText { attempt, text });
             if sink.upgrade().is_some_and(|inner| inner.events_held()) {
                 gloo_timers::future::TimeoutFuture::new(0).await;
             }
