@@ -112,7 +112,7 @@ impl ConvoInner {
             emitter: Emitter::new(true),
             stream: RefCell::new(None),
             timers: RefCell::new(Vec::new()),
-            rest_abort: AbortController::new().expect("AbortController"),
+            rest_abort: AbortController::new().expect_throw("AbortController"),
             visibility: RefCell::new(None),
             opened: RefCell::new(None),
             tab: RefCell::new(tab),
@@ -271,7 +271,7 @@ impl ConvoInner {
             Action::Upload { id, token } => {
                 let files = self.sends.borrow().iter().find(|(k, _)| *k == id).map(|(_, p)| p.files.clone()).unwrap_or_default();
                 let url = self.client.config.upload_url(&self.convo_id);
-                let form = web_sys::FormData::new().expect("FormData");
+                let form = web_sys::FormData::new().expect_throw("FormData");
                 for f in &files {
                     let name = f.dyn_ref::<web_sys::File>().map(|f| f.name()).unwrap_or_else(|| "file".into());
                     let _ = form.append_with_blob_and_filename("files[]", f, &name);

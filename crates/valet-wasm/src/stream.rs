@@ -83,7 +83,7 @@ impl Drop for StreamHandle {
 
 /// Opens the stream over fetch.
 pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: String, last_event_id: Option<String>) -> StreamHandle {
-    let controller = AbortController::new().expect("AbortController");
+    let controller = AbortController::new().expect_throw("AbortController");
     let signal = controller.signal();
     wasm_bindgen_futures::spawn_local(async move {
         let mut headers = vec![("accept", "text/event-stream")];
@@ -137,7 +137,7 @@ pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: Stri
 /// Opens the stream over EventSource with a ticket.
 pub fn open_eventsource(sink: Weak<ConvoInner>, attempt: u64, ticket_url: String, events_url: impl Fn(&str) -> String + 'static, token: String) -> StreamHandle {
     let state = Rc::new(EsState {
-        ticket_abort: AbortController::new().expect("AbortController"),
+        ticket_abort: AbortController::new().expect_throw("AbortController"),
         source: RefCell::new(None),
         listeners: RefCell::new(Vec::new()),
         dropped: Cell::new(false),
