@@ -48,6 +48,7 @@ use crate::outbox::{Outbox, Outgoing};
 use crate::send::SendOutcome;
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
+use crate::json::Val;
 use crate::wire::{read_frame_head, ClosedReason, FrameHead, FrameKind, RawMessage};
 
 /// Tunables of a convo machine.
@@ -429,6 +430,9 @@ pub struct ConvoMachine {
     reject_next: Option<String>,
     auth_failures: u32,
     parser: SseParser,
+    /// The heads of the `message` frames of the chunk being handled, read
+    /// ahead in one call to the JSON reader, last first (see `read_ahead`).
+    heads: Vec<Option<[Val; 4]>>,
     last_activity_ms: u64,
     ids_seen: bool,
     last_event_id: Option<String>,
@@ -530,6 +534,7 @@ impl ConvoMachine {
             reject_next: None,
             auth_failures: 0,
             parser: SseParser::new(),
+            heads: Vec::new(),
             last_activity_ms: 0,
             ids_seen: resume_event_id.is_some(),
             last_event_id: resume_event_id,
@@ -624,11 +629,14 @@ impl ConvoMachine {
             Input::Relayed { sse } => {
                 if self.conn == Conn::Standby {
                     // A fresh parser per message: each holds whole events.
-                    for item in SseParser::new().feed_str(&sse) {
+                    let items = SseParser::new().feed_str(&sse);
+                    self.read_ahead(&items);
+                    for item in items {
                         if let SseItem::Event(ev) = item {
                             self.on_relayed(ev.event, ev.data);
                         }
                     }
+                    self.heads.clear();
                 }
             }
             // The status goes out with the election's `Announce`.
@@ -662,12 +670,14 @@ impl ConvoMachine {
                     self.last_activity_ms = now_ms;
                     self.metrics.last_event_at = Some(now_ms);
                     let items = self.parser.feed_str(&text);
+                    self.read_ahead(&items);
                     for item in items {
                         if self.conn != Conn::Live(attempt) {
                             break; // a `closed` frame ended this stream
                         }
                         self.on_sse_item(attempt, item);
                     }
+                    self.heads.clear();
                 }
             }
             Input::StreamEvent { attempt, event } => {
@@ -871,12 +881,29 @@ impl ConvoMachine {
             self.persist();
         }
         let size: usize = delivered.iter().map(|d| self.message_prefix.len() + d.message.json.len() + 24).sum();
-        let mut json = String::with_capacity(size + 2);
-        if count > 1 {
+        // What one input delivers goes out as one batch (one crossing, one
+        // parse): messages join the batch this input emitted last, if any.
+        let (mut json, before) = match self.out.pop() {
+            Some(Action::EmitMany { event: EventName::Message, mut json_array, count }) => {
+                json_array.pop(); // its `]`
+                (json_array, count)
+            }
+            Some(Action::Emit { event: EventName::Message, payload }) => {
+                let mut json = String::with_capacity(payload.len() + size + 3);
+                json.push('[');
+                json.push_str(&payload);
+                (json, 1)
+            }
+            other => {
+                self.out.extend(other);
+                (String::with_capacity(size + 2), 0)
+            }
+        };
+        if before == 0 && count > 1 {
             json.push('[');
         }
         for (i, d) in delivered.iter().enumerate() {
-            if i > 0 {
+            if i > 0 || before > 0 {
                 json.push(',');
             }
             // `from_reconcile` is present only on reconcile output, and then `true`.
@@ -891,6 +918,7 @@ impl ConvoMachine {
             }
             json.push_str(tail);
         }
+        let count = before + count;
         if count == 1 {
             self.out.push(Action::Emit { event: EventName::Message, payload: json });
         } else {
@@ -1125,9 +1153,14 @@ impl ConvoMachine {
     /// the streaming tab reconnects, a follower only reports them. Frames
     /// reach handlers as the server sent them (read for their head only).
     fn read_frame(&mut self, event: &str, data: String) -> Option<FrameHead> {
-        // The hot path: a message frame is read for its id and seq only.
+        // The hot path: a message frame is read for its id and seq only,
+        // read ahead with the rest of its chunk.
         let data = if event == "message" {
-            match RawMessage::from_frame(data) {
+            let read = match self.heads.pop() {
+                Some(head) => RawMessage::from_frame_head(data, head),
+                None => RawMessage::from_frame(data),
+            };
+            match read {
                 Ok(message) => {
                     self.on_live_message(message);
                     return None;
@@ -1176,6 +1209,22 @@ impl ConvoMachine {
             FrameKind::Ready | FrameKind::Closed => return Some(frame),
         }
         None
+    }
+
+    /// Reads the heads of the `message` frames among `items` in one call
+    /// (a crossing per frame costs the browser more than the parse); each
+    /// is taken by `read_frame`, in order. Cleared after the chunk.
+    fn read_ahead(&mut self, items: &[SseItem]) {
+        let mut texts = Vec::new();
+        for item in items {
+            if let SseItem::Event(ev) = item {
+                if ev.event == "message" {
+                    texts.push(ev.data.as_str());
+                }
+            }
+        }
+        self.heads = RawMessage::read_frame_heads(&texts);
+        self.heads.reverse();
     }
 
     /// A frame the leading tab received, in a tab that runs no stream: the

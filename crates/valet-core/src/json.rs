@@ -73,6 +73,12 @@ pub trait JsonReader: Sync {
     /// The elements of the array at `path` of `text`, each as JSON text;
     /// `None` when `text` is not JSON or there is no array there.
     fn elements(&self, text: &str, path: &str) -> Option<Vec<String>>;
+    /// [`JsonReader::read`] of each text, in order: what a chunk of frames
+    /// or a history needs, in one call (one crossing for the browser's
+    /// reader, where a crossing per text costs more than the parse).
+    fn read_each(&self, texts: &[&str], paths: &[&str]) -> Vec<Option<Vec<Val>>> {
+        texts.iter().map(|t| self.read(t, paths)).collect()
+    }
 }
 
 /// 2^53: whole numbers below it are held exactly by every JSON reader.
@@ -111,6 +117,15 @@ pub fn read(text: &str, paths: &[&str]) -> Option<Vec<Val>> {
 pub fn read_n<const N: usize>(text: &str, paths: [&str; N]) -> Option<[Val; N]> {
     let vals = reader().read(text, &paths)?;
     vals.try_into().ok()
+}
+
+/// `read_n` of each text (see [`JsonReader::read_each`]).
+pub fn read_each_n<const N: usize>(texts: &[&str], paths: [&str; N]) -> Vec<Option<[Val; N]>> {
+    let mut out = Vec::with_capacity(texts.len());
+    for vals in reader().read_each(texts, &paths) {
+        out.push(vals.and_then(|v| v.try_into().ok()));
+    }
+    out
 }
 
 /// Writes the SDK's own JSON texts (payloads, request bodies: a few fixed
@@ -347,6 +362,16 @@ pub fn check_reader(r: &dyn JsonReader) {
     assert_eq!(r.elements(r#"{"messages":[{"id":"a"},{"id":"b"}]}"#, "messages").unwrap(), [r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
     assert_eq!(r.elements(r#"{"messages":[]}"#, "messages").unwrap(), Vec::<String>::new());
     assert!(r.elements(r#"{"messages":{}}"#, "messages").is_none());
+    // Many texts at once read as each alone, including what is not JSON,
+    // strings with the separators a reader may use, and no texts at all.
+    let texts = [text, "{not json", r#"{"type":"a\u0001b","message":{"id":"x\u0000"}}"#, "{}", r#"{"type":""}"#];
+    let paths = ["type", "message.id", "message.seq"];
+    let each = r.read_each(&texts, &paths);
+    let alone: Vec<_> = texts.iter().map(|t| r.read(t, &paths)).collect();
+    assert_eq!(each, alone);
+    assert_eq!(each[2].as_ref().unwrap()[0], Val::Str("a\u{1}b".into()));
+    assert!(r.read_each(&[], &paths).is_empty());
+    assert_eq!(r.read_each(&["{}", "{}"], &[]), [Some(vec![]), Some(vec![])]);
 }
 
 #[cfg(all(test, feature = "serde-reader"))]

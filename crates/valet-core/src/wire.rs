@@ -129,7 +129,17 @@ impl RawMessage {
     /// The messages of a `GET /api/v2/agent_convos/{convo}` body.
     pub fn parse_history(body: &str) -> Result<Vec<RawMessage>, String> {
         let messages = json::reader().elements(body, "messages").ok_or("malformed history: no `messages` array")?;
-        messages.iter().map(|m| RawMessage::parse(m)).collect()
+        let mut texts = Vec::with_capacity(messages.len());
+        for m in &messages {
+            texts.push(m.as_str());
+        }
+        let heads = json::read_each_n(&texts, ["id", "seq"]);
+        let mut out = Vec::with_capacity(messages.len());
+        for (m, head) in messages.into_iter().zip(heads) {
+            let [id, seq] = head.ok_or("malformed message: not JSON")?;
+            out.push(Self::checked(id, seq, m.into_boxed_str(), false)?);
+        }
+        Ok(out)
     }
 
     /// The message of a `message` event's data. `Err(Ok(data))` hands the
@@ -137,7 +147,21 @@ impl RawMessage {
     /// malformed message frame. The frame text is kept whole (with
     /// `"type":"message"` added if absent).
     pub fn from_frame(data: String) -> Result<RawMessage, Result<String, String>> {
-        let Some([ty, message, id, seq]) = json::read_n(&data, ["type", "message", "message.id", "message.seq"]) else {
+        let head = json::read_n(&data, MESSAGE_FRAME_PATHS);
+        Self::from_frame_head(data, head)
+    }
+
+    /// The heads of many `message` frames, read at once (what
+    /// [`RawMessage::from_frame_head`] takes): one call to the reader for a
+    /// chunk of frames.
+    pub fn read_frame_heads(texts: &[&str]) -> Vec<Option<[Val; 4]>> {
+        json::read_each_n(texts, MESSAGE_FRAME_PATHS)
+    }
+
+    /// [`RawMessage::from_frame`] with the frame's head already read
+    /// (`None`: not JSON).
+    pub fn from_frame_head(data: String, head: Option<[Val; 4]>) -> Result<RawMessage, Result<String, String>> {
+        let Some([ty, message, id, seq]) = head else {
             return Err(Err("malformed `message` frame: not JSON".into()));
         };
         let has_type = match ty {
@@ -579,6 +603,9 @@ pub struct MessageDeltaEvent {
     /// The text to append.
     pub delta: String,
 }
+
+/// What the SDK reads of a `message` frame.
+const MESSAGE_FRAME_PATHS: [&str; 4] = ["type", "message", "message.id", "message.seq"];
 
 /// The frame types this version understands.
 pub const KNOWN_FRAME_TYPES: [&str; 8] = ["ready", "message", "typing", "convo_state", "turn_done", "error", "ping", "closed"];

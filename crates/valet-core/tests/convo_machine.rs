@@ -778,3 +778,34 @@ fn a_leader_relays_frames_and_a_follower_delivers_them_once_in_order() {
     let out = follower.feed(Input::Lead);
     assert!(stream_token_request(&out).is_some());
 }
+
+/// The messages one chunk delivers go to JS as one batch (one crossing and
+/// one parse), in order; a frame of another kind between them splits it.
+#[test]
+fn the_messages_of_one_chunk_go_out_as_one_batch() {
+    let mut h = Harness::new(7);
+    let a = h.connect();
+    let chunk = format!("{}{}{}", msg_frame(1), msg_frame(2), msg_frame(3));
+    let out = h.bytes(a, &chunk);
+    let batches: Vec<usize> = out
+        .iter()
+        .filter_map(|x| match x {
+            Action::Emit { event: EventName::Message, .. } => Some(1),
+            Action::EmitMany { event: EventName::Message, count, .. } => Some(*count),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches, [3]);
+    let ids: Vec<Value> = emitted(&out, EventName::Message).iter().map(|m| m["message"]["id"].clone()).collect();
+    assert_eq!(ids, ["m1", "m2", "m3"]);
+    let typing = "event: typing\ndata: {\"type\":\"typing\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"is_typing\":true}\n\n";
+    let out = h.bytes(a, &format!("{}{typing}{}", msg_frame(4), msg_frame(5)));
+    let kinds: Vec<&str> = out
+        .iter()
+        .filter_map(|x| match x {
+            Action::Emit { event, .. } | Action::EmitMany { event, .. } => Some(event.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["message", "typing", "message"], "order across kinds is kept");
+}

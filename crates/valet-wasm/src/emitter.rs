@@ -73,6 +73,8 @@ export class Emitter {
     if (!set || set.size === 0) return;
     const payloads = JSON.parse(jsonArray);
     for (const payload of payloads) {
+      // A handler closed the convo (handlers cleared): the rest is not delivered.
+      if (this.handlers.get(event) !== set) return;
       for (const entry of Array.from(set)) {
         try { entry.handler(payload); }
         catch (e) { console.error("[valet-sdk] a `" + event + "` handler threw; the others still ran:", e); }
@@ -181,6 +183,21 @@ mod tests {
         e.on("message", &handler);
         e.emit_many("message", r#"[{"n":1},{"n":2}]"#);
         assert_eq!(seen.length(), 2);
+    }
+
+    #[wasm_bindgen_test]
+    fn a_batch_stops_when_a_handler_clears_the_emitter() {
+        let e = Emitter::new(false);
+        let (seen, handler) = recorder();
+        e.on("message", &handler);
+        // As `convo.close()` from a handler does: the emitter is cleared.
+        let this = JsValue::from(e.clone());
+        let closing = js_sys::Function::new_with_args("p", "if (p.n === 2) this.clear();");
+        let closing = closing.bind(&this);
+        e.on("message", &closing);
+        e.emit_many("message", r#"[{"n":1},{"n":2},{"n":3}]"#);
+        let got: Vec<f64> = seen.iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(got, [1.0, 2.0]);
     }
 
     #[wasm_bindgen_test]

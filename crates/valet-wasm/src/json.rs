@@ -4,8 +4,10 @@
 //! Decisions:
 //! - The core asks for the values at a few paths of a JSON text; the
 //!   browser parses, so the wasm ships no JSON parser.
-//! - A read crosses the boundary once each way: the text in, the values out
-//!   as one string, each tagged (`u` missing, `z` null, `t`/`f`, `i` and the
+//! - A read crosses the boundary once each way, and so do the reads of many
+//!   texts (the message frames of a chunk, the messages of a history: a
+//!   crossing per text cost more than its parse): the texts in as one
+//!   string, the values out as one string, each tagged (`u` missing, `z` null, `t`/`f`, `i` and the
 //!   digits of a whole number below 2^53, `s` and the string, `o` anything
 //!   else) and separated by NUL, which no read string holds (a string with
 //!   one reads as `o`, as the native reader has it).
@@ -30,10 +32,16 @@ function enc(x) {
     default: return x === null ? "z" : "o";
   }
 }
-export function jsonRead(text, paths) {
-  let v;
-  try { v = JSON.parse(text); } catch { return undefined; }
-  return paths === "" ? "" : paths.split(",").map((p) => enc(at(v, p))).join("\0");
+export function jsonReadEach(texts, paths) {
+  const ps = paths === "" ? [] : paths.split(",");
+  const out = [];
+  for (const text of texts.split("\0")) {
+    let v;
+    try { v = JSON.parse(text); } catch { out.push("x"); continue; }
+    out.push("j");
+    for (const p of ps) out.push(enc(at(v, p)));
+  }
+  return out.join("\0");
 }
 export function jsonElements(text, path) {
   let v;
@@ -43,11 +51,12 @@ export function jsonElements(text, path) {
 }
 "#)]
 extern "C" {
-    /// `JSON.parse(text)`'s values at the comma-separated `paths`, in one
-    /// string (one crossing): per value a tag and its text, `\0` between
-    /// them (see [`JsJson`]); `None` if not JSON.
-    #[wasm_bindgen(js_name = jsonRead)]
-    fn json_read(text: &str, paths: &str) -> Option<String>;
+    /// `JSON.parse` of each of the texts joined by `\0` (none holds one),
+    /// and the values at the comma-separated `paths`, in one string (one
+    /// crossing): per text `j` and a value per path, or `x` (not JSON);
+    /// per value a tag and its text (see [`JsJson`]), `\0` between them.
+    #[wasm_bindgen(js_name = jsonReadEach)]
+    fn json_read_each(texts: &str, paths: &str) -> String;
 
     /// The elements of the array at `path`, as JSON texts joined by `\0`
     /// (which JSON text never holds raw); `None`: no array there.
@@ -58,33 +67,66 @@ extern "C" {
 /// `JSON.parse` as valet-core's JSON reader (see `valet_core::json`).
 pub struct JsJson;
 
+fn join(items: &[&str], sep: char) -> String {
+    let mut joined = String::new();
+    for (i, p) in items.iter().enumerate() {
+        if i > 0 {
+            joined.push(sep);
+        }
+        joined.push_str(p);
+    }
+    joined
+}
+
+/// One tagged value (see the JS above).
+fn val(v: &str) -> Val {
+    // The tag is one ASCII byte: `get(1..)` never fails.
+    match v.as_bytes().first() {
+        Some(b'u') => Val::Missing,
+        Some(b'z') => Val::Null,
+        Some(b't') => Val::Bool(true),
+        Some(b'f') => Val::Bool(false),
+        Some(b'i') => v.get(1..).unwrap_or_default().parse().map_or(Val::Other, Val::Int),
+        Some(b's') => Val::Str(v.get(1..).unwrap_or_default().to_owned()),
+        _ => Val::Other,
+    }
+}
+
 impl JsonReader for JsJson {
     fn read(&self, text: &str, paths: &[&str]) -> Option<Vec<Val>> {
+        self.read_each(&[text], paths).pop().flatten()
+    }
+
+    fn read_each(&self, texts: &[&str], paths: &[&str]) -> Vec<Option<Vec<Val>>> {
+        if texts.is_empty() {
+            return Vec::new();
+        }
+        // A text with a NUL is not JSON (JSON holds none raw): it goes as
+        // "", which is not JSON either, so that `\0` can join the texts.
         let mut joined = String::new();
-        for (i, p) in paths.iter().enumerate() {
+        for (i, t) in texts.iter().enumerate() {
             if i > 0 {
-                joined.push(',');
+                joined.push('\0');
             }
-            joined.push_str(p);
+            if !t.contains('\0') {
+                joined.push_str(t);
+            }
         }
-        let got = json_read(text, &joined)?;
-        if paths.is_empty() {
-            return Some(Vec::new());
+        let got = json_read_each(&joined, &join(paths, ','));
+        let mut values = got.split('\0');
+        let mut out = Vec::with_capacity(texts.len());
+        for _ in texts {
+            out.push(if values.next() == Some("j") {
+                let mut vals = Vec::with_capacity(paths.len());
+                for _ in paths {
+                    vals.push(val(values.next().unwrap_or_default()));
+                }
+                Some(vals)
+            } else {
+                None
+            });
         }
-        Some(
-            got.split('\0')
-                .map(|v| match v.as_bytes().first() {
-                    // The tag is one ASCII byte: `get(1..)` never fails.
-                    Some(b'u') => Val::Missing,
-                    Some(b'z') => Val::Null,
-                    Some(b't') => Val::Bool(true),
-                    Some(b'f') => Val::Bool(false),
-                    Some(b'i') => v.get(1..).unwrap_or_default().parse().map_or(Val::Other, Val::Int),
-                    Some(b's') => Val::Str(v.get(1..).unwrap_or_default().to_owned()),
-                    _ => Val::Other,
-                })
-                .collect(),
-        )
+        out
     }
 
     fn elements(&self, text: &str, path: &str) -> Option<Vec<String>> {
