@@ -16,8 +16,8 @@ use valet_core::json::{JsonReader, Val};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
-function at(v, path) {
-  for (const k of path.split(".")) {
+function at(v, keys) {
+  for (const k of keys) {
     if (v === null || typeof v !== "object" || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, k)) return undefined;
     v = v[k];
   }
@@ -33,7 +33,7 @@ function enc(x) {
   }
 }
 export function jsonReadEach(texts, paths) {
-  const ps = paths === "" ? [] : paths.split(",");
+  const ps = paths === "" ? [] : paths.split(",").map((p) => p.split("."));
   const out = [];
   for (const text of texts.split("\0")) {
     let v;
@@ -46,7 +46,7 @@ export function jsonReadEach(texts, paths) {
 export function jsonElements(text, path) {
   let v;
   try { v = JSON.parse(text); } catch { return undefined; }
-  const x = at(v, path);
+  const x = at(v, path.split("."));
   return Array.isArray(x) ? x.map((e) => JSON.stringify(e)).join("\0") : undefined;
 }
 "#)]
