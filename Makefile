@@ -60,9 +60,13 @@ build: server wasm
 server:
 	cargo build -p valet-server
 
-wasm: setup-rust setup-wasm-bindgen
+# The glue and its snippets are minified (pkg-template/minify.mjs: terser,
+# from tests/package-lock.json): what is tested, measured and packed is what
+# users download. The typings keep the docs.
+wasm: setup-rust setup-wasm-bindgen setup-npm
 	cargo build --release --target $(WASM_TARGET) -p valet-wasm
 	wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir $(WASM_OUT)/web target/$(WASM_TARGET)/release/valet_wasm.wasm
+	node pkg-template/minify.mjs $(WASM_OUT)/web
 
 # The npm package: pkg-template/ (manifest, README, the TypeScript of the
 # lazy-loading entry, the store and the React/Vue bindings, compiled here)

@@ -12,7 +12,8 @@
 //!   leader tab's `connected`, the browser's `online`, any REST success).
 //!   Its promise stays pending meanwhile; bound it with an `AbortSignal`.
 //! - 429 waits the server's `retry_after_seconds` (body first, then the
-//!   header) and tries again; three in a row for one send, or a wait over
+//!   header; a sign that the server is back does not cut that wait short)
+//!   and tries again; three in a row for one send, or a wait over
 //!   [`MAX_RETRY_AFTER_MS`], fail it with `rate_limited` (the app decides).
 //! - 401 refreshes the token and retries; three in a row fail the send with
 //!   `auth`. Other 4xx fail it with `http` at once. A send that fails on such
@@ -85,6 +86,9 @@ pub struct Outbox {
     queue: VecDeque<Queued>,
     in_flight: Option<u64>,
     held: bool,
+    /// Held for the server's `retry_after_seconds` (a 429): only the timer
+    /// ends that wait, not a sign that the server is reachable.
+    rate_limited: bool,
     backoff: Backoff,
 }
 
@@ -101,6 +105,7 @@ impl Outbox {
             queue: VecDeque::new(),
             in_flight: None,
             held: false,
+            rate_limited: false,
             backoff: Backoff::new(BackoffConfig { base_ms: 500, cap_ms: 15_000, immediate_jitter_ms: 0 }),
         }
     }
@@ -157,9 +162,10 @@ impl Outbox {
         }
     }
 
-    /// The server seems reachable again: a held queue goes now.
+    /// The server seems reachable again: a held queue goes now, unless it
+    /// waits out a 429's `retry_after_seconds` (the server asked for that).
     pub fn release(&mut self, out: &mut Vec<Action>) {
-        if self.held {
+        if self.held && !self.rate_limited {
             self.held = false;
             out.push(Action::ClearTimer(Timer::Outbox));
             self.next(out);
@@ -170,13 +176,15 @@ impl Outbox {
     pub fn on_timer(&mut self, out: &mut Vec<Action>) {
         if self.held {
             self.held = false;
+            self.rate_limited = false;
             self.next(out);
         }
     }
 
-    fn hold(&mut self, delay_ms: u64, out: &mut Vec<Action>) {
+    fn hold(&mut self, delay_ms: u64, rate_limited: bool, out: &mut Vec<Action>) {
         self.in_flight = None;
         self.held = true;
+        self.rate_limited = rate_limited;
         out.push(Action::SetTimer { timer: Timer::Outbox, delay_ms });
     }
 
@@ -209,7 +217,7 @@ impl Outbox {
             return self.fail_head(error, out);
         }
         let delay = self.backoff.next_delay(rng);
-        self.hold(delay, out);
+        self.hold(delay, false, out);
     }
 
     /// The answer to send `id`'s upload or post. Returns whether the server
@@ -276,7 +284,7 @@ impl Outbox {
                         if head.rate_limits >= MAX_REFUSALS || head.cancelled || delay > MAX_RETRY_AFTER_MS {
                             self.fail_head(error, out);
                         } else {
-                            self.hold(delay, out);
+                            self.hold(delay, true, out);
                         }
                     }
                     408 | 500..=599 => self.unanswered(rng, out),
@@ -301,7 +309,7 @@ impl Outbox {
             self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
         } else {
             let delay = self.backoff.next_delay(rng);
-            self.hold(delay, out);
+            self.hold(delay, false, out);
         }
     }
 
@@ -319,6 +327,7 @@ impl Outbox {
             // The head waited for a retry: the next one need not.
             if self.held {
                 self.held = false;
+                self.rate_limited = false;
                 out.push(Action::ClearTimer(Timer::Outbox));
             }
             self.next(out);
@@ -329,6 +338,7 @@ impl Outbox {
     pub fn close(&mut self, out: &mut Vec<Action>) {
         self.in_flight = None;
         self.held = false;
+        self.rate_limited = false;
         for o in std::mem::take(&mut self.queue) {
             Self::settle_err(o, ClientError::new(ErrorCode::Closed, "the convo was closed before the message was sent"), out);
         }

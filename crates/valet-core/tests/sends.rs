@@ -149,6 +149,29 @@ fn rate_limits_wait_the_servers_delay_and_three_fail_with_rate_limited() {
     assert_eq!((e.code, e.retry_after_seconds), (ErrorCode::RateLimited, Some(120)));
 }
 
+/// A 429's wait is the server's: a sign that the server is reachable (the
+/// browser online, the leader connected, the stream's `ready`) does not
+/// cut it short, as it does a wait after a network failure.
+#[test]
+fn a_rate_limited_send_waits_even_when_the_server_shows_it_is_back() {
+    let status = "event: status\ndata: {\"status\":\"connected\",\"attempt\":2}\n\n";
+    for back in [Input::Online, Input::Relayed { sse: status.into() }] {
+        let mut h = H::new();
+        h.feed(Input::Standby);
+        h.send(1, "hi");
+        h.token(1, "t");
+        let out = h.answer(1, http(429, r#"{"retry_after_seconds":1}"#));
+        assert_eq!(outbox_timer(&out), Some(1_000));
+        let out = h.feed(back.clone());
+        assert!(token_asked(&out, 1).is_none(), "{back:?} does not cut the server's wait short");
+        assert!(!out.iter().any(|a| matches!(a, Action::ClearTimer(Timer::Outbox))));
+        let out = h.feed(Input::TimerFired(Timer::Outbox));
+        assert!(token_asked(&out, 1).is_some(), "the timer ends it");
+        h.token(1, "t");
+        assert_eq!(settled(&h.answer(1, SendOutcome::Ok), 1), Some(Ok(())));
+    }
+}
+
 #[test]
 fn unauthorized_refreshes_the_token_and_refusals_fail_without_maybe_stored() {
     let mut h = H::new();
