@@ -44,12 +44,21 @@ use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Stage, Status};
+use crate::json::Val;
 use crate::outbox::{Outbox, Outgoing};
 use crate::send::SendOutcome;
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
-use crate::json::Val;
 use crate::wire::{read_frame_head, ClosedReason, FrameHead, FrameKind, RawMessage};
+
+/// The most `message` frame text whose heads are read in one call to the
+/// JSON reader: batches bound what a huge chunk costs at once (the texts
+/// are copied out for the reading).
+pub const READ_BATCH_BYTES: usize = 64 * 1024;
+
+/// The size past which delivered messages start a new batch for the
+/// handlers (`Action::EmitMany`) rather than join the last one.
+pub const EMIT_BATCH_BYTES: usize = 64 * 1024;
 
 /// Tunables of a convo machine.
 #[derive(Debug, Clone)]
@@ -630,13 +639,13 @@ impl ConvoMachine {
                 if self.conn == Conn::Standby {
                     // A fresh parser per message: each holds whole events.
                     let items = SseParser::new().feed_str(&sse);
-                    self.read_ahead(&items);
-                    for item in items {
+                    drop(sse);
+                    self.each_item(items, |m, item| {
                         if let SseItem::Event(ev) = item {
-                            self.on_relayed(ev.event, ev.data);
+                            m.on_relayed(ev.event, ev.data);
                         }
-                    }
-                    self.heads.clear();
+                        true
+                    });
                 }
             }
             // The status goes out with the election's `Announce`.
@@ -670,14 +679,15 @@ impl ConvoMachine {
                     self.last_activity_ms = now_ms;
                     self.metrics.last_event_at = Some(now_ms);
                     let items = self.parser.feed_str(&text);
-                    self.read_ahead(&items);
-                    for item in items {
-                        if self.conn != Conn::Live(attempt) {
-                            break; // a `closed` frame ended this stream
+                    drop(text);
+                    self.each_item(items, |m, item| {
+                        // A `closed` frame ended this stream: the rest is not read.
+                        let live = m.conn == Conn::Live(attempt);
+                        if live {
+                            m.on_sse_item(attempt, item);
                         }
-                        self.on_sse_item(attempt, item);
-                    }
-                    self.heads.clear();
+                        live
+                    });
                 }
             }
             Input::StreamEvent { attempt, event } => {
@@ -881,10 +891,11 @@ impl ConvoMachine {
             self.persist();
         }
         let size: usize = delivered.iter().map(|d| self.message_prefix.len() + d.message.json.len() + 24).sum();
-        // What one input delivers goes out as one batch (one crossing, one
-        // parse): messages join the batch this input emitted last, if any.
+        // What one input delivers goes out in batches (one crossing, one
+        // parse each): messages join the batch this input emitted last, if
+        // any, up to [`EMIT_BATCH_BYTES`].
         let (mut json, before) = match self.out.pop() {
-            Some(Action::EmitMany { event: EventName::Message, mut json_array, count }) => {
+            Some(Action::EmitMany { event: EventName::Message, mut json_array, count }) if json_array.len() < EMIT_BATCH_BYTES => {
                 json_array.pop(); // its `]`
                 (json_array, count)
             }
@@ -1211,20 +1222,46 @@ impl ConvoMachine {
         None
     }
 
-    /// Reads the heads of the `message` frames among `items` in one call
-    /// (a crossing per frame costs the browser more than the parse); each
-    /// is taken by `read_frame`, in order. Cleared after the chunk.
-    fn read_ahead(&mut self, items: &[SseItem]) {
+    /// Hands `items` to `f` in order, until it returns false, with the heads
+    /// of their `message` frames read ahead in batches (`read_ahead`).
+    fn each_item(&mut self, mut items: Vec<SseItem>, mut f: impl FnMut(&mut Self, SseItem) -> bool) {
+        let mut read_to = 0;
+        for i in 0..items.len() {
+            if i >= read_to {
+                read_to = i + self.read_ahead(items.get(i..).unwrap_or_default());
+            }
+            let item = std::mem::replace(&mut items[i], SseItem::Retry(0));
+            if !f(self, item) {
+                break;
+            }
+        }
+        self.heads.clear();
+    }
+
+    /// Reads the heads of the `message` frames at the start of `items`, up
+    /// to [`READ_BATCH_BYTES`] of them (at least one), in one call to the
+    /// reader (a crossing per frame costs the browser more than the
+    /// parse); each is taken by `read_frame`, in order. Returns how many
+    /// items that covers. The batches bound what a huge chunk costs at once.
+    fn read_ahead(&mut self, items: &[SseItem]) -> usize {
         let mut texts = Vec::new();
-        for item in items {
+        let mut bytes = 0;
+        let mut covered = items.len();
+        for (i, item) in items.iter().enumerate() {
+            if bytes >= READ_BATCH_BYTES {
+                covered = i;
+                break;
+            }
             if let SseItem::Event(ev) = item {
                 if ev.event == "message" {
                     texts.push(ev.data.as_str());
+                    bytes += ev.data.len();
                 }
             }
         }
         self.heads = RawMessage::read_frame_heads(&texts);
         self.heads.reverse();
+        covered
     }
 
     /// A frame the leading tab received, in a tab that runs no stream: the

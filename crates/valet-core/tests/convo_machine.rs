@@ -809,3 +809,26 @@ fn the_messages_of_one_chunk_go_out_as_one_batch() {
         .collect();
     assert_eq!(kinds, ["message", "typing", "message"], "order across kinds is kept");
 }
+
+/// A huge chunk goes out in bounded batches, every message once and in
+/// order: what a burst costs at once does not grow with the chunk.
+#[test]
+fn a_huge_chunk_goes_out_in_bounded_batches() {
+    let mut h = Harness::new(8);
+    let a = h.connect();
+    let chunk: String = (1..=2000).map(msg_frame).collect();
+    let out = h.bytes(a, &chunk);
+    let sizes: Vec<usize> = out
+        .iter()
+        .filter_map(|x| match x {
+            Action::EmitMany { event: EventName::Message, json_array, .. } => Some(json_array.len()),
+            Action::Emit { event: EventName::Message, payload } => Some(payload.len()),
+            _ => None,
+        })
+        .collect();
+    assert!(sizes.len() >= (chunk.len() / valet_core::convo::EMIT_BATCH_BYTES), "{} batches", sizes.len());
+    let frame = msg_frame(2000).len();
+    assert!(sizes.iter().all(|&s| s < valet_core::convo::EMIT_BATCH_BYTES + frame), "{sizes:?}");
+    let seqs: Vec<u64> = emitted(&out, EventName::Message).iter().map(|m| m["message"]["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=2000).collect::<Vec<_>>());
+}
