@@ -124,6 +124,7 @@ bench: wasm setup-npm setup-chromium size examples
 	cargo run -q --release -p valet-server --example load -- 2000 20 1,16,64,256
 	cargo run -q --release --example throughput -p valet-core
 	cd tests && node bench/delivery.mjs
+	cd tests && node bench/first-message.mjs
 	cd tests && node bench/memory.mjs
 	cd tests && node bench/takeover.mjs
 	cd tests && node chaos/bench.mjs $(CHAOS_SEEDS) $(CHAOS_MS)

@@ -9,12 +9,17 @@ import { ROOT, startStatic } from "../browser/harness.mjs";
 /** The stream's first event. */
 export const READY = 'event: ready\ndata: {"type":"ready","conn_id":"bench"}\n\n';
 
-/** Message `i` (seq `i`) as an SSE event. */
-export function messageFrame(i) {
-  const message = {
+/** Message `i` (seq `i`), as the history has it. */
+export function messageOf(i) {
+  return {
     id: `m${i}`, content: `message number ${i} of the benchmark`, from: i % 2 ? "appuser" : "ai_agent",
     turn_number: Math.ceil(i / 2), created_at: "2026-11-21T12:00:00.000Z", participant: null, files: [], seq: i,
   };
+}
+
+/** Message `i` (seq `i`) as an SSE event. */
+export function messageFrame(i) {
+  const message = messageOf(i);
   return `event: message\ndata: ${JSON.stringify({ type: "message", action: "create", agent_id: "a", convo_id: "c", message })}\n\n`;
 }
 
@@ -28,10 +33,12 @@ export function startBenchSite() {
 }
 
 /**
- * The API on 127.0.0.1; `events(res)` writes the stream after its head.
+ * The API on 127.0.0.1; `events(res)` writes the stream after its head;
+ * `history()` (optional) resolves to the body of the convo's history (an
+ * empty one by default), when it should be answered.
  * Resolves to `{ base, close() }`.
  */
-export async function startBenchApi(events) {
+export async function startBenchApi(events, history = async () => '{"messages":[]}') {
   const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "*" };
   const api = createServer((req, res) => {
     if (req.method === "OPTIONS") return void res.writeHead(204, cors).end();
@@ -44,8 +51,10 @@ export async function startBenchApi(events) {
       return void res.end('{"ticket":"t"}');
     }
     if (req.url.startsWith("/api/v2/agent_convos/c")) {
-      res.writeHead(200, { ...cors, "content-type": "application/json" });
-      return void res.end('{"messages":[]}');
+      return void history().then((body) => {
+        res.writeHead(200, { ...cors, "content-type": "application/json" });
+        res.end(body);
+      });
     }
     res.writeHead(404, cors).end();
   });

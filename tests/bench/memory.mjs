@@ -7,7 +7,7 @@
 // high-water included) and the JS heap after a forced GC. The growth from
 // 100 000 to 200 000 is what each message costs for ever.
 import { launchBrowser } from "../browser/harness.mjs";
-import { READY, messageFrame, startBenchApi, startBenchSite } from "./bench-api.mjs";
+import { READY, messageFrame, messageOf, startBenchApi, startBenchSite } from "./bench-api.mjs";
 
 const HALF = Number(process.env.BENCH_MEMORY_MESSAGES ?? 100_000);
 
@@ -56,6 +56,41 @@ opens[1]();
 const r = await page.evaluate(() => window.done);
 if (r.count !== 2 * HALF) throw new Error(`${r.count} of ${2 * HALF} messages`);
 rows.push([`after ${(2 * HALF).toLocaleString("en")} messages`, await measure()]);
+
+// The burst: a convo with 5 messages in its history, which answers only
+// once 100 000 live frames (seq 6, 7, ...) have been written. The SDK can
+// not know that 6 follows 5 before it, so it holds what arrives, up to its
+// cap, drops the rest and reconciles again (the history has them all by
+// then). A fresh page; its wasm memory after every message was delivered
+// is the peak of the whole burst (the memory never shrinks).
+let burstWritten;
+const burstDone = new Promise((ok) => { burstWritten = ok; });
+const burstApi = await startBenchApi(
+  async (res) => {
+    res.write(READY);
+    await write(res, 6, 5 + HALF);
+    burstWritten();
+  },
+  async () => {
+    await burstDone;
+    const messages = [];
+    for (let i = 1; i <= 5 + HALF; i++) messages.push(messageOf(i));
+    return JSON.stringify({ messages });
+  },
+);
+const burstPage = await browser.context.newPage();
+await burstPage.goto(`${fixtures.origin}/bench.html`);
+await burstPage.waitForFunction(() => window.benchReady === true);
+const burstCdp = await burstPage.context().newCDPSession(burstPage);
+await burstPage.evaluate(([base, n]) => window.benchStart("valet-sdk (ours, fetch)", base, n), [burstApi.base, 5 + HALF]);
+const burst = await burstPage.evaluate(() => window.done);
+if (burst.count !== 5 + HALF) throw new Error(`burst: ${burst.count} of ${5 + HALF} messages`);
+await new Promise((ok) => setTimeout(ok, 300));
+await burstCdp.send("HeapProfiler.collectGarbage");
+const burstJs = (await burstCdp.send("Runtime.getHeapUsage")).usedSize;
+const burstWasm = await burstPage.evaluate(() => window.wasmMemory.buffer.byteLength);
+burstApi.close();
+
 await browser.close();
 await fixtures.close();
 api.close();
@@ -67,3 +102,4 @@ for (const [label, m] of rows) console.log(`${label.padEnd(26)} ${mb(m.wasm).pad
 const [, half, full] = rows.map(([, m]) => m);
 const perMessage = (full.wasm - half.wasm + full.js - half.js) / HALF;
 console.log(`growth per message from ${HALF.toLocaleString("en")} to ${(2 * HALF).toLocaleString("en")} (wasm + JS): ${perMessage.toFixed(1)} B`);
+console.log(`a burst of ${HALF.toLocaleString("en")} live frames before the history answers: wasm memory peak ${mb(burstWasm)}, JS heap after GC ${mb(burstJs)}, all ${(5 + HALF).toLocaleString("en")} messages delivered`);
