@@ -712,7 +712,7 @@ impl ConvoMachine {
                     self.schedule_backoff();
                 }
             }
-            Input::ReconcileDone { req, status, body } => self.on_reconcile_done(req, status, &body),
+            Input::ReconcileDone { req, status, body } => self.on_reconcile_done(req, status, body),
             Input::ReconcileFailed { req, message } => {
                 if req == self.reconcile_req && self.reconcile_in_flight {
                     self.reconcile_in_flight = false;
@@ -1344,13 +1344,18 @@ impl ConvoMachine {
         self.out.push(Action::GetToken { purpose: TokenFor::Reconcile(self.reconcile_req), reject: None });
     }
 
-    fn on_reconcile_done(&mut self, req: u64, status: u16, body: &str) {
+    fn on_reconcile_done(&mut self, req: u64, status: u16, body: String) {
         if req != self.reconcile_req || !self.reconcile_in_flight {
             return;
         }
         self.reconcile_in_flight = false;
         match status {
-            200..=299 => match RawMessage::parse_history(body) {
+            200..=299 => match {
+                // The body goes once read: a long history is not held twice.
+                let history = RawMessage::parse_history(&body);
+                drop(body);
+                history
+            } {
                 Ok(history) => {
                     self.reconcile_backoff.reset();
                     self.reconcile_auth_failures = 0;
@@ -1385,7 +1390,7 @@ impl ConvoMachine {
                 self.out.push(Action::GetToken { purpose: TokenFor::Reconcile(self.reconcile_req), reject });
             }
             _ => {
-                let e = ClientError::from_http(status, retry_after_seconds(None, body), body, "reconcile");
+                let e = ClientError::from_http(status, retry_after_seconds(None, &body), &body, "reconcile");
                 self.reconcile_failed(e);
             }
         }

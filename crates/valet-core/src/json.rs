@@ -70,9 +70,10 @@ pub trait JsonReader: Sync {
     /// The values at `paths` (keys separated by `.`) of `text`; `None` when
     /// `text` is not JSON.
     fn read(&self, text: &str, paths: &[&str]) -> Option<Vec<Val>>;
-    /// The elements of the array at `path` of `text`, each as JSON text;
-    /// `None` when `text` is not JSON or there is no array there.
-    fn elements(&self, text: &str, path: &str) -> Option<Vec<String>>;
+    /// The elements of the array at `path` of `text`, each as JSON text
+    /// with the values at `paths` of it (one parse of `text`: a history is
+    /// read once); `None` when `text` is not JSON or there is no array there.
+    fn elements(&self, text: &str, path: &str, paths: &[&str]) -> Option<Vec<(String, Vec<Val>)>>;
     /// [`JsonReader::read`] of each text, in order: what a chunk of frames
     /// or a history needs, in one call (one crossing for the browser's
     /// reader, where a crossing per text costs more than the parse).
@@ -292,7 +293,7 @@ impl JsonReader for NoReader {
     fn read(&self, _: &str, _: &[&str]) -> Option<Vec<Val>> {
         None
     }
-    fn elements(&self, _: &str, _: &str) -> Option<Vec<String>> {
+    fn elements(&self, _: &str, _: &str, _: &[&str]) -> Option<Vec<(String, Vec<Val>)>> {
         None
     }
 }
@@ -306,31 +307,33 @@ impl SerdeReader {
     fn at<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
         path.split('.').try_fold(v, |v, key| v.as_object()?.get(key))
     }
+
+    fn values(v: &serde_json::Value, paths: &[&str]) -> Vec<Val> {
+        use serde_json::Value;
+        paths
+            .iter()
+            .map(|p| match Self::at(v, p) {
+                None => Val::Missing,
+                Some(Value::Null) => Val::Null,
+                Some(Value::Bool(b)) => Val::Bool(*b),
+                Some(Value::Number(n)) => n.as_u64().filter(|&n| n < MAX_INT).map_or(Val::Other, Val::Int),
+                Some(Value::String(s)) if !s.contains('\0') => Val::Str(s.clone()),
+                Some(_) => Val::Other,
+            })
+            .collect()
+    }
 }
 
 #[cfg(feature = "serde-reader")]
 impl JsonReader for SerdeReader {
     fn read(&self, text: &str, paths: &[&str]) -> Option<Vec<Val>> {
-        use serde_json::Value;
-        let v: Value = serde_json::from_str(text).ok()?;
-        Some(
-            paths
-                .iter()
-                .map(|p| match Self::at(&v, p) {
-                    None => Val::Missing,
-                    Some(Value::Null) => Val::Null,
-                    Some(Value::Bool(b)) => Val::Bool(*b),
-                    Some(Value::Number(n)) => n.as_u64().filter(|&n| n < MAX_INT).map_or(Val::Other, Val::Int),
-                    Some(Value::String(s)) if !s.contains('\0') => Val::Str(s.clone()),
-                    Some(_) => Val::Other,
-                })
-                .collect(),
-        )
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        Some(Self::values(&v, paths))
     }
 
-    fn elements(&self, text: &str, path: &str) -> Option<Vec<String>> {
+    fn elements(&self, text: &str, path: &str, paths: &[&str]) -> Option<Vec<(String, Vec<Val>)>> {
         let v: serde_json::Value = serde_json::from_str(text).ok()?;
-        Some(Self::at(&v, path)?.as_array()?.iter().map(|e| e.to_string()).collect())
+        Some(Self::at(&v, path)?.as_array()?.iter().map(|e| (e.to_string(), Self::values(e, paths))).collect())
     }
 }
 
@@ -359,9 +362,22 @@ pub fn check_reader(r: &dyn JsonReader) {
     assert!(r.read("{not json", &["a"]).is_none());
     assert_eq!(r.read("[1]", &["a"]).unwrap(), [Val::Missing]);
     assert_eq!(r.read("{}", &[]).unwrap(), []);
-    assert_eq!(r.elements(r#"{"messages":[{"id":"a"},{"id":"b"}]}"#, "messages").unwrap(), [r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
-    assert_eq!(r.elements(r#"{"messages":[]}"#, "messages").unwrap(), Vec::<String>::new());
-    assert!(r.elements(r#"{"messages":{}}"#, "messages").is_none());
+    let els = r.elements(r#"{"messages":[{"id":"a","seq":1},{"id":"b"},7,{"id":"x\u0000"}]}"#, "messages", &["id", "seq"]).unwrap();
+    let want = [
+        (r#"{"id":"a","seq":1}"#, [Val::Str("a".into()), Val::Int(1)]),
+        (r#"{"id":"b"}"#, [Val::Str("b".into()), Val::Missing]),
+        ("7", [Val::Missing, Val::Missing]),
+        (r#"{"id":"x\u0000"}"#, [Val::Other, Val::Missing]),
+    ];
+    assert_eq!(els.len(), want.len());
+    for ((text, vals), (want_text, want_vals)) in els.iter().zip(want) {
+        assert_eq!((text.as_str(), vals.as_slice()), (want_text, &want_vals[..]));
+        assert_eq!(r.read(text, &["id", "seq"]).as_deref(), Some(&want_vals[..]), "as `read` reads the element's text");
+    }
+    assert_eq!(r.elements(r#"{"messages":[{"id":"a"}]}"#, "messages", &[]).unwrap(), [(r#"{"id":"a"}"#.to_owned(), vec![])]);
+    assert_eq!(r.elements(r#"{"messages":[]}"#, "messages", &["id"]).unwrap(), []);
+    assert!(r.elements(r#"{"messages":{}}"#, "messages", &["id"]).is_none());
+    assert!(r.elements("{nope", "messages", &["id"]).is_none());
     // Many texts at once read as each alone, including what is not JSON,
     // strings with the separators a reader may use, and no texts at all.
     let texts = [text, "{not json", r#"{"type":"a\u0001b","message":{"id":"x\u0000"}}"#, "{}", r#"{"type":""}"#];

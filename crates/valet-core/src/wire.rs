@@ -128,15 +128,10 @@ impl RawMessage {
 
     /// The messages of a `GET /api/v2/agent_convos/{convo}` body.
     pub fn parse_history(body: &str) -> Result<Vec<RawMessage>, String> {
-        let messages = json::reader().elements(body, "messages").ok_or("malformed history: no `messages` array")?;
-        let mut texts = Vec::with_capacity(messages.len());
-        for m in &messages {
-            texts.push(m.as_str());
-        }
-        let heads = json::read_each_n(&texts, ["id", "seq"]);
+        let messages = json::reader().elements(body, "messages", &["id", "seq"]).ok_or("malformed history: no `messages` array")?;
         let mut out = Vec::with_capacity(messages.len());
-        for (m, head) in messages.into_iter().zip(heads) {
-            let [id, seq] = head.ok_or("malformed message: not JSON")?;
+        for (m, head) in messages {
+            let [id, seq]: [Val; 2] = head.try_into().map_err(|_| "malformed message")?;
             out.push(Self::checked(id, seq, m.into_boxed_str(), false)?);
         }
         Ok(out)

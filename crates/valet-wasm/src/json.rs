@@ -43,11 +43,18 @@ export function jsonReadEach(texts, paths) {
   }
   return out.join("\0");
 }
-export function jsonElements(text, path) {
+export function jsonElements(text, path, paths) {
   let v;
   try { v = JSON.parse(text); } catch { return undefined; }
   const x = at(v, path.split("."));
-  return Array.isArray(x) ? x.map((e) => JSON.stringify(e)).join("\0") : undefined;
+  if (!Array.isArray(x)) return undefined;
+  const ps = paths === "" ? [] : paths.split(",").map((p) => p.split("."));
+  const out = [];
+  for (const e of x) {
+    out.push(JSON.stringify(e));
+    for (const p of ps) out.push(enc(at(e, p)));
+  }
+  return out.join("\0");
 }
 "#)]
 extern "C" {
@@ -58,10 +65,11 @@ extern "C" {
     #[wasm_bindgen(js_name = jsonReadEach)]
     fn json_read_each(texts: &str, paths: &str) -> String;
 
-    /// The elements of the array at `path`, as JSON texts joined by `\0`
-    /// (which JSON text never holds raw); `None`: no array there.
+    /// The elements of the array at `path`, each as JSON text (which never
+    /// holds a raw `\0`) followed by its values at the comma-separated
+    /// `paths`, all joined by `\0`; `None`: not JSON, or no array there.
     #[wasm_bindgen(js_name = jsonElements)]
-    fn json_elements(text: &str, path: &str) -> Option<String>;
+    fn json_elements(text: &str, path: &str, paths: &str) -> Option<String>;
 }
 
 /// `JSON.parse` as valet-core's JSON reader (see `valet_core::json`).
@@ -129,9 +137,19 @@ impl JsonReader for JsJson {
         out
     }
 
-    fn elements(&self, text: &str, path: &str) -> Option<Vec<String>> {
-        let got = json_elements(text, path)?;
-        Some(if got.is_empty() { Vec::new() } else { got.split('\0').map(str::to_owned).collect() })
+    fn elements(&self, text: &str, path: &str, paths: &[&str]) -> Option<Vec<(String, Vec<Val>)>> {
+        let got = json_elements(text, path, &join(paths, ','))?;
+        // No element's text is empty: "" is an empty array.
+        let mut parts = got.split('\0').filter(|_| !got.is_empty());
+        let mut out = Vec::new();
+        while let Some(text) = parts.next() {
+            let mut vals = Vec::with_capacity(paths.len());
+            for _ in paths {
+                vals.push(val(parts.next().unwrap_or_default()));
+            }
+            out.push((text.to_owned(), vals));
+        }
+        Some(out)
     }
 }
 
