@@ -5,7 +5,8 @@
 //!   `id` and `seq`, a `closed` reason, an error body's `message` and
 //!   `retry_after_seconds`, a tab message's envelope. It hands every text on
 //!   as it came. So reading is one small service, [`JsonReader`]: the values
-//!   at a few paths of a JSON text, and the elements of an array as texts.
+//!   at a few paths of a JSON text (or of many texts at once), and the
+//!   elements of an array as texts, each with its values at a few paths.
 //! - The host provides it ([`set_reader`]). In the browser it is the
 //!   engine's `JSON.parse` (valet-wasm), so the wasm ships no JSON parser;
 //!   natively (the reference server, the tests) it is serde_json, the

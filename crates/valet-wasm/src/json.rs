@@ -5,11 +5,12 @@
 //! - The core asks for the values at a few paths of a JSON text; the
 //!   browser parses, so the wasm ships no JSON parser.
 //! - A read crosses the boundary once each way, and so do the reads of many
-//!   texts (the message frames of a chunk, the messages of a history: a
-//!   crossing per text cost more than its parse): the texts in as one
-//!   string, the values out as one string, each tagged (`u` missing, `z` null, `t`/`f`, `i` and the
-//!   digits of a whole number below 2^53, `s` and the string, `o` anything
-//!   else) and separated by NUL, which no read string holds (a string with
+//!   texts (the message frames of a chunk: a crossing per text cost more
+//!   than its parse) and a history (parsed once; its messages come back as
+//!   texts with their values): the texts in as one string, the values out
+//!   as one string, each tagged (`u` missing, `z` null, `t`/`f`, `i` and
+//!   the digits of a whole number below 2^53, `s` and the string, `o`
+//!   anything else) and separated by NUL, which no read string holds (a string with
 //!   one reads as `o`, as the native reader has it).
 
 use valet_core::json::{JsonReader, Val};
