@@ -10,8 +10,8 @@
 //!   texts with their values): the texts in as one string, the values out
 //!   as one string, each tagged (`u` missing, `z` null, `t`/`f`, `i` and
 //!   the digits of a whole number below 2^53, `s` and the string, `o`
-//!   anything else) and separated by NUL, which no read string holds (a string with
-//!   one reads as `o`, as the native reader has it).
+//!   anything else) and separated by NUL, which no read string holds (a
+//!   string with one reads as `o`, as the native reader has it).
 
 use valet_core::json::{JsonReader, Val};
 use wasm_bindgen::prelude::*;
@@ -33,14 +33,16 @@ function enc(x) {
     default: return x === null ? "z" : "o";
   }
 }
+const keysOf = (paths) => (paths === "" ? [] : paths.split(",").map((p) => p.split(".")));
+const values = (out, v, ps) => { for (const p of ps) out.push(enc(at(v, p))); };
 export function jsonReadEach(texts, paths) {
-  const ps = paths === "" ? [] : paths.split(",").map((p) => p.split("."));
+  const ps = keysOf(paths);
   const out = [];
   for (const text of texts.split("\0")) {
     let v;
     try { v = JSON.parse(text); } catch { out.push("x"); continue; }
     out.push("j");
-    for (const p of ps) out.push(enc(at(v, p)));
+    values(out, v, ps);
   }
   return out.join("\0");
 }
@@ -49,11 +51,11 @@ export function jsonElements(text, path, paths) {
   try { v = JSON.parse(text); } catch { return undefined; }
   const x = at(v, path.split("."));
   if (!Array.isArray(x)) return undefined;
-  const ps = paths === "" ? [] : paths.split(",").map((p) => p.split("."));
+  const ps = keysOf(paths);
   const out = [];
   for (const e of x) {
     out.push(JSON.stringify(e));
-    for (const p of ps) out.push(enc(at(e, p)));
+    values(out, e, ps);
   }
   return out.join("\0");
 }
@@ -85,6 +87,15 @@ fn join(items: &[&str], sep: char) -> String {
         joined.push_str(p);
     }
     joined
+}
+
+/// The next `n` tagged values of `parts`.
+fn vals(parts: &mut std::str::Split<'_, char>, n: usize) -> Vec<Val> {
+    let mut vals = Vec::with_capacity(n);
+    for _ in 0..n {
+        vals.push(val(parts.next().unwrap_or_default()));
+    }
+    vals
 }
 
 /// One tagged value (see the JS above).
@@ -122,33 +133,24 @@ impl JsonReader for JsJson {
             }
         }
         let got = json_read_each(&joined, &join(paths, ','));
-        let mut values = got.split('\0');
+        let mut parts = got.split('\0');
         let mut out = Vec::with_capacity(texts.len());
         for _ in texts {
-            out.push(if values.next() == Some("j") {
-                let mut vals = Vec::with_capacity(paths.len());
-                for _ in paths {
-                    vals.push(val(values.next().unwrap_or_default()));
-                }
-                Some(vals)
-            } else {
-                None
-            });
+            out.push(if parts.next() == Some("j") { Some(vals(&mut parts, paths.len())) } else { None });
         }
         out
     }
 
     fn elements(&self, text: &str, path: &str, paths: &[&str]) -> Option<Vec<(String, Vec<Val>)>> {
         let got = json_elements(text, path, &join(paths, ','))?;
-        // No element's text is empty: "" is an empty array.
-        let mut parts = got.split('\0').filter(|_| !got.is_empty());
         let mut out = Vec::new();
+        // No element's text is empty: "" is an empty array.
+        if got.is_empty() {
+            return Some(out);
+        }
+        let mut parts = got.split('\0');
         while let Some(text) = parts.next() {
-            let mut vals = Vec::with_capacity(paths.len());
-            for _ in paths {
-                vals.push(val(parts.next().unwrap_or_default()));
-            }
-            out.push((text.to_owned(), vals));
+            out.push((text.to_owned(), vals(&mut parts, paths.len())));
         }
         Some(out)
     }
