@@ -32,6 +32,14 @@ export function startBenchSite() {
   });
 }
 
+/** A new page of `browser` with the bench page loaded (its wasm initialized). */
+export async function openBenchPage(browser, origin) {
+  const page = await browser.context.newPage();
+  await page.goto(`${origin}/bench.html`);
+  await page.waitForFunction(() => window.benchReady === true);
+  return page;
+}
+
 /**
  * The API on 127.0.0.1; `events(res)` writes the stream after its head;
  * `history()` (optional) resolves to the body of the convo's history (an

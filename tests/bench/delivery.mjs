@@ -12,7 +12,7 @@
 // the convo too (the stream waits until it follows and is acknowledged),
 // then the leader's page is timed, and the follower's own last message.
 import { launchBrowser } from "../browser/harness.mjs";
-import { READY, messageFrame, startBenchApi, startBenchSite } from "./bench-api.mjs";
+import { READY, messageFrame, openBenchPage, startBenchApi, startBenchSite } from "./bench-api.mjs";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -37,12 +37,7 @@ const CONTENDERS = [
   "fetch-event-source + JSON.parse + Set",
   "raw EventSource + JSON.parse",
 ];
-const newPage = async () => {
-  const page = await browser.context.newPage();
-  await page.goto(`${fixtures.origin}/bench.html`);
-  await page.waitForFunction(() => window.benchReady === true);
-  return page;
-};
+const newPage = () => openBenchPage(browser, fixtures.origin);
 for (const contender of CONTENDERS) {
   results[contender] = [];
   for (let run = 0; run < RUNS; run++) {

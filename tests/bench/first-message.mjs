@@ -15,7 +15,7 @@
 // Median of BENCH_RUNS, in ms from the server's write to the handler call
 // (one clock: server and browser on this machine).
 import { launchBrowser } from "../browser/harness.mjs";
-import { READY, messageFrame, messageOf, startBenchApi, startBenchSite } from "./bench-api.mjs";
+import { READY, messageFrame, messageOf, openBenchPage, startBenchApi, startBenchSite } from "./bench-api.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const LATE_HISTORY_MS = 1000;
@@ -35,12 +35,7 @@ const api = await startBenchApi(
 );
 const browser = await launchBrowser();
 
-const newPage = async () => {
-  const page = await browser.context.newPage();
-  await page.goto(`${fixtures.origin}/bench.html`);
-  await page.waitForFunction(() => window.benchReady === true);
-  return page;
-};
+const newPage = () => openBenchPage(browser, fixtures.origin);
 
 /** Opens the convo in `page` with our SDK; records when each message id first reached a handler. */
 const openOurs = (page, transport) => page.evaluate(async ([base, transport]) => {

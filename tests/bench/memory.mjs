@@ -7,7 +7,7 @@
 // high-water included) and the JS heap after a forced GC. The growth from
 // 100 000 to 200 000 is what each message costs for ever.
 import { launchBrowser } from "../browser/harness.mjs";
-import { READY, messageFrame, messageOf, startBenchApi, startBenchSite } from "./bench-api.mjs";
+import { READY, messageFrame, messageOf, openBenchPage, startBenchApi, startBenchSite } from "./bench-api.mjs";
 
 const HALF = Number(process.env.BENCH_MEMORY_MESSAGES ?? 100_000);
 
@@ -36,16 +36,19 @@ const api = await startBenchApi(async (res) => {
 const base = api.base;
 
 const browser = await launchBrowser();
-const page = await browser.context.newPage();
-await page.goto(`${fixtures.origin}/bench.html`);
-await page.waitForFunction(() => window.benchReady === true);
-const cdp = await page.context().newCDPSession(page);
-const measure = async () => {
-  await new Promise((ok) => setTimeout(ok, 300));
-  await cdp.send("HeapProfiler.collectGarbage");
-  const js = (await cdp.send("Runtime.getHeapUsage")).usedSize;
-  return { wasm: await page.evaluate(() => window.wasmMemory.buffer.byteLength), js };
-};
+/** A bench page, and what its SDK holds now: wasm memory and the JS heap after a GC. */
+async function measuredPage() {
+  const page = await openBenchPage(browser, fixtures.origin);
+  const cdp = await page.context().newCDPSession(page);
+  const measure = async () => {
+    await new Promise((ok) => setTimeout(ok, 300));
+    await cdp.send("HeapProfiler.collectGarbage");
+    const js = (await cdp.send("Runtime.getHeapUsage")).usedSize;
+    return { wasm: await page.evaluate(() => window.wasmMemory.buffer.byteLength), js };
+  };
+  return { page, measure };
+}
+const { page, measure } = await measuredPage();
 const opens = [gate(), gate()];
 await page.evaluate(([base, n]) => window.benchStart("valet-sdk (ours, fetch)", base, n), [base, 2 * HALF]);
 const rows = [["after openConvo", await measure()]];
@@ -78,17 +81,11 @@ const burstApi = await startBenchApi(
     return JSON.stringify({ messages });
   },
 );
-const burstPage = await browser.context.newPage();
-await burstPage.goto(`${fixtures.origin}/bench.html`);
-await burstPage.waitForFunction(() => window.benchReady === true);
-const burstCdp = await burstPage.context().newCDPSession(burstPage);
-await burstPage.evaluate(([base, n]) => window.benchStart("valet-sdk (ours, fetch)", base, n), [burstApi.base, 5 + HALF]);
-const burst = await burstPage.evaluate(() => window.done);
+const burstPage = await measuredPage();
+await burstPage.page.evaluate(([base, n]) => window.benchStart("valet-sdk (ours, fetch)", base, n), [burstApi.base, 5 + HALF]);
+const burst = await burstPage.page.evaluate(() => window.done);
 if (burst.count !== 5 + HALF) throw new Error(`burst: ${burst.count} of ${5 + HALF} messages`);
-await new Promise((ok) => setTimeout(ok, 300));
-await burstCdp.send("HeapProfiler.collectGarbage");
-const burstJs = (await burstCdp.send("Runtime.getHeapUsage")).usedSize;
-const burstWasm = await burstPage.evaluate(() => window.wasmMemory.buffer.byteLength);
+const burstPeak = await burstPage.measure();
 burstApi.close();
 
 await browser.close();
@@ -102,4 +99,4 @@ for (const [label, m] of rows) console.log(`${label.padEnd(26)} ${mb(m.wasm).pad
 const [, half, full] = rows.map(([, m]) => m);
 const perMessage = (full.wasm - half.wasm + full.js - half.js) / HALF;
 console.log(`growth per message from ${HALF.toLocaleString("en")} to ${(2 * HALF).toLocaleString("en")} (wasm + JS): ${perMessage.toFixed(1)} B`);
-console.log(`a burst of ${HALF.toLocaleString("en")} live frames before the history answers: wasm memory peak ${mb(burstWasm)}, JS heap after GC ${mb(burstJs)}, all ${(5 + HALF).toLocaleString("en")} messages delivered`);
+console.log(`a burst of ${HALF.toLocaleString("en")} live frames before the history answers: wasm memory peak ${mb(burstPeak.wasm)}, JS heap after GC ${mb(burstPeak.js)}, all ${(5 + HALF).toLocaleString("en")} messages delivered`);

@@ -1,7 +1,7 @@
 // make bench: how long a follower takes to lead after the leader tab is
 // closed, crashes (renderer crash) or freezes (no JS runs). Several runs
 // each; median and worst, in ms, from the event to the follower's `role`.
-import { sdkEnv } from "../browser/harness.mjs";
+import { loadSdk, sdkEnv } from "../browser/harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -12,8 +12,7 @@ let n = 0;
 async function tab(sourceKey, convoId, noLocks) {
   const page = await browser.context.newPage();
   if (noLocks) await page.addInitScript(() => { delete Navigator.prototype.locks; });
-  await page.goto(`${site.origin}/sdk.html`);
-  await page.waitForFunction(() => window.sdkReady === true);
+  await loadSdk(page, site.origin);
   await page.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
     const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
     const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });

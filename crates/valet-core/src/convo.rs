@@ -1350,13 +1350,10 @@ impl ConvoMachine {
         }
         self.reconcile_in_flight = false;
         match status {
-            200..=299 => match {
-                // The body goes once read: a long history is not held twice.
-                let history = RawMessage::parse_history(&body);
-                drop(body);
-                history
-            } {
+            200..=299 => match RawMessage::parse_history(&body) {
                 Ok(history) => {
+                    // The body goes once read: a long history is not held twice.
+                    drop(body);
                     self.reconcile_backoff.reset();
                     self.reconcile_auth_failures = 0;
                     let delivered = self.delivery.on_reconcile(history);

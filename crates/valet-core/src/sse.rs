@@ -350,6 +350,23 @@ mod tests {
         assert_eq!(got, vec![SseItem::Oversized { limit: 10 }, ev("message", "ok", "")]);
     }
 
+    /// `0..len` cut at `cuts`, each piece fed in order to one parser.
+    fn in_pieces(
+        mut cuts: Vec<usize>,
+        len: usize,
+        mut feed: impl FnMut(&mut SseParser, std::ops::Range<usize>) -> Vec<SseItem>,
+    ) -> Vec<SseItem> {
+        cuts.sort_unstable();
+        let mut p = SseParser::new();
+        let mut got = Vec::new();
+        let mut start = 0;
+        for c in cuts.into_iter().chain([len]) {
+            got.extend(feed(&mut p, start..c));
+            start = c;
+        }
+        got
+    }
+
     const SAMPLE: &[u8] = b"\xEF\xBB\xBFevent: ready\r\ndata: {\"conn_id\":\"c\"}\r\n\r\n: ping\n\
 id: 1\nevent: message\ndata: {\"t\":\"h\xC3\xA9llo\"}\n\nretry: 300\r\rdata: a\rdata: b\r\r\
 event: x\ndata\n\n";
@@ -358,32 +375,16 @@ event: x\ndata\n\n";
         /// Any split of a byte stream into chunks parses exactly as the whole.
         #[test]
         fn any_chunking_parses_the_same(cuts in proptest::collection::vec(0usize..SAMPLE.len(), 0..12)) {
-            let whole = events(SAMPLE);
-            let mut cuts = cuts;
-            cuts.sort_unstable();
-            let mut p = SseParser::new();
-            let mut got = Vec::new();
-            let mut start = 0;
-            for c in cuts.into_iter().chain([SAMPLE.len()]) {
-                got.extend(p.feed(&SAMPLE[start..c]));
-                start = c;
-            }
-            prop_assert_eq!(got, whole);
+            let got = in_pieces(cuts, SAMPLE.len(), |p, piece| p.feed(&SAMPLE[piece]));
+            prop_assert_eq!(got, events(SAMPLE));
         }
 
         /// Text fed as text, cut at any char boundaries, parses as its bytes do.
         #[test]
         fn text_parses_as_its_bytes(cuts in proptest::collection::vec(0usize..SAMPLE.len(), 0..12)) {
             let text = std::str::from_utf8(SAMPLE).unwrap();
-            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| text.is_char_boundary(c)).collect();
-            cuts.sort_unstable();
-            let mut p = SseParser::new();
-            let mut got = Vec::new();
-            let mut start = 0;
-            for c in cuts.into_iter().chain([text.len()]) {
-                got.extend(p.feed_str(&text[start..c]));
-                start = c;
-            }
+            let cuts = cuts.into_iter().filter(|&c| text.is_char_boundary(c)).collect();
+            let got = in_pieces(cuts, text.len(), |p, piece| p.feed_str(&text[piece]));
             prop_assert_eq!(got, events(SAMPLE));
         }
 

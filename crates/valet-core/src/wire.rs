@@ -107,12 +107,6 @@ pub struct RawMessage {
 }
 
 impl RawMessage {
-    /// Reads `id` and `seq` from a message object's JSON.
-    pub fn parse(json: &str) -> Result<RawMessage, String> {
-        let [id, seq] = json::read_n(json, ["id", "seq"]).ok_or("malformed message: not JSON")?;
-        Self::checked(id, seq, json.into(), false)
-    }
-
     /// A message needs a non-empty string `id`; `seq` (an extension) is
     /// absent, `null` or a whole number.
     fn checked(id: Val, seq: Val, json: Box<str>, framed: bool) -> Result<RawMessage, String> {

@@ -191,9 +191,8 @@ mod tests {
         let (seen, handler) = recorder();
         e.on("message", &handler);
         // As `convo.close()` from a handler does: the emitter is cleared.
-        let this = JsValue::from(e.clone());
         let closing = js_sys::Function::new_with_args("p", "if (p.n === 2) this.clear();");
-        let closing = closing.bind(&this);
+        let closing = closing.bind0(&e);
         e.on("message", &closing);
         e.emit_many("message", r#"[{"n":1},{"n":2},{"n":3}]"#);
         let got: Vec<f64> = seen.iter().map(|v| v.as_f64().unwrap()).collect();
