@@ -25,8 +25,8 @@
 //!   got no definite answer (the server may have stored it then). A send
 //!   already on the wire when aborted finishes that attempt: stored, it
 //!   resolves (too late to abort); otherwise it rejects with `aborted`.
-
-use std::collections::VecDeque;
+//! - The queue is a `Vec`: it is short (one convo's unsent messages), and a
+//!   `VecDeque` of its own costs the wasm 440 B gzipped.
 
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::convo::{Action, Timer, TokenFor};
@@ -83,7 +83,7 @@ struct Queued {
 /// The queue of sends of one convo (see the module docs).
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<Queued>,
+    queue: Vec<Queued>,
     in_flight: Option<u64>,
     held: bool,
     /// Held for the server's `retry_after_seconds` (a 429): only the timer
@@ -102,7 +102,7 @@ impl Outbox {
     /// An empty outbox.
     pub fn new() -> Self {
         Outbox {
-            queue: VecDeque::new(),
+            queue: Vec::new(),
             in_flight: None,
             held: false,
             rate_limited: false,
@@ -133,7 +133,7 @@ impl Outbox {
             Outgoing::Message { text, files, draft } => (text, files, draft, false),
             Outgoing::Upload => (String::new(), true, None, true),
         };
-        self.queue.push_back(Queued {
+        self.queue.push(Queued {
             id,
             key,
             text,
@@ -156,7 +156,7 @@ impl Outbox {
         if self.in_flight.is_some() || self.held {
             return;
         }
-        if let Some(head) = self.queue.front_mut() {
+        if let Some(head) = self.queue.first_mut() {
             self.in_flight = Some(head.id);
             out.push(Action::GetToken { purpose: TokenFor::Send(head.id), reject: head.reject.take() });
         }
@@ -193,7 +193,7 @@ impl Outbox {
         if self.in_flight != Some(id) {
             return;
         }
-        let Some(head) = self.queue.front_mut() else { return };
+        let Some(head) = self.queue.first_mut() else { return };
         head.token = Some(token.clone());
         if head.files && head.message_id.is_none() {
             out.push(Action::Upload { id, token });
@@ -211,7 +211,7 @@ impl Outbox {
         if self.in_flight != Some(id) {
             return;
         }
-        let Some(head) = self.queue.front_mut() else { return };
+        let Some(head) = self.queue.first_mut() else { return };
         head.token_failures += 1;
         if head.token_failures >= MAX_TOKEN_FAILURES || head.cancelled {
             return self.fail_head(error, out);
@@ -226,7 +226,7 @@ impl Outbox {
         if self.in_flight != Some(id) {
             return false;
         }
-        let Some(head) = self.queue.front_mut() else { return false };
+        let Some(head) = self.queue.first_mut() else { return false };
         let uploading = head.files && head.message_id.is_none();
         let what = if uploading { "upload" } else { "send" };
         match outcome {
@@ -236,7 +236,7 @@ impl Outbox {
                     Some(message_id) if head.upload_only => {
                         self.backoff.reset();
                         self.in_flight = None;
-                        let head = self.queue.pop_front().expect("a head");
+                        let head = self.queue.remove(0);
                         out.push(Action::SendSettled { id: head.id, result: Ok(Some(message_id)) });
                         self.next(out);
                     }
@@ -256,7 +256,7 @@ impl Outbox {
             }
             SendOutcome::Ok => {
                 self.backoff.reset();
-                let head = self.queue.pop_front().expect("a head");
+                let head = self.queue.remove(0);
                 self.in_flight = None;
                 out.push(Action::SendSettled { id: head.id, result: Ok(None) });
                 self.next(out);
@@ -303,7 +303,7 @@ impl Outbox {
     /// server may have stored it. Held for a retry, or, if aborted meanwhile,
     /// failed with `aborted` (and `maybe_stored`).
     fn unanswered(&mut self, rng: &mut Rng, out: &mut Vec<Action>) {
-        let Some(head) = self.queue.front_mut() else { return };
+        let Some(head) = self.queue.first_mut() else { return };
         head.ambiguous = true;
         if head.cancelled {
             self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
@@ -321,7 +321,7 @@ impl Outbox {
             self.queue[pos].cancelled = true;
             return;
         }
-        let o = self.queue.remove(pos).expect("found");
+        let o = self.queue.remove(pos);
         Self::settle_err(o, ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
         if pos == 0 {
             // The head waited for a retry: the next one need not.
@@ -346,8 +346,8 @@ impl Outbox {
 
     fn fail_head(&mut self, error: ClientError, out: &mut Vec<Action>) {
         self.in_flight = None;
-        if let Some(o) = self.queue.pop_front() {
-            Self::settle_err(o, error, out);
+        if !self.queue.is_empty() {
+            Self::settle_err(self.queue.remove(0), error, out);
         }
         self.next(out);
     }

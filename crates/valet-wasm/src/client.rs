@@ -269,18 +269,14 @@ impl ValetClient {
     #[wasm_bindgen(js_name = startSession, unchecked_return_type = "Promise<StartSessionResult>")]
     pub fn start_session(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            shared.get_shaped("startSession", "POST", &shared.config.sessions_url(), session_result).await
-        })
+        crate::promise(async move { shared.get_shaped("startSession", "POST", &shared.config.sessions_url(), session_result).await })
     }
 
     /// The user's convos with the agent, newest first.
     #[wasm_bindgen(js_name = listConvos, unchecked_return_type = "Promise<ConvoSummary[]>")]
     pub fn list_convos(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), convo_list).await
-        })
+        crate::promise(async move { shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), convo_list).await })
     }
 
     /// Opens a convo: gets a token first (so auth problems reject here), then
@@ -292,7 +288,7 @@ impl ValetClient {
     pub fn open_convo(&self, options: Ts<OpenConvoOptions>) -> js_sys::Promise {
         let shared = self.shared.clone();
         let options: JsValue = options.into();
-        wasm_bindgen_futures::future_to_promise(async move {
+        crate::promise(async move {
             let convo_id = if options.is_object() { opt_string(&options, "convoId")? } else { None };
             let convo_id = convo_id
                 .filter(|c| !c.trim().is_empty())

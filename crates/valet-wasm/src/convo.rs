@@ -202,7 +202,7 @@ impl ConvoInner {
             Action::GetToken { purpose, reject } => {
                 let sink = self.this.clone();
                 let tokens = self.client.tokens.clone();
-                wasm_bindgen_futures::spawn_local(async move {
+                crate::spawn(async move {
                     let input = match tokens.get(reject).await {
                         Ok(token) => Input::Token { purpose, token },
                         Err(error) => Input::TokenFailed { purpose, error },
@@ -236,7 +236,7 @@ impl ConvoInner {
                 let sink = self.this.clone();
                 let url = self.client.config.history_url(&self.convo_id, after.as_deref());
                 let signal = self.rest_abort.signal();
-                wasm_bindgen_futures::spawn_local(async move {
+                crate::spawn(async move {
                     let input = match http::send_read("GET", &url, Some(&token), http::Body::Empty, Some(&signal)).await {
                         Ok(reply) => Input::ReconcileDone { req, status: reply.status, body: reply.body },
                         Err(message) => Input::ReconcileFailed { req, message },
@@ -246,7 +246,7 @@ impl ConvoInner {
             }
             Action::SetTimer { timer, delay_ms } => {
                 let sink = self.this.clone();
-                let t = Timeout::new(delay_ms.min(i32::MAX as u64) as u32, move || feed(&sink, Input::TimerFired(timer)));
+                let t = crate::timeout(delay_ms, move || feed(&sink, Input::TimerFired(timer)));
                 let old = take_key(&mut self.timers.borrow_mut(), &timer);
                 drop(old);
                 self.timers.borrow_mut().push((timer, t));
@@ -372,7 +372,7 @@ impl ConvoInner {
                 TabAction::Announce => self.handle(Input::Announce),
                 TabAction::SetTimer { delay_ms } => {
                     let sink = self.this.clone();
-                    let t = Timeout::new(delay_ms.min(i32::MAX as u64) as u32, move || feed_tab(&sink, TabInput::Tick));
+                    let t = crate::timeout(delay_ms, move || feed_tab(&sink, TabInput::Tick));
                     *tab.timer.borrow_mut() = Some(t);
                 }
             }
@@ -426,7 +426,7 @@ impl ConvoInner {
         // A send's answer may be the reply's token stream: the send settles
         // at its headers, the body drains (an upload's answer is read).
         let drain = matches!(body, http::Body::Json(_));
-        wasm_bindgen_futures::spawn_local(async move {
+        crate::spawn(async move {
             let (outcome, body) = match http::send_answer("POST", &url, Some(&token), body, Some(&signal), drain).await {
                 Ok(r) if (200..300).contains(&r.status) => (SendOutcome::Ok, r.body),
                 Ok(r) => (SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body }, String::new()),
@@ -635,7 +635,7 @@ impl Convo {
 /// `send(text, options)`, or `uploadFiles(files)` (no text, `options.files`):
 /// one async driver for both.
 fn submit(inner: Rc<ConvoInner>, text: Option<JsValue>, options: Option<JsValue>) -> js_sys::Promise {
-    wasm_bindgen_futures::future_to_promise(async move {
+    crate::promise(async move {
         let files = read_files(options.clone())?;
         let what = match text {
             None if files.is_empty() => {

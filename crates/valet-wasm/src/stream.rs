@@ -17,9 +17,9 @@ use gloo_events::EventListener;
 use valet_core::convo::Input;
 use valet_core::sse::SseEvent;
 use valet_core::wire::KNOWN_FRAME_TYPES;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use wasm_bindgen::prelude::*;
 use web_sys::{AbortController, EventSource, MessageEvent};
 
 use crate::convo::{feed, ConvoInner};
@@ -85,7 +85,7 @@ impl Drop for StreamHandle {
 pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: String, last_event_id: Option<String>) -> StreamHandle {
     let controller = AbortController::new().expect_throw("AbortController");
     let signal = controller.signal();
-    wasm_bindgen_futures::spawn_local(async move {
+    crate::spawn(async move {
         let mut headers = vec![("accept", "text/event-stream")];
         if let Some(id) = &last_event_id {
             headers.push(("last-event-id", id.as_str()));
@@ -95,12 +95,8 @@ pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: Stri
             Err(message) => return feed(&sink, Input::StreamFailed { attempt, message }),
         };
         let status = response.status();
-        let is_sse = response
-            .headers()
-            .get("content-type")
-            .ok()
-            .flatten()
-            .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
+        let is_sse =
+            response.headers().get("content-type").ok().flatten().is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
         if status != 200 || !is_sse {
             let retry_after = response.headers().get("retry-after").ok().flatten();
             let body = http::text(&response).await;
@@ -135,7 +131,13 @@ pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: Stri
 }
 
 /// Opens the stream over EventSource with a ticket.
-pub fn open_eventsource(sink: Weak<ConvoInner>, attempt: u64, ticket_url: String, events_url: impl Fn(&str) -> String + 'static, token: String) -> StreamHandle {
+pub fn open_eventsource(
+    sink: Weak<ConvoInner>,
+    attempt: u64,
+    ticket_url: String,
+    events_url: impl Fn(&str) -> String + 'static,
+    token: String,
+) -> StreamHandle {
     let state = Rc::new(EsState {
         ticket_abort: AbortController::new().expect_throw("AbortController"),
         source: RefCell::new(None),
@@ -143,7 +145,7 @@ pub fn open_eventsource(sink: Weak<ConvoInner>, attempt: u64, ticket_url: String
         dropped: Cell::new(false),
     });
     let st = state.clone();
-    wasm_bindgen_futures::spawn_local(async move {
+    crate::spawn(async move {
         let signal = st.ticket_abort.signal();
         let reply = match http::send_read("POST", &ticket_url, Some(&token), http::Body::Empty, Some(&signal)).await {
             Ok(r) => r,

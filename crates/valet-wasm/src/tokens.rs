@@ -225,9 +225,9 @@ impl TokenSource {
             return;
         }
         let Some(due) = self.manager().refresh_due_at() else { return };
-        let delay = due.saturating_sub(now_ms()).min(REFRESH_CHECK_MS) as u32;
+        let delay = due.saturating_sub(now_ms()).min(REFRESH_CHECK_MS);
         let this = self.this.clone();
-        *self.refresh.borrow_mut() = Some(Timeout::new(delay, move || {
+        *self.refresh.borrow_mut() = Some(crate::timeout(delay, move || {
             if let Some(s) = this.upgrade() {
                 s.refresh.borrow_mut().take();
                 // Not due yet (a check, or the clock was corrected): wait on.
@@ -297,7 +297,7 @@ impl TokenSource {
         let old = share.lock.borrow_mut().replace(LockHandle { release, _cb: cb });
         drop(old);
         let this = self.this.clone();
-        let give_up = Timeout::new(self.timeout_ms.saturating_add(1_000).min(i32::MAX as u64) as u32, move || {
+        let give_up = crate::timeout(self.timeout_ms.saturating_add(1_000), move || {
             if let Some(s) = this.upgrade().filter(|s| s.manager.borrow().in_flight() && !s.fetching.get()) {
                 s.log.log("no token from the other tabs in time: fetching one here");
                 s.drop_lock();
@@ -336,7 +336,7 @@ impl TokenSource {
         let Some(this) = self.this.upgrade() else { return };
         self.fetches.set(self.fetches.get() + 1);
         self.fetching.set(true);
-        wasm_bindgen_futures::spawn_local(async move {
+        crate::spawn(async move {
             let raw = this.call_fetch_jwt().await;
             this.fetching.set(false);
             let result = this.manager().fetched_with(now_ms(), raw, claims_of);
