@@ -3,19 +3,36 @@
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortSignal, FormData, Headers, Request, RequestInit, RequestMode, Response};
+use web_sys::{AbortSignal, FormData, Response};
 
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = fetch)]
-    fn global_fetch(input: &Request) -> js_sys::Promise;
+#[wasm_bindgen(inline_js = r#"
+export function drain(r) { r.arrayBuffer().then(() => {}, () => {}); }
+export function httpSend(method, url, token, sse, lastEventId, json, form, signal) {
+  const headers = {};
+  if (token != null) headers.authorization = "Bearer " + token;
+  if (sse) headers.accept = "text/event-stream";
+  if (lastEventId != null) headers["last-event-id"] = lastEventId;
+  if (json != null) headers["content-type"] = "application/json";
+  return fetch(url, { method, mode: "cors", headers, body: json ?? form, signal });
 }
-
-#[wasm_bindgen(inline_js = "export function drain(r) { r.arrayBuffer().then(() => {}, () => {}); }")]
+"#)]
 extern "C" {
     /// Reads a body to its end in the background, unparsed (`stream_message`
     /// may answer with the reply's token stream: the contract says drain it).
     fn drain(response: &Response);
+    /// `fetch` with the request built in JS: one crossing, and none of
+    /// `Headers`, `RequestInit` and `Request`'s bindings in the wasm.
+    #[wasm_bindgen(js_name = httpSend)]
+    fn http_send(
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        sse: bool,
+        last_event_id: Option<&str>,
+        json: Option<String>,
+        form: Option<FormData>,
+        signal: Option<&AbortSignal>,
+    ) -> js_sys::Promise;
 }
 
 /// A request body.
@@ -54,40 +71,30 @@ pub fn abort(controller: &web_sys::AbortController) {
     controller.abort_with_reason(&JsValue::from_str("valet-sdk: aborted"));
 }
 
+/// The stream's request headers: `accept: text/event-stream`, and the
+/// `Last-Event-ID` to resume after.
+pub struct Sse<'a> {
+    /// Resume after this event.
+    pub last_event_id: Option<&'a str>,
+}
+
 /// Sends a request; `Err` is a network failure (no HTTP answer), described.
 pub async fn send(
     method: &str,
     url: &str,
     token: Option<&str>,
-    extra_headers: &[(&str, &str)],
+    sse: Option<Sse<'_>>,
     body: Body,
     signal: Option<&AbortSignal>,
 ) -> Result<Response, String> {
-    let headers = Headers::new().map_err(|e| describe(&e))?;
-    if let Some(t) = token {
-        headers.set("authorization", &format!("Bearer {t}")).map_err(|e| describe(&e))?;
-    }
-    for (k, v) in extra_headers {
-        headers.set(k, v).map_err(|e| describe(&e))?;
-    }
-    let init = RequestInit::new();
-    init.set_method(method);
-    init.set_mode(RequestMode::Cors);
-    match body {
-        Body::Empty => {}
-        Body::Json(text) => {
-            headers.set("content-type", "application/json").map_err(|e| describe(&e))?;
-            init.set_body(&JsValue::from_str(&text));
-        }
-        Body::Form(form) => init.set_body(&form),
-    }
-    init.set_headers(&headers);
-    if let Some(s) = signal {
-        init.set_signal(Some(s));
-    }
-    let request = Request::new_with_str_and_init(url, &init).map_err(|e| describe(&e))?;
-    let response = JsFuture::from(global_fetch(&request)).await.map_err(|e| describe(&e))?;
-    let response = response.dyn_into::<Response>().map_err(|_| "fetch did not return a Response".to_owned())?;
+    let (json, form) = match body {
+        Body::Empty => (None, None),
+        Body::Json(text) => (Some(text), None),
+        Body::Form(form) => (None, Some(form)),
+    };
+    let last_event_id = sse.as_ref().and_then(|s| s.last_event_id);
+    let promise = http_send(method, url, token, sse.is_some(), last_event_id, json, form, signal);
+    let response: Response = JsFuture::from(promise).await.map_err(|e| describe(&e))?.unchecked_into();
     // The server's clock, for token expiry (needs `Access-Control-Expose-Headers: Date` cross-origin).
     if let Ok(Some(date)) = response.headers().get("date") {
         crate::tokens::observe_server_date(&date);
@@ -118,7 +125,7 @@ pub async fn send_answer(
     signal: Option<&AbortSignal>,
     drain_ok: bool,
 ) -> Result<Reply, String> {
-    let response = send(method, url, token, &[], body, signal).await?;
+    let response = send(method, url, token, None, body, signal).await?;
     let retry_after = response.headers().get("retry-after").ok().flatten();
     let status = response.status();
     if drain_ok && (200..300).contains(&status) {

@@ -86,11 +86,8 @@ pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: Stri
     let controller = AbortController::new().expect_throw("AbortController");
     let signal = controller.signal();
     crate::spawn(async move {
-        let mut headers = vec![("accept", "text/event-stream")];
-        if let Some(id) = &last_event_id {
-            headers.push(("last-event-id", id.as_str()));
-        }
-        let response = match http::send("GET", &url, Some(&token), &headers, http::Body::Empty, Some(&signal)).await {
+        let sse = http::Sse { last_event_id: last_event_id.as_deref() };
+        let response = match http::send("GET", &url, Some(&token), Some(sse), http::Body::Empty, Some(&signal)).await {
             Ok(r) => r,
             Err(message) => return feed(&sink, Input::StreamFailed { attempt, message }),
         };
