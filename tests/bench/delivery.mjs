@@ -11,6 +11,7 @@
 // handler call. "+ a follower tab": a second page of the same browser opens
 // the convo too (the stream waits until it follows and is acknowledged),
 // then the leader's page is timed, and the follower's own last message.
+// BENCH_ONLY="EventSource|raw" runs the contenders whose names contain one of them.
 import { launchBrowser } from "../browser/harness.mjs";
 import { READY, messageFrame, openBenchPage, startBenchApi, startBenchSite } from "./bench-api.mjs";
 
@@ -36,7 +37,7 @@ const CONTENDERS = [
   "valet-sdk (ours, fetch) + a follower tab",
   "fetch-event-source + JSON.parse + Set",
   "raw EventSource + JSON.parse",
-];
+].filter((c) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split("|").some((o) => c.includes(o)));
 const newPage = () => openBenchPage(browser, fixtures.origin);
 for (const contender of CONTENDERS) {
   results[contender] = [];
