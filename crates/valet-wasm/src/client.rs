@@ -1,6 +1,7 @@
 //! `ValetClient`: options, REST calls that are not per-stream, and
 //! `openConvo`.
 
+use crate::Shared;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -96,11 +97,11 @@ impl ClientShared {
     pub(crate) fn seed(&self) -> u64 {
         let s = self.seeds.get().wrapping_add(1);
         self.seeds.set(s);
-        self.rng.borrow_mut().next_u64() ^ s
+        self.rng.write().next_u64() ^ s
     }
 
     pub(crate) fn uuid(&self) -> String {
-        self.rng.borrow_mut().uuid_v4()
+        self.rng.write().uuid_v4()
     }
 
     /// A REST call with the send policy (valet-core `SendPolicy`): token
@@ -129,7 +130,7 @@ impl ClientShared {
                 return Err(ClientError::new(ErrorCode::Closed, "the convo was closed"));
             }
             // The RNG borrow must end before the retry's await: other convos use it.
-            let step = policy.next(outcome, &mut self.rng.borrow_mut());
+            let step = policy.next(outcome, &mut self.rng.write());
             match step {
                 SendStep::Done => return Ok(String::new()),
                 SendStep::Retry { delay_ms, refresh_token } => {

@@ -4,6 +4,7 @@
 //! controller for REST calls) and drops them on `close()`. It decides
 //! nothing: every `if` about the protocol is in valet-core.
 
+use crate::Shared;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -126,16 +127,16 @@ impl ConvoInner {
             let online = EventListener::new(&window, "online", move |_| feed(&sink, Input::Online));
             let sink = Rc::downgrade(&inner);
             let hide = EventListener::new(&window, "pagehide", move |_| feed(&sink, Input::PageHide));
-            *inner.window_listeners.borrow_mut() = vec![online, hide];
+            *inner.window_listeners.write() = vec![online, hide];
         }
-        if let Some(tab) = inner.tab.borrow().as_ref() {
+        if let Some(tab) = inner.tab.read().as_ref() {
             let sink = Rc::downgrade(&inner);
             let listener = EventListener::new(&tab.channel, "message", move |e| {
                 // Only strings can be our envelopes; anything else is counted as garbage.
                 let data = e.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default();
                 feed_tab(&sink, TabInput::Channel(data));
             });
-            *tab.listener.borrow_mut() = Some(listener);
+            *tab.listener.write() = Some(listener);
             if let Some(window) = web_sys::window() {
                 let sink = Rc::downgrade(&inner);
                 let hide = EventListener::new(&window, "pagehide", move |_| feed_tab(&sink, TabInput::PageHide));
@@ -146,7 +147,7 @@ impl ConvoInner {
                         feed_tab(&sink, TabInput::PageShow { visible: !page_hidden().unwrap_or(false) });
                     }
                 });
-                *tab.page_listeners.borrow_mut() = vec![hide, show];
+                *tab.page_listeners.write() = vec![hide, show];
             }
         }
         client.tokens.set_active(1);
@@ -158,14 +159,14 @@ impl ConvoInner {
                     feed_tab(&sink, TabInput::Visibility { visible: !hidden });
                 }
             });
-            *inner.visibility.borrow_mut() = Some(listener);
+            *inner.visibility.write() = Some(listener);
         }
         inner
     }
 
     /// Handles one input and carries out the actions, in order.
     pub fn handle(&self, input: Input) {
-        let actions = self.machine.borrow_mut().handle(now_ms(), input);
+        let actions = self.machine.write().handle(now_ms(), input);
         for action in actions {
             self.execute(action);
         }
@@ -181,7 +182,7 @@ impl ConvoInner {
     }
 
     fn is_closed(&self) -> bool {
-        self.machine.borrow().is_closed()
+        self.machine.read().is_closed()
     }
 
     fn execute(&self, action: Action) {
@@ -222,10 +223,10 @@ impl ConvoInner {
                     }
                 };
                 // Replacing drops (aborts) any previous stream.
-                *self.stream.borrow_mut() = Some((attempt, handle));
+                *self.stream.write() = Some((attempt, handle));
             }
             Action::CloseStream { attempt } => {
-                let mut stream = self.stream.borrow_mut();
+                let mut stream = self.stream.write();
                 if stream.as_ref().is_some_and(|(a, _)| *a == attempt) {
                     let old = stream.take();
                     drop(stream);
@@ -247,12 +248,12 @@ impl ConvoInner {
             Action::SetTimer { timer, delay_ms } => {
                 let sink = self.this.clone();
                 let t = crate::timeout(delay_ms, move || feed(&sink, Input::TimerFired(timer)));
-                let old = take_key(&mut self.timers.borrow_mut(), &timer);
+                let old = take_key(&mut self.timers.write(), &timer);
                 drop(old);
-                self.timers.borrow_mut().push((timer, t));
+                self.timers.write().push((timer, t));
             }
             Action::ClearTimer(timer) => {
-                let old = take_key(&mut self.timers.borrow_mut(), &timer);
+                let old = take_key(&mut self.timers.write(), &timer);
                 drop(old);
             }
             Action::Emit { event, payload } => {
@@ -269,7 +270,7 @@ impl ConvoInner {
                 }
             }
             Action::Upload { id, token } => {
-                let files = self.sends.borrow().iter().find(|(k, _)| *k == id).map(|(_, p)| p.files.clone()).unwrap_or_default();
+                let files = self.sends.read().iter().find(|(k, _)| *k == id).map(|(_, p)| p.files.clone()).unwrap_or_default();
                 let url = self.client.config.upload_url(&self.convo_id);
                 let form = web_sys::FormData::new().expect_throw("FormData");
                 for f in &files {
@@ -283,7 +284,7 @@ impl ConvoInner {
                 self.spawn_post(id, url, token, http::Body::Json(json));
             }
             Action::SendSettled { id, result } => {
-                let pending = take_key(&mut self.sends.borrow_mut(), &id);
+                let pending = take_key(&mut self.sends.write(), &id);
                 if let Some(tx) = pending.and_then(|p| p.settle) {
                     let _ = tx.send(result);
                 }
@@ -291,16 +292,16 @@ impl ConvoInner {
             Action::EmitMany { event, json_array, .. } => self.emitter.emit_many(event.as_str(), &json_array),
             Action::Log(line) => self.client.log.log(&format!("convo {}: {line}", self.convo_id)),
             Action::Relay { sse } => {
-                let tab = self.tab.borrow().clone();
+                let tab = self.tab.read().clone();
                 if let Some(tab) = tab {
-                    let env = tab.election.borrow().forward(sse);
+                    let env = tab.election.read().forward(sse);
                     if let Some(env) = env {
                         let _ = tab.channel.post_message(&JsValue::from_str(&env.to_json()));
                     }
                 }
             }
             Action::Opened(result) => {
-                if let Some(tx) = self.opened.borrow_mut().take() {
+                if let Some(tx) = self.opened.write().take() {
                     let _ = tx.send(result);
                 }
             }
@@ -309,16 +310,16 @@ impl ConvoInner {
 
     /// Handles one election input and carries out its actions.
     pub fn tab_input(&self, input: TabInput) {
-        let Some(tab) = self.tab.borrow().clone() else {
+        let Some(tab) = self.tab.read().clone() else {
             return;
         };
         let (ignored, relaying) = {
-            let e = tab.election.borrow();
+            let e = tab.election.read();
             (e.ignored(), e.relaying())
         };
-        let actions = tab.election.borrow_mut().handle(now_ms(), input);
+        let actions = tab.election.write().handle(now_ms(), input);
         let (now_ignored, now_relaying) = {
-            let e = tab.election.borrow();
+            let e = tab.election.read();
             (e.ignored(), e.relaying())
         };
         if now_relaying != relaying {
@@ -339,7 +340,7 @@ impl ConvoInner {
                     let sink = self.this.clone();
                     let cb = Closure::<dyn FnMut(JsValue)>::new(move |kind: JsValue| {
                         let Some(inner) = sink.upgrade() else { return };
-                        let current = inner.tab.borrow().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
+                        let current = inner.tab.read().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
                         inner.client.log.log(&format!("tab lock {} (current: {current})", kind.as_string().unwrap_or_default()));
                         if current {
                             let input =
@@ -373,7 +374,7 @@ impl ConvoInner {
                 TabAction::SetTimer { delay_ms } => {
                     let sink = self.this.clone();
                     let t = crate::timeout(delay_ms, move || feed_tab(&sink, TabInput::Tick));
-                    *tab.timer.borrow_mut() = Some(t);
+                    *tab.timer.write() = Some(t);
                 }
             }
         }
@@ -390,8 +391,8 @@ impl ConvoInner {
     /// Without a tab link this tab is alone, so it leads; with one, it
     /// follows until the election makes it lead.
     fn role(&self) -> &'static str {
-        match self.tab.borrow().as_ref() {
-            Some(tab) if tab.election.borrow().role() != Some(Role::Leader) => "follower",
+        match self.tab.read().as_ref() {
+            Some(tab) if tab.election.read().role() != Some(Role::Leader) => "follower",
             _ => "leader",
         }
     }
@@ -401,18 +402,18 @@ impl ConvoInner {
             return;
         }
         self.tab_input(TabInput::Close);
-        let tab = self.tab.borrow_mut().take();
+        let tab = self.tab.write().take();
         if let Some(tab) = tab {
-            tab.timer.borrow_mut().take();
+            tab.timer.write().take();
             tab.release();
         }
         self.handle(Input::Close);
         crate::http::abort(&self.rest_abort);
-        self.visibility.borrow_mut().take();
-        self.window_listeners.borrow_mut().clear();
-        self.sends.borrow_mut().clear();
-        self.timers.borrow_mut().clear();
-        let stream = self.stream.borrow_mut().take();
+        self.visibility.write().take();
+        self.window_listeners.write().clear();
+        self.sends.write().clear();
+        self.timers.write().clear();
+        let stream = self.stream.write().take();
         drop(stream);
         self.emitter.clear();
         self.client.tokens.set_active(-1);
@@ -458,7 +459,7 @@ impl ConvoInner {
             let sink = self.this.clone();
             EventListener::once(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
         });
-        self.sends.borrow_mut().push((id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort }));
+        self.sends.write().push((id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort }));
         self.handle(Input::Send { id, what, detached });
         if detached {
             return Ok(None);
@@ -468,10 +469,10 @@ impl ConvoInner {
 
     /// The machine's metrics, with the election's and the token source's.
     fn metrics(&self) -> ConvoMetrics {
-        let mut m = self.machine.borrow().metrics();
+        let mut m = self.machine.read().metrics();
         m.token_refreshes = self.client.tokens.fetches();
-        if let Some(tab) = self.tab.borrow().as_ref() {
-            m.leader_changes = tab.election.borrow().leader_changes();
+        if let Some(tab) = self.tab.read().as_ref() {
+            m.leader_changes = tab.election.read().leader_changes();
         }
         m
     }
@@ -515,12 +516,12 @@ impl Convo {
     /// convo is then closed).
     pub(crate) async fn start(inner: Rc<ConvoInner>) -> Result<Convo, ClientError> {
         let (tx, rx) = futures_channel::oneshot::channel();
-        *inner.opened.borrow_mut() = Some(tx);
+        *inner.opened.write() = Some(tx);
         let hidden = page_hidden().unwrap_or(false);
         if hidden {
             inner.handle(Input::Visibility { hidden: true });
         }
-        if inner.tab.borrow().is_some() {
+        if inner.tab.read().is_some() {
             inner.tab_input(TabInput::Start { visible: !hidden });
         } else {
             inner.handle(Input::Start);
@@ -615,7 +616,7 @@ impl Convo {
     /// `paused`, `stopped` or `closed` (the `status` event announces changes).
     #[wasm_bindgen(getter, unchecked_return_type = "Status")]
     pub fn status(&self) -> String {
-        self.inner.machine.borrow().status().as_str().to_owned()
+        self.inner.machine.read().status().as_str().to_owned()
     }
 
     /// This tab's role: `leader` (holds the stream) or `follower` (gets the
@@ -628,7 +629,7 @@ impl Convo {
     /// Messages delivered so far.
     #[wasm_bindgen(getter, js_name = deliveredCount)]
     pub fn delivered_count(&self) -> u32 {
-        self.inner.machine.borrow().delivered_count() as u32
+        self.inner.machine.read().delivered_count() as u32
     }
 }
 

@@ -193,3 +193,22 @@ pub(crate) fn timeout(ms: u64, f: impl FnOnce() + 'static) -> gloo_timers::callb
 fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> gloo_timers::callback::Timeout {
     gloo_timers::callback::Timeout::new(ms, f)
 }
+
+/// `RefCell`'s borrows through one function each: `borrow` and
+/// `borrow_mut` are `#[track_caller]`, so each call site would carry its own
+/// panic location in the wasm; through these, all share one.
+pub(crate) trait Shared<T> {
+    /// `borrow()`.
+    fn read(&self) -> std::cell::Ref<'_, T>;
+    /// `borrow_mut()`.
+    fn write(&self) -> std::cell::RefMut<'_, T>;
+}
+
+impl<T> Shared<T> for std::cell::RefCell<T> {
+    fn read(&self) -> std::cell::Ref<'_, T> {
+        self.borrow()
+    }
+    fn write(&self) -> std::cell::RefMut<'_, T> {
+        self.borrow_mut()
+    }
+}

@@ -10,6 +10,7 @@
 //! Dropping a handle aborts the fetch (or closes the EventSource and removes
 //! its listeners): a closed or replaced stream leaves nothing behind.
 
+use crate::Shared;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -72,8 +73,8 @@ impl Drop for StreamHandle {
             StreamHandle::EventSource(s) => {
                 s.dropped.set(true);
                 crate::http::abort(&s.ticket_abort);
-                s.listeners.borrow_mut().clear();
-                if let Some(es) = s.source.borrow_mut().take() {
+                s.listeners.write().clear();
+                if let Some(es) = s.source.write().take() {
                     es.close();
                 }
             }
@@ -177,8 +178,8 @@ pub fn open_eventsource(
                 feed(&s, Input::StreamEvent { attempt, event });
             }));
         }
-        *st.listeners.borrow_mut() = listeners;
-        *st.source.borrow_mut() = Some(es);
+        *st.listeners.write() = listeners;
+        *st.source.write() = Some(es);
     });
     StreamHandle::EventSource(state)
 }

@@ -7,6 +7,7 @@
 //!   handle is gone is harmless.
 //! - Without `navigator.locks` the election runs on heartbeats alone.
 
+use crate::Shared;
 use std::cell::{Cell, RefCell};
 
 use gloo_events::EventListener;
@@ -81,21 +82,21 @@ impl TabLink {
     /// Requests the lock; `cb` gets `"granted"` / `"lost"`.
     pub fn request(&self, steal: bool, cb: Closure<dyn FnMut(JsValue)>) {
         let release = request_lock(&self.lock_name, steal, cb.as_ref());
-        let old = self.lock.borrow_mut().replace(LockHandle { release, _cb: cb });
+        let old = self.lock.write().replace(LockHandle { release, _cb: cb });
         drop(old);
     }
 
     /// Releases the lock, if held or requested.
     pub fn release(&self) {
-        let old = self.lock.borrow_mut().take();
+        let old = self.lock.write().take();
         drop(old);
     }
 }
 
 impl Drop for TabLink {
     fn drop(&mut self) {
-        self.listener.borrow_mut().take();
-        self.page_listeners.borrow_mut().clear();
+        self.listener.write().take();
+        self.page_listeners.write().clear();
         self.channel.close();
     }
 }

@@ -15,6 +15,7 @@
 //! BroadcastChannel each tab is on its own; without Web Locks a tab fetches
 //! for itself but still takes the others' tokens and rejections.
 
+use crate::Shared;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -198,14 +199,14 @@ impl TokenSource {
 
     /// The manager, with the page's server clock.
     fn manager(&self) -> std::cell::RefMut<'_, TokenManager> {
-        let mut m = self.manager.borrow_mut();
+        let mut m = self.manager.write();
         m.set_server_clock(CLOCK.with(Cell::get));
         m
     }
 
     fn wait(&self) -> oneshot::Receiver<Result<String, ClientError>> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.borrow_mut().push(tx);
+        self.waiters.write().push(tx);
         rx
     }
 
@@ -214,27 +215,27 @@ impl TokenSource {
         let n = (self.active.get() as i32 + delta).max(0) as u32;
         self.active.set(n);
         if n == 0 {
-            self.refresh.borrow_mut().take();
+            self.refresh.write().take();
         } else {
             self.arm_refresh();
         }
     }
 
     fn arm_refresh(&self) {
-        if self.active.get() == 0 || self.refresh.borrow().is_some() {
+        if self.active.get() == 0 || self.refresh.read().is_some() {
             return;
         }
         let Some(due) = self.manager().refresh_due_at() else { return };
         let delay = due.saturating_sub(now_ms()).min(REFRESH_CHECK_MS);
         let this = self.this.clone();
-        *self.refresh.borrow_mut() = Some(crate::timeout(delay, move || {
+        *self.refresh.write() = Some(crate::timeout(delay, move || {
             if let Some(s) = this.upgrade() {
-                s.refresh.borrow_mut().take();
+                s.refresh.write().take();
                 // Not due yet (a check, or the clock was corrected): wait on.
                 if s.manager().refresh_due_at().is_some_and(|due| due > now_ms()) {
                     return s.arm_refresh();
                 }
-                if s.manager.borrow_mut().begin_refresh() {
+                if s.manager.write().begin_refresh() {
                     s.log.log("refreshing the token ahead of expiry");
                     s.start_fetch();
                 }
@@ -294,24 +295,24 @@ impl TokenSource {
         });
         let release = request_lock(&format!("{}{key}", share.lock_prefix), false, cb.as_ref());
         // Replacing the handle releases the lock kept since the last fetch.
-        let old = share.lock.borrow_mut().replace(LockHandle { release, _cb: cb });
+        let old = share.lock.write().replace(LockHandle { release, _cb: cb });
         drop(old);
         let this = self.this.clone();
         let give_up = crate::timeout(self.timeout_ms.saturating_add(1_000), move || {
-            if let Some(s) = this.upgrade().filter(|s| s.manager.borrow().in_flight() && !s.fetching.get()) {
+            if let Some(s) = this.upgrade().filter(|s| s.manager.read().in_flight() && !s.fetching.get()) {
                 s.log.log("no token from the other tabs in time: fetching one here");
                 s.drop_lock();
                 s.spawn_fetch();
             }
         });
-        *share.give_up.borrow_mut() = Some(give_up);
+        *share.give_up.write() = Some(give_up);
     }
 
     /// Withdraws from the lock's queue, or releases it.
     fn drop_lock(&self) {
         if let Some(share) = &self.share {
-            share.give_up.borrow_mut().take();
-            let old = share.lock.borrow_mut().take();
+            share.give_up.write().take();
+            let old = share.lock.write().take();
             drop(old);
         }
     }
@@ -325,7 +326,7 @@ impl TokenSource {
             }
             _ => {
                 if let Some(share) = &self.share {
-                    share.give_up.borrow_mut().take();
+                    share.give_up.write().take();
                 }
                 self.spawn_fetch();
             }
@@ -362,9 +363,9 @@ impl TokenSource {
 
     /// Every waiter gets `result`; the refresh timer follows the token.
     fn settle(&self, result: Result<String, ClientError>) {
-        self.refresh.borrow_mut().take();
+        self.refresh.write().take();
         self.arm_refresh();
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        let waiters = std::mem::take(&mut *self.waiters.write());
         for w in waiters {
             let _ = w.send(result.clone());
         }
