@@ -32,9 +32,11 @@ async function tokenTab({ sourceKey, convoId }, ttl) {
     const requests = [];
     const fetch0 = window.fetch;
     window.fetch = async (input, init) => {
-      const auth = input instanceof Request ? input.headers.get("authorization") : null;
+      // As `fetch` takes it: a Request, or a URL and its init.
+      const request = new Request(input, init);
+      const auth = request.headers.get("authorization");
       const res = await fetch0(input, init);
-      if (auth) requests.push({ url: input.url, token: auth.replace(/^Bearer /, ""), status: res.status, at: Date.now() });
+      if (auth) requests.push({ url: request.url, token: auth.replace(/^Bearer /, ""), status: res.status, at: Date.now() });
       return res;
     };
     const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });

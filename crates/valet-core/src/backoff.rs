@@ -10,6 +10,8 @@
 //!   back in the same millisecond (the JS SDK's defect 9).
 //! - Randomness comes from [`Rng`], seeded by the caller: deterministic tests.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 /// A small deterministic PRNG (SplitMix64). Not for cryptography.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -117,6 +119,8 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
 
     #[test]
     fn doubles_to_the_cap_with_equal_jitter() {
@@ -154,9 +158,24 @@ mod tests {
 
     #[test]
     fn rng_is_deterministic_per_seed() {
-        let a: Vec<u64> = (0..5).map({ let mut r = Rng::new(1); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..5).map({ let mut r = Rng::new(1); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(1);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(1);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
-        assert!((0..1000).map({ let mut r = Rng::new(3); move |_| r.unit() }).all(|u| (0.0..1.0).contains(&u)));
+        assert!((0..1000)
+            .map({
+                let mut r = Rng::new(3);
+                move |_| r.unit()
+            })
+            .all(|u| (0.0..1.0).contains(&u)));
     }
 }

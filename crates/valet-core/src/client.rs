@@ -6,6 +6,8 @@
 //! - The base URL loses trailing `/`s; ids are percent-encoded as path
 //!   segments, so no id can change the path or the query.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 /// The default API base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.valet.red";
 /// The default cap on one `fetchJwt` call, in ms.
@@ -83,7 +85,9 @@ impl ClientConfig {
         let transport = match raw.transport.as_deref() {
             None | Some("fetch") => Transport::Fetch,
             Some("eventsource") => Transport::EventSource,
-            Some(other) => return Err(format!("`transport` must be \"fetch\" or \"eventsource\", got {}", crate::error::json_string(other))),
+            Some(other) => {
+                return Err(format!("`transport` must be \"fetch\" or \"eventsource\", got {}", crate::error::json_string(other)))
+            }
         };
         Ok(ClientConfig {
             agent_id,
@@ -158,6 +162,8 @@ pub fn encode_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
 
     fn raw() -> RawOptions {
         RawOptions { agent_id: Some("a1".into()), has_fetch_jwt: true, ..Default::default() }

@@ -46,6 +46,8 @@ use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Stage, Status};
 use crate::json::Val;
 use crate::outbox::{Outbox, Outgoing};
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::send::SendOutcome;
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
@@ -745,10 +747,10 @@ impl ConvoMachine {
         }
         self.settled_observations();
         if !self.relay_buf.is_empty() {
-            let sse = std::mem::take(&mut self.relay_buf);
+            let sse = core::mem::take(&mut self.relay_buf);
             self.out.push(Action::Relay { sse });
         }
-        std::mem::take(&mut self.out)
+        core::mem::take(&mut self.out)
     }
 
     /// Queues an event for the other tabs (while relaying).
@@ -835,7 +837,7 @@ impl ConvoMachine {
     }
 
     fn opened(&mut self, result: Result<(), ClientError>) {
-        if !std::mem::replace(&mut self.opened_sent, true) {
+        if !core::mem::replace(&mut self.opened_sent, true) {
             self.out.push(Action::Opened(result));
         }
     }
@@ -1230,7 +1232,7 @@ impl ConvoMachine {
             if i >= read_to {
                 read_to = i + self.read_ahead(items.get(i..).unwrap_or_default());
             }
-            let item = std::mem::replace(&mut items[i], SseItem::Retry(0));
+            let item = core::mem::replace(&mut items[i], SseItem::Retry(0));
             if !f(self, item) {
                 break;
             }
@@ -1373,7 +1375,7 @@ impl ConvoMachine {
                         self.reconcile_again = true;
                     }
                     self.server_reachable(self.now_ms);
-                    if std::mem::take(&mut self.reconcile_again) {
+                    if core::mem::take(&mut self.reconcile_again) {
                         self.request_reconcile();
                     }
                 }

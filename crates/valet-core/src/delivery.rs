@@ -31,9 +31,13 @@
 //!   the best order known; a gap the server's history confirms (a seq that
 //!   never existed) is accepted.
 
-use std::rc::Rc;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use alloc::rc::Rc;
 
-use rustc_hash::FxHashSet as HashSet;
+/// A hash set of ids, hashed with FxHash (hashbrown's set: `std`'s own is
+/// not in `alloc`).
+type HashSet<T> = hashbrown::HashSet<T, rustc_hash::FxBuildHasher>;
 
 use crate::wire::Message;
 
@@ -109,7 +113,7 @@ impl IdWindow {
             if self.order.len() < ID_WINDOW {
                 self.order.push(id);
             } else if let Some(slot) = self.order.get_mut(self.next) {
-                let old = std::mem::replace(slot, id);
+                let old = core::mem::replace(slot, id);
                 self.set.remove(&old);
                 self.next = (self.next + 1) % ID_WINDOW;
             }
@@ -186,7 +190,7 @@ impl<M: Keyed> Delivery<M> {
     /// Whether live messages were dropped for want of room since the last
     /// call: the caller must reconcile again (the server has them).
     pub fn take_overflow(&mut self) -> bool {
-        std::mem::take(&mut self.overflowed)
+        core::mem::take(&mut self.overflowed)
     }
 
     /// Whether a message was already delivered (by the watermark or the
@@ -229,7 +233,7 @@ impl<M: Keyed> Delivery<M> {
         self.syncing = false;
         self.synced_once = true;
         let history_sorts = history.iter().all(|m| m.seq().is_some());
-        let held_ids = std::mem::take(&mut self.held_ids);
+        let held_ids = core::mem::take(&mut self.held_ids);
         let held = self.take_held();
         let mut merged: Vec<(M, bool)> = Vec::with_capacity(history.len() + held.len());
         let mut in_history: HashSet<Rc<str>> = HashSet::default();
@@ -286,7 +290,7 @@ impl<M: Keyed> Delivery<M> {
     pub fn abandon_sync(&mut self) -> Vec<Delivered<M>> {
         self.syncing = false;
         let mut out = Vec::new();
-        let release = std::mem::take(&mut self.held_unseq);
+        let release = core::mem::take(&mut self.held_unseq);
         for m in &release {
             self.held_ids.remove(m.id());
         }
@@ -308,7 +312,7 @@ impl<M: Keyed> Delivery<M> {
     /// Every held message (by seq, then unsequenced), emptying the buffer.
     fn take_held(&mut self) -> Vec<M> {
         self.held_ids.clear();
-        let mut all: Vec<M> = std::mem::take(&mut self.held_seq).into_iter().map(|(_, m)| m).collect();
+        let mut all: Vec<M> = core::mem::take(&mut self.held_seq).into_iter().map(|(_, m)| m).collect();
         all.append(&mut self.held_unseq);
         all
     }
@@ -323,7 +327,7 @@ impl<M: Keyed> Delivery<M> {
         match message.seq() {
             Some(seq) => match self.held_seq.binary_search_by_key(&seq, |(s, _)| *s) {
                 // Two ids with one seq (a broken server): keep both, never drop.
-                Ok(at) => self.held_unseq.push(std::mem::replace(&mut self.held_seq[at].1, message)),
+                Ok(at) => self.held_unseq.push(core::mem::replace(&mut self.held_seq[at].1, message)),
                 Err(at) => self.held_seq.insert(at, (seq, message)),
             },
             None => self.held_unseq.push(message),
@@ -353,7 +357,7 @@ impl<M: Keyed> Delivery<M> {
         if !follows(self.last_seq, self.held_seq.first()) {
             return;
         }
-        let mut rest = std::mem::take(&mut self.held_seq).into_iter();
+        let mut rest = core::mem::take(&mut self.held_seq).into_iter();
         while follows(self.last_seq, rest.as_slice().first()) {
             let Some((_, m)) = rest.next() else { break };
             self.held_ids.remove(m.id());
@@ -367,6 +371,8 @@ impl<M: Keyed> Delivery<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
     use crate::wire::Author;
     use proptest::prelude::*;
 

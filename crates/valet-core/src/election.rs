@@ -47,6 +47,8 @@
 //!   version (an older SDK in a tab not reloaded) ignore each other and each
 //!   elect their own leader: one more stream, never a deaf tab.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use serde::Serialize;
 
 /// The envelope version tabs speak.
@@ -445,7 +447,7 @@ impl Election {
                 self.closed = true;
             }
         }
-        std::mem::take(&mut self.out)
+        core::mem::take(&mut self.out)
     }
 
     fn visible_follower_recent(&self, now_ms: u64) -> bool {
@@ -687,6 +689,8 @@ impl Election {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
     use std::collections::VecDeque;
 
     /// Several tabs of one browser, a channel that delivers to every other
@@ -775,7 +779,7 @@ mod tests {
 
         fn thaw(&mut self, i: usize) {
             self.frozen[i] = false;
-            for input in std::mem::take(&mut self.parked[i]) {
+            for input in core::mem::take(&mut self.parked[i]) {
                 self.input(i, input);
             }
         }

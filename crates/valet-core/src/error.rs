@@ -6,6 +6,8 @@
 //! frame, `closed` for a call on a closed convo, `aborted` for a send whose
 //! `AbortSignal` fired and `invalid_argument` for a bad call. The JS glue turns it into an `Error` with the same fields.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use serde::Serialize;
 
 /// What kind of failure.
@@ -133,13 +135,13 @@ impl ClientError {
     }
 }
 
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{}", self.message)
     }
 }
 
-impl std::error::Error for ClientError {}
+impl core::error::Error for ClientError {}
 
 /// The seconds a 429 asks to wait: the body's `retry_after_seconds` wins over
 /// the `Retry-After` header (seconds or an HTTP date is not parsed: seconds only).
@@ -171,6 +173,8 @@ pub fn json_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
 
     #[test]
     fn body_retry_after_wins_over_header() {

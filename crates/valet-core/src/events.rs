@@ -8,6 +8,8 @@
 //!   the Valet JS SDK hands them over; `message` adds `from_reconcile`, and
 //!   carries the server's message object as sent (see `convo.rs`).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use serde::Serialize;
 
 use crate::json::Obj;
@@ -258,6 +260,8 @@ impl ConvoStatusEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
 
     #[test]
     fn the_list_names_every_event() {

@@ -14,7 +14,9 @@
 //! - Every decision about the values (what is an id, a valid `seq`) is made
 //!   here and in the callers, not in the reader: both readers only parse.
 
-use std::sync::OnceLock;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// A value read at a path.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,19 +88,31 @@ pub trait JsonReader: Sync {
 /// 2^53: whole numbers below it are held exactly by every JSON reader.
 pub const MAX_INT: u64 = 1 << 53;
 
-static READER: OnceLock<&'static dyn JsonReader> = OnceLock::new();
+/// The installed reader: a pointer to a leaked box holding it (a `dyn`
+/// reference is two words, too wide for an atomic). An atomic, not a
+/// `OnceLock`, so that the crate needs no `std`.
+static READER: AtomicPtr<&'static dyn JsonReader> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Installs the reader (once; later calls are ignored). Without one, the
 /// `serde-reader` feature reads with serde_json; without that feature,
 /// nothing reads (every text is malformed): the host must install one.
 pub fn set_reader(reader: &'static dyn JsonReader) {
-    let _ = READER.set(reader);
+    if !READER.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    let slot = Box::into_raw(Box::new(reader));
+    if READER.compare_exchange(core::ptr::null_mut(), slot, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        // SAFETY: `slot` came from `Box::into_raw` just above and was not published.
+        drop(unsafe { Box::from_raw(slot) });
+    }
 }
 
 /// The reader in force.
 pub fn reader() -> &'static dyn JsonReader {
-    if let Some(r) = READER.get() {
-        return *r;
+    let slot = READER.load(Ordering::Acquire);
+    if !slot.is_null() {
+        // SAFETY: a published slot is a leaked box, never freed or written again.
+        return unsafe { *slot };
     }
     #[cfg(feature = "serde-reader")]
     {
@@ -393,6 +407,8 @@ pub fn check_reader(r: &dyn JsonReader) {
 
 #[cfg(all(test, feature = "serde-reader"))]
 mod tests {
+    #[allow(unused_imports)]
+    use crate::prelude::*;
     #[test]
     fn serde_json_reads_every_case() {
         super::check_reader(&super::SerdeReader);

@@ -4,7 +4,27 @@
 //! no web-sys, no clocks (time is an input), no randomness of its own.
 //! The SDK glue (`valet-wasm`) and the reference server (`valet-server`)
 //! share these types, so both speak one contract.
+//!
+//! `no_std` (with `alloc`): the browser build links no `std`, so its panic
+//! and formatting machinery stays out of the wasm. The `std` feature (on by
+//! default: the server, the tests) adds serde_json's reader.
+#![no_std]
 #![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+/// What `std`'s prelude would bring: the `alloc` types every module uses.
+#[allow(unused_imports)]
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::format;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec;
+    pub(crate) use alloc::vec::Vec;
+}
 
 pub mod backoff;
 pub mod client;

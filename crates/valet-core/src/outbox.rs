@@ -32,6 +32,8 @@ use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::convo::{Action, Timer, TokenFor};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, EventName, Stage};
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::send::SendOutcome;
 use crate::wire::SendRequest;
 
@@ -339,7 +341,7 @@ impl Outbox {
         self.in_flight = None;
         self.held = false;
         self.rate_limited = false;
-        for o in std::mem::take(&mut self.queue) {
+        for o in core::mem::take(&mut self.queue) {
             Self::settle_err(o, ClientError::new(ErrorCode::Closed, "the convo was closed before the message was sent"), out);
         }
     }

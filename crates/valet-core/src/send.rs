@@ -12,6 +12,8 @@
 
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 /// How a send (or upload) attempt went.
 #[derive(Debug, Clone)]
@@ -103,6 +105,8 @@ impl SendPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
 
     fn http(status: u16, retry_after: Option<&str>, body: &str) -> SendOutcome {
         SendOutcome::Http { status, retry_after: retry_after.map(str::to_owned), body: body.into() }
@@ -138,9 +142,7 @@ mod tests {
             panic!()
         };
         assert_eq!((e.code, e.retry_after_seconds), (ErrorCode::RateLimited, Some(12)));
-        let SendStep::Fail(e) = SendPolicy::new("send").next(http(404, None, r#"{"code":"convo_not_found"}"#), &mut rng) else {
-            panic!()
-        };
+        let SendStep::Fail(e) = SendPolicy::new("send").next(http(404, None, r#"{"code":"convo_not_found"}"#), &mut rng) else { panic!() };
         assert_eq!((e.code, e.status), (ErrorCode::Http, Some(404)));
         assert_eq!(e.body.as_deref(), Some(r#"{"code":"convo_not_found"}"#));
     }

@@ -15,6 +15,8 @@
 //!   reported once as [`SseItem::Oversized`]; parsing resumes at the next
 //!   blank line, so one bad event never kills the stream or eats memory.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -107,19 +109,19 @@ impl SseParser {
     /// The bytes are decoded as the standard's UTF-8 decoder does (invalid
     /// sequences as U+FFFD; a sequence a chunk cuts waits for the next).
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseItem> {
-        let mut bytes = std::mem::take(&mut self.partial);
+        let mut bytes = core::mem::take(&mut self.partial);
         bytes.extend_from_slice(chunk);
         let mut text = String::with_capacity(bytes.len());
         let mut rest = &bytes[..];
         while !rest.is_empty() {
-            match std::str::from_utf8(rest) {
+            match core::str::from_utf8(rest) {
                 Ok(s) => {
                     text.push_str(s);
                     rest = &[];
                 }
                 Err(e) => {
                     let (valid, after) = rest.split_at(e.valid_up_to());
-                    text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    text.push_str(core::str::from_utf8(valid).unwrap_or_default());
                     match e.error_len() {
                         Some(n) => {
                             text.push('\u{FFFD}');
@@ -171,7 +173,7 @@ impl SseParser {
                 if !self.overflow {
                     self.line.push_str(head);
                 }
-                let line = std::mem::take(&mut self.line);
+                let line = core::mem::take(&mut self.line);
                 self.process_line(&line, &mut out);
                 self.line = line;
                 self.line.clear();
@@ -239,9 +241,9 @@ impl SseParser {
             self.event_type.clear();
             return;
         }
-        let mut data = std::mem::take(&mut self.data);
+        let mut data = core::mem::take(&mut self.data);
         data.pop(); // the trailing LF
-        let event = if self.event_type.is_empty() { "message".to_owned() } else { std::mem::take(&mut self.event_type) };
+        let event = if self.event_type.is_empty() { "message".to_owned() } else { core::mem::take(&mut self.event_type) };
         out.push(SseItem::Event(SseEvent { event, data, id: self.last_id.clone() }));
     }
 }
@@ -249,6 +251,8 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
 
     #[test]
     fn encoded_events_read_back_as_given() {
@@ -354,7 +358,7 @@ mod tests {
     fn in_pieces(
         mut cuts: Vec<usize>,
         len: usize,
-        mut feed: impl FnMut(&mut SseParser, std::ops::Range<usize>) -> Vec<SseItem>,
+        mut feed: impl FnMut(&mut SseParser, core::ops::Range<usize>) -> Vec<SseItem>,
     ) -> Vec<SseItem> {
         cuts.sort_unstable();
         let mut p = SseParser::new();
@@ -382,7 +386,7 @@ event: x\ndata\n\n";
         /// Text fed as text, cut at any char boundaries, parses as its bytes do.
         #[test]
         fn text_parses_as_its_bytes(cuts in proptest::collection::vec(0usize..SAMPLE.len(), 0..12)) {
-            let text = std::str::from_utf8(SAMPLE).unwrap();
+            let text = core::str::from_utf8(SAMPLE).unwrap();
             let cuts = cuts.into_iter().filter(|&c| text.is_char_boundary(c)).collect();
             let got = in_pieces(cuts, text.len(), |p, piece| p.feed_str(&text[piece]));
             prop_assert_eq!(got, events(SAMPLE));

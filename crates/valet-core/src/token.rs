@@ -34,6 +34,8 @@
 //!   so tabs of different users never trade tokens; its first token is its
 //!   own `fetchJwt`'s.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::Deserialize;
@@ -155,8 +157,8 @@ pub enum TokenError {
     BadClaims(String),
 }
 
-impl std::fmt::Display for TokenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             TokenError::NotAJwt => f.write_str("not a JWT (expected three dot-separated parts)"),
             TokenError::BadEncoding => f.write_str("JWT payload is not base64url"),
@@ -165,7 +167,7 @@ impl std::fmt::Display for TokenError {
     }
 }
 
-impl std::error::Error for TokenError {}
+impl core::error::Error for TokenError {}
 
 /// Reads a JWT's claims without verifying its signature.
 pub fn read_claims(jwt: &str) -> Result<UnverifiedClaims, TokenError> {
@@ -204,6 +206,9 @@ pub struct ServerClock {
 }
 
 impl ServerClock {
+    /// No answer read yet: the local clock is taken as the server's.
+    pub const UNKNOWN: ServerClock = ServerClock { offset_ms: 0, known: false };
+
     /// Skews smaller than this are not corrected.
     pub const MIN_SKEW_MS: i64 = 5_000;
 
@@ -521,6 +526,8 @@ impl TokenManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
 
     fn jwt_exp(exp_s: u64, tag: &str) -> String {
         jwt(&format!(r#"{{"exp":{exp_s},"tag":"{tag}"}}"#))

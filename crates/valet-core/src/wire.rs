@@ -13,6 +13,8 @@
 //! - Our extensions (`seq` on messages) are optional and omitted when absent,
 //!   so a peer that does not know them sees the contract byte for byte.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::json::{self, Val};
@@ -608,13 +610,13 @@ pub struct FrameError {
     pub detail: String,
 }
 
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "malformed `{}` frame: {}", self.event, self.detail)
     }
 }
 
-impl std::error::Error for FrameError {}
+impl core::error::Error for FrameError {}
 
 /// Decodes one SSE event into a frame. `Ok(None)` for a frame type this
 /// version does not know (skipped, per the contract); `Err` for JSON that is
@@ -743,6 +745,8 @@ pub fn encode_frame(frame: &ServerFrame) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::prelude::*;
 
     fn msg() -> Message {
         Message {

@@ -1,17 +1,16 @@
 //! `ValetClient`: options, REST calls that are not per-stream, and
 //! `openConvo`.
 
-use crate::Shared;
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use crate::rt::Shared;
+use alloc::rc::Rc;
+use core::cell::{Cell, RefCell};
 
-use serde::{Deserialize, Serialize};
-use tsify::Ts;
 use valet_core::backoff::Rng;
 use valet_core::client::{ClientConfig, RawOptions};
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::send::{SendOutcome, SendPolicy, SendStep};
-use valet_core::wire::{AttachmentPolicy, LockoutSnapshot};
 use wasm_bindgen::prelude::*;
 
 use crate::convo::{Convo, ConvoInner};
@@ -19,69 +18,6 @@ use crate::error::{js_error, to_js};
 use crate::http;
 use crate::log::{Hook, Logger};
 use crate::tokens::TokenSource;
-
-/// Options of `new ValetClient(...)` (declares the TS type; read with
-/// `Reflect`, so each wrong option gets its own error).
-#[allow(dead_code)]
-#[derive(Deserialize, tsify::Tsify)]
-#[serde(rename_all = "camelCase")]
-pub struct ValetClientOptions {
-    /// The agent's id.
-    pub agent_id: String,
-    /// Returns a JWT minted by your backend (a string, or a Promise of one).
-    #[tsify(type = "() => Promise<string> | string")]
-    pub fetch_jwt: (),
-    /// API base URL (default `https://api.valet.red`).
-    #[tsify(optional)]
-    pub base_url: Option<String>,
-    /// Log `[valet-sdk]` lines to the console (tokens are never logged).
-    #[tsify(optional)]
-    pub debug: Option<bool>,
-    /// Cap on one `fetchJwt` call (default 10000 ms).
-    #[tsify(optional)]
-    pub fetch_jwt_timeout_ms: Option<f64>,
-    /// Drop streams while the page is hidden (default true).
-    #[tsify(optional)]
-    pub pause_on_hidden: Option<bool>,
-    /// `"fetch"` (default) or `"eventsource"`.
-    #[tsify(optional, type = "\"fetch\" | \"eventsource\"")]
-    pub transport: Option<String>,
-    /// A stream silent this long is replaced (default 45000 ms).
-    #[tsify(optional)]
-    pub stall_timeout_ms: Option<f64>,
-    /// For observability tools: called with what happens under the API
-    /// (`status`, `error`, `role`, `reconnect`, `duplicate_dropped`,
-    /// `gap_filled`, `token_refresh`, `send_queued`, `send_settled`). What it
-    /// throws is caught and never breaks delivery.
-    #[tsify(optional, type = "(kind: string, payload: unknown) => void")]
-    pub on_event: (),
-}
-
-/// Options of `openConvo`.
-#[allow(dead_code)]
-#[derive(Deserialize, tsify::Tsify)]
-#[serde(rename_all = "camelCase")]
-pub struct OpenConvoOptions {
-    /// The convo to open (from `startSession` or `listConvos`).
-    pub convo_id: String,
-}
-
-/// What `startSession` resolves to (built in JS from the answer: this
-/// declares its type).
-#[allow(dead_code)]
-#[derive(Serialize, tsify::Tsify)]
-#[serde(rename_all = "camelCase")]
-pub struct StartSessionResult {
-    /// The new convo.
-    pub convo_id: String,
-    /// What may be attached (every field filled in, defaults when the server
-    /// sent none).
-    #[tsify(type = "Required<AttachmentPolicy>")]
-    pub attachment_policy: AttachmentPolicy,
-    /// Whether the user is locked out (every field filled in).
-    #[tsify(type = "Required<LockoutSnapshot>")]
-    pub lockout: LockoutSnapshot,
-}
 
 /// What every convo of a client shares.
 pub struct ClientShared {
@@ -137,7 +73,7 @@ impl ClientShared {
                     if refresh_token {
                         reject = Some(token);
                     }
-                    gloo_timers::future::TimeoutFuture::new(delay_ms as u32).await;
+                    crate::rt::sleep(delay_ms).await;
                 }
                 SendStep::Fail(e) => return Err(e),
             }
@@ -232,10 +168,9 @@ impl ValetClient {
     /// Validates the options (throws a `ValetError` with code
     /// `invalid_argument` naming the option at fault).
     #[wasm_bindgen(constructor)]
-    pub fn new(options: Ts<ValetClientOptions>) -> Result<ValetClient, JsValue> {
+    pub fn new(#[wasm_bindgen(unchecked_param_type = "ValetClientOptions")] options: JsValue) -> Result<ValetClient, JsValue> {
         // The browser's JSON.parse reads what the core decides on.
         valet_core::json::set_reader(&crate::json::JsJson);
-        let options: JsValue = options.into();
         if !options.is_object() {
             return Err(js_error(ErrorCode::InvalidArgument, "new ValetClient(options): options must be an object"));
         }
@@ -270,14 +205,14 @@ impl ValetClient {
     #[wasm_bindgen(js_name = startSession, unchecked_return_type = "Promise<StartSessionResult>")]
     pub fn start_session(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
-        crate::promise(async move { shared.get_shaped("startSession", "POST", &shared.config.sessions_url(), session_result).await })
+        crate::rt::promise(async move { shared.get_shaped("startSession", "POST", &shared.config.sessions_url(), session_result).await })
     }
 
     /// The user's convos with the agent, newest first.
     #[wasm_bindgen(js_name = listConvos, unchecked_return_type = "Promise<ConvoSummary[]>")]
     pub fn list_convos(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
-        crate::promise(async move { shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), convo_list).await })
+        crate::rt::promise(async move { shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), convo_list).await })
     }
 
     /// Opens a convo: gets a token first (so auth problems reject here), then
@@ -286,10 +221,9 @@ impl ValetClient {
     /// stream is refused for good (e.g. `http` 404). Subscribe with
     /// `convo.on(...)`; history arrives as `message` events.
     #[wasm_bindgen(js_name = openConvo, unchecked_return_type = "Promise<Convo>")]
-    pub fn open_convo(&self, options: Ts<OpenConvoOptions>) -> js_sys::Promise {
+    pub fn open_convo(&self, #[wasm_bindgen(unchecked_param_type = "OpenConvoOptions")] options: JsValue) -> js_sys::Promise {
         let shared = self.shared.clone();
-        let options: JsValue = options.into();
-        crate::promise(async move {
+        crate::rt::promise(async move {
             let convo_id = if options.is_object() { opt_string(&options, "convoId")? } else { None };
             let convo_id = convo_id
                 .filter(|c| !c.trim().is_empty())
@@ -306,9 +240,8 @@ mod tests {
     use super::*;
     use wasm_bindgen_test::*;
 
-    fn options(js: &str) -> Ts<ValetClientOptions> {
-        let v = js_sys::Function::new_no_args(&format!("return {js}")).call0(&JsValue::NULL).unwrap();
-        Ts::new_unchecked(v)
+    fn options(js: &str) -> JsValue {
+        js_sys::Function::new_no_args(&format!("return {js}")).call0(&JsValue::NULL).unwrap()
     }
 
     fn code_of(r: Result<ValetClient, JsValue>) -> String {
@@ -339,7 +272,7 @@ mod tests {
             ValetClient::new(options("{ agentId: 'a', fetchJwt: () => Promise.reject(new Error('nope')), baseUrl: 'http://127.0.0.1:9' }"))
                 .unwrap();
         let open = options("{ convoId: 'c' }");
-        let r = wasm_bindgen_futures::JsFuture::from(client.open_convo(Ts::new_unchecked(open.into()))).await;
+        let r = wasm_bindgen_futures::JsFuture::from(client.open_convo(open)).await;
         let e = r.expect_err("rejects");
         assert_eq!(js_sys::Reflect::get(&e, &"code".into()).unwrap().as_string().as_deref(), Some("auth"));
     }

@@ -4,13 +4,14 @@
 //! controller for REST calls) and drops them on `close()`. It decides
 //! nothing: every `if` about the protocol is in valet-core.
 
-use crate::Shared;
-use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+#[allow(unused_imports)]
+use crate::prelude::*;
+use crate::rt::Shared;
+use alloc::rc::{Rc, Weak};
+use core::cell::{Cell, RefCell};
 
-use gloo_events::EventListener;
-use gloo_timers::callback::Timeout;
-use serde::Deserialize;
+use crate::rt::Listener;
+use crate::rt::Timeout;
 use valet_core::client::Transport;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, ConvoMetrics, Input, ResumePoint, Timer};
 use valet_core::election::{Role, TabAction, TabInput};
@@ -39,7 +40,7 @@ pub struct ConvoInner {
     stream: RefCell<Option<(u64, StreamHandle)>>,
     timers: RefCell<Vec<(Timer, Timeout)>>,
     rest_abort: AbortController,
-    visibility: RefCell<Option<EventListener>>,
+    visibility: RefCell<Option<Listener>>,
     opened: RefCell<Option<futures_channel::oneshot::Sender<Result<(), ClientError>>>>,
     /// The link to the other tabs of this browser (one stream for all).
     tab: RefCell<Option<Rc<TabLink>>>,
@@ -48,7 +49,7 @@ pub struct ConvoInner {
     sends: RefCell<Vec<(u64, PendingSend)>>,
     next_send: Cell<u64>,
     /// `online` and `pagehide` of the window.
-    window_listeners: RefCell<Vec<EventListener>>,
+    window_listeners: RefCell<Vec<Listener>>,
     this: Weak<ConvoInner>,
 }
 
@@ -67,7 +68,7 @@ fn session_storage() -> Option<web_sys::Storage> {
 struct PendingSend {
     settle: Option<futures_channel::oneshot::Sender<Result<Option<String>, ClientError>>>,
     files: Vec<web_sys::Blob>,
-    _abort: Option<EventListener>,
+    _abort: Option<Listener>,
 }
 
 /// Feeds an election input to a convo if it still exists.
@@ -124,14 +125,14 @@ impl ConvoInner {
         });
         if let Some(window) = web_sys::window() {
             let sink = Rc::downgrade(&inner);
-            let online = EventListener::new(&window, "online", move |_| feed(&sink, Input::Online));
+            let online = Listener::new(&window, "online", move |_| feed(&sink, Input::Online));
             let sink = Rc::downgrade(&inner);
-            let hide = EventListener::new(&window, "pagehide", move |_| feed(&sink, Input::PageHide));
+            let hide = Listener::new(&window, "pagehide", move |_| feed(&sink, Input::PageHide));
             *inner.window_listeners.write() = vec![online, hide];
         }
         if let Some(tab) = inner.tab.read().as_ref() {
             let sink = Rc::downgrade(&inner);
-            let listener = EventListener::new(&tab.channel, "message", move |e| {
+            let listener = Listener::new(&tab.channel, "message", move |e| {
                 // Only strings can be our envelopes; anything else is counted as garbage.
                 let data = e.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default();
                 feed_tab(&sink, TabInput::Channel(data));
@@ -139,9 +140,9 @@ impl ConvoInner {
             *tab.listener.write() = Some(listener);
             if let Some(window) = web_sys::window() {
                 let sink = Rc::downgrade(&inner);
-                let hide = EventListener::new(&window, "pagehide", move |_| feed_tab(&sink, TabInput::PageHide));
+                let hide = Listener::new(&window, "pagehide", move |_| feed_tab(&sink, TabInput::PageHide));
                 let sink = Rc::downgrade(&inner);
-                let show = EventListener::new(&window, "pageshow", move |e| {
+                let show = Listener::new(&window, "pageshow", move |e| {
                     let persisted = js_sys::Reflect::get(e, &"persisted".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
                     if persisted {
                         feed_tab(&sink, TabInput::PageShow { visible: !page_hidden().unwrap_or(false) });
@@ -153,7 +154,7 @@ impl ConvoInner {
         client.tokens.set_active(1);
         if let Some(document) = web_sys::window().and_then(|w| w.document()) {
             let sink = Rc::downgrade(&inner);
-            let listener = EventListener::new(&document, "visibilitychange", move |_| {
+            let listener = Listener::new(&document, "visibilitychange", move |_| {
                 if let Some(hidden) = page_hidden() {
                     feed(&sink, Input::Visibility { hidden });
                     feed_tab(&sink, TabInput::Visibility { visible: !hidden });
@@ -203,7 +204,7 @@ impl ConvoInner {
             Action::GetToken { purpose, reject } => {
                 let sink = self.this.clone();
                 let tokens = self.client.tokens.clone();
-                crate::spawn(async move {
+                crate::rt::spawn(async move {
                     let input = match tokens.get(reject).await {
                         Ok(token) => Input::Token { purpose, token },
                         Err(error) => Input::TokenFailed { purpose, error },
@@ -237,7 +238,7 @@ impl ConvoInner {
                 let sink = self.this.clone();
                 let url = self.client.config.history_url(&self.convo_id, after.as_deref());
                 let signal = self.rest_abort.signal();
-                crate::spawn(async move {
+                crate::rt::spawn(async move {
                     let input = match http::send_read("GET", &url, Some(&token), http::Body::Empty, Some(&signal)).await {
                         Ok(reply) => Input::ReconcileDone { req, status: reply.status, body: reply.body },
                         Err(message) => Input::ReconcileFailed { req, message },
@@ -247,7 +248,7 @@ impl ConvoInner {
             }
             Action::SetTimer { timer, delay_ms } => {
                 let sink = self.this.clone();
-                let t = crate::timeout(delay_ms, move || feed(&sink, Input::TimerFired(timer)));
+                let t = Timeout::new(delay_ms, move || feed(&sink, Input::TimerFired(timer)));
                 let old = take_key(&mut self.timers.write(), &timer);
                 drop(old);
                 self.timers.write().push((timer, t));
@@ -373,7 +374,7 @@ impl ConvoInner {
                 TabAction::Announce => self.handle(Input::Announce),
                 TabAction::SetTimer { delay_ms } => {
                     let sink = self.this.clone();
-                    let t = crate::timeout(delay_ms, move || feed_tab(&sink, TabInput::Tick));
+                    let t = Timeout::new(delay_ms, move || feed_tab(&sink, TabInput::Tick));
                     *tab.timer.write() = Some(t);
                 }
             }
@@ -427,7 +428,7 @@ impl ConvoInner {
         // A send's answer may be the reply's token stream: the send settles
         // at its headers, the body drains (an upload's answer is read).
         let drain = matches!(body, http::Body::Json(_));
-        crate::spawn(async move {
+        crate::rt::spawn(async move {
             let (outcome, body) = match http::send_answer("POST", &url, Some(&token), body, Some(&signal), drain).await {
                 Ok(r) if (200..300).contains(&r.status) => (SendOutcome::Ok, r.body),
                 Ok(r) => (SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body }, String::new()),
@@ -457,7 +458,7 @@ impl ConvoInner {
         let (tx, rx) = futures_channel::oneshot::channel();
         let abort = signal.map(|s| {
             let sink = self.this.clone();
-            EventListener::once(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
+            Listener::new(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
         });
         self.sends.write().push((id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort }));
         self.handle(Input::Send { id, what, detached });
@@ -476,32 +477,6 @@ impl ConvoInner {
         }
         m
     }
-}
-
-/// Options of `convo.send` (read with `Reflect`, so a wrong value gets a
-/// precise error).
-#[allow(dead_code)]
-#[derive(Default, Deserialize, tsify::Tsify)]
-#[serde(rename_all = "camelCase")]
-pub struct SendOptions {
-    /// Files to upload first; they become part of the message.
-    #[serde(default)]
-    #[tsify(type = "Blob[]", optional)]
-    pub files: (),
-    /// Aborts the send while it is queued (it rejects with `aborted`). Once
-    /// on the wire, that attempt decides: stored, the send resolves.
-    #[serde(default)]
-    #[tsify(type = "AbortSignal", optional)]
-    pub signal: (),
-    /// A draft made by `uploadFiles()`: its files go with this text.
-    #[serde(default)]
-    #[tsify(optional)]
-    pub message_id: Option<String>,
-    /// Resolve as soon as the message is queued; a final failure is then an
-    /// `error` event with stage `send` (default: resolve once stored).
-    #[serde(default)]
-    #[tsify(optional)]
-    pub resolve_when_queued: Option<bool>,
 }
 
 /// An open convo. Get one with `valet.openConvo({ convoId })`.
@@ -573,9 +548,9 @@ impl Convo {
     pub fn send(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
-        options: Option<tsify::Ts<SendOptions>>,
+        #[wasm_bindgen(unchecked_optional_param_type = "SendOptions | null")] options: Option<JsValue>,
     ) -> js_sys::Promise {
-        submit(self.inner.clone(), Some(text), options.map(JsValue::from))
+        submit(self.inner.clone(), Some(text), options)
     }
 
     /// Uploads files as a draft message and resolves to its `message_id`
@@ -636,7 +611,7 @@ impl Convo {
 /// `send(text, options)`, or `uploadFiles(files)` (no text, `options.files`):
 /// one async driver for both.
 fn submit(inner: Rc<ConvoInner>, text: Option<JsValue>, options: Option<JsValue>) -> js_sys::Promise {
-    crate::promise(async move {
+    crate::rt::promise(async move {
         let files = read_files(options.clone())?;
         let what = match text {
             None if files.is_empty() => {

@@ -19,6 +19,8 @@
 //!   is queued, in order, and replayed once the app has subscribed in the
 //!   task where `await openConvo(...)` returned ([`Emitter::release`]).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"

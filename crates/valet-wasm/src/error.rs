@@ -3,6 +3,8 @@
 //! `maybeStored` carry the fields of `valet_core::error::ClientError`. The
 //! package registers its `ValetError` class, so they are its instances.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use valet_core::error::{ClientError, ErrorCode};
 use wasm_bindgen::prelude::*;
 

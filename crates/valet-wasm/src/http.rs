@@ -1,5 +1,7 @@
 //! `fetch`, from whatever global scope the SDK runs in (window or worker).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;

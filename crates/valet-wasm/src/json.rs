@@ -13,6 +13,8 @@
 //!   anything else) and separated by NUL, which no read string holds (a
 //!   string with one reads as `o`, as the native reader has it).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use valet_core::json::{JsonReader, Val};
 use wasm_bindgen::prelude::*;
 
@@ -90,7 +92,7 @@ fn join(items: &[&str], sep: char) -> String {
 }
 
 /// The next `n` tagged values of `parts`.
-fn vals(parts: &mut std::str::Split<'_, char>, n: usize) -> Vec<Val> {
+fn vals(parts: &mut core::str::Split<'_, char>, n: usize) -> Vec<Val> {
     let mut vals = Vec::with_capacity(n);
     for _ in 0..n {
         vals.push(val(parts.next().unwrap_or_default()));

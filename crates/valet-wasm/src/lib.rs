@@ -9,7 +9,27 @@
 //! await convo.send("Hi, I need help with my order")
 //! convo.close()
 //! ```
+//!
+//! What ships is `no_std` (with `alloc`): no `std` panic and formatting
+//! machinery in the wasm, and a panic is a trap. The `std` feature links
+//! `std` (the wasm-bindgen tests, and the typings build: see `typings`).
+#![cfg_attr(all(target_arch = "wasm32", not(test), not(feature = "std")), no_std)]
 #![deny(missing_docs)]
+
+extern crate alloc;
+
+/// What `std`'s prelude would bring: the `alloc` types every module uses.
+#[allow(unused_imports)]
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::format;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec;
+    pub(crate) use alloc::vec::Vec;
+}
+#[allow(unused_imports)]
+use prelude::*;
 
 mod client;
 mod convo;
@@ -18,9 +38,12 @@ mod error;
 mod http;
 mod json;
 mod log;
+mod rt;
 mod stream;
 mod tabs;
 mod tokens;
+#[cfg(feature = "typings")]
+mod typings;
 
 pub use client::ValetClient;
 pub use convo::Convo;
@@ -165,50 +188,11 @@ export interface Convo {
 #[global_allocator]
 static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
-/// Runs a future in the background. Boxed, so the executor's task code is
-/// built once for every caller, not once per future type (600 B less
-/// gzipped than `spawn_local` at each call site).
-pub(crate) fn spawn(future: impl std::future::Future<Output = ()> + 'static) {
-    spawn_boxed(Box::pin(future))
-}
-
-fn spawn_boxed(future: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
-    wasm_bindgen_futures::spawn_local(future)
-}
-
-/// A `Promise` of a future's result, boxed as [`spawn`] is.
-pub(crate) fn promise(future: impl std::future::Future<Output = Result<JsValue, JsValue>> + 'static) -> js_sys::Promise {
-    promise_boxed(Box::pin(future))
-}
-
-fn promise_boxed(future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>>) -> js_sys::Promise {
-    wasm_bindgen_futures::future_to_promise(future)
-}
-
-/// A `setTimeout` that is cleared when dropped. Boxed, as [`spawn`] is.
-pub(crate) fn timeout(ms: u64, f: impl FnOnce() + 'static) -> gloo_timers::callback::Timeout {
-    timeout_boxed(ms.min(i32::MAX as u64) as u32, Box::new(f))
-}
-
-fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> gloo_timers::callback::Timeout {
-    gloo_timers::callback::Timeout::new(ms, f)
-}
-
-/// `RefCell`'s borrows through one function each: `borrow` and
-/// `borrow_mut` are `#[track_caller]`, so each call site would carry its own
-/// panic location in the wasm; through these, all share one.
-pub(crate) trait Shared<T> {
-    /// `borrow()`.
-    fn read(&self) -> std::cell::Ref<'_, T>;
-    /// `borrow_mut()`.
-    fn write(&self) -> std::cell::RefMut<'_, T>;
-}
-
-impl<T> Shared<T> for std::cell::RefCell<T> {
-    fn read(&self) -> std::cell::Ref<'_, T> {
-        self.borrow()
-    }
-    fn write(&self) -> std::cell::RefMut<'_, T> {
-        self.borrow_mut()
-    }
+/// A panic is a bug: the wasm traps (`unreachable`), and the call that
+/// reached it throws a `RuntimeError` in JS. No message is formatted, so no
+/// panic string or location is in the wasm.
+#[cfg(all(target_arch = "wasm32", not(test), not(feature = "std")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
 }

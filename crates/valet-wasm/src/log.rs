@@ -3,6 +3,8 @@
 //! never puts a token in one. And the `onEvent(kind, payload)` hook for
 //! observability tools: what it throws is caught, never breaks delivery.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use wasm_bindgen::JsValue;
 
 /// A logger.

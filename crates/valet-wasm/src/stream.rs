@@ -10,11 +10,13 @@
 //! Dropping a handle aborts the fetch (or closes the EventSource and removes
 //! its listeners): a closed or replaced stream leaves nothing behind.
 
-use crate::Shared;
-use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+#[allow(unused_imports)]
+use crate::prelude::*;
+use crate::rt::Shared;
+use alloc::rc::{Rc, Weak};
+use core::cell::{Cell, RefCell};
 
-use gloo_events::EventListener;
+use crate::rt::Listener;
 use valet_core::convo::Input;
 use valet_core::sse::SseEvent;
 use valet_core::wire::KNOWN_FRAME_TYPES;
@@ -62,7 +64,7 @@ pub enum StreamHandle {
 pub struct EsState {
     ticket_abort: AbortController,
     source: RefCell<Option<EventSource>>,
-    listeners: RefCell<Vec<EventListener>>,
+    listeners: RefCell<Vec<Listener>>,
     dropped: Cell<bool>,
 }
 
@@ -86,7 +88,7 @@ impl Drop for StreamHandle {
 pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: String, last_event_id: Option<String>) -> StreamHandle {
     let controller = AbortController::new().expect_throw("AbortController");
     let signal = controller.signal();
-    crate::spawn(async move {
+    crate::rt::spawn(async move {
         let sse = http::Sse { last_event_id: last_event_id.as_deref() };
         let response = match http::send("GET", &url, Some(&token), Some(sse), http::Body::Empty, Some(&signal)).await {
             Ok(r) => r,
@@ -121,7 +123,7 @@ pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: Stri
             }
             feed(&sink, Input::StreamText { attempt, text });
             if sink.upgrade().is_some_and(|inner| inner.events_held()) {
-                gloo_timers::future::TimeoutFuture::new(0).await;
+                crate::rt::sleep(0).await;
             }
         }
     });
@@ -143,7 +145,7 @@ pub fn open_eventsource(
         dropped: Cell::new(false),
     });
     let st = state.clone();
-    crate::spawn(async move {
+    crate::rt::spawn(async move {
         let signal = st.ticket_abort.signal();
         let reply = match http::send_read("POST", &ticket_url, Some(&token), http::Body::Empty, Some(&signal)).await {
             Ok(r) => r,
@@ -165,10 +167,10 @@ pub fn open_eventsource(
         };
         let mut listeners = Vec::new();
         let s = sink.clone();
-        listeners.push(EventListener::new(&es, "open", move |_| feed(&s, Input::StreamOpened { attempt })));
+        listeners.push(Listener::new(&es, "open", move |_| feed(&s, Input::StreamOpened { attempt })));
         for name in KNOWN_FRAME_TYPES {
             let s = sink.clone();
-            listeners.push(EventListener::new(&es, name, move |e| {
+            listeners.push(Listener::new(&es, name, move |e| {
                 // `error` is both a frame name and the EventSource failure event.
                 let Some(m) = e.dyn_ref::<MessageEvent>() else {
                     return feed(&s, Input::StreamFailed { attempt, message: "EventSource error".into() });

@@ -7,11 +7,13 @@
 //!   handle is gone is harmless.
 //! - Without `navigator.locks` the election runs on heartbeats alone.
 
-use crate::Shared;
-use std::cell::{Cell, RefCell};
+#[allow(unused_imports)]
+use crate::prelude::*;
+use crate::rt::Shared;
+use core::cell::{Cell, RefCell};
 
-use gloo_events::EventListener;
-use gloo_timers::callback::Timeout;
+use crate::rt::Listener;
+use crate::rt::Timeout;
 use valet_core::election::{Election, ElectionConfig};
 use wasm_bindgen::prelude::*;
 use web_sys::BroadcastChannel;
@@ -55,8 +57,8 @@ pub struct TabLink {
     pub(crate) election: RefCell<Election>,
     pub(crate) channel: BroadcastChannel,
     pub(crate) lock_name: String,
-    pub(crate) listener: RefCell<Option<EventListener>>,
-    pub(crate) page_listeners: RefCell<Vec<EventListener>>,
+    pub(crate) listener: RefCell<Option<Listener>>,
+    pub(crate) page_listeners: RefCell<Vec<Listener>>,
     pub(crate) timer: RefCell<Option<Timeout>>,
     pub(crate) lock: RefCell<Option<LockHandle>>,
     pub(crate) lock_epoch: Cell<u64>,

@@ -15,15 +15,18 @@
 //! BroadcastChannel each tab is on its own; without Web Locks a tab fetches
 //! for itself but still takes the others' tokens and rejections.
 
-use crate::Shared;
-use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+#[allow(unused_imports)]
+use crate::prelude::*;
+use crate::rt::Shared;
+use alloc::rc::{Rc, Weak};
+use core::cell::{Cell, RefCell};
 
+use crate::rt::Listener;
+#[cfg(target_arch = "wasm32")]
+use crate::rt::PageCell;
+use crate::rt::Timeout;
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
-use gloo_events::EventListener;
-use gloo_timers::callback::Timeout;
-use gloo_timers::future::TimeoutFuture;
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::token::{FetchFailure, Heard, ServerClock, TokenClaims, TokenManager, TokenMessage, TokenStep};
 use wasm_bindgen::prelude::*;
@@ -83,7 +86,7 @@ impl Drop for Share {
 /// The link to the other tabs' token sources.
 struct Share {
     channel: web_sys::BroadcastChannel,
-    _listener: EventListener,
+    _listener: Listener,
     /// `valet-token:{api}:{agent}:`, the prefix of the locks' names.
     lock_prefix: String,
     /// The lock asked for (to replace a token) or kept (after fetching its
@@ -115,20 +118,29 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-thread_local! {
-    /// The server's clock as the page's answers tell it.
-    static CLOCK: Cell<ServerClock> = Cell::new(ServerClock::default());
+/// The server's clock as the page's answers tell it (in the browser; built
+/// natively, for the workspace's checks, the glue never runs).
+#[cfg(target_arch = "wasm32")]
+static CLOCK: PageCell<ServerClock> = PageCell::new(ServerClock::UNKNOWN);
+
+#[cfg(target_arch = "wasm32")]
+fn page_clock() -> ServerClock {
+    CLOCK.get()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn page_clock() -> ServerClock {
+    ServerClock::UNKNOWN
 }
 
 /// An answer's `Date` header: the page's server clock takes it.
 pub fn observe_server_date(date: &str) {
     let server_ms = js_sys::Date::parse(date);
     if server_ms.is_finite() && server_ms > 0.0 {
-        CLOCK.with(|c| {
-            let mut clock = c.get();
-            clock.observe(now_ms(), server_ms as u64);
-            c.set(clock);
-        });
+        let mut clock = page_clock();
+        clock.observe(now_ms(), server_ms as u64);
+        #[cfg(target_arch = "wasm32")]
+        CLOCK.set(clock);
     }
 }
 
@@ -146,7 +158,7 @@ impl TokenSource {
         Rc::new_cyclic(|this: &Weak<TokenSource>| TokenSource {
             share: token_channel(&format!("valet-token:{api}:{agent_id}")).ok().flatten().map(|channel| {
                 let source = this.clone();
-                let listener = EventListener::new(&channel, "message", move |e| {
+                let listener = Listener::new(&channel, "message", move |e| {
                     let text = e.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string());
                     if let (Some(s), Some(text)) = (source.upgrade(), text) {
                         s.heard(&text);
@@ -198,9 +210,9 @@ impl TokenSource {
     }
 
     /// The manager, with the page's server clock.
-    fn manager(&self) -> std::cell::RefMut<'_, TokenManager> {
+    fn manager(&self) -> core::cell::RefMut<'_, TokenManager> {
         let mut m = self.manager.write();
-        m.set_server_clock(CLOCK.with(Cell::get));
+        m.set_server_clock(page_clock());
         m
     }
 
@@ -228,7 +240,7 @@ impl TokenSource {
         let Some(due) = self.manager().refresh_due_at() else { return };
         let delay = due.saturating_sub(now_ms()).min(REFRESH_CHECK_MS);
         let this = self.this.clone();
-        *self.refresh.write() = Some(crate::timeout(delay, move || {
+        *self.refresh.write() = Some(Timeout::new(delay, move || {
             if let Some(s) = this.upgrade() {
                 s.refresh.write().take();
                 // Not due yet (a check, or the clock was corrected): wait on.
@@ -298,7 +310,7 @@ impl TokenSource {
         let old = share.lock.write().replace(LockHandle { release, _cb: cb });
         drop(old);
         let this = self.this.clone();
-        let give_up = crate::timeout(self.timeout_ms.saturating_add(1_000), move || {
+        let give_up = Timeout::new(self.timeout_ms.saturating_add(1_000), move || {
             if let Some(s) = this.upgrade().filter(|s| s.manager.read().in_flight() && !s.fetching.get()) {
                 s.log.log("no token from the other tabs in time: fetching one here");
                 s.drop_lock();
@@ -337,7 +349,7 @@ impl TokenSource {
         let Some(this) = self.this.upgrade() else { return };
         self.fetches.set(self.fetches.get() + 1);
         self.fetching.set(true);
-        crate::spawn(async move {
+        crate::rt::spawn(async move {
             let raw = this.call_fetch_jwt().await;
             this.fetching.set(false);
             let result = this.manager().fetched_with(now_ms(), raw, claims_of);
@@ -365,7 +377,7 @@ impl TokenSource {
     fn settle(&self, result: Result<String, ClientError>) {
         self.refresh.write().take();
         self.arm_refresh();
-        let waiters = std::mem::take(&mut *self.waiters.write());
+        let waiters = core::mem::take(&mut *self.waiters.write());
         for w in waiters {
             let _ = w.send(result.clone());
         }
@@ -375,7 +387,7 @@ impl TokenSource {
         let value = self.fetch_jwt.call0(&JsValue::UNDEFINED).map_err(|e| FetchFailure::Threw(describe(&e)))?;
         let promise = js_sys::Promise::resolve(&value);
         let fetch = JsFuture::from(promise);
-        let timeout = TimeoutFuture::new(self.timeout_ms.min(i32::MAX as u64) as u32);
+        let timeout = crate::rt::sleep(self.timeout_ms);
         match select(fetch, timeout).await {
             Either::Left((Ok(v), _)) => v.as_string().ok_or(FetchFailure::NotAString),
             Either::Left((Err(e), _)) => Err(FetchFailure::Threw(describe(&e))),
