@@ -12,6 +12,7 @@
 
 #[allow(unused_imports)]
 use crate::prelude::*;
+
 /// A small deterministic PRNG (SplitMix64). Not for cryptography.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -119,8 +120,6 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
 
     #[test]
     fn doubles_to_the_cap_with_equal_jitter() {

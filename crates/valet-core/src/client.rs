@@ -8,6 +8,7 @@
 
 #[allow(unused_imports)]
 use crate::prelude::*;
+
 /// The default API base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.valet.red";
 /// The default cap on one `fetchJwt` call, in ms.
@@ -162,8 +163,6 @@ pub fn encode_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
 
     fn raw() -> RawOptions {
         RawOptions { agent_id: Some("a1".into()), has_fetch_jwt: true, ..Default::default() }

@@ -371,8 +371,6 @@ impl<M: Keyed> Delivery<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
     use crate::wire::Author;
     use proptest::prelude::*;
 

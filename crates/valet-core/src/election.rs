@@ -689,8 +689,6 @@ impl Election {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
     use std::collections::VecDeque;
 
     /// Several tabs of one browser, a channel that delivers to every other

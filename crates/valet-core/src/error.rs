@@ -173,8 +173,6 @@ pub fn json_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
 
     #[test]
     fn body_retry_after_wins_over_header() {

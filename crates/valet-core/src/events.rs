@@ -260,8 +260,6 @@ impl ConvoStatusEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
 
     #[test]
     fn the_list_names_every_event() {

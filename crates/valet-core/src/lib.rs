@@ -6,8 +6,9 @@
 //! share these types, so both speak one contract.
 //!
 //! `no_std` (with `alloc`): the browser build links no `std`, so its panic
-//! and formatting machinery stays out of the wasm. The `std` feature (on by
-//! default: the server, the tests) adds serde_json's reader.
+//! machinery stays out of the wasm. The `std` feature (on by default: the
+//! server, the tests) links it, and `serde-reader` (on by default too)
+//! reads JSON with serde_json.
 #![no_std]
 #![deny(missing_docs)]
 

@@ -105,8 +105,6 @@ impl SendPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
 
     fn http(status: u16, retry_after: Option<&str>, body: &str) -> SendOutcome {
         SendOutcome::Http { status, retry_after: retry_after.map(str::to_owned), body: body.into() }

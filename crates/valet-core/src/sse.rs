@@ -17,6 +17,7 @@
 
 #[allow(unused_imports)]
 use crate::prelude::*;
+
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -251,8 +252,6 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
 
     #[test]
     fn encoded_events_read_back_as_given() {

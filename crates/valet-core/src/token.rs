@@ -526,8 +526,6 @@ impl TokenManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
 
     fn jwt_exp(exp_s: u64, tag: &str) -> String {
         jwt(&format!(r#"{{"exp":{exp_s},"tag":"{tag}"}}"#))

@@ -745,8 +745,6 @@ pub fn encode_frame(frame: &ServerFrame) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::prelude::*;
 
     fn msg() -> Message {
         Message {

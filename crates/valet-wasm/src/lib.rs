@@ -189,8 +189,9 @@ export interface Convo {
 static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 /// A panic is a bug: the wasm traps (`unreachable`), and the call that
-/// reached it throws a `RuntimeError` in JS. No message is formatted, so no
-/// panic string or location is in the wasm.
+/// reached it throws a `RuntimeError` in JS, as with `std` and
+/// `panic = "abort"`; but no message is formatted, and `std`'s panic
+/// machinery is not in the wasm.
 #[cfg(all(target_arch = "wasm32", not(test), not(feature = "std")))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
