@@ -199,10 +199,16 @@ pub const REFRESH_LEAD_MS: u64 = 5 * 60 * 1000;
 /// `Date` has one-second resolution, so an offset under
 /// [`ServerClock::MIN_SKEW_MS`] is noise and taken as 0; the offset moves
 /// only when a new reading differs by that much (a clock set, a sleep).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerClock {
     offset_ms: i64,
     known: bool,
+}
+
+impl Default for ServerClock {
+    fn default() -> Self {
+        ServerClock::UNKNOWN
+    }
 }
 
 impl ServerClock {
