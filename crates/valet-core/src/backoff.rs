@@ -46,7 +46,7 @@ impl Rng {
             if matches!(i, 4 | 6 | 8 | 10) {
                 hex.push('-');
             }
-            hex.push_str(&format!("{byte:02x}"));
+            crate::text::push_hex(&mut hex, byte, false);
         }
         hex
     }

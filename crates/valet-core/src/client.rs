@@ -67,7 +67,7 @@ fn positive_ms(name: &str, v: Option<f64>, default: u64) -> Result<u64, String> 
     match v {
         None => Ok(default),
         Some(x) if (1.0..=86_400_000.0).contains(&x) => Ok(x as u64),
-        Some(_) => Err(format!("`{name}` must be a number of milliseconds between 1 and 86400000")),
+        Some(_) => Err(crate::cat!("`", name, "` must be a number of milliseconds between 1 and 86400000")),
     }
 }
 
@@ -81,13 +81,13 @@ impl ClientConfig {
         let base_url = raw.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         let base_url = base_url.trim().trim_end_matches('/').to_owned();
         if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-            return Err(format!("`baseUrl` must be an http(s) URL, got {}", crate::error::json_string(&base_url)));
+            return Err(crate::cat!("`baseUrl` must be an http(s) URL, got ", crate::error::json_string(&base_url)));
         }
         let transport = match raw.transport.as_deref() {
             None | Some("fetch") => Transport::Fetch,
             Some("eventsource") => Transport::EventSource,
             Some(other) => {
-                return Err(format!("`transport` must be \"fetch\" or \"eventsource\", got {}", crate::error::json_string(other)))
+                return Err(crate::cat!("`transport` must be \"fetch\" or \"eventsource\", got ", crate::error::json_string(other)))
             }
         };
         Ok(ClientConfig {
@@ -102,48 +102,48 @@ impl ClientConfig {
     }
 
     fn convo_path(&self, convo_id: &str) -> String {
-        format!("{}/api/v2/agent_convos/{}", self.base_url, encode_segment(convo_id))
+        crate::cat!(self.base_url, "/api/v2/agent_convos/", encode_segment(convo_id))
     }
 
     /// `POST /api/v2/sessions`.
     pub fn sessions_url(&self) -> String {
-        format!("{}/api/v2/sessions", self.base_url)
+        crate::cat!(self.base_url, "/api/v2/sessions")
     }
 
     /// `GET /api/v2/agent_convos`.
     pub fn convos_url(&self) -> String {
-        format!("{}/api/v2/agent_convos", self.base_url)
+        crate::cat!(self.base_url, "/api/v2/agent_convos")
     }
 
     /// `GET /api/v2/agent_convos/{convo}` (`?after=` when given).
     pub fn history_url(&self, convo_id: &str, after: Option<&str>) -> String {
         match after {
-            Some(id) => format!("{}?after={}", self.convo_path(convo_id), encode_segment(id)),
+            Some(id) => crate::cat!(self.convo_path(convo_id), "?after=", encode_segment(id)),
             None => self.convo_path(convo_id),
         }
     }
 
     /// `POST .../stream_message`.
     pub fn send_url(&self, convo_id: &str) -> String {
-        format!("{}/stream_message", self.convo_path(convo_id))
+        crate::cat!(self.convo_path(convo_id), "/stream_message")
     }
 
     /// `POST .../upload_file`.
     pub fn upload_url(&self, convo_id: &str) -> String {
-        format!("{}/upload_file", self.convo_path(convo_id))
+        crate::cat!(self.convo_path(convo_id), "/upload_file")
     }
 
     /// `GET .../events` (with a ticket for `EventSource`).
     pub fn events_url(&self, convo_id: &str, ticket: Option<&str>) -> String {
         match ticket {
-            Some(t) => format!("{}/events?ticket={}", self.convo_path(convo_id), encode_segment(t)),
-            None => format!("{}/events", self.convo_path(convo_id)),
+            Some(t) => crate::cat!(self.convo_path(convo_id), "/events?ticket=", encode_segment(t)),
+            None => crate::cat!(self.convo_path(convo_id), "/events"),
         }
     }
 
     /// `POST .../stream_ticket` (EXTENSION).
     pub fn ticket_url(&self, convo_id: &str) -> String {
-        format!("{}/stream_ticket", self.convo_path(convo_id))
+        crate::cat!(self.convo_path(convo_id), "/stream_ticket")
     }
 }
 
@@ -154,7 +154,8 @@ pub fn encode_segment(s: &str) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            crate::text::push_hex(&mut out, b, true);
         }
     }
     out

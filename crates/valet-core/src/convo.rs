@@ -523,10 +523,12 @@ impl ConvoMachine {
         let last_delivered = resume.as_ref().and_then(|r| r.id.clone().map(|id| (id, r.seq)));
         let resumed_until = resume.filter(|r| r.id.is_some());
         let relaying = cfg.relay;
-        let message_prefix = format!(
-            "{{\"type\":\"message\",\"action\":\"create\",\"agent_id\":{},\"convo_id\":{},\"message\":",
+        let message_prefix = crate::cat!(
+            "{\"type\":\"message\",\"action\":\"create\",\"agent_id\":",
             crate::error::json_string(&cfg.agent_id),
+            ",\"convo_id\":",
             crate::error::json_string(&cfg.convo_id),
+            ",\"message\":",
         );
         ConvoMachine {
             message_prefix,
@@ -702,14 +704,14 @@ impl ConvoMachine {
             }
             Input::StreamEnded { attempt } => {
                 if matches!(self.conn, Conn::Connecting(a) | Conn::Live(a) if a == attempt) {
-                    self.log(format!("stream ended without a `closed` frame (attempt {attempt})"));
+                    self.log(crate::cat!("stream ended without a `closed` frame (attempt ", attempt, ")"));
                     self.close_stream();
                     self.schedule_backoff();
                 }
             }
             Input::StreamFailed { attempt, message } => {
                 if matches!(self.conn, Conn::Connecting(a) | Conn::Live(a) if a == attempt) {
-                    self.log(format!("stream failed: {message}"));
+                    self.log(crate::cat!("stream failed: ", message));
                     self.close_stream();
                     self.schedule_backoff();
                 }
@@ -718,7 +720,7 @@ impl ConvoMachine {
             Input::ReconcileFailed { req, message } => {
                 if req == self.reconcile_req && self.reconcile_in_flight {
                     self.reconcile_in_flight = false;
-                    self.reconcile_failed(ClientError::new(ErrorCode::Network, format!("reconcile failed: {message}")));
+                    self.reconcile_failed(ClientError::new(ErrorCode::Network, crate::cat!("reconcile failed: ", message)));
                 }
             }
             Input::TimerFired(timer) => self.on_timer(now_ms, timer),
@@ -726,7 +728,7 @@ impl ConvoMachine {
                 let key = self.rng.uuid_v4();
                 self.outbox.push(id, key, what, detached, &mut self.out);
                 let queued = self.outbox.len();
-                self.observe("send_queued", format!("{{\"queued\":{queued}}}"));
+                self.observe("send_queued", crate::cat!("{\"queued\":", queued, "}"));
             }
             Input::CancelSend { id } => self.outbox.cancel(id, &mut self.out),
             Input::Posted { id, outcome, body } => {
@@ -856,7 +858,7 @@ impl ConvoMachine {
     }
 
     fn emit_error(&mut self, error: ClientError, stage: Stage) {
-        self.log(format!("error ({stage:?}): {}", error.message));
+        self.log(crate::cat!("error (", stage.as_str(), "): ", error.message));
         let payload = ConvoErrorEvent::new(error, stage).to_json();
         self.emit(EventName::Error, payload);
     }
@@ -994,7 +996,7 @@ impl ConvoMachine {
         if self.ever_connected {
             self.metrics.reconnects += 1;
             let attempt = self.attempt;
-            self.observe("reconnect", format!("{{\"attempt\":{attempt}}}"));
+            self.observe("reconnect", crate::cat!("{\"attempt\":", attempt, "}"));
         }
         self.conn = Conn::Authorizing(self.attempt);
         self.parser = SseParser::new();
@@ -1043,7 +1045,7 @@ impl ConvoMachine {
         match purpose {
             TokenFor::Stream(a) if self.conn == Conn::Authorizing(a) => {
                 self.conn = Conn::Connecting(a);
-                self.log(format!("opening stream (attempt {a}, token {})", redact(&token)));
+                self.log(crate::cat!("opening stream (attempt ", a, ", token ", redact(&token), ")"));
                 self.stream_token = Some(token.clone());
                 self.last_activity_ms = now_ms;
                 let last_event_id = if self.ids_seen { self.last_event_id.clone() } else { None };
@@ -1079,13 +1081,13 @@ impl ConvoMachine {
         self.out.push(Action::ClearTimer(Timer::Stall));
         self.conn = Conn::Backoff;
         let error = ClientError::from_http(status, retry_after_seconds(retry_after, body), body, "opening the stream");
-        self.log(format!("stream refused: HTTP {status}"));
+        self.log(crate::cat!("stream refused: HTTP ", status));
         match status {
             401 => {
                 self.auth_failures += 1;
                 if self.auth_failures >= self.cfg.max_auth_failures {
                     let mut e = error;
-                    e.message = format!("the server refused {} tokens in a row: {}", self.auth_failures, e.message);
+                    e.message = crate::cat!("the server refused ", self.auth_failures, " tokens in a row: ", e.message);
                     self.stop(e, Stage::Auth);
                 } else {
                     self.reject_next = self.stream_token.clone();
@@ -1113,7 +1115,7 @@ impl ConvoMachine {
             SseItem::Event(ev) => self.on_event(attempt, ev),
             SseItem::Retry(_) => {} // reconnect timing is ours, not the server's
             SseItem::Oversized { limit } => self.emit_error(
-                ClientError::new(ErrorCode::Protocol, format!("a stream event exceeded {limit} bytes and was dropped")),
+                ClientError::new(ErrorCode::Protocol, crate::cat!("a stream event exceeded ", limit, " bytes and was dropped")),
                 Stage::Stream,
             ),
         }
@@ -1143,7 +1145,7 @@ impl ConvoMachine {
             FrameKind::Closed => {
                 let reason = frame.reason.unwrap_or(ClosedReason::Unknown);
                 self.emit(EventName::Closed, frame.text);
-                self.log(format!("server closed the stream: {}", reason.as_str()));
+                self.log(crate::cat!("server closed the stream: ", reason.as_str()));
                 if self.conn == Conn::Live(attempt) {
                     self.close_stream();
                 }
@@ -1191,11 +1193,11 @@ impl ConvoMachine {
         let frame = match read_frame_head(event, data) {
             Ok(Some(f)) => f,
             Ok(None) => {
-                self.log(format!("skipping unknown frame type `{event}`"));
+                self.log(crate::cat!("skipping unknown frame type `", event, "`"));
                 return None;
             }
             Err(e) => {
-                self.emit_error(ClientError::new(ErrorCode::Protocol, e.to_string()), Stage::Stream);
+                self.emit_error(ClientError::new(ErrorCode::Protocol, e.message()), Stage::Stream);
                 return None;
             }
         };
@@ -1317,7 +1319,7 @@ impl ConvoMachine {
                 if let Conn::Connecting(_) | Conn::Live(_) = self.conn {
                     let silent = now_ms.saturating_sub(self.last_activity_ms);
                     if silent >= self.cfg.stall_timeout_ms {
-                        self.log(format!("stream silent for {silent} ms: reconnecting"));
+                        self.log(crate::cat!("stream silent for ", silent, " ms: reconnecting"));
                         self.close_stream();
                         self.schedule_backoff();
                     } else {
@@ -1363,7 +1365,7 @@ impl ConvoMachine {
                         let filled = delivered.iter().filter(|d| d.from_reconcile).count() as u64;
                         if filled > 0 {
                             self.metrics.gaps_filled += filled;
-                            self.observe("gap_filled", format!("{{\"messages\":{filled}}}"));
+                            self.observe("gap_filled", crate::cat!("{\"messages\":", filled, "}"));
                         }
                     }
                     self.history_loaded = true;

@@ -104,17 +104,24 @@ impl Envelope {
     /// `{"sdk":"valet-sdk","v":2,"tab":…,"gen":…,"body":{"kind":…}}`.
     pub fn to_json(&self) -> String {
         use crate::error::json_string as q;
-        let mut out =
-            format!("{{\"sdk\":\"valet-sdk\",\"v\":{ENVELOPE_VERSION},\"tab\":{},\"gen\":{},\"body\":{{\"kind\":", q(&self.tab), self.gen);
+        let mut out = crate::cat!(
+            "{\"sdk\":\"valet-sdk\",\"v\":",
+            ENVELOPE_VERSION,
+            ",\"tab\":",
+            q(&self.tab),
+            ",\"gen\":",
+            self.gen,
+            ",\"body\":{\"kind\":"
+        );
         match &self.body {
             Body::Heartbeat { visible, relay, ack } => {
-                out += &format!("\"heartbeat\",\"visible\":{visible},\"relay\":{relay}");
+                out += &crate::cat!("\"heartbeat\",\"visible\":", visible, ",\"relay\":", relay);
                 if let Some(a) = ack {
                     out += ",\"ack\":";
                     out += &q(a);
                 }
             }
-            Body::Presence { visible, hello } => out += &format!("\"presence\",\"visible\":{visible},\"hello\":{hello}"),
+            Body::Presence { visible, hello } => out += &crate::cat!("\"presence\",\"visible\":", visible, ",\"hello\":", hello),
             Body::Resign => out += "\"resign\"",
             Body::Events { sse } => {
                 out += "\"events\",\"sse\":";

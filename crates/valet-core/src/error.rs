@@ -116,9 +116,9 @@ impl ClientError {
             _ => ErrorCode::Http,
         };
         let message = if detail.is_empty() {
-            format!("{what} failed with HTTP {status}")
+            crate::cat!(what, " failed with HTTP ", status)
         } else {
-            format!("{what} failed with HTTP {status}: {detail}")
+            crate::cat!(what, " failed with HTTP ", status, ": ", detail)
         };
         ClientError {
             code,

@@ -277,20 +277,14 @@ pub fn push_string(out: &mut String, s: &str) {
 }
 
 /// Appends `n` in decimal.
-pub fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// Recursive (at most 20 deep), so no digit buffer: its index checks would
+/// keep the bounds-check panic and, through its message, `core::fmt`'s
+/// integer formatting in the wasm.
+pub fn push_u64(out: &mut String, n: u64) {
+    if n >= 10 {
+        push_u64(out, n / 10);
     }
-    for &d in &digits[at..] {
-        out.push(d as char);
-    }
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// `s` as a JSON string literal.

@@ -38,5 +38,6 @@ pub mod json;
 pub mod outbox;
 pub mod send;
 pub mod sse;
+pub mod text;
 pub mod token;
 pub mod wire;

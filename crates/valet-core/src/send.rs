@@ -95,7 +95,7 @@ impl SendPolicy {
                 if self.attempts < MAX_ATTEMPTS {
                     SendStep::Retry { delay_ms: self.backoff.next_delay(rng), refresh_token: false }
                 } else {
-                    SendStep::Fail(ClientError::new(ErrorCode::Network, format!("{} failed: {message}", self.what)))
+                    SendStep::Fail(ClientError::new(ErrorCode::Network, crate::cat!(self.what, " failed: ", message)))
                 }
             }
         }

@@ -187,7 +187,7 @@ pub fn claims_of(jwt: &str) -> Result<TokenClaims, String> {
 
 /// What a log line shows of a token: its length and nothing of its content.
 pub fn redact(token: &str) -> String {
-    format!("<redacted jwt, {} chars>", token.len())
+    crate::cat!("<redacted jwt, ", token.len(), " chars>")
 }
 
 /// The refresh lead: tokens are replaced this long before `exp`.
@@ -498,12 +498,12 @@ impl TokenManager {
         self.in_flight = false;
         let auth = |m: String| ClientError::new(ErrorCode::Auth, m);
         let jwt = result.map_err(|f| match f {
-            FetchFailure::Threw(m) => auth(format!("fetchJwt failed: {m}")),
-            FetchFailure::TimedOut(ms) => ClientError::new(ErrorCode::Auth, format!("fetchJwt did not settle within {ms} ms")),
+            FetchFailure::Threw(m) => auth(crate::cat!("fetchJwt failed: ", m)),
+            FetchFailure::TimedOut(ms) => ClientError::new(ErrorCode::Auth, crate::cat!("fetchJwt did not settle within ", ms, " ms")),
             FetchFailure::NotAString => auth("fetchJwt must resolve to a JWT string".into()),
         })?;
         let jwt = jwt.trim().to_owned();
-        let claims = claims_of(&jwt).map_err(|e| auth(format!("fetchJwt returned an unusable token: {e}")))?;
+        let claims = claims_of(&jwt).map_err(|e| auth(crate::cat!("fetchJwt returned an unusable token: ", e)))?;
         let exp = claims.exp.ok_or_else(|| auth("fetchJwt returned a token without `exp`".into()))?;
         let exp_ms = u64::try_from(exp).unwrap_or(0).saturating_mul(1000);
         // Expired by the server's clock; by the device's alone, the server judges.

@@ -168,7 +168,7 @@ impl RawMessage {
             data
         } else {
             let body = data.trim_start().strip_prefix('{').unwrap_or_default();
-            format!("{{\"type\":\"message\",{body}")
+            crate::cat!("{\"type\":\"message\",", body)
         };
         Self::checked(id, seq, json.into_boxed_str(), true).map_err(Err)
     }
@@ -610,9 +610,16 @@ pub struct FrameError {
     pub detail: String,
 }
 
+impl FrameError {
+    /// What a caller is told: "malformed `{event}` frame: {detail}".
+    pub fn message(&self) -> String {
+        crate::cat!("malformed `", self.event, "` frame: ", self.detail)
+    }
+}
+
 impl core::fmt::Display for FrameError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "malformed `{}` frame: {}", self.event, self.detail)
+        f.write_str(&self.message())
     }
 }
 
@@ -732,7 +739,7 @@ pub fn read_frame_head(event: &str, data: String) -> Result<Option<FrameHead>, F
         // `{...}` without `type`: the event name is the type.
         let body = data.trim_start().strip_prefix('{').unwrap_or("}");
         let sep = if body.trim_start().starts_with('}') { "" } else { "," };
-        format!("{{\"type\":\"{event}\"{sep}{body}")
+        crate::cat!("{\"type\":\"", event, "\"", sep, body)
     };
     Ok(Some(FrameHead { kind, reason, text }))
 }

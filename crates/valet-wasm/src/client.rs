@@ -92,7 +92,7 @@ impl ClientShared {
         let body = self.request(what, method, url, || http::Body::Empty, None, || false).await.map_err(|e| to_js(&e))?;
         shape(&body).map_err(|e| {
             let why = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
-            js_error(ErrorCode::Protocol, format!("malformed answer to {what}: {why}"))
+            js_error(ErrorCode::Protocol, valet_core::cat!("malformed answer to ", what, ": ", why))
         })
     }
 }
@@ -138,7 +138,7 @@ fn opt_string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
-    v.as_string().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a string")))
+    v.as_string().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, valet_core::cat!("`", key, "` must be a string")))
 }
 
 fn opt_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
@@ -146,7 +146,7 @@ fn opt_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
-    v.as_bool().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a boolean")))
+    v.as_bool().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, valet_core::cat!("`", key, "` must be a boolean")))
 }
 
 fn opt_number(obj: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
@@ -154,7 +154,7 @@ fn opt_number(obj: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
-    v.as_f64().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, format!("`{key}` must be a number")))
+    v.as_f64().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, valet_core::cat!("`", key, "` must be a number")))
 }
 
 /// The entry point: `new ValetClient({ agentId, fetchJwt, ... })`.
@@ -195,7 +195,7 @@ impl ValetClient {
         let log = Logger { enabled: config.debug };
         let tokens = TokenSource::new(fetch_jwt.into(), config.fetch_jwt_timeout_ms, log, hook.clone(), &config.base_url, &config.agent_id);
         let seed = (js_sys::Math::random() * (u64::MAX as f64)) as u64 ^ (js_sys::Date::now() as u64);
-        log.log(&format!("client for agent {} at {}", config.agent_id, config.base_url));
+        log.log(&valet_core::cat!("client for agent ", config.agent_id, " at ", config.base_url));
         Ok(ValetClient {
             shared: Rc::new(ClientShared { config, tokens, log, hook, rng: RefCell::new(Rng::new(seed)), seeds: Cell::new(0) }),
         })

@@ -41,7 +41,7 @@ pub struct ConvoInner {
     timers: RefCell<Vec<(Timer, Timeout)>>,
     rest_abort: AbortController,
     visibility: RefCell<Option<Listener>>,
-    opened: RefCell<Option<futures_channel::oneshot::Sender<Result<(), ClientError>>>>,
+    opened: RefCell<Option<crate::rt::Sender<Result<(), ClientError>>>>,
     /// The link to the other tabs of this browser (one stream for all).
     tab: RefCell<Option<Rc<TabLink>>>,
     /// Sends not settled yet, by id (the machine's outbox decides; this
@@ -56,17 +56,39 @@ pub struct ConvoInner {
 /// The `sessionStorage` key of a convo's resume point (per tab: it
 /// survives a reload, not a new tab).
 fn resume_key(agent_id: &str, convo_id: &str) -> String {
-    format!("valet-sdk:resume:{agent_id}:{convo_id}")
+    valet_core::cat!("valet-sdk:resume:", agent_id, ":", convo_id)
 }
 
-fn session_storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.session_storage().ok().flatten()
+#[wasm_bindgen(inline_js = r#"
+export const pageTarget = (doc) => typeof document !== "object" ? undefined : doc ? document : window;
+export const pageHidden = () => typeof document === "object" ? document.hidden : undefined;
+export function resumePoint(key, json) {
+  try {
+    if (json === undefined) return sessionStorage.getItem(key) ?? undefined;
+    sessionStorage.setItem(key, json);
+  } catch {}
+}
+"#)]
+extern "C" {
+    /// The page's `window` (`document`: its `document`); `None` outside a
+    /// page (a worker). Bound here, not through `web_sys::window()`, whose
+    /// lookup of the global object costs the wasm four imports.
+    #[wasm_bindgen(js_name = pageTarget)]
+    fn page_target(document: bool) -> Option<web_sys::EventTarget>;
+    /// `document.hidden`; `None` outside a page.
+    #[wasm_bindgen(js_name = pageHidden)]
+    fn page_hidden() -> Option<bool>;
+    /// The resume point stored under `key` in `sessionStorage` (`json`:
+    /// stores it instead). A storage that is missing, full or refused
+    /// only costs the resume.
+    #[wasm_bindgen(js_name = resumePoint)]
+    fn resume_point(key: &str, json: Option<&str>) -> Option<String>;
 }
 
 /// A send's handles: its promise's sender (none once resolved with
 /// `resolveWhenQueued`), its files, and its `AbortSignal` listener.
 struct PendingSend {
-    settle: Option<futures_channel::oneshot::Sender<Result<Option<String>, ClientError>>>,
+    settle: Option<crate::rt::Sender<Result<Option<String>, ClientError>>>,
     files: Vec<web_sys::Blob>,
     _abort: Option<Listener>,
 }
@@ -89,10 +111,6 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-fn page_hidden() -> Option<bool> {
-    web_sys::window().and_then(|w| w.document()).map(|d| d.hidden())
-}
-
 impl ConvoInner {
     pub(crate) fn open(client: Rc<ClientShared>, convo_id: String) -> Rc<ConvoInner> {
         let cfg = &client.config;
@@ -103,9 +121,7 @@ impl ConvoInner {
         // Relaying starts when another tab says hello (the election says when).
         machine_cfg.relay = false;
         machine_cfg.observe = client.hook.is_set();
-        machine_cfg.resume = session_storage()
-            .and_then(|s| s.get_item(&resume_key(&cfg.agent_id, &convo_id)).ok().flatten())
-            .and_then(|json| ResumePoint::parse(&json));
+        machine_cfg.resume = resume_point(&resume_key(&cfg.agent_id, &convo_id), None).and_then(|json| ResumePoint::parse(&json));
         let seed = client.seed();
         let inner = Rc::new_cyclic(|this| ConvoInner {
             machine: RefCell::new(ConvoMachine::new(machine_cfg, seed)),
@@ -123,7 +139,7 @@ impl ConvoInner {
             window_listeners: RefCell::new(Vec::new()),
             this: this.clone(),
         });
-        if let Some(window) = web_sys::window() {
+        if let Some(window) = page_target(false) {
             let sink = Rc::downgrade(&inner);
             let online = Listener::new(&window, "online", move |_| feed(&sink, Input::Online));
             let sink = Rc::downgrade(&inner);
@@ -138,7 +154,7 @@ impl ConvoInner {
                 feed_tab(&sink, TabInput::Channel(data));
             });
             *tab.listener.write() = Some(listener);
-            if let Some(window) = web_sys::window() {
+            if let Some(window) = page_target(false) {
                 let sink = Rc::downgrade(&inner);
                 let hide = Listener::new(&window, "pagehide", move |_| feed_tab(&sink, TabInput::PageHide));
                 let sink = Rc::downgrade(&inner);
@@ -152,7 +168,7 @@ impl ConvoInner {
             }
         }
         client.tokens.set_active(1);
-        if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+        if let Some(document) = page_target(true) {
             let sink = Rc::downgrade(&inner);
             let listener = Listener::new(&document, "visibilitychange", move |_| {
                 if let Some(hidden) = page_hidden() {
@@ -265,10 +281,7 @@ impl ConvoInner {
             }
             Action::Observe { kind, payload } => self.client.hook.call(kind, &payload),
             Action::Persist(json) => {
-                if let Some(storage) = session_storage() {
-                    // A full or refused storage only costs the resume.
-                    let _ = storage.set_item(&resume_key(&self.client.config.agent_id, &self.convo_id), &json);
-                }
+                resume_point(&resume_key(&self.client.config.agent_id, &self.convo_id), Some(&json));
             }
             Action::Upload { id, token } => {
                 let files = self.sends.read().iter().find(|(k, _)| *k == id).map(|(_, p)| p.files.clone()).unwrap_or_default();
@@ -287,11 +300,11 @@ impl ConvoInner {
             Action::SendSettled { id, result } => {
                 let pending = take_key(&mut self.sends.write(), &id);
                 if let Some(tx) = pending.and_then(|p| p.settle) {
-                    let _ = tx.send(result);
+                    tx.send(result);
                 }
             }
             Action::EmitMany { event, json_array, .. } => self.emitter.emit_many(event.as_str(), &json_array),
-            Action::Log(line) => self.client.log.log(&format!("convo {}: {line}", self.convo_id)),
+            Action::Log(line) => self.client.log.log(&valet_core::cat!("convo ", self.convo_id, ": ", line)),
             Action::Relay { sse } => {
                 let tab = self.tab.read().clone();
                 if let Some(tab) = tab {
@@ -303,7 +316,7 @@ impl ConvoInner {
             }
             Action::Opened(result) => {
                 if let Some(tx) = self.opened.write().take() {
-                    let _ = tx.send(result);
+                    tx.send(result);
                 }
             }
         }
@@ -328,21 +341,31 @@ impl ConvoInner {
             self.handle(Input::Relay(now_relaying));
         }
         if now_ignored > ignored {
-            self.client
-                .log
-                .log(&format!("convo {}: ignored a message on the tab channel that is not ours ({now_ignored} so far)", self.convo_id));
+            self.client.log.log(&valet_core::cat!(
+                "convo ",
+                self.convo_id,
+                ": ignored a message on the tab channel that is not ours (",
+                now_ignored,
+                " so far)"
+            ));
         }
         for action in actions {
             match action {
                 TabAction::RequestLock { steal } => {
-                    self.client.log.log(&format!("convo {}: requesting the tab lock (steal: {steal})", self.convo_id));
+                    self.client.log.log(&valet_core::cat!("convo ", self.convo_id, ": requesting the tab lock (steal: ", steal, ")"));
                     let epoch = tab.lock_epoch.get() + 1;
                     tab.lock_epoch.set(epoch);
                     let sink = self.this.clone();
                     let cb = Closure::<dyn FnMut(JsValue)>::new(move |kind: JsValue| {
                         let Some(inner) = sink.upgrade() else { return };
                         let current = inner.tab.read().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
-                        inner.client.log.log(&format!("tab lock {} (current: {current})", kind.as_string().unwrap_or_default()));
+                        inner.client.log.log(&valet_core::cat!(
+                            "tab lock ",
+                            kind.as_string().unwrap_or_default(),
+                            " (current: ",
+                            current,
+                            ")"
+                        ));
                         if current {
                             let input =
                                 if kind.as_string().as_deref() == Some("granted") { TabInput::LockGranted } else { TabInput::LockLost };
@@ -359,12 +382,12 @@ impl ConvoInner {
                     let _ = tab.channel.post_message(&JsValue::from_str(&env.to_json()));
                 }
                 TabAction::Lead { gen } => {
-                    self.client.log.log(&format!("convo {}: this tab leads (generation {gen})", self.convo_id));
+                    self.client.log.log(&valet_core::cat!("convo ", self.convo_id, ": this tab leads (generation ", gen, ")"));
                     self.emit_role("leader", gen);
                     self.handle(Input::Lead);
                 }
                 TabAction::Follow { gen } => {
-                    self.client.log.log(&format!("convo {}: this tab follows (generation {gen})", self.convo_id));
+                    self.client.log.log(&valet_core::cat!("convo ", self.convo_id, ": this tab follows (generation ", gen, ")"));
                     self.emit_role("follower", gen);
                     self.handle(Input::Standby);
                 }
@@ -455,7 +478,7 @@ impl ConvoInner {
         }
         let id = self.next_send.get() + 1;
         self.next_send.set(id);
-        let (tx, rx) = futures_channel::oneshot::channel();
+        let (tx, rx) = crate::rt::oneshot();
         let abort = signal.map(|s| {
             let sink = self.this.clone();
             Listener::new(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
@@ -465,7 +488,7 @@ impl ConvoInner {
         if detached {
             return Ok(None);
         }
-        rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")))
+        rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")))
     }
 
     /// The machine's metrics, with the election's and the token source's.
@@ -490,7 +513,7 @@ impl Convo {
     /// outcome (live, paused, or retrying), rejects if it stopped (the
     /// convo is then closed).
     pub(crate) async fn start(inner: Rc<ConvoInner>) -> Result<Convo, ClientError> {
-        let (tx, rx) = futures_channel::oneshot::channel();
+        let (tx, rx) = crate::rt::oneshot();
         *inner.opened.write() = Some(tx);
         let hidden = page_hidden().unwrap_or(false);
         if hidden {
@@ -501,7 +524,7 @@ impl Convo {
         } else {
             inner.handle(Input::Start);
         }
-        let outcome = rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")));
+        let outcome = rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")));
         match outcome {
             Ok(()) => {
                 // Events of the opening are held until the app subscribed in
@@ -532,11 +555,12 @@ impl Convo {
         if EventName::parse(event).is_none() {
             return Err(js_error(
                 ErrorCode::InvalidArgument,
-                format!("unknown event {}; events: {}", valet_core::error::json_string(event), EventName::LIST),
+                valet_core::cat!("unknown event ", valet_core::error::json_string(event), "; events: ", EventName::LIST),
             ));
         }
-        let handler: js_sys::Function =
-            handler.dyn_into().map_err(|_| js_error(ErrorCode::InvalidArgument, format!("the `{event}` handler must be a function")))?;
+        let handler: js_sys::Function = handler
+            .dyn_into()
+            .map_err(|_| js_error(ErrorCode::InvalidArgument, valet_core::cat!("the `", event, "` handler must be a function")))?;
         Ok(self.inner.emitter.on(event, &handler))
     }
 

@@ -60,7 +60,7 @@ pub struct Reply {
 
 fn describe(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()
-        .map(|e| format!("{}: {}", String::from(e.name()), String::from(e.message())))
+        .map(|e| valet_core::cat!(String::from(e.name()), ": ", String::from(e.message())))
         .or_else(|| e.as_string())
         .unwrap_or_else(|| "network error".to_owned())
 }

@@ -18,7 +18,7 @@ impl Logger {
     /// Prints a line when enabled.
     pub fn log(&self, line: &str) {
         if self.enabled {
-            web_sys::console::debug_1(&format!("[valet-sdk] {line}").into());
+            web_sys::console::debug_1(&valet_core::cat!("[valet-sdk] ", line).into());
         }
     }
 }

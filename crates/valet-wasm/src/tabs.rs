@@ -67,12 +67,12 @@ pub struct TabLink {
 impl TabLink {
     /// The link for (agent, convo), or `None` where BroadcastChannel is missing.
     pub fn new(agent_id: &str, convo_id: &str, tab_id: String) -> Option<TabLink> {
-        let channel = BroadcastChannel::new(&format!("valet-events:{agent_id}:{convo_id}")).ok()?;
+        let channel = BroadcastChannel::new(&valet_core::cat!("valet-events:", agent_id, ":", convo_id)).ok()?;
         let cfg = ElectionConfig { locks: locks_available(), ..Default::default() };
         Some(TabLink {
             election: RefCell::new(Election::new(cfg, tab_id)),
             channel,
-            lock_name: format!("valet:{agent_id}:{convo_id}"),
+            lock_name: valet_core::cat!("valet:", agent_id, ":", convo_id),
             listener: RefCell::new(None),
             page_listeners: RefCell::new(Vec::new()),
             timer: RefCell::new(None),

@@ -25,8 +25,6 @@ use crate::rt::Listener;
 #[cfg(target_arch = "wasm32")]
 use crate::rt::PageCell;
 use crate::rt::Timeout;
-use futures_channel::oneshot;
-use futures_util::future::{select, Either};
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::token::{FetchFailure, Heard, ServerClock, TokenClaims, TokenManager, TokenMessage, TokenStep};
 use wasm_bindgen::prelude::*;
@@ -36,7 +34,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::log::{Hook, Logger};
 use crate::tabs::{locks_available, request_lock, LockHandle};
 
-type Waiter = oneshot::Sender<Result<String, ClientError>>;
+type Waiter = crate::rt::Sender<Result<String, ClientError>>;
 
 #[wasm_bindgen(inline_js = r#"
 export function jwtClaims(jwt) {
@@ -156,7 +154,7 @@ impl TokenSource {
     /// sources for the same API and agent.
     pub fn new(fetch_jwt: js_sys::Function, timeout_ms: u64, log: Logger, hook: Hook, api: &str, agent_id: &str) -> Rc<TokenSource> {
         Rc::new_cyclic(|this: &Weak<TokenSource>| TokenSource {
-            share: token_channel(&format!("valet-token:{api}:{agent_id}")).ok().flatten().map(|channel| {
+            share: token_channel(&valet_core::cat!("valet-token:", api, ":", agent_id)).ok().flatten().map(|channel| {
                 let source = this.clone();
                 let listener = Listener::new(&channel, "message", move |e| {
                     let text = e.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string());
@@ -167,7 +165,7 @@ impl TokenSource {
                 Share {
                     channel,
                     _listener: listener,
-                    lock_prefix: format!("valet-token:{api}:{agent_id}:"),
+                    lock_prefix: valet_core::cat!("valet-token:", api, ":", agent_id, ":"),
                     lock: RefCell::new(None),
                     give_up: RefCell::new(None),
                 }
@@ -200,11 +198,11 @@ impl TokenSource {
             TokenStep::Fetch => {
                 let rx = self.wait();
                 self.start_fetch();
-                rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
+                rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
             }
             TokenStep::Wait => {
                 let rx = self.wait();
-                rx.await.unwrap_or_else(|_| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
+                rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
             }
         }
     }
@@ -216,8 +214,8 @@ impl TokenSource {
         m
     }
 
-    fn wait(&self) -> oneshot::Receiver<Result<String, ClientError>> {
-        let (tx, rx) = oneshot::channel();
+    fn wait(&self) -> crate::rt::Receiver<Result<String, ClientError>> {
+        let (tx, rx) = crate::rt::oneshot();
         self.waiters.write().push(tx);
         rx
     }
@@ -305,7 +303,7 @@ impl TokenSource {
                 s.lock_granted(&granted_key);
             }
         });
-        let release = request_lock(&format!("{}{key}", share.lock_prefix), false, cb.as_ref());
+        let release = request_lock(&valet_core::cat!(share.lock_prefix, key), false, cb.as_ref());
         // Replacing the handle releases the lock kept since the last fetch.
         let old = share.lock.write().replace(LockHandle { release, _cb: cb });
         drop(old);
@@ -355,7 +353,7 @@ impl TokenSource {
             let result = this.manager().fetched_with(now_ms(), raw, claims_of);
             if this.hook.is_set() {
                 let ok = if result.is_ok() { "true" } else { "false" };
-                this.hook.call("token_refresh", &format!("{{\"ok\":{ok}}}"));
+                this.hook.call("token_refresh", &valet_core::cat!("{\"ok\":", ok, "}"));
             }
             match &result {
                 // Told while the lock is kept: a tab that gets it later finds the token replaced.
@@ -364,7 +362,7 @@ impl TokenSource {
                     this.tell(TokenMessage::Token(jwt.clone()));
                 }
                 Err(e) => {
-                    this.log.log(&format!("fetchJwt: {}", e.message));
+                    this.log.log(&valet_core::cat!("fetchJwt: ", e.message));
                     // Let the next tab in line try.
                     this.drop_lock();
                 }
@@ -379,19 +377,17 @@ impl TokenSource {
         self.arm_refresh();
         let waiters = core::mem::take(&mut *self.waiters.write());
         for w in waiters {
-            let _ = w.send(result.clone());
+            w.send(result.clone());
         }
     }
 
     async fn call_fetch_jwt(&self) -> Result<String, FetchFailure> {
         let value = self.fetch_jwt.call0(&JsValue::UNDEFINED).map_err(|e| FetchFailure::Threw(describe(&e)))?;
         let promise = js_sys::Promise::resolve(&value);
-        let fetch = JsFuture::from(promise);
-        let timeout = crate::rt::sleep(self.timeout_ms);
-        match select(fetch, timeout).await {
-            Either::Left((Ok(v), _)) => v.as_string().ok_or(FetchFailure::NotAString),
-            Either::Left((Err(e), _)) => Err(FetchFailure::Threw(describe(&e))),
-            Either::Right(_) => Err(FetchFailure::TimedOut(self.timeout_ms)),
+        match crate::rt::within(self.timeout_ms, JsFuture::from(promise)).await {
+            Ok(Ok(v)) => v.as_string().ok_or(FetchFailure::NotAString),
+            Ok(Err(e)) => Err(FetchFailure::Threw(describe(&e))),
+            Err(()) => Err(FetchFailure::TimedOut(self.timeout_ms)),
         }
     }
 }

@@ -1,0 +1,117 @@
+//! Text built without `core::fmt`: [`cat!`](crate::cat) joins pieces
+//! (strings, integers in decimal, booleans) into a `String`.
+//!
+//! Why: in the browser build, `format!` was the only caller of
+//! `core::fmt::write` and its machinery (argument tables, the integer and
+//! padding code, `String`'s `fmt::Write`): 1.2 KB of the gzipped wasm for
+//! log lines, error messages and a few JSON bodies that are plain
+//! concatenations. The crate's non-test code
+//! uses [`cat!`](crate::cat); tests and the server may use `format!`.
+
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+/// Something [`cat!`](crate::cat) can append.
+pub trait Piece {
+    /// Appends it to `out`.
+    fn push_to(&self, out: &mut String);
+}
+
+impl Piece for str {
+    fn push_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl Piece for String {
+    fn push_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl<T: Piece + ?Sized> Piece for &T {
+    fn push_to(&self, out: &mut String) {
+        (**self).push_to(out);
+    }
+}
+
+impl Piece for bool {
+    fn push_to(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
+    }
+}
+
+/// In decimal ([`crate::json::push_u64`]; not `itoa`, whose `expect`s keep
+/// a panic path whose `Debug` formatting brings back what `cat!` leaves
+/// out).
+impl Piece for u64 {
+    fn push_to(&self, out: &mut String) {
+        crate::json::push_u64(out, *self);
+    }
+}
+
+// One integer width in the wasm (`u64`): the others widen to it.
+
+macro_rules! widen {
+    ($($t:ty),*) => {$(
+        impl Piece for $t {
+            fn push_to(&self, out: &mut String) {
+                (*self as u64).push_to(out);
+            }
+        }
+    )*};
+}
+widen!(u32, u16, usize);
+
+/// Appends `byte` as two hex digits (`upper`: `A`–`F`).
+pub fn push_hex(out: &mut String, byte: u8, upper: bool) {
+    let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+    out.push(digits[usize::from(byte >> 4)] as char);
+    out.push(digits[usize::from(byte & 15)] as char);
+}
+
+/// Joins its arguments (each a [`Piece`](crate::text::Piece): `&str`,
+/// `String`, an unsigned integer, a `bool`) into a new `String`, like
+/// `format!` with only `{}` and without `core::fmt`.
+///
+/// ```
+/// let attempt = 3u64;
+/// assert_eq!(valet_core::cat!("attempt ", attempt, ", ok: ", true), "attempt 3, ok: true");
+/// ```
+#[macro_export]
+macro_rules! cat {
+    ($($piece:expr),* $(,)?) => {{
+        #[allow(unused_mut)] // `cat!()`
+        let mut out = $crate::text::String::new();
+        $( $crate::text::Piece::push_to(&$piece, &mut out); )*
+        out
+    }};
+}
+
+#[doc(hidden)]
+pub use alloc::string::String;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cat_writes_what_format_would() {
+        let s = String::from("s");
+        let cases: [(String, String); 4] = [
+            (crate::cat!("a", 0u64, "b", u64::MAX), format!("a{}b{}", 0u64, u64::MAX)),
+            (crate::cat!(7u16, " ", 65_535u32, " ", usize::MAX), format!("{} {} {}", 7u16, 65_535u32, usize::MAX)),
+            (crate::cat!(true, false, s, &s, "x"), format!("{}{}{s}{s}x", true, false)),
+            (crate::cat!(), String::new()),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+        for byte in [0u8, 9, 10, 0x7f, 0xa5, 0xff] {
+            let (mut lower, mut upper) = (String::new(), String::new());
+            push_hex(&mut lower, byte, false);
+            push_hex(&mut upper, byte, true);
+            assert_eq!((lower, upper), (format!("{byte:02x}"), format!("{byte:02X}")));
+        }
+    }
+}
