@@ -28,7 +28,7 @@
 //! - Ids are hashed with FNV: they come from the server the client talks
 //!   to, and SipHash's flood resistance is not worth its cost per message.
 //!   (Not FxHash: its `try_into().unwrap()`s keep a panic path whose `Debug`
-//!   formatting costs the wasm 0.8 KB gzipped; FNV reads byte by byte, and
+//!   formatting costs the wasm 0.9 KB gzipped; FNV reads byte by byte, and
 //!   ids are short.)
 //! - Nothing is dropped: a reconcile that fails releases held messages in
 //!   the best order known; a gap the server's history confirms (a seq that

@@ -1,0 +1,78 @@
+// Short names for what the wasm imports from its glue, in both files.
+//
+// Why: wasm-bindgen names each import of the glue `__wbg_<name>_<hash>`
+// (`__wbg_httpSend_78d24742a64d2bf3`), from the module
+// "./valet_wasm_bg.js". The wasm spells each name once in its import
+// section, the glue once as a key of its import object; the hashes do not
+// compress. Here they become `a`, `b`, …, `$a`, … from a module `a`: 2.1 KB
+// less gzipped in the wasm and 0.7 KB in the glue (emscripten does the same
+// with binaryen's minify-imports-and-exports pass). Exports keep their
+// names: they are the glue's API (`init()` returns them, `memory` among
+// them). The snippets' imports (imported by their export names) are left
+// as they are.
+//
+// The wasm is rewritten with binaryen's API (npm `binaryen`, from
+// tests/package-lock.json), the glue by replacing each key, which must
+// occur exactly once: anything unexpected fails the build.
+//
+// Usage: node pkg-template/imports.mjs <dir> (before wasm-opt and terser)
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+
+const require = createRequire(new URL("../tests/package.json", import.meta.url));
+const { default: binaryen } = await import(pathToFileURL(require.resolve("binaryen")).href);
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error("usage: node pkg-template/imports.mjs <dir>");
+  process.exit(2);
+}
+const GLUE_MODULE = "./valet_wasm_bg.js";
+const wasmPath = join(dir, "valet_wasm_bg.wasm");
+const gluePath = join(dir, "valet_wasm.js");
+
+// Short names that are valid JS identifiers and not keywords.
+const first = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$";
+const rest = first + "0123456789";
+const reserved = new Set(["do", "if", "in"]);
+function* shortNames() {
+  for (const c of first) yield c;
+  for (const c of first) for (const d of rest) if (!reserved.has(c + d)) yield c + d;
+}
+
+const fail = (why) => {
+  console.error(`imports.mjs: ${why}`);
+  process.exit(1);
+};
+
+const module = binaryen.readBinary(readFileSync(wasmPath));
+const imports = [];
+for (let i = 0; i < module.getNumFunctions(); i++) {
+  const f = binaryen.getFunctionInfo(module.getFunctionByIndex(i));
+  if (f.module === GLUE_MODULE) imports.push(f);
+}
+if (imports.length === 0) fail(`no import from ${GLUE_MODULE} in ${wasmPath}`);
+
+let glue = readFileSync(gluePath, "utf8");
+const replaceOnce = (pattern, replacement, what) => {
+  const found = glue.match(new RegExp(pattern.source, "g"))?.length ?? 0;
+  if (found !== 1) fail(`${what} occurs ${found} times in ${gluePath}, not once`);
+  glue = glue.replace(pattern, replacement);
+};
+
+const names = shortNames();
+for (const f of imports) {
+  const short = names.next().value;
+  // Same internal name: the calls to it are unchanged.
+  module.removeFunction(f.name);
+  module.addFunctionImport(f.name, "a", short, f.params, f.results);
+  replaceOnce(new RegExp(`(?<=[\\s{,])${f.base}(?=:)`), short, `the import ${f.base}`);
+}
+replaceOnce(/"\.\/valet_wasm_bg\.js"(?=: import0,)/, "a", `the module ${GLUE_MODULE}`);
+if (!module.validate()) fail("the rewritten wasm does not validate");
+
+writeFileSync(wasmPath, module.emitBinary());
+writeFileSync(gluePath, glue);
+console.log(`imports.mjs: ${imports.length} imports renamed`);
