@@ -21,6 +21,8 @@ extern crate std;
 mod prelude {
     pub(crate) use alloc::borrow::ToOwned;
     pub(crate) use alloc::boxed::Box;
+    // Not in the browser build: text is joined with `cat!` (see `text`).
+    #[cfg(any(test, feature = "std"))]
     pub(crate) use alloc::format;
     pub(crate) use alloc::string::{String, ToString};
     pub(crate) use alloc::vec;

@@ -4,11 +4,11 @@
 //! Why: in the browser build, `format!` brought `core::fmt::write`, an
 //! argument table per call and `String`'s `fmt::Write` into the wasm for
 //! log lines, error messages and a few JSON bodies that are plain
-//! concatenations. With a panic path of two dependencies (itoa, FxHash)
-//! that kept `Debug` formatting, that was 1.3 KB of the gzipped wasm. What
-//! is left of `core::fmt` is reached from `core`'s own panic messages.
-//! The crate's non-test code uses [`cat!`](crate::cat); tests and the
-//! server may use `format!`.
+//! concatenations. With FxHash's panic path that kept `Debug` formatting
+//! (see `delivery`), that was 1.3 KB of the gzipped wasm. What is left of
+//! `core::fmt` is reached from `core`'s own panic messages. The crate's
+//! non-test code uses [`cat!`](crate::cat): the prelude has `format!` only
+//! for the tests and the `std` build (the server's).
 
 #[allow(unused_imports)]
 use crate::prelude::*;

@@ -649,7 +649,7 @@ pub fn decode_frame(event: &str, data: &str) -> Result<Option<ServerFrame>, Fram
         // `{...}` without `type`: splice the event name in as the type.
         let body = data.trim_start().strip_prefix('{').unwrap_or("}");
         let sep = if body.trim_start().starts_with('}') { "" } else { "," };
-        serde_json::from_str::<ServerFrame>(&format!("{{\"type\":{}{sep}{body}", serde_json::Value::String(ty)))
+        serde_json::from_str::<ServerFrame>(&crate::cat!("{\"type\":", crate::json::string(&ty), sep, body))
     };
     frame.map(Some).map_err(|e| err(e.to_string()))
 }

@@ -23,6 +23,8 @@ extern crate alloc;
 mod prelude {
     pub(crate) use alloc::borrow::ToOwned;
     pub(crate) use alloc::boxed::Box;
+    // Not in the shipped build: text is joined with `valet_core::cat!`.
+    #[cfg(any(test, feature = "std"))]
     pub(crate) use alloc::format;
     pub(crate) use alloc::string::{String, ToString};
     pub(crate) use alloc::vec;

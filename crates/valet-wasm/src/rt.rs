@@ -231,3 +231,44 @@ impl<T: Copy> PageCell<T> {
         self.0.set(value)
     }
 }
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::*;
+
+    #[wasm_bindgen_test]
+    async fn a_oneshot_gives_its_value_once_or_none_if_its_sender_is_dropped() {
+        // Awaited before the value is sent: the send wakes it.
+        let (tx, rx) = oneshot::<u32>();
+        spawn(async move {
+            sleep(1).await;
+            tx.send(7);
+        });
+        assert_eq!(rx.await, Some(7));
+        // Sent before it is awaited.
+        let (tx, rx) = oneshot::<u32>();
+        tx.send(8);
+        assert_eq!(rx.await, Some(8));
+        // The sender dropped unsent, while awaited.
+        let (tx, rx) = oneshot::<u32>();
+        spawn(async move {
+            sleep(1).await;
+            drop(tx);
+        });
+        assert_eq!(rx.await, None);
+    }
+
+    #[wasm_bindgen_test]
+    async fn within_gives_the_output_or_times_out() {
+        assert_eq!(within(1_000, async { 3 }).await, Ok(3));
+        let (_tx, rx) = oneshot::<u32>();
+        assert_eq!(within(5, rx).await, Err(()));
+        let (tx, rx) = oneshot::<u32>();
+        spawn(async move {
+            sleep(1).await;
+            tx.send(4);
+        });
+        assert_eq!(within(1_000, rx).await, Ok(Some(4)));
+    }
+}
