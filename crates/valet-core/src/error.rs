@@ -146,7 +146,7 @@ impl core::error::Error for ClientError {}
 /// The seconds a 429 asks to wait: the body's `retry_after_seconds` wins over
 /// the `Retry-After` header (seconds or an HTTP date is not parsed: seconds only).
 pub fn retry_after_seconds(header: Option<&str>, body: &str) -> Option<u64> {
-    Detail::read(body).and_then(|d| d.retry_after_seconds).or_else(|| header.and_then(|h| h.trim().parse::<u64>().ok()))
+    Detail::read(body).and_then(|d| d.retry_after_seconds).or_else(|| header.and_then(|h| crate::json::parse_u64(h.trim())))
 }
 
 /// What the SDK reads of an error body: its `message` and

@@ -228,8 +228,8 @@ impl SseParser {
                 self.check_size(out);
             }
             "id" if !value.contains('\0') => value.clone_into(&mut self.last_id),
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                if let Ok(ms) = value.parse() {
+            "retry" => {
+                if let Some(ms) = crate::json::parse_u64(value) {
                     out.push(SseItem::Retry(ms));
                 }
             }

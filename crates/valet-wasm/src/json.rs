@@ -108,7 +108,7 @@ fn val(v: &str) -> Val {
         Some(b'z') => Val::Null,
         Some(b't') => Val::Bool(true),
         Some(b'f') => Val::Bool(false),
-        Some(b'i') => v.get(1..).unwrap_or_default().parse().map_or(Val::Other, Val::Int),
+        Some(b'i') => valet_core::json::parse_u64(v.get(1..).unwrap_or_default()).map_or(Val::Other, Val::Int),
         Some(b's') => Val::Str(v.get(1..).unwrap_or_default().to_owned()),
         _ => Val::Other,
     }
