@@ -35,7 +35,7 @@ impl Rng {
     /// A random (version 4 format) UUID string, for idempotency keys.
     pub fn uuid_v4(&mut self) -> String {
         let (a, b) = (self.next_u64(), self.next_u64());
-        let bytes: Vec<u8> = a.to_be_bytes().into_iter().chain(b.to_be_bytes()).collect();
+        let bytes = ((u128::from(a) << 64) | u128::from(b)).to_be_bytes();
         let mut hex = String::with_capacity(36);
         for (i, byte) in bytes.iter().enumerate() {
             let byte = match i {

@@ -276,7 +276,11 @@ impl<M: Keyed> Delivery<M> {
         for i in 1..sorted.len() {
             let seq = sorted[i].0.seq();
             let at = sorted[..i].partition_point(|(m, _)| m.seq() <= seq);
-            sorted[at..=i].rotate_right(1);
+            // Moved down by adjacent swaps: `rotate_right`'s general
+            // algorithm is 0.3 KB of the gzipped wasm for a move by one.
+            for j in (at..i).rev() {
+                sorted.swap(j, j + 1);
+            }
         }
         let mut out = Vec::with_capacity(merged.len());
         for (m, from_reconcile) in merged {

@@ -128,7 +128,11 @@ impl ClientError {
             body: if is_json {
                 Some(body.to_owned())
             } else {
-                (!body.is_empty()).then(|| json_string(&body.chars().take(2000).collect::<String>()))
+                (!body.is_empty()).then(|| {
+                    // Its first 2,000 characters (`get`: no panic path).
+                    let end = body.char_indices().nth(2000).map_or(body.len(), |(at, _)| at);
+                    json_string(body.get(..end).unwrap_or(body))
+                })
             },
             maybe_stored: None,
         }
@@ -180,6 +184,16 @@ mod tests {
         assert_eq!(retry_after_seconds(Some(" 30 "), "{}"), Some(30));
         assert_eq!(retry_after_seconds(Some("Wed, 21 Oct 2026 07:28:00 GMT"), ""), None);
         assert_eq!(retry_after_seconds(None, "not json"), None);
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_kept_as_its_first_2000_characters() {
+        let long = "é".repeat(2500);
+        let e = ClientError::from_http(502, None, &long, "send");
+        assert_eq!(e.body, Some(json_string(&"é".repeat(2000))));
+        let e = ClientError::from_http(502, None, "Bad gateway", "send");
+        assert_eq!(e.body, Some(json_string("Bad gateway")));
+        assert_eq!(ClientError::from_http(502, None, "", "send").body, None);
     }
 
     #[test]
