@@ -40,31 +40,19 @@ impl ClientShared {
         self.rng.write().uuid_v4()
     }
 
-    /// A REST call with the send policy (valet-core `SendPolicy`): token
-    /// refresh on 401, backoff on transient failures. `body` builds the body
-    /// anew for each attempt; `closed` stops retries of a closed convo.
-    /// Returns the body of the 2xx answer.
-    pub(crate) async fn request(
-        &self,
-        what: &'static str,
-        method: &str,
-        url: &str,
-        body: impl Fn() -> http::Body,
-        signal: Option<&web_sys::AbortSignal>,
-        closed: impl Fn() -> bool,
-    ) -> Result<String, ClientError> {
+    /// A client-level REST call without a body, with the send policy
+    /// (valet-core `SendPolicy`): token refresh on 401, backoff on transient
+    /// failures. Returns the body of the 2xx answer.
+    async fn request(&self, what: &'static str, method: &str, url: &str) -> Result<String, ClientError> {
         let mut policy = SendPolicy::new(what);
         let mut reject = None;
         loop {
             let token = self.tokens.get(reject.take()).await?;
-            let outcome = match http::send_read(method, url, Some(&token), body(), signal).await {
+            let outcome = match http::send_read(method, url, Some(&token), http::Body::Empty, None).await {
                 Ok(r) if (200..300).contains(&r.status) => return Ok(r.body),
                 Ok(r) => SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body },
                 Err(m) => SendOutcome::Network(m),
             };
-            if closed() {
-                return Err(ClientError::new(ErrorCode::Closed, "the convo was closed"));
-            }
             // The RNG borrow must end before the retry's await: other convos use it.
             let step = policy.next(outcome, &mut self.rng.write());
             match step {
@@ -89,7 +77,7 @@ impl ClientShared {
         url: &str,
         shape: fn(&str) -> Result<JsValue, JsValue>,
     ) -> Result<JsValue, JsValue> {
-        let body = self.request(what, method, url, || http::Body::Empty, None, || false).await.map_err(|e| to_js(&e))?;
+        let body = self.request(what, method, url).await.map_err(|e| to_js(&e))?;
         shape(&body).map_err(|e| {
             let why = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
             js_error(ErrorCode::Protocol, valet_core::cat!("malformed answer to ", what, ": ", why))
