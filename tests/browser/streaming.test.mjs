@@ -16,12 +16,12 @@ before(async () => {
 after(async () => env?.close());
 
 /** A tab in the convo: its deltas, messages and every snapshot of a streaming store. */
-async function streamingTab(sourceKey, convoId) {
+async function streamingTab(sourceKey, convoId, transport = "fetch") {
   const page = await env.page();
-  await page.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
+  await page.evaluate(async ({ base, AGENT, sourceKey, convoId, transport }) => {
     const { createConvoStore } = await import("/pkg/store.js");
     const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
-    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
+    const client = new window.sdk.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false, transport });
     const convo = await client.openConvo({ convoId });
     const t = { convo, deltas: [], messages: [], turns: 0, snapshots: [] };
     convo.on("delta", (d) => t.deltas.push({ ...d, at: performance.now() }));
@@ -30,7 +30,7 @@ async function streamingTab(sourceKey, convoId) {
     const store = createConvoStore(convo, { streaming: true });
     store.subscribe((s) => t.snapshots.push(s.messages.map((m) => ({ key: m.key, status: m.status, from: m.from, content: m.content }))));
     window.t = t;
-  }, { base: server.base, AGENT, sourceKey, convoId });
+  }, { base: server.base, AGENT, sourceKey, convoId, transport });
   return page;
 }
 
@@ -70,4 +70,21 @@ test("a streamed reply: every tab gets its pieces in order, then the message the
   const first = await tabs[0].evaluate(() => window.t.messages.find((m) => m.from === "ai_agent").at);
   assert.ok(sentAt < first, "send() resolved before the reply was complete");
   for (const tab of tabs) await tab.close();
+});
+
+test("over EventSource too: the pieces in order, then the message they make", async () => {
+  const sourceKey = "streaming-es";
+  const convoId = await server.session(sourceKey);
+  const tab = await streamingTab(sourceKey, convoId, "eventsource");
+  const text = "a streamed reply over an EventSource";
+  await tab.evaluate((text) => window.t.convo.send(text), text);
+  await tab.evaluate(() => window.h.until(() => window.t.turns >= 1, "turn_done", 20000));
+  const t = await tab.evaluate(() => window.t);
+  const reply = t.messages.find((m) => m.from === "ai_agent");
+  assert.equal(t.messages.length, 2, "the sent message and the reply, once each");
+  assert.ok(t.deltas.length >= 6, `word by word: ${t.deltas.length}`);
+  assert.deepEqual(t.deltas.map((d) => d.index), t.deltas.map((_, i) => i), "in order, each once");
+  assert.equal(t.deltas.map((d) => d.delta).join(""), reply.content, "the pieces make the reply");
+  assert.ok(t.deltas.at(-1).at < reply.at, "every piece before the message");
+  await tab.close();
 });

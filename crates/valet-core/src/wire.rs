@@ -677,6 +677,11 @@ pub enum FrameKind {
     MessageDelta,
 }
 
+/// The event names a browser's `EventSource` is told to listen to (it
+/// drops the others): every frame type the SDK reads, the contract's and
+/// the `message_delta` extension, comma-separated.
+pub const STREAM_EVENT_NAMES: &str = "ready,message,typing,convo_state,turn_done,error,ping,closed,message_delta";
+
 impl FrameKind {
     fn parse(s: &str) -> Option<FrameKind> {
         Some(match s {
@@ -751,6 +756,14 @@ pub fn encode_frame(frame: &ServerFrame) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_event_source_listens_to_every_frame_type_the_sdk_reads() {
+        let names: Vec<&str> = STREAM_EVENT_NAMES.split(',').collect();
+        assert!(names.iter().all(|n| FrameKind::parse(n).is_some()), "{names:?}");
+        assert!(KNOWN_FRAME_TYPES.iter().all(|t| names.contains(t)));
+        assert!(names.contains(&"message_delta"));
+    }
+
     use super::*;
 
     fn msg() -> Message {

@@ -4,11 +4,14 @@
 //!   `Retry-After` reach the core; the body is decoded by the browser's
 //!   streaming `TextDecoder` and fed as text as it arrives.
 //! - `EventSource`: trades the token for a single-use ticket (EXTENSION) so
-//!   the token never goes in a URL; the browser parses frames. It can not
-//!   see an HTTP status, so failures after the ticket are plain failures.
+//!   the token never goes in a URL; the browser parses the stream, and the
+//!   events of each network chunk reach the core as one SSE text, as the
+//!   fetch transport's chunks do (one crossing per chunk, not per event).
+//!   It can not see an HTTP status, so failures after the ticket are plain
+//!   failures.
 //!
-//! Dropping a handle aborts the fetch (or closes the EventSource and removes
-//! its listeners): a closed or replaced stream leaves nothing behind.
+//! Dropping a handle aborts the fetch (or stops the EventSource's listening
+//! and closes it): a closed or replaced stream leaves nothing behind.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -16,14 +19,11 @@ use crate::rt::Shared;
 use alloc::rc::{Rc, Weak};
 use core::cell::{Cell, RefCell};
 
-use crate::rt::Listener;
 use valet_core::convo::Input;
-use valet_core::sse::SseEvent;
-use valet_core::wire::KNOWN_FRAME_TYPES;
+use valet_core::wire::STREAM_EVENT_NAMES;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, EventSource, MessageEvent};
+use web_sys::{AbortController, EventSource};
 
 use crate::convo::{feed, ConvoInner};
 use crate::http;
@@ -36,8 +36,35 @@ export class TextReader {
     return done ? undefined : this.decoder.decode(value, { stream: true });
   }
 }
+
+// EventSource's events as SSE text, one crossing per batch: `cb` gets the
+// text of the events one network chunk dispatched (they come in one task;
+// the flush is the next task, through a MessageChannel), so they reach the
+// core as the fetch transport's chunks do, through the same parser and
+// batched frame reading; `true` when the stream opens, `false` when it
+// fails (each after what came before).
+export function eventSourceText(es, types, cb) {
+  let text = "";
+  const port = new MessageChannel();
+  const flush = () => { if (text) { const t = text; text = ""; cb(t); } };
+  port.port1.onmessage = flush;
+  const onEvent = (e) => {
+    if (!(e instanceof MessageEvent)) { flush(); cb(false); return; }
+    if (!text) port.port2.postMessage(0);
+    text += "event: " + e.type + "\ndata: " + String(e.data).split("\n").join("\ndata: ") + "\nid: " + e.lastEventId + "\n\n";
+  };
+  es.addEventListener("open", () => { flush(); cb(true); });
+  for (const t of types.split(",")) es.addEventListener(t, onEvent);
+  return () => { port.port1.onmessage = null; port.port1.close(); es.close(); };
+}
 "#)]
 extern "C" {
+    /// Listens to `es` for the frame types `types` (comma-separated) and
+    /// hands their events on to `cb` as SSE text (see above). Returns the
+    /// function that stops it and closes `es`.
+    #[wasm_bindgen(js_name = eventSourceText)]
+    fn event_source_text(es: &EventSource, types: &str, cb: &JsValue) -> js_sys::Function;
+
     /// A response body read as text: the browser's streaming `TextDecoder`
     /// decodes UTF-8 (a sequence cut by a chunk waits for the next; invalid
     /// bytes become U+FFFD, as the SSE standard's decoder has it), so the
@@ -63,9 +90,21 @@ pub enum StreamHandle {
 /// The parts of an EventSource stream.
 pub struct EsState {
     ticket_abort: AbortController,
-    source: RefCell<Option<EventSource>>,
-    listeners: RefCell<Vec<Listener>>,
+    listening: RefCell<Option<Listening>>,
     dropped: Cell<bool>,
+}
+
+/// An EventSource's events being handed on: dropped, it stops that and
+/// closes the EventSource (then frees the callback).
+struct Listening {
+    stop: js_sys::Function,
+    _callback: Closure<dyn FnMut(JsValue)>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.stop.call0(&JsValue::UNDEFINED);
+    }
 }
 
 impl Drop for StreamHandle {
@@ -75,10 +114,7 @@ impl Drop for StreamHandle {
             StreamHandle::EventSource(s) => {
                 s.dropped.set(true);
                 crate::http::abort(&s.ticket_abort);
-                s.listeners.write().clear();
-                if let Some(es) = s.source.write().take() {
-                    es.close();
-                }
+                s.listening.write().take();
             }
         }
     }
@@ -140,8 +176,7 @@ pub fn open_eventsource(
 ) -> StreamHandle {
     let state = Rc::new(EsState {
         ticket_abort: AbortController::new().expect_throw("AbortController"),
-        source: RefCell::new(None),
-        listeners: RefCell::new(Vec::new()),
+        listening: RefCell::new(None),
         dropped: Cell::new(false),
     });
     let st = state.clone();
@@ -165,23 +200,17 @@ pub fn open_eventsource(
             Ok(es) => es,
             Err(_) => return feed(&sink, Input::StreamFailed { attempt, message: "EventSource refused the URL".into() }),
         };
-        let mut listeners = Vec::new();
-        let s = sink.clone();
-        listeners.push(Listener::new(&es, "open", move |_| feed(&s, Input::StreamOpened { attempt })));
-        for name in KNOWN_FRAME_TYPES {
-            let s = sink.clone();
-            listeners.push(Listener::new(&es, name, move |e| {
-                // `error` is both a frame name and the EventSource failure event.
-                let Some(m) = e.dyn_ref::<MessageEvent>() else {
-                    return feed(&s, Input::StreamFailed { attempt, message: "EventSource error".into() });
-                };
-                let data = m.data().as_string().unwrap_or_default();
-                let event = SseEvent { event: name.to_owned(), data, id: m.last_event_id() };
-                feed(&s, Input::StreamEvent { attempt, event });
-            }));
-        }
-        *st.listeners.write() = listeners;
-        *st.source.write() = Some(es);
+        let callback = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| {
+            let input = match (v.as_string(), v.as_bool()) {
+                (Some(text), _) => Input::StreamText { attempt, text },
+                (None, Some(true)) => Input::StreamOpened { attempt },
+                // `error` is both a frame name and the failure event: the JS tells them apart.
+                _ => Input::StreamFailed { attempt, message: "EventSource error".into() },
+            };
+            feed(&sink, input);
+        });
+        let stop = event_source_text(&es, STREAM_EVENT_NAMES, callback.as_ref());
+        *st.listening.write() = Some(Listening { stop, _callback: callback });
     });
     StreamHandle::EventSource(state)
 }
