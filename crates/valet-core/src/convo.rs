@@ -219,21 +219,15 @@ pub enum Input {
         /// Response body.
         body: String,
     },
-    /// Text of the stream (fetch transport), as the host decoded it from
-    /// UTF-8 in chunks (a chunk may end anywhere; the browser's streaming
-    /// `TextDecoder`, or `sse::SseParser::feed`'s decoder natively).
+    /// Text of the stream, as the host decoded it from UTF-8 in chunks (a
+    /// chunk may end anywhere; the browser's streaming `TextDecoder`, or
+    /// `sse::SseParser::feed`'s decoder natively). An `EventSource` host
+    /// writes what it dispatched back as SSE text, whole events.
     StreamText {
         /// The attempt.
         attempt: u64,
         /// The chunk.
         text: String,
-    },
-    /// A parsed event (EventSource transport).
-    StreamEvent {
-        /// The attempt.
-        attempt: u64,
-        /// The event.
-        event: SseEvent,
     },
     /// The stream's body ended.
     StreamEnded {
@@ -692,14 +686,6 @@ impl ConvoMachine {
                         }
                         live
                     });
-                }
-            }
-            Input::StreamEvent { attempt, event } => {
-                if matches!(self.conn, Conn::Connecting(a) | Conn::Live(a) if a == attempt) {
-                    self.conn = Conn::Live(attempt);
-                    self.last_activity_ms = now_ms;
-                    self.metrics.last_event_at = Some(now_ms);
-                    self.on_sse_item(attempt, SseItem::Event(event));
                 }
             }
             Input::StreamEnded { attempt } => {

@@ -276,7 +276,6 @@ pub fn push_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Appends `n` in decimal.
 /// A whole number written in ASCII digits only (no sign, no space), if it
 /// fits in a `u64`. Not `str::parse`: its sign handling and generic code
 /// are 0.1 KB of the wasm, for three readers of plain digits.
@@ -287,6 +286,8 @@ pub fn parse_u64(s: &str) -> Option<u64> {
     s.bytes().try_fold(0u64, |n, b| if b.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(b - b'0')) } else { None })
 }
 
+/// Appends `n` in decimal.
+///
 /// Recursive (at most 20 deep), so no digit buffer: its index checks would
 /// keep the bounds-check panic and, through its message, `core::fmt`'s
 /// integer formatting in the wasm.
