@@ -245,7 +245,6 @@ impl Obj {
 
 /// Appends `s` as a JSON string literal, escaped as serde_json escapes.
 pub fn push_string(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
@@ -265,8 +264,7 @@ pub fn push_string(out: &mut String, s: &str) {
         out.push_str(s.get(start..i).unwrap_or_default());
         if escape.is_empty() {
             out.push_str("\\u00");
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 0xf) as usize] as char);
+            crate::text::push_hex(out, b, false);
         } else {
             out.push_str(escape);
         }
