@@ -1,0 +1,60 @@
+// pkg-template/traps.mjs, on a small module built here with binaryen: a
+// panic function traps at once (its stores are gone), a caller still traps
+// where it panicked, and what is not a panic is left as it is.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const { default: binaryen } = await import("binaryen");
+const script = new URL("../../pkg-template/traps.mjs", import.meta.url).pathname;
+
+/** A module whose panic stores its argument at address 8 and traps. */
+function build({ names = true } = {}) {
+  binaryen.setDebugInfo(names);
+  const m = new binaryen.Module();
+  const { i32, none } = binaryen;
+  m.setMemory(1, 1, "memory");
+  const panicFmt = "core[0123456789abcdef]::panicking::panic_fmt";
+  const notPanic = "core[0123456789abcdef]::panicking::panic_count";
+  m.addFunction(panicFmt, i32, none, [], m.block(null, [m.i32.store(8, 0, m.i32.const(0), m.local.get(0, i32)), m.unreachable()]));
+  // A `core` function named like a panic that returns: not rewritten.
+  m.addFunction(notPanic, none, i32, [], m.i32.const(3));
+  // `f(x)`: panics with x when x is not 0, else answers 7.
+  m.addFunction("valet::f", i32, i32, [], m.block(null, [m.if(m.local.get(0, i32), m.call(panicFmt, [m.local.get(0, i32)], none)), m.i32.const(7)], i32));
+  m.addFunction("valet::g", none, i32, [], m.call(notPanic, [], i32));
+  m.addFunctionExport("valet::f", "f");
+  m.addFunctionExport("valet::g", "g");
+  assert.ok(m.validate());
+  const bytes = m.emitBinary();
+  binaryen.setDebugInfo(false);
+  const dir = mkdtempSync(join(tmpdir(), "traps-"));
+  writeFileSync(join(dir, "valet_wasm_bg.wasm"), bytes);
+  return dir;
+}
+
+const instantiate = async (dir) => (await WebAssembly.instantiate(readFileSync(join(dir, "valet_wasm_bg.wasm")))).instance.exports;
+
+test("a panic traps before it stores anything; the rest is unchanged", async () => {
+  const dir = build();
+  const before = await instantiate(dir);
+  assert.throws(() => before.f(5), WebAssembly.RuntimeError);
+  assert.equal(new Uint32Array(before.memory.buffer)[2], 5, "the original stores its argument");
+
+  const out = execFileSync("node", [script, dir], { encoding: "utf8" });
+  assert.match(out, /1 panic functions trap at once/);
+  const after = await instantiate(dir);
+  assert.equal(after.f(0), 7);
+  assert.equal(after.g(), 3);
+  assert.throws(() => after.f(5), WebAssembly.RuntimeError);
+  assert.equal(new Uint32Array(after.memory.buffer)[2], 0, "the rewritten panic stores nothing");
+});
+
+test("a wasm without its name section fails the build", () => {
+  const dir = build({ names: false });
+  const run = spawnSync("node", [script, dir], { encoding: "utf8" });
+  assert.equal(run.status, 1);
+  assert.match(run.stderr, /no core::panicking::panic_fmt/);
+});
