@@ -1,5 +1,6 @@
 // A panic traps at once: the body of each of `core`'s and `alloc`'s
-// panic functions becomes a single `unreachable`.
+// panic functions becomes a single `unreachable`, and so does each
+// formatting function when nothing can call it.
 //
 // Why: the wasm's panic handler traps (`unreachable`, crates/valet-wasm/
 // src/lib.rs) and formats nothing, but the panic functions that lead to it
@@ -11,11 +12,12 @@
 // the wasm, unused; and wasm-opt may not drop a store before a trap
 // (memory is visible after it). Nightly's `-Zbuild-std` with
 // `panic=immediate-abort` compiles them without the message; this does the
-// same to the built wasm: 0.75 KB less gzipped. A panic is a bug, and it
+// same to the built wasm: 1.9 KB less gzipped. A panic is a bug, and it
 // still throws a `RuntimeError` in JS at the same place.
 //
-// Only functions whose every path ends in a trap are rewritten (binaryen
-// types their body `unreachable`); they are found by their names, so the
+// Only panic functions whose every path ends in a trap are rewritten
+// (binaryen types their body `unreachable`). All are found by their
+// names, so the
 // wasm must still have its name section (wasm-opt drops it after). If
 // `panic_fmt` is not among them, the build fails: the names changed.
 //
@@ -59,10 +61,34 @@ for (let i = 0; i < module.getNumFunctions(); i++) {
   binaryen.Function.setBody(ref, module.unreachable());
   rewritten.push(f.name);
 }
+// Without `core::fmt::write` (or what could hold it inlined: `write_fmt`,
+// `format_inner`, `to_string`) nothing makes a `Formatter`, so no `fmt` of
+// a `Display` or `Debug` impl can run: they are left only as the table
+// entries that panic messages' arguments point to (which the optimizer
+// must keep). They trap too, and `Formatter::pad`, `pad_integral` and the
+// char counting they call go: 1.2 KB less gzipped. A build that formats
+// keeps them all.
+const FORMATS = /^<.* as core\[[0-9a-f]+\]::fmt::(Display|Debug)>::fmt(\[\d+\])?$/;
+let formats = false;
+const impls = [];
+for (let i = 0; i < module.getNumFunctions(); i++) {
+  const ref = module.getFunctionByIndex(i);
+  const f = binaryen.getFunctionInfo(ref);
+  // `fmt::write`, or a function it may have been inlined into.
+  if (/::fmt::write$|write_fmt|format_inner|to_string|Formatter.*::new/.test(f.name)) formats = true;
+  else if (!f.module && FORMATS.test(f.name)) impls.push(ref);
+}
+if (!formats) {
+  for (const ref of impls) {
+    binaryen.Function.setBody(ref, module.unreachable());
+    rewritten.push(binaryen.getFunctionInfo(ref).name);
+  }
+}
 if (!rewritten.some((name) => /::panicking::panic_fmt$/.test(name))) {
   fail(`no core::panicking::panic_fmt among the functions of ${wasmPath} (does it have its name section?)`);
 }
 if (!module.validate()) fail("the rewritten wasm does not validate");
 binaryen.setDebugInfo(false);
 writeFileSync(wasmPath, module.emitBinary());
-console.log(`traps.mjs: ${rewritten.length} panic functions trap at once`);
+const panics = rewritten.length - (formats ? 0 : impls.length);
+console.log(`traps.mjs: ${panics} panic functions trap at once; formatting ${formats ? "is used: kept" : `is not: ${impls.length} functions trap`}`);

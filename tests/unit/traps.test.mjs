@@ -11,8 +11,11 @@ import { join } from "node:path";
 const { default: binaryen } = await import("binaryen");
 const script = new URL("../../pkg-template/traps.mjs", import.meta.url).pathname;
 
-/** A module whose panic stores its argument at address 8 and traps. */
-function build({ names = true } = {}) {
+/**
+ * A module whose panic stores its argument at address 8 and traps, with a
+ * `Display` impl (and, with `formats`, the `fmt::write` that could call it).
+ */
+function build({ names = true, formats = false } = {}) {
   binaryen.setDebugInfo(names);
   const m = new binaryen.Module();
   const { i32, none } = binaryen;
@@ -27,6 +30,14 @@ function build({ names = true } = {}) {
   m.addFunction("valet::g", none, i32, [], m.call(notPanic, [], i32));
   m.addFunctionExport("valet::f", "f");
   m.addFunctionExport("valet::g", "g");
+  const display = "<u32 as core[0123456789abcdef]::fmt::Display>::fmt";
+  m.addFunction(display, binaryen.createType([i32, i32]), i32, [], m.i32.const(0));
+  m.addFunctionExport(display, "display");
+  if (formats) {
+    const write = "core[0123456789abcdef]::fmt::write";
+    m.addFunction(write, none, i32, [], m.call(display, [m.i32.const(0), m.i32.const(0)], i32));
+    m.addFunctionExport(write, "write");
+  }
   assert.ok(m.validate());
   const bytes = m.emitBinary();
   binaryen.setDebugInfo(false);
@@ -44,12 +55,23 @@ test("a panic traps before it stores anything; the rest is unchanged", async () 
   assert.equal(new Uint32Array(before.memory.buffer)[2], 5, "the original stores its argument");
 
   const out = execFileSync("node", [script, dir], { encoding: "utf8" });
-  assert.match(out, /1 panic functions trap at once/);
+  assert.match(out, /1 panic functions trap at once; formatting is not: 1 functions trap/);
   const after = await instantiate(dir);
   assert.equal(after.f(0), 7);
   assert.equal(after.g(), 3);
   assert.throws(() => after.f(5), WebAssembly.RuntimeError);
   assert.equal(new Uint32Array(after.memory.buffer)[2], 0, "the rewritten panic stores nothing");
+  assert.throws(() => after.display(0, 0), WebAssembly.RuntimeError, "nothing formats: the impl traps");
+});
+
+test("a wasm that formats keeps its formatting functions", async () => {
+  const dir = build({ formats: true });
+  const out = execFileSync("node", [script, dir], { encoding: "utf8" });
+  assert.match(out, /1 panic functions trap at once; formatting is used: kept/);
+  const after = await instantiate(dir);
+  assert.equal(after.write(), 0);
+  assert.equal(after.display(0, 0), 0);
+  assert.throws(() => after.f(5), WebAssembly.RuntimeError);
 });
 
 test("a wasm without its name section fails the build", () => {
