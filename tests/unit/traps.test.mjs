@@ -19,7 +19,13 @@ function build({ names = true, formats = false } = {}) {
   binaryen.setDebugInfo(names);
   const m = new binaryen.Module();
   const { i32, none } = binaryen;
-  m.setMemory(1, 1, "memory");
+  // Data: a file name, a panic location pointing to it (address, length,
+  // line, column), and a string that is neither.
+  const data = new Uint8Array(64);
+  data.set(new TextEncoder().encode("src/lib.rs"), 0);
+  new Uint32Array(data.buffer, 16, 4).set([1024, 10, 42, 7]);
+  data.set(new TextEncoder().encode("hello.rs"), 40);
+  m.setMemory(1, 1, "memory", [{ offset: m.i32.const(1024), data, passive: false }]);
   const panicFmt = "core[0123456789abcdef]::panicking::panic_fmt";
   const notPanic = "core[0123456789abcdef]::panicking::panic_count";
   m.addFunction(panicFmt, i32, none, [], m.block(null, [m.i32.store(8, 0, m.i32.const(0), m.local.get(0, i32)), m.unreachable()]));
@@ -55,13 +61,18 @@ test("a panic traps before it stores anything; the rest is unchanged", async () 
   assert.equal(new Uint32Array(before.memory.buffer)[2], 5, "the original stores its argument");
 
   const out = execFileSync("node", [script, dir], { encoding: "utf8" });
-  assert.match(out, /1 panic functions trap at once; formatting is not: 1 functions trap/);
+  assert.match(out, /1 panic functions trap at once; formatting is not: 1 functions trap; 1 panic locations and 1 file names zeroed/);
   const after = await instantiate(dir);
   assert.equal(after.f(0), 7);
   assert.equal(after.g(), 3);
   assert.throws(() => after.f(5), WebAssembly.RuntimeError);
   assert.equal(new Uint32Array(after.memory.buffer)[2], 0, "the rewritten panic stores nothing");
   assert.throws(() => after.display(0, 0), WebAssembly.RuntimeError, "nothing formats: the impl traps");
+  const text = (memory, at, len) => new TextDecoder().decode(new Uint8Array(memory.buffer, at, len));
+  assert.equal(text(before.memory, 1024, 10), "src/lib.rs");
+  assert.deepEqual([...new Uint32Array(before.memory.buffer, 1040, 4)], [1024, 10, 42, 7]);
+  assert.ok(new Uint8Array(after.memory.buffer, 1024, 32).every((b) => b === 0), "the location and its file name are zeros");
+  assert.equal(text(after.memory, 1064, 8), "hello.rs", "other data is left as it is");
 });
 
 test("a wasm that formats keeps its formatting functions", async () => {
