@@ -75,9 +75,9 @@ server:
 # arguments, the formatting functions that nothing can call trap too, and
 # the panic locations in the data are zeroed (pkg-template/traps.mjs, by
 # the names wasm-bindgen keeps here and wasm-opt drops: 2.4 KB less
-# gzipped), and the imports the wasm
-# takes from its glue and the exports the glue calls get short names in
-# both (pkg-template/imports.mjs: 3.4 KB less gzipped).
+# gzipped), and the imports the wasm takes from its glue and the exports
+# the glue calls get short names in both (pkg-template/imports.mjs: 3.4 KB
+# less gzipped).
 # The typings come from a second build with the `typings` feature (tsify's
 # declarations; tsify links `std`, so what ships is built without it and is
 # `no_std`): pkg-template/typings.mjs checks that both builds declare the

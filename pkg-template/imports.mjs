@@ -86,9 +86,11 @@ const exportNames = shortNames();
 const exports = [];
 for (let i = 0; i < module.getNumExports(); i++) exports.push(binaryen.getExportInfo(module.getExportByIndex(i)));
 let renamedExports = 0;
+// An identifier may hold a `$`, which a RegExp would read as an anchor.
+const literal = (name) => name.replace(/[$]/g, "\\$&");
 for (const e of exports) {
-  const uses = new RegExp(`(?<![\\w$.])wasm\\.${e.name}(?![\\w$])`, "g");
-  if (e.name === "memory" || !uses.test(glue)) continue;
+  const uses = new RegExp(`(?<![\\w$.])wasm\\.${literal(e.name)}(?![\\w$])`, "g");
+  if (e.name === "memory" || !glue.match(uses)) continue;
   const short = exportNames.next().value;
   glue = glue.replace(uses, `wasm.${short}`);
   const declared = (text, pattern, path) => {
@@ -96,8 +98,8 @@ for (const e of exports) {
     if (n !== 1) fail(`the export ${e.name} is declared ${n} times in ${path}, not once`);
     return text.replace(pattern, (m) => m.replace(e.name, short));
   };
-  dts = declared(dts, new RegExp(`^    readonly ${e.name}:`, "gm"), dtsPath);
-  bgDts = declared(bgDts, new RegExp(`^export const ${e.name}:`, "gm"), bgDtsPath);
+  dts = declared(dts, new RegExp(`^    readonly ${literal(e.name)}:`, "gm"), dtsPath);
+  bgDts = declared(bgDts, new RegExp(`^export const ${literal(e.name)}:`, "gm"), bgDtsPath);
   module.removeExport(e.name);
   if (e.kind === binaryen.ExternalFunction) module.addFunctionExport(e.value, short);
   else if (e.kind === binaryen.ExternalTable) module.addTableExport(e.value, short);

@@ -18,9 +18,9 @@
 //
 // Only panic functions whose every path ends in a trap are rewritten
 // (binaryen types their body `unreachable`). All are found by their
-// names, so the
-// wasm must still have its name section (wasm-opt drops it after). If
-// `panic_fmt` is not among them, the build fails: the names changed.
+// names, so the wasm must still have its name section (wasm-opt drops it
+// after). If `panic_fmt` is not among them, the build fails: the names
+// changed.
 //
 // Usage: node pkg-template/traps.mjs <dir> (before imports.mjs and wasm-opt)
 import { readFileSync, writeFileSync } from "node:fs";
@@ -42,12 +42,11 @@ const fail = (why) => {
   process.exit(1);
 };
 
-// `core`, `alloc` and the allocation error handler, named as the name
-// section spells them (`core[<hash>]::panicking::panic_fmt`,
-// `<alloc[<hash>]::vec::Vec<_, _>>::remove::assert_failed`), and
-// hashbrown's capacity overflow. Each is `-> !` in Rust.
-const PANICS =
-  /^<?(core|alloc|__rustc)\[[0-9a-f]+\]::.*(panic|_fail|failed|alloc_error|capacity_overflow)|^hashbrown::raw::Fallibility::capacity_overflow/;
+// `core`'s, `alloc`'s and the allocation error handler's, named as the
+// name section spells them (`core[<hash>]::panicking::panic_fmt`,
+// `<alloc[<hash>]::vec::Vec<_, _>>::remove::assert_failed`). Each is
+// `-> !` in Rust.
+const PANICS = /^<?(core|alloc|__rustc)\[[0-9a-f]+\]::.*(panic|_fail|failed|alloc_error|capacity_overflow)/;
 
 binaryen.setDebugInfo(true);
 const module = binaryen.readBinary(readFileSync(wasmPath));
