@@ -545,8 +545,8 @@ impl Convo {
 impl Convo {
     /// The convo id.
     #[wasm_bindgen(getter, js_name = convoId)]
-    pub fn convo_id(&self) -> String {
-        self.inner.convo_id.clone()
+    pub fn convo_id(&self) -> js_sys::JsString {
+        self.inner.convo_id.as_str().into()
     }
 
     /// Subscribes to an event; returns the unsubscribe function.
@@ -614,15 +614,15 @@ impl Convo {
     /// The connection status: `connecting`, `connected`, `reconnecting`,
     /// `paused`, `stopped` or `closed` (the `status` event announces changes).
     #[wasm_bindgen(getter, unchecked_return_type = "Status")]
-    pub fn status(&self) -> String {
-        self.inner.machine.read().status().as_str().to_owned()
+    pub fn status(&self) -> js_sys::JsString {
+        self.inner.machine.read().status().as_str().into()
     }
 
     /// This tab's role: `leader` (holds the stream) or `follower` (gets the
     /// leader's events); the `role` event announces changes.
     #[wasm_bindgen(getter, unchecked_return_type = "\"leader\" | \"follower\"")]
-    pub fn role(&self) -> String {
-        self.inner.role().to_owned()
+    pub fn role(&self) -> js_sys::JsString {
+        self.inner.role().into()
     }
 
     /// Messages delivered so far.

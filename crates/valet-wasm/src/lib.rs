@@ -54,8 +54,8 @@ use wasm_bindgen::prelude::*;
 
 /// The SDK version, from Cargo.
 #[wasm_bindgen(js_name = sdkVersion)]
-pub fn sdk_version() -> String {
-    env!("CARGO_PKG_VERSION").to_owned()
+pub fn sdk_version() -> js_sys::JsString {
+    env!("CARGO_PKG_VERSION").into()
 }
 
 #[wasm_bindgen(typescript_custom_section)]
