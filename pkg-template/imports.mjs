@@ -57,10 +57,14 @@ for (let i = 0; i < module.getNumFunctions(); i++) {
 if (imports.length === 0) fail(`no import from ${GLUE_MODULE} in ${wasmPath}`);
 
 let glue = readFileSync(gluePath, "utf8");
+/** `text` with the one match of `pattern` replaced; fails unless it matches once. */
+const replacedOnce = (text, path, pattern, replacement, what) => {
+  const found = text.match(new RegExp(pattern.source, pattern.flags + "g"))?.length ?? 0;
+  if (found !== 1) fail(`${what} occurs ${found} times in ${path}, not once`);
+  return text.replace(pattern, replacement);
+};
 const replaceOnce = (pattern, replacement, what) => {
-  const found = glue.match(new RegExp(pattern.source, "g"))?.length ?? 0;
-  if (found !== 1) fail(`${what} occurs ${found} times in ${gluePath}, not once`);
-  glue = glue.replace(pattern, replacement);
+  glue = replacedOnce(glue, gluePath, pattern, replacement, what);
 };
 
 const names = shortNames();
@@ -93,13 +97,9 @@ for (const e of exports) {
   if (e.name === "memory" || !glue.match(uses)) continue;
   const short = exportNames.next().value;
   glue = glue.replace(uses, `wasm.${short}`);
-  const declared = (text, pattern, path) => {
-    const n = text.match(pattern)?.length ?? 0;
-    if (n !== 1) fail(`the export ${e.name} is declared ${n} times in ${path}, not once`);
-    return text.replace(pattern, (m) => m.replace(e.name, short));
-  };
-  dts = declared(dts, new RegExp(`^    readonly ${literal(e.name)}:`, "gm"), dtsPath);
-  bgDts = declared(bgDts, new RegExp(`^export const ${literal(e.name)}:`, "gm"), bgDtsPath);
+  const what = `the declaration of the export ${e.name}`;
+  dts = replacedOnce(dts, dtsPath, new RegExp(`(?<=^    readonly )${literal(e.name)}(?=:)`, "m"), short, what);
+  bgDts = replacedOnce(bgDts, bgDtsPath, new RegExp(`(?<=^export const )${literal(e.name)}(?=:)`, "m"), short, what);
   module.removeExport(e.name);
   if (e.kind === binaryen.ExternalFunction) module.addFunctionExport(e.value, short);
   else if (e.kind === binaryen.ExternalTable) module.addTableExport(e.value, short);

@@ -48,19 +48,6 @@ const fail = (why) => {
 // `-> !` in Rust.
 const PANICS = /^<?(core|alloc|__rustc)\[[0-9a-f]+\]::.*(panic|_fail|failed|alloc_error|capacity_overflow)/;
 
-binaryen.setDebugInfo(true);
-const module = binaryen.readBinary(readFileSync(wasmPath));
-const rewritten = [];
-for (let i = 0; i < module.getNumFunctions(); i++) {
-  const ref = module.getFunctionByIndex(i);
-  const f = binaryen.getFunctionInfo(ref);
-  if (f.module || !PANICS.test(f.name)) continue;
-  // A body that can complete (or a function that returns a value) is not
-  // a panic: left as it is.
-  if (binaryen.getExpressionInfo(f.body).type !== binaryen.unreachable || f.results !== binaryen.none) continue;
-  binaryen.Function.setBody(ref, module.unreachable());
-  rewritten.push(f.name);
-}
 // Without `core::fmt::write` (or what could hold it inlined: `write_fmt`,
 // `format_inner`, `to_string`) nothing makes a `Formatter`, so no `fmt` of
 // a `Display` or `Debug` impl can run: they are left only as the table
@@ -69,22 +56,28 @@ for (let i = 0; i < module.getNumFunctions(); i++) {
 // char counting they call go: 1.2 KB less gzipped. A build that formats
 // keeps them all.
 const FORMATS = /^<.* as core\[[0-9a-f]+\]::fmt::(Display|Debug)>::fmt(\[\d+\])?$/;
-let formats = false;
+
+binaryen.setDebugInfo(true);
+const module = binaryen.readBinary(readFileSync(wasmPath));
+const panics = [];
 const impls = [];
+let formats = false;
 for (let i = 0; i < module.getNumFunctions(); i++) {
   const ref = module.getFunctionByIndex(i);
   const f = binaryen.getFunctionInfo(ref);
   // `fmt::write`, or a function it may have been inlined into.
   if (/::fmt::write$|write_fmt|format_inner|to_string|Formatter.*::new/.test(f.name)) formats = true;
-  else if (!f.module && FORMATS.test(f.name)) impls.push(ref);
-}
-if (!formats) {
-  for (const ref of impls) {
+  if (f.module) continue;
+  if (FORMATS.test(f.name)) impls.push(ref);
+  // A body that can complete (or a function that returns a value) is not
+  // a panic: left as it is.
+  else if (PANICS.test(f.name) && binaryen.getExpressionInfo(f.body).type === binaryen.unreachable && f.results === binaryen.none) {
     binaryen.Function.setBody(ref, module.unreachable());
-    rewritten.push(binaryen.getFunctionInfo(ref).name);
+    panics.push(f.name);
   }
 }
-if (!rewritten.some((name) => /::panicking::panic_fmt$/.test(name))) {
+if (!formats) for (const ref of impls) binaryen.Function.setBody(ref, module.unreachable());
+if (!panics.some((name) => /::panicking::panic_fmt$/.test(name))) {
   fail(`no core::panicking::panic_fmt among the functions of ${wasmPath} (does it have its name section?)`);
 }
 if (!module.validate()) fail("the rewritten wasm does not validate");
@@ -92,9 +85,8 @@ binaryen.setDebugInfo(false);
 const wasm = module.emitBinary();
 const zeroed = zeroLocations(module, wasm);
 writeFileSync(wasmPath, wasm);
-const panics = rewritten.length - (formats ? 0 : impls.length);
 console.log(
-  `traps.mjs: ${panics} panic functions trap at once; formatting ${formats ? "is used: kept" : `is not: ${impls.length} functions trap`}; ` +
+  `traps.mjs: ${panics.length} panic functions trap at once; formatting ${formats ? "is used: kept" : `is not: ${impls.length} functions trap`}; ` +
     `${zeroed.locations} panic locations and ${zeroed.files} file names zeroed`,
 );
 
