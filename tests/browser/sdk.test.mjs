@@ -1,6 +1,7 @@
 // The SDK in one tab, in headless Chromium, against the reference server.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
@@ -43,6 +44,19 @@ const closeAll = (page) => page.evaluate(() => window.t.convo.close()).then(() =
 async function inject(convoId, texts) {
   for (const content of texts) await server.admin(`/convos/${convoId}/messages`, { content, from: "human_agent" });
 }
+
+test("the getters answer strings: convoId, status, role; and sdkVersion() is the crate's version", async () => {
+  const { page, convoId } = await opened("getters");
+  await waitIn(page, "window.t.convo.status === 'connected'", "connected");
+  const got = await page.evaluate(() => {
+    const c = window.t.convo;
+    return { convoId: c.convoId, status: c.status, role: c.role, version: window.sdk.sdkVersion() };
+  });
+  const cargo = readFileSync(new URL("../../Cargo.toml", import.meta.url), "utf8");
+  const version = cargo.match(/^\[workspace\.package\][^[]*?^version = "([^"]+)"/m)[1];
+  assert.deepEqual(got, { convoId, status: "connected", role: "leader", version });
+  await closeAll(page);
+});
 
 test("graceful `closed`: reconnects at once, reconciles, nothing lost or doubled", async () => {
   const { page, convoId, sourceKey } = await opened("graceful");
