@@ -291,6 +291,55 @@ test("send with files uploads first; the message carries them", async () => {
   await closeAll(page);
 });
 
+test("send and uploadFiles check their arguments: each mistake rejects with invalid_argument and its own message, and sends nothing", async () => {
+  const { page, convoId, sourceKey } = await opened("send-args");
+  const out = await page.evaluate(async () => {
+    const { convo } = window.t;
+    const blob = new Blob(["x"]);
+    const grab = (p) => p.then(() => "resolved", (e) => (e.name === "ValetError" ? `${e.code}: ${e.message}` : `thrown: ${e.message}`));
+    const getterThrows = { get files() { throw new Error("a getter threw"); } };
+    return {
+      notText: await grab(convo.send(42)),
+      empty: await grab(convo.send("  \n ")),
+      filesNotArray: await grab(convo.send("x", { files: blob })),
+      filesNotBlobs: await grab(convo.send("x", { files: [blob, "b"] })),
+      draftEmpty: await grab(convo.send("x", { messageId: "" })),
+      draftNumber: await grab(convo.send("x", { messageId: 7 })),
+      both: await grab(convo.send("x", { files: [blob], messageId: "m" })),
+      signal: await grab(convo.send("x", { signal: {} })),
+      queued: await grab(convo.send("x", { resolveWhenQueued: "yes" })),
+      getter: await grab(convo.send("x", getterThrows)),
+      uploadNone: await grab(convo.uploadFiles([])),
+      uploadNotArray: await grab(convo.uploadFiles(blob)),
+      uploadNotBlobs: await grab(convo.uploadFiles([1])),
+    };
+  });
+  assert.deepEqual(out, {
+    notText: "invalid_argument: send(text): text must be a string",
+    empty: "invalid_argument: send(text): text must not be empty",
+    filesNotArray: "invalid_argument: send(text, { files }): files must be an array of File or Blob",
+    filesNotBlobs: "invalid_argument: send(text, { files }): files must be an array of File or Blob",
+    draftEmpty: "invalid_argument: send(text, { messageId }): must be the string uploadFiles() resolved to",
+    draftNumber: "invalid_argument: send(text, { messageId }): must be the string uploadFiles() resolved to",
+    both: "invalid_argument: send(text, { files, messageId }): give files or a draft's messageId, not both",
+    signal: "invalid_argument: send(text, { signal }): signal must be an AbortSignal",
+    queued: "invalid_argument: send(text, { resolveWhenQueued }): must be a boolean",
+    getter: "thrown: a getter threw",
+    uploadNone: "invalid_argument: uploadFiles(files): files must be a non-empty array of File or Blob",
+    uploadNotArray: "invalid_argument: uploadFiles(files): files must be a non-empty array of File or Blob",
+    uploadNotBlobs: "invalid_argument: uploadFiles(files): files must be a non-empty array of File or Blob",
+  });
+  // Null options are no options; a Blob goes up as `file`; absent flags are their defaults.
+  await page.evaluate(() => window.t.convo.send("plain", null));
+  await page.evaluate(() => window.t.convo.send("a blob", { files: [new Blob(["hey"], { type: "text/plain" })], signal: undefined, resolveWhenQueued: null }));
+  await waitIn(page, "window.t.rec.message.filter((m) => m.message.from === 'appuser').length === 2", "the two sends");
+  const { token } = await server.jwt(sourceKey);
+  const history = await (await fetch(`${server.base}/api/v2/agent_convos/${convoId}`, { headers: { authorization: `Bearer ${token}` } })).json();
+  const mine = history.messages.filter((m) => m.from === "appuser");
+  assert.deepEqual(mine.map((m) => [m.content, m.files.map((f) => f.filename)]), [["plain", []], ["a blob", ["file"]]]);
+  await closeAll(page);
+});
+
 test("the EventSource transport: same behaviour, and the token never appears in a URL", async () => {
   const page = await sdkPage();
   const urls = [];
@@ -321,6 +370,15 @@ test("bad options and a failing fetchJwt give clear errors", async () => {
     res.noAgent = sync(() => new ValetClient({ fetchJwt: () => "x" }));
     res.noFetch = sync(() => new ValetClient({ agentId: AGENT }));
     res.badTransport = sync(() => new ValetClient({ agentId: AGENT, fetchJwt: () => "x", transport: "ws" }));
+    res.notObject = sync(() => new ValetClient("x"));
+    res.badTypes = ["agentId", "baseUrl", "transport"].map((k) => sync(() => new ValetClient({ agentId: AGENT, fetchJwt: () => "x", [k]: 5 })))
+      .concat(["debug", "pauseOnHidden"].map((k) => sync(() => new ValetClient({ agentId: AGENT, fetchJwt: () => "x", [k]: "yes" }))))
+      .concat(["fetchJwtTimeoutMs", "stallTimeoutMs"].map((k) => sync(() => new ValetClient({ agentId: AGENT, fetchJwt: () => "x", [k]: "5" }))))
+      .concat([sync(() => new ValetClient({ agentId: AGENT, fetchJwt: () => "x", onEvent: 5 }))]);
+    res.nulls = sync(() => new ValetClient({ agentId: AGENT, fetchJwt: () => "x", baseUrl: null, debug: null, onEvent: null, transport: undefined }));
+    const ok = new ValetClient({ agentId: AGENT, fetchJwt: () => "x", baseUrl: base });
+    const openWith = (o) => ok.openConvo(o).then(() => "resolved", (e) => `${e.code}: ${e.message}`);
+    res.openConvo = [await openWith(), await openWith({}), await openWith({ convoId: 5 }), await openWith({ convoId: "  " })];
     const open = async (mode, extra = {}) => {
       const { fetchJwt, calls } = window.h.makeFetchJwt(base, "fj", { mode });
       const c = new ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, fetchJwtTimeoutMs: 300, ...extra });
@@ -335,6 +393,15 @@ test("bad options and a failing fetchJwt give clear errors", async () => {
   assert.match(out.noAgent, /^invalid_argument: `agentId` is required/);
   assert.match(out.noFetch, /^invalid_argument: `fetchJwt` is required/);
   assert.match(out.badTransport, /^invalid_argument: `transport`/);
+  assert.equal(out.notObject, "invalid_argument: new ValetClient(options): options must be an object");
+  assert.deepEqual(out.badTypes, [
+    "invalid_argument: `agentId` must be a string", "invalid_argument: `baseUrl` must be a string", "invalid_argument: `transport` must be a string",
+    "invalid_argument: `debug` must be a boolean", "invalid_argument: `pauseOnHidden` must be a boolean",
+    "invalid_argument: `fetchJwtTimeoutMs` must be a number", "invalid_argument: `stallTimeoutMs` must be a number",
+    "invalid_argument: `onEvent` must be a function",
+  ]);
+  assert.equal(out.nulls, "no throw");
+  assert.deepEqual(out.openConvo, Array(4).fill("invalid_argument: openConvo({ convoId }): convoId is required (a non-empty string)"));
   assert.match(out.throws, /^auth: fetchJwt failed: backend down/);
   assert.match(out.hangs, /^auth: fetchJwt did not settle within 300 ms/);
   assert.match(out.junk, /^auth: fetchJwt returned an unusable token/);

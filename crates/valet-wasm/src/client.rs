@@ -102,6 +102,22 @@ export function sessionResult(text) {
     },
   };
 }
+export function clientArgs(o) {
+  if (typeof o !== "object" || o === null) return "new ValetClient(options): options must be an object";
+  const out = [];
+  for (const [k, t] of [["onEvent", "function"], ["agentId", "string"], ["baseUrl", "string"], ["fetchJwtTimeoutMs", "number"],
+    ["debug", "boolean"], ["pauseOnHidden", "boolean"], ["transport", "string"], ["stallTimeoutMs", "number"]]) {
+    const v = o[k] ?? undefined;
+    if (v !== undefined && typeof v !== t) return "`" + k + "` must be a " + t;
+    out.push(v);
+  }
+  out.push(o.fetchJwt);
+  return out;
+}
+export function convoIdOf(o) {
+  const id = typeof o === "object" && o !== null ? o.convoId : undefined;
+  return typeof id === "string" && id.trim() ? id : undefined;
+}
 export function convoList(text) {
   const v = JSON.parse(text);
   if (!v || !Array.isArray(v.agent_convos)) throw new Error("no `agent_convos` list");
@@ -112,37 +128,20 @@ extern "C" {
     /// `POST /sessions`' answer as `StartSessionResult` (defaults filled in).
     #[wasm_bindgen(js_name = sessionResult, catch)]
     fn session_result(text: &str) -> Result<JsValue, JsValue>;
+    /// `new ValetClient(options)`'s options, type-checked and read in one
+    /// crossing: `[onEvent, agentId, baseUrl, fetchJwtTimeoutMs, debug,
+    /// pauseOnHidden, transport, stallTimeoutMs, fetchJwt]` (absent ones
+    /// undefined), or the message of the `invalid_argument` error. Throws
+    /// what a getter of `options` throws.
+    #[wasm_bindgen(js_name = clientArgs, catch)]
+    fn client_args(options: &JsValue) -> Result<JsValue, JsValue>;
+    /// `openConvo(options)`'s `convoId`, if it is a string with more than
+    /// white space.
+    #[wasm_bindgen(js_name = convoIdOf, catch)]
+    fn convo_id_of(options: &JsValue) -> Result<Option<String>, JsValue>;
     /// `GET /agent_convos`' list.
     #[wasm_bindgen(js_name = convoList, catch)]
     fn convo_list(text: &str) -> Result<JsValue, JsValue>;
-}
-
-fn get(obj: &JsValue, key: &str) -> JsValue {
-    js_sys::Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-}
-
-fn opt_string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
-    let v = get(obj, key);
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    v.as_string().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, valet_core::cat!("`", key, "` must be a string")))
-}
-
-fn opt_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
-    let v = get(obj, key);
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    v.as_bool().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, valet_core::cat!("`", key, "` must be a boolean")))
-}
-
-fn opt_number(obj: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
-    let v = get(obj, key);
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    v.as_f64().map(Some).ok_or_else(|| js_error(ErrorCode::InvalidArgument, valet_core::cat!("`", key, "` must be a number")))
 }
 
 /// The entry point: `new ValetClient({ agentId, fetchJwt, ... })`.
@@ -159,25 +158,22 @@ impl ValetClient {
     pub fn new(#[wasm_bindgen(unchecked_param_type = "ValetClientOptions")] options: JsValue) -> Result<ValetClient, JsValue> {
         // The browser's JSON.parse reads what the core decides on.
         valet_core::json::set_reader(&crate::json::JsJson);
-        if !options.is_object() {
-            return Err(js_error(ErrorCode::InvalidArgument, "new ValetClient(options): options must be an object"));
+        let args = client_args(&options)?;
+        if let Some(message) = args.as_string() {
+            return Err(js_error(ErrorCode::InvalidArgument, message));
         }
-        let fetch_jwt = get(&options, "fetchJwt");
-        let on_event = get(&options, "onEvent");
-        let hook = match on_event {
-            v if v.is_undefined() || v.is_null() => Hook(None),
-            v if v.is_function() => Hook(Some(v.into())),
-            _ => return Err(js_error(ErrorCode::InvalidArgument, "`onEvent` must be a function")),
-        };
+        let args: js_sys::Array = args.unchecked_into();
+        let fetch_jwt = args.get(8);
+        let hook = Hook(args.get(0).dyn_into().ok());
         let raw = RawOptions {
-            agent_id: opt_string(&options, "agentId")?,
+            agent_id: args.get(1).as_string(),
             has_fetch_jwt: fetch_jwt.is_function(),
-            base_url: opt_string(&options, "baseUrl")?,
-            fetch_jwt_timeout_ms: opt_number(&options, "fetchJwtTimeoutMs")?,
-            debug: opt_bool(&options, "debug")?,
-            pause_on_hidden: opt_bool(&options, "pauseOnHidden")?,
-            transport: opt_string(&options, "transport")?,
-            stall_timeout_ms: opt_number(&options, "stallTimeoutMs")?,
+            base_url: args.get(2).as_string(),
+            fetch_jwt_timeout_ms: args.get(3).as_f64(),
+            debug: args.get(4).as_bool(),
+            pause_on_hidden: args.get(5).as_bool(),
+            transport: args.get(6).as_string(),
+            stall_timeout_ms: args.get(7).as_f64(),
         };
         let config = ClientConfig::from_raw(raw).map_err(|m| js_error(ErrorCode::InvalidArgument, m))?;
         let log = Logger { enabled: config.debug };
@@ -212,10 +208,8 @@ impl ValetClient {
     pub fn open_convo(&self, #[wasm_bindgen(unchecked_param_type = "OpenConvoOptions")] options: JsValue) -> js_sys::Promise {
         let shared = self.shared.clone();
         crate::rt::promise(async move {
-            let convo_id = if options.is_object() { opt_string(&options, "convoId")? } else { None };
-            let convo_id = convo_id
-                .filter(|c| !c.trim().is_empty())
-                .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "openConvo({ convoId }): convoId is required"))?;
+            let convo_id = convo_id_of(&options)?
+                .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "openConvo({ convoId }): convoId is required (a non-empty string)"))?;
             shared.tokens.get(None).await.map_err(|e| to_js(&e))?;
             let inner = ConvoInner::open(shared, convo_id);
             Ok(Convo::start(inner).await.map_err(|e| to_js(&e))?.into())

@@ -68,6 +68,26 @@ export function resumePoint(key, json) {
     sessionStorage.setItem(key, json);
   } catch {}
 }
+export function sendArgs(upload, text, options) {
+  const get = (k) => (options == null ? undefined : options[k] ?? undefined);
+  const files = upload ? text : get("files") ?? [];
+  const blobs = Array.isArray(files) && files.every((f) => f instanceof Blob);
+  if (upload) return blobs && files.length ? [undefined, files, undefined, undefined, false] : "uploadFiles(files): files must be a non-empty array of File or Blob";
+  if (!blobs) return "send(text, { files }): files must be an array of File or Blob";
+  if (typeof text !== "string") return "send(text): text must be a string";
+  const id = get("messageId"), signal = get("signal"), detached = get("resolveWhenQueued") ?? false;
+  if (id !== undefined && (typeof id !== "string" || !id)) return "send(text, { messageId }): must be the string uploadFiles() resolved to";
+  if (!text.trim() && !files.length && id === undefined) return "send(text): text must not be empty";
+  if (files.length && id !== undefined) return "send(text, { files, messageId }): give files or a draft's messageId, not both";
+  if (signal !== undefined && !(signal instanceof AbortSignal)) return "send(text, { signal }): signal must be an AbortSignal";
+  if (typeof detached !== "boolean") return "send(text, { resolveWhenQueued }): must be a boolean";
+  return [text, files, id, signal, detached];
+}
+export function formOf(files) {
+  const form = new FormData();
+  for (const f of files ?? []) form.append("files[]", f, f instanceof File ? f.name : "file");
+  return form;
+}
 "#)]
 extern "C" {
     /// The page's `window` (`document`: its `document`); `None` outside a
@@ -83,13 +103,24 @@ extern "C" {
     /// only costs the resume.
     #[wasm_bindgen(js_name = resumePoint)]
     fn resume_point(key: &str, json: Option<&str>) -> Option<String>;
+    /// `send(text, options)`'s arguments (`upload`: `uploadFiles(text)`'s
+    /// files), checked and read in one crossing: `[text, files, messageId,
+    /// signal, resolveWhenQueued]` (`text` undefined for an upload, absent
+    /// options undefined), or the message of the `invalid_argument` error.
+    /// Throws what a getter of `options` throws.
+    #[wasm_bindgen(js_name = sendArgs, catch)]
+    fn send_args(upload: bool, text: &JsValue, options: &JsValue) -> Result<JsValue, JsValue>;
+    /// The upload form of a send's files: `files[]` parts named as the
+    /// `File`s are (a `Blob`: `file`).
+    #[wasm_bindgen(js_name = formOf)]
+    fn form_of(files: &JsValue) -> web_sys::FormData;
 }
 
 /// A send's handles: its promise's sender (none once resolved with
 /// `resolveWhenQueued`), its files, and its `AbortSignal` listener.
 struct PendingSend {
     settle: Option<crate::rt::Sender<Result<Option<String>, ClientError>>>,
-    files: Vec<web_sys::Blob>,
+    files: JsValue,
     _abort: Option<Listener>,
 }
 
@@ -284,14 +315,8 @@ impl ConvoInner {
                 resume_point(&resume_key(&self.client.config.agent_id, &self.convo_id), Some(&json));
             }
             Action::Upload { id, token } => {
-                let files = self.sends.read().iter().find(|(k, _)| *k == id).map(|(_, p)| p.files.clone()).unwrap_or_default();
-                let url = self.client.config.upload_url(&self.convo_id);
-                let form = web_sys::FormData::new().expect_throw("FormData");
-                for f in &files {
-                    let name = f.dyn_ref::<web_sys::File>().map(|f| f.name()).unwrap_or_else(|| "file".into());
-                    let _ = form.append_with_blob_and_filename("files[]", f, &name);
-                }
-                self.spawn_post(id, url, token, http::Body::Form(form));
+                let form = form_of(self.sends.read().iter().find(|(k, _)| *k == id).map(|(_, p)| &p.files).unwrap_or(&JsValue::UNDEFINED));
+                self.spawn_post(id, self.client.config.upload_url(&self.convo_id), token, http::Body::Form(form));
             }
             Action::Post { id, token, json } => {
                 let url = self.client.config.send_url(&self.convo_id);
@@ -466,7 +491,7 @@ impl ConvoInner {
     async fn send(
         &self,
         what: Outgoing,
-        files: Vec<web_sys::Blob>,
+        files: JsValue,
         signal: Option<web_sys::AbortSignal>,
         detached: bool,
     ) -> Result<Option<String>, ClientError> {
@@ -574,7 +599,7 @@ impl Convo {
         #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "SendOptions | null")] options: Option<JsValue>,
     ) -> js_sys::Promise {
-        submit(self.inner.clone(), Some(text), options)
+        submit(self.inner.clone(), false, text, options.unwrap_or_default())
     }
 
     /// Uploads files as a draft message and resolves to its `message_id`
@@ -582,9 +607,7 @@ impl Convo {
     /// messageId })` then sends the text with them.
     #[wasm_bindgen(js_name = uploadFiles, unchecked_return_type = "Promise<string>")]
     pub fn upload_files(&self, #[wasm_bindgen(unchecked_param_type = "Blob[]")] files: JsValue) -> js_sys::Promise {
-        let options = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&options, &"files".into(), &files);
-        submit(self.inner.clone(), None, Some(options.into()))
+        submit(self.inner.clone(), true, files, JsValue::UNDEFINED)
     }
 
     /// Counters for monitoring: reconnects, the last event's time, duplicates
@@ -632,84 +655,25 @@ impl Convo {
     }
 }
 
-/// `send(text, options)`, or `uploadFiles(files)` (no text, `options.files`):
-/// one async driver for both.
-fn submit(inner: Rc<ConvoInner>, text: Option<JsValue>, options: Option<JsValue>) -> js_sys::Promise {
+/// `send(text, options)`, or `uploadFiles(files)` (`upload`, the files in
+/// `text`): one async driver for both.
+fn submit(inner: Rc<ConvoInner>, upload: bool, text: JsValue, options: JsValue) -> js_sys::Promise {
     crate::rt::promise(async move {
-        let files = read_files(options.clone())?;
-        let what = match text {
-            None if files.is_empty() => {
-                return Err(js_error(ErrorCode::InvalidArgument, "uploadFiles(files): files must be a non-empty array of File or Blob"));
-            }
+        let args = send_args(upload, &text, &options)?;
+        if let Some(message) = args.as_string() {
+            return Err(js_error(ErrorCode::InvalidArgument, message));
+        }
+        let args: js_sys::Array = args.unchecked_into();
+        let files = args.get(1);
+        let has_files = files.unchecked_ref::<js_sys::Array>().length() > 0;
+        let what = match args.get(0).as_string() {
+            Some(text) => Outgoing::Message { text, files: has_files, draft: args.get(2).as_string() },
             None => Outgoing::Upload,
-            Some(text) => {
-                let text = text.as_string().ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text): text must be a string"))?;
-                let draft = read_draft(options.clone())?;
-                if text.trim().is_empty() && files.is_empty() && draft.is_none() {
-                    return Err(js_error(ErrorCode::InvalidArgument, "send(text): text must not be empty"));
-                }
-                if !files.is_empty() && draft.is_some() {
-                    return Err(js_error(
-                        ErrorCode::InvalidArgument,
-                        "send(text, { files, messageId }): give files or a draft's messageId, not both",
-                    ));
-                }
-                Outgoing::Message { text, files: !files.is_empty(), draft }
-            }
         };
-        let (signal, detached) = read_send_flags(options)?;
-        let draft = inner.send(what, files, signal, detached).await.map_err(|e| to_js(&e))?;
+        let signal = args.get(3).dyn_into::<web_sys::AbortSignal>().ok();
+        let draft = inner.send(what, files, signal, args.get(4).is_truthy()).await.map_err(|e| to_js(&e))?;
         Ok(draft.map(JsValue::from).unwrap_or(JsValue::UNDEFINED))
     })
-}
-
-fn read_files(options: Option<JsValue>) -> Result<Vec<web_sys::Blob>, JsValue> {
-    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
-        return Ok(Vec::new());
-    };
-    let files = js_sys::Reflect::get(&options, &"files".into()).unwrap_or(JsValue::UNDEFINED);
-    if files.is_undefined() || files.is_null() {
-        return Ok(Vec::new());
-    }
-    let err = || js_error(ErrorCode::InvalidArgument, "send(text, { files }): files must be an array of File or Blob");
-    let array: js_sys::Array = files.dyn_into().map_err(|_| err())?;
-    array.iter().map(|f| f.dyn_into::<web_sys::Blob>().map_err(|_| err())).collect()
-}
-
-fn read_draft(options: Option<JsValue>) -> Result<Option<String>, JsValue> {
-    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
-        return Ok(None);
-    };
-    let id = js_sys::Reflect::get(&options, &"messageId".into()).unwrap_or(JsValue::UNDEFINED);
-    if id.is_undefined() || id.is_null() {
-        return Ok(None);
-    }
-    id.as_string()
-        .filter(|s| !s.is_empty())
-        .map(Some)
-        .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text, { messageId }): must be the string uploadFiles() resolved to"))
-}
-
-fn read_send_flags(options: Option<JsValue>) -> Result<(Option<web_sys::AbortSignal>, bool), JsValue> {
-    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
-        return Ok((None, false));
-    };
-    let signal = js_sys::Reflect::get(&options, &"signal".into()).unwrap_or(JsValue::UNDEFINED);
-    let signal = if signal.is_undefined() || signal.is_null() {
-        None
-    } else {
-        Some(
-            signal
-                .dyn_into::<web_sys::AbortSignal>()
-                .map_err(|_| js_error(ErrorCode::InvalidArgument, "send(text, { signal }): signal must be an AbortSignal"))?,
-        )
-    };
-    let detached = js_sys::Reflect::get(&options, &"resolveWhenQueued".into()).unwrap_or(JsValue::UNDEFINED);
-    let detached = match detached {
-        v if v.is_undefined() || v.is_null() => false,
-        v => v.as_bool().ok_or_else(|| js_error(ErrorCode::InvalidArgument, "send(text, { resolveWhenQueued }): must be a boolean"))?,
-    };
-    Ok((signal, detached))
 }
 
 /// Removes and returns the value under `key` in a short list of pairs (a
