@@ -361,6 +361,28 @@ test("the EventSource transport: same behaviour, and the token never appears in 
   await server.waitStats("stream ended", (s) => !s.live_streams_by_appuser[sourceKey]);
 });
 
+test("EventSource: a refused or malformed ticket is a failure the stream recovers from", async () => {
+  const page = await sdkPage();
+  const logs = [];
+  page.on("console", (m) => logs.push(m.text()));
+  const sourceKey = user("ticket");
+  const convoId = await page.evaluate(
+    (args) => window.h.openRecorded(args),
+    { base: server.base, agentId: AGENT, sourceKey, clientOptions: { transport: "eventsource", debug: true } },
+  );
+  // After the stream ends, the first ticket is refused (503), the second is not a ticket: the third opens it.
+  await server.admin("/faults", { route: "stream_ticket", status: 503, count: 1 });
+  await server.admin("/faults", { route: "stream_ticket", status: 200, body: { not_a_ticket: true }, count: 1 });
+  await server.admin("/streams/end", { source_key: sourceKey, reason: "stalled" });
+  await waitIn(page, "window.t.rec.ready.length === 2", "the stream back after the two bad tickets");
+  await inject(convoId, ["after the tickets"]);
+  await waitIn(page, "window.t.rec.message.length === 1", "a message");
+  assert.deepEqual(await texts(page), ["after the tickets"]);
+  assert.ok(logs.some((l) => l.includes("stream refused: HTTP 503")), "the refused ticket was logged");
+  assert.ok(logs.some((l) => l.includes("stream failed: malformed stream ticket")), "the malformed ticket was logged");
+  await closeAll(page);
+});
+
 test("bad options and a failing fetchJwt give clear errors", async () => {
   const page = await sdkPage();
   const out = await page.evaluate(async ({ base, AGENT }) => {

@@ -28,7 +28,7 @@ use crate::client::ClientShared;
 use crate::emitter::Emitter;
 use crate::error::{js_error, to_js};
 use crate::http;
-use crate::stream::{open_eventsource, open_fetch, StreamHandle};
+use crate::stream::{self, StreamHandle};
 use crate::tabs::TabLink;
 
 /// One open convo's state in the glue.
@@ -262,12 +262,13 @@ impl ConvoInner {
             Action::OpenStream { attempt, token, last_event_id } => {
                 let cfg = &self.client.config;
                 let handle = match cfg.transport {
-                    Transport::Fetch => open_fetch(self.this.clone(), attempt, cfg.events_url(&self.convo_id, None), token, last_event_id),
+                    Transport::Fetch => {
+                        stream::open(self.this.clone(), attempt, &cfg.events_url(&self.convo_id, None), None, &token, last_event_id)
+                    }
+                    // The ticket is appended to this URL (an empty ticket encodes as nothing).
                     Transport::EventSource => {
-                        let client = self.client.clone();
-                        let convo = self.convo_id.clone();
-                        let events_url = move |ticket: &str| client.config.events_url(&convo, Some(ticket));
-                        open_eventsource(self.this.clone(), attempt, cfg.ticket_url(&self.convo_id), events_url, token)
+                        let url = cfg.events_url(&self.convo_id, Some(""));
+                        stream::open(self.this.clone(), attempt, &url, Some(&cfg.ticket_url(&self.convo_id)), &token, None)
                     }
                 };
                 // Replacing drops (aborts) any previous stream.

@@ -1,4 +1,4 @@
-//! The two stream transports, as handles that clean up on drop.
+//! The two stream transports, as a handle that stops its stream on drop.
 //!
 //! - `fetch` (default): `Authorization` header; the response's status and
 //!   `Retry-After` reach the core; the body is decoded by the browser's
@@ -10,207 +10,153 @@
 //!   It can not see an HTTP status, so failures after the ticket are plain
 //!   failures.
 //!
-//! Dropping a handle aborts the fetch (or stops the EventSource's listening
-//! and closes it): a closed or replaced stream leaves nothing behind.
+//! Decisions:
+//! - The transport is a few lines of JS (`openStream`) that report what
+//!   happens to one callback, as the core's inputs: the wasm keeps no
+//!   future, reader or listener per stream (a Rust `async` driver with its
+//!   `Response`, `Headers` and reader handles cost it 1.3 KB gzipped more).
+//! - Dropping the handle stops the JS first (the fetch aborted, or the
+//!   EventSource closed), then frees the callback: nothing calls it after.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
-use crate::rt::Shared;
-use alloc::rc::{Rc, Weak};
-use core::cell::{Cell, RefCell};
+use alloc::rc::Weak;
 
 use valet_core::convo::Input;
 use valet_core::wire::STREAM_EVENT_NAMES;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, EventSource};
 
 use crate::convo::{feed, ConvoInner};
-use crate::http;
 
 #[wasm_bindgen(inline_js = r#"
-export class TextReader {
-  constructor(body) { this.reader = body.getReader(); this.decoder = new TextDecoder(); }
-  async read() {
-    const { done, value } = await this.reader.read();
-    return done ? undefined : this.decoder.decode(value, { stream: true });
-  }
-}
-
-// EventSource's events as SSE text, one crossing per batch: `cb` gets the
-// text of the events one network chunk dispatched (they come in one task;
-// the flush is the next task, through a MessageChannel), so they reach the
-// core as the fetch transport's chunks do, through the same parser and
-// batched frame reading; `true` when the stream opens, `false` when it
-// fails (each after what came before).
-export function eventSourceText(es, types, cb) {
-  let text = "";
-  const port = new MessageChannel();
-  const flush = () => { if (text) { const t = text; text = ""; cb(t); } };
-  port.port1.onmessage = flush;
-  const onEvent = (e) => {
-    if (!(e instanceof MessageEvent)) { flush(); cb(false); return; }
-    if (!text) port.port2.postMessage(0);
-    text += "event: " + e.type + "\ndata: " + String(e.data).split("\n").join("\ndata: ") + "\nid: " + e.lastEventId + "\n\n";
+const described = (e, or) => e instanceof Error ? e.name + ": " + e.message : typeof e === "string" ? e : or;
+export function openStream(eventSource, url, ticketUrl, token, lastEventId, types, cb) {
+  let stopped = false, es = null, port = null;
+  const ctrl = new AbortController();
+  const call = (...a) => !stopped && cb(...a);
+  const request = async (method, u, sse) => {
+    const headers = { authorization: "Bearer " + token };
+    if (sse) headers.accept = "text/event-stream";
+    if (sse && lastEventId != null) headers["last-event-id"] = lastEventId;
+    let r;
+    try { r = await fetch(u, { method, mode: "cors", headers, signal: ctrl.signal }); } catch (e) { call(3, described(e, "network error")); return; }
+    const date = r.headers.get("date");
+    if (date) call(5, date);
+    return r;
   };
-  es.addEventListener("open", () => { flush(); cb(true); });
-  for (const t of types.split(",")) es.addEventListener(t, onEvent);
-  return () => { port.port1.onmessage = null; port.port1.close(); es.close(); };
+  const refused = async (r) => call(4, await r.text().catch(() => ""), r.status, r.headers.get("retry-after") ?? undefined);
+  const fetchStream = async () => {
+    const r = await request("GET", url, true);
+    if (!r) return;
+    if (r.status !== 200 || !/^text\/event-stream/i.test(r.headers.get("content-type") ?? "")) return refused(r);
+    call(0);
+    if (!r.body) return call(2);
+    const reader = r.body.getReader(), decoder = new TextDecoder();
+    for (;;) {
+      let chunk;
+      try { chunk = await reader.read(); } catch (e) { return call(3, typeof e === "string" ? e : "stream read failed"); }
+      if (chunk.done) return call(2);
+      // The convo holds its events (`openConvo` pending): a macrotask per chunk lets it release them.
+      if (call(1, decoder.decode(chunk.value, { stream: true }))) await new Promise((go) => setTimeout(go, 0));
+    }
+  };
+  // EventSource's events as SSE text, one crossing per batch: the events one
+  // network chunk dispatched come in one task; the flush is the next task,
+  // through a MessageChannel. `open` and a failure flush what came before.
+  const eventSourceStream = async () => {
+    const r = await request("POST", ticketUrl, false);
+    if (!r) return;
+    if (r.status < 200 || r.status > 299) return refused(r);
+    let ticket;
+    try { ticket = JSON.parse(await r.text()).ticket; } catch {}
+    if (typeof ticket !== "string") return call(3, "malformed stream ticket");
+    if (stopped) return;
+    try { es = new EventSource(url + encodeURIComponent(ticket)); } catch { return call(3, "EventSource refused the URL"); }
+    let text = "";
+    port = new MessageChannel();
+    const flush = () => { if (text) { const t = text; text = ""; call(1, t); } };
+    port.port1.onmessage = flush;
+    es.addEventListener("open", () => { flush(); call(0); });
+    const onEvent = (e) => {
+      // `error` is both a frame name and the failure event: a frame is a MessageEvent.
+      if (!(e instanceof MessageEvent)) { flush(); call(3, "EventSource error"); return; }
+      if (!text) port.port2.postMessage(0);
+      text += "event: " + e.type + "\ndata: " + String(e.data).split("\n").join("\ndata: ") + "\nid: " + e.lastEventId + "\n\n";
+    };
+    for (const t of types.split(",")) es.addEventListener(t, onEvent);
+  };
+  (eventSource ? eventSourceStream() : fetchStream()).catch((e) => call(3, described(e, "stream failed")));
+  return () => {
+    stopped = true;
+    ctrl.abort("valet-sdk: aborted");
+    es?.close();
+    if (port) { port.port1.onmessage = null; port.port1.close(); }
+  };
 }
 "#)]
 extern "C" {
-    /// Listens to `es` for the frame types `types` (comma-separated) and
-    /// hands their events on to `cb` as SSE text (see above). Returns the
-    /// function that stops it and closes `es`.
-    #[wasm_bindgen(js_name = eventSourceText)]
-    fn event_source_text(es: &EventSource, types: &str, cb: &JsValue) -> js_sys::Function;
-
-    /// A response body read as text: the browser's streaming `TextDecoder`
-    /// decodes UTF-8 (a sequence cut by a chunk waits for the next; invalid
-    /// bytes become U+FFFD, as the SSE standard's decoder has it), so the
-    /// wasm carries no decoder and gets each chunk as a string.
-    type TextReader;
-
-    #[wasm_bindgen(constructor)]
-    fn new(body: &web_sys::ReadableStream) -> TextReader;
-
-    /// The next chunk's text; `undefined` at the end of the body.
-    #[wasm_bindgen(method)]
-    fn read(this: &TextReader) -> js_sys::Promise;
+    /// Opens the stream (`eventSource`: a ticket from `ticketUrl`, then an
+    /// EventSource on `url` and the ticket; else a fetch of `url`) and
+    /// reports to `cb(kind, text, status, retryAfter)`: 0 opened; 1 text
+    /// (the chunk's SSE text); 2 the body ended; 3 failed (`text`: why); 4
+    /// refused (`text`: the body, `status`, `retryAfter`); 5 an answer's
+    /// `Date` (`text`). `cb` answers whether the convo holds its events.
+    /// Returns the function that stops it all.
+    #[wasm_bindgen(js_name = openStream)]
+    fn open_stream(
+        event_source: bool,
+        url: &str,
+        ticket_url: &str,
+        token: &str,
+        last_event_id: Option<String>,
+        types: &str,
+        cb: &JsValue,
+    ) -> js_sys::Function;
 }
 
-/// A live stream.
-pub enum StreamHandle {
-    /// A fetch in flight.
-    Fetch(AbortController),
-    /// An EventSource (created once its ticket arrives).
-    EventSource(Rc<EsState>),
-}
+/// What `openStream` reports: kind, text, status, `Retry-After`.
+type Report = dyn FnMut(u32, Option<String>, u16, Option<String>) -> bool;
 
-/// The parts of an EventSource stream.
-pub struct EsState {
-    ticket_abort: AbortController,
-    listening: RefCell<Option<Listening>>,
-    dropped: Cell<bool>,
-}
-
-/// An EventSource's events being handed on: dropped, it stops that and
-/// closes the EventSource (then frees the callback).
-struct Listening {
+/// A live stream: dropped, it stops (the fetch aborted, or the EventSource
+/// closed), then frees its callback.
+pub struct StreamHandle {
     stop: js_sys::Function,
-    _callback: Closure<dyn FnMut(JsValue)>,
+    _callback: Closure<Report>,
 }
 
-impl Drop for Listening {
+impl Drop for StreamHandle {
     fn drop(&mut self) {
         let _ = self.stop.call0(&JsValue::UNDEFINED);
     }
 }
 
-impl Drop for StreamHandle {
-    fn drop(&mut self) {
-        match self {
-            StreamHandle::Fetch(c) => crate::http::abort(c),
-            StreamHandle::EventSource(s) => {
-                s.dropped.set(true);
-                crate::http::abort(&s.ticket_abort);
-                s.listening.write().take();
-            }
-        }
-    }
-}
-
-/// Opens the stream over fetch.
-pub fn open_fetch(sink: Weak<ConvoInner>, attempt: u64, url: String, token: String, last_event_id: Option<String>) -> StreamHandle {
-    let controller = AbortController::new().expect_throw("AbortController");
-    let signal = controller.signal();
-    crate::rt::spawn(async move {
-        let sse = http::Sse { last_event_id: last_event_id.as_deref() };
-        let response = match http::send("GET", &url, Some(&token), Some(sse), http::Body::Empty, Some(&signal)).await {
-            Ok(r) => r,
-            Err(message) => return feed(&sink, Input::StreamFailed { attempt, message }),
-        };
-        let status = response.status();
-        let is_sse =
-            response.headers().get("content-type").ok().flatten().is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
-        if status != 200 || !is_sse {
-            let retry_after = response.headers().get("retry-after").ok().flatten();
-            let body = http::text(&response).await;
-            return feed(&sink, Input::StreamRefused { attempt, status, retry_after, body });
-        }
-        feed(&sink, Input::StreamOpened { attempt });
-        let Some(body) = response.body() else {
-            return feed(&sink, Input::StreamEnded { attempt });
-        };
-        let reader = TextReader::new(&body);
-        loop {
-            let text = match JsFuture::from(reader.read()).await {
-                Ok(t) => t,
-                Err(e) => {
-                    let message = e.as_string().unwrap_or_else(|| "stream read failed".into());
-                    return feed(&sink, Input::StreamFailed { attempt, message });
-                }
-            };
-            let Some(text) = text.as_string() else {
-                return feed(&sink, Input::StreamEnded { attempt });
-            };
-            if sink.upgrade().is_none() {
-                return;
-            }
-            feed(&sink, Input::StreamText { attempt, text });
-            if sink.upgrade().is_some_and(|inner| inner.events_held()) {
-                crate::rt::sleep(0).await;
-            }
-        }
-    });
-    StreamHandle::Fetch(controller)
-}
-
-/// Opens the stream over EventSource with a ticket.
-pub fn open_eventsource(
+/// Opens the stream of `attempt`: over fetch at `url`, or (`ticket_url`)
+/// over EventSource at `url` followed by the ticket.
+pub fn open(
     sink: Weak<ConvoInner>,
     attempt: u64,
-    ticket_url: String,
-    events_url: impl Fn(&str) -> String + 'static,
-    token: String,
+    url: &str,
+    ticket_url: Option<&str>,
+    token: &str,
+    last_event_id: Option<String>,
 ) -> StreamHandle {
-    let state = Rc::new(EsState {
-        ticket_abort: AbortController::new().expect_throw("AbortController"),
-        listening: RefCell::new(None),
-        dropped: Cell::new(false),
+    let callback = Closure::<Report>::new(move |kind: u32, text: Option<String>, status: u16, retry_after: Option<String>| {
+        let text = text.unwrap_or_default();
+        let input = match kind {
+            0 => Input::StreamOpened { attempt },
+            1 => Input::StreamText { attempt, text },
+            2 => Input::StreamEnded { attempt },
+            3 => Input::StreamFailed { attempt, message: text },
+            4 => Input::StreamRefused { attempt, status, retry_after, body: text },
+            _ => {
+                crate::tokens::observe_server_date(&text);
+                return false;
+            }
+        };
+        feed(&sink, input);
+        sink.upgrade().is_some_and(|inner| inner.events_held())
     });
-    let st = state.clone();
-    crate::rt::spawn(async move {
-        let signal = st.ticket_abort.signal();
-        let reply = match http::send_read("POST", &ticket_url, Some(&token), http::Body::Empty, Some(&signal)).await {
-            Ok(r) => r,
-            Err(message) => return feed(&sink, Input::StreamFailed { attempt, message }),
-        };
-        if !(200..300).contains(&reply.status) {
-            return feed(&sink, Input::StreamRefused { attempt, status: reply.status, retry_after: reply.retry_after, body: reply.body });
-        }
-        let ticket = match valet_core::json::read_n(&reply.body, ["ticket"]).and_then(|[t]| t.into_string()) {
-            Some(t) => t,
-            None => return feed(&sink, Input::StreamFailed { attempt, message: "malformed stream ticket".into() }),
-        };
-        if st.dropped.get() {
-            return;
-        }
-        let es = match EventSource::new(&events_url(&ticket)) {
-            Ok(es) => es,
-            Err(_) => return feed(&sink, Input::StreamFailed { attempt, message: "EventSource refused the URL".into() }),
-        };
-        let callback = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| {
-            let input = match (v.as_string(), v.as_bool()) {
-                (Some(text), _) => Input::StreamText { attempt, text },
-                (None, Some(true)) => Input::StreamOpened { attempt },
-                // `error` is both a frame name and the failure event: the JS tells them apart.
-                _ => Input::StreamFailed { attempt, message: "EventSource error".into() },
-            };
-            feed(&sink, input);
-        });
-        let stop = event_source_text(&es, STREAM_EVENT_NAMES, callback.as_ref());
-        *st.listening.write() = Some(Listening { stop, _callback: callback });
-    });
-    StreamHandle::EventSource(state)
+    let stop =
+        open_stream(ticket_url.is_some(), url, ticket_url.unwrap_or_default(), token, last_event_id, STREAM_EVENT_NAMES, callback.as_ref());
+    StreamHandle { stop, _callback: callback }
 }
