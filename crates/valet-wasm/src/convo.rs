@@ -10,8 +10,8 @@ use crate::rt::Shared;
 use alloc::rc::{Rc, Weak};
 use core::cell::{Cell, RefCell};
 
-use crate::rt::Listener;
 use crate::rt::Timeout;
+use crate::rt::{Listener, Subscription};
 use valet_core::client::Transport;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, ConvoMetrics, Input, ResumePoint, Timer};
 use valet_core::election::{Role, TabAction, TabInput};
@@ -40,7 +40,8 @@ pub struct ConvoInner {
     stream: RefCell<Option<(u64, StreamHandle)>>,
     timers: RefCell<Vec<(Timer, Timeout)>>,
     rest_abort: AbortController,
-    visibility: RefCell<Option<Listener>>,
+    /// The page's events and the tab channel's messages (`pageEvents`).
+    page: RefCell<Option<Subscription<PageReport>>>,
     opened: RefCell<Option<crate::rt::Sender<Result<(), ClientError>>>>,
     /// The link to the other tabs of this browser (one stream for all).
     tab: RefCell<Option<Rc<TabLink>>>,
@@ -48,8 +49,6 @@ pub struct ConvoInner {
     /// holds their promises, files and abort listeners).
     sends: RefCell<Vec<(u64, PendingSend)>>,
     next_send: Cell<u64>,
-    /// `online` and `pagehide` of the window.
-    window_listeners: RefCell<Vec<Listener>>,
     this: Weak<ConvoInner>,
 }
 
@@ -60,8 +59,20 @@ fn resume_key(agent_id: &str, convo_id: &str) -> String {
 }
 
 #[wasm_bindgen(inline_js = r#"
-export const pageTarget = (doc) => typeof document !== "object" ? undefined : doc ? document : window;
 export const pageHidden = () => typeof document === "object" ? document.hidden : undefined;
+export function pageEvents(channel, cb) {
+  const on = [];
+  const listen = (target, type, f) => { target.addEventListener(type, f); on.push([target, type, f]); };
+  if (typeof document === "object") {
+    listen(window, "online", () => cb(0));
+    listen(window, "pagehide", () => cb(1));
+    listen(window, "pageshow", (e) => { if (e.persisted) cb(2, undefined, !document.hidden); });
+    listen(document, "visibilitychange", () => cb(3, undefined, document.hidden));
+  }
+  // Only strings can be our envelopes; anything else is counted as garbage.
+  if (channel) listen(channel, "message", (e) => cb(4, typeof e.data === "string" ? e.data : ""));
+  return () => { for (const [target, type, f] of on) target.removeEventListener(type, f); };
+}
 export function resumePoint(key, json) {
   try {
     if (json === undefined) return sessionStorage.getItem(key) ?? undefined;
@@ -90,11 +101,14 @@ export function formOf(files) {
 }
 "#)]
 extern "C" {
-    /// The page's `window` (`document`: its `document`); `None` outside a
-    /// page (a worker). Bound here, not through `web_sys::window()`, whose
-    /// lookup of the global object costs the wasm four imports.
-    #[wasm_bindgen(js_name = pageTarget)]
-    fn page_target(document: bool) -> Option<web_sys::EventTarget>;
+    /// Follows the page's events (in a page: `window`'s `online`,
+    /// `pagehide` and `pageshow` from the back/forward cache, `document`'s
+    /// `visibilitychange`) and `channel`'s messages, reporting each to
+    /// `cb(kind, data, flag)`: 0 online; 1 pagehide; 2 pageshow (`flag`:
+    /// visible); 3 visibilitychange (`flag`: hidden); 4 a message (`data`:
+    /// its text, or "" when it is not one). Returns the function that stops.
+    #[wasm_bindgen(js_name = pageEvents)]
+    fn page_events(channel: Option<&web_sys::BroadcastChannel>, cb: &JsValue) -> js_sys::Function;
     /// `document.hidden`; `None` outside a page.
     #[wasm_bindgen(js_name = pageHidden)]
     fn page_hidden() -> Option<bool>;
@@ -115,6 +129,9 @@ extern "C" {
     #[wasm_bindgen(js_name = formOf)]
     fn form_of(files: &JsValue) -> web_sys::FormData;
 }
+
+/// What `pageEvents` reports: kind, data, flag.
+type PageReport = dyn FnMut(u32, Option<String>, bool);
 
 /// A send's handles: its promise's sender (none once resolved with
 /// `resolveWhenQueued`), its files, and its `AbortSignal` listener.
@@ -162,53 +179,30 @@ impl ConvoInner {
             stream: RefCell::new(None),
             timers: RefCell::new(Vec::new()),
             rest_abort: AbortController::new().expect_throw("AbortController"),
-            visibility: RefCell::new(None),
+            page: RefCell::new(None),
             opened: RefCell::new(None),
             tab: RefCell::new(tab),
             sends: RefCell::new(Vec::new()),
             next_send: Cell::new(0),
-            window_listeners: RefCell::new(Vec::new()),
             this: this.clone(),
         });
-        if let Some(window) = page_target(false) {
-            let sink = Rc::downgrade(&inner);
-            let online = Listener::new(&window, "online", move |_| feed(&sink, Input::Online));
-            let sink = Rc::downgrade(&inner);
-            let hide = Listener::new(&window, "pagehide", move |_| feed(&sink, Input::PageHide));
-            *inner.window_listeners.write() = vec![online, hide];
-        }
-        if let Some(tab) = inner.tab.read().as_ref() {
-            let sink = Rc::downgrade(&inner);
-            let listener = Listener::new(&tab.channel, "message", move |e| {
-                // Only strings can be our envelopes; anything else is counted as garbage.
-                let data = e.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default();
-                feed_tab(&sink, TabInput::Channel(data));
-            });
-            *tab.listener.write() = Some(listener);
-            if let Some(window) = page_target(false) {
-                let sink = Rc::downgrade(&inner);
-                let hide = Listener::new(&window, "pagehide", move |_| feed_tab(&sink, TabInput::PageHide));
-                let sink = Rc::downgrade(&inner);
-                let show = Listener::new(&window, "pageshow", move |e| {
-                    let persisted = js_sys::Reflect::get(e, &"persisted".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
-                    if persisted {
-                        feed_tab(&sink, TabInput::PageShow { visible: !page_hidden().unwrap_or(false) });
-                    }
-                });
-                *tab.page_listeners.write() = vec![hide, show];
+        let sink = Rc::downgrade(&inner);
+        let callback = Closure::<PageReport>::new(move |kind: u32, data: Option<String>, flag: bool| match kind {
+            0 => feed(&sink, Input::Online),
+            1 => {
+                feed(&sink, Input::PageHide);
+                feed_tab(&sink, TabInput::PageHide);
             }
-        }
+            2 => feed_tab(&sink, TabInput::PageShow { visible: flag }),
+            3 => {
+                feed(&sink, Input::Visibility { hidden: flag });
+                feed_tab(&sink, TabInput::Visibility { visible: !flag });
+            }
+            _ => feed_tab(&sink, TabInput::Channel(data.unwrap_or_default())),
+        });
+        let stop = page_events(inner.tab.read().as_ref().map(|tab| &tab.channel), callback.as_ref());
+        *inner.page.write() = Some(Subscription::new(stop, callback));
         client.tokens.set_active(1);
-        if let Some(document) = page_target(true) {
-            let sink = Rc::downgrade(&inner);
-            let listener = Listener::new(&document, "visibilitychange", move |_| {
-                if let Some(hidden) = page_hidden() {
-                    feed(&sink, Input::Visibility { hidden });
-                    feed_tab(&sink, TabInput::Visibility { visible: !hidden });
-                }
-            });
-            *inner.visibility.write() = Some(listener);
-        }
         inner
     }
 
@@ -459,8 +453,7 @@ impl ConvoInner {
         }
         self.handle(Input::Close);
         crate::http::abort(&self.rest_abort);
-        self.visibility.write().take();
-        self.window_listeners.write().clear();
+        self.page.write().take();
         self.sends.write().clear();
         self.timers.write().clear();
         let stream = self.stream.write().take();

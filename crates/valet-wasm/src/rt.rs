@@ -163,6 +163,27 @@ impl Drop for Sleep {
     }
 }
 
+/// Something JS runs for the glue and reports to a callback (a stream, a
+/// lock request, the page's events): the function that ends it, and the
+/// callback. Dropped, it ends it first, then frees the callback, so nothing
+/// calls the callback after.
+pub(crate) struct Subscription<F: ?Sized> {
+    stop: js_sys::Function,
+    _callback: Closure<F>,
+}
+
+impl<F: ?Sized> Subscription<F> {
+    pub(crate) fn new(stop: js_sys::Function, callback: Closure<F>) -> Subscription<F> {
+        Subscription { stop, _callback: callback }
+    }
+}
+
+impl<F: ?Sized> Drop for Subscription<F> {
+    fn drop(&mut self) {
+        let _ = self.stop.call0(&JsValue::UNDEFINED);
+    }
+}
+
 /// An event listener, removed when dropped.
 pub(crate) struct Listener {
     target: EventTarget,

@@ -27,6 +27,7 @@ use valet_core::wire::STREAM_EVENT_NAMES;
 use wasm_bindgen::prelude::*;
 
 use crate::convo::{feed, ConvoInner};
+use crate::rt::Subscription;
 
 #[wasm_bindgen(inline_js = r#"
 const described = (e, or) => e instanceof Error ? e.name + ": " + e.message : typeof e === "string" ? e : or;
@@ -119,16 +120,7 @@ type Report = dyn FnMut(u32, Option<String>, u16, Option<String>) -> bool;
 
 /// A live stream: dropped, it stops (the fetch aborted, or the EventSource
 /// closed), then frees its callback.
-pub struct StreamHandle {
-    stop: js_sys::Function,
-    _callback: Closure<Report>,
-}
-
-impl Drop for StreamHandle {
-    fn drop(&mut self) {
-        let _ = self.stop.call0(&JsValue::UNDEFINED);
-    }
-}
+pub type StreamHandle = Subscription<Report>;
 
 /// Opens the stream of `attempt`: over fetch at `url`, or (`ticket_url`)
 /// over EventSource at `url` followed by the ticket.
@@ -158,5 +150,5 @@ pub fn open(
     });
     let stop =
         open_stream(ticket_url.is_some(), url, ticket_url.unwrap_or_default(), token, last_event_id, STREAM_EVENT_NAMES, callback.as_ref());
-    StreamHandle { stop, _callback: callback }
+    Subscription::new(stop, callback)
 }

@@ -12,7 +12,6 @@ use crate::prelude::*;
 use crate::rt::Shared;
 use core::cell::{Cell, RefCell};
 
-use crate::rt::Listener;
 use crate::rt::Timeout;
 use valet_core::election::{Election, ElectionConfig};
 use wasm_bindgen::prelude::*;
@@ -40,25 +39,15 @@ extern "C" {
     pub(crate) fn request_lock(name: &str, steal: bool, cb: &JsValue) -> js_sys::Function;
 }
 
-/// A held or requested Web Lock; dropping it releases (or withdraws) it.
-pub struct LockHandle {
-    pub(crate) release: js_sys::Function,
-    pub(crate) _cb: Closure<dyn FnMut(JsValue)>,
-}
-
-impl Drop for LockHandle {
-    fn drop(&mut self) {
-        let _ = self.release.call0(&JsValue::NULL);
-    }
-}
+/// A lock asked for, or held: dropped, it is released (or the request
+/// withdrawn), then its callback freed.
+pub type LockHandle = crate::rt::Subscription<dyn FnMut(JsValue)>;
 
 /// One tab's link to the others for a convo.
 pub struct TabLink {
     pub(crate) election: RefCell<Election>,
     pub(crate) channel: BroadcastChannel,
     pub(crate) lock_name: String,
-    pub(crate) listener: RefCell<Option<Listener>>,
-    pub(crate) page_listeners: RefCell<Vec<Listener>>,
     pub(crate) timer: RefCell<Option<Timeout>>,
     pub(crate) lock: RefCell<Option<LockHandle>>,
     pub(crate) lock_epoch: Cell<u64>,
@@ -73,8 +62,6 @@ impl TabLink {
             election: RefCell::new(Election::new(cfg, tab_id)),
             channel,
             lock_name: valet_core::cat!("valet:", agent_id, ":", convo_id),
-            listener: RefCell::new(None),
-            page_listeners: RefCell::new(Vec::new()),
             timer: RefCell::new(None),
             lock: RefCell::new(None),
             lock_epoch: Cell::new(0),
@@ -84,7 +71,7 @@ impl TabLink {
     /// Requests the lock; `cb` gets `"granted"` / `"lost"`.
     pub fn request(&self, steal: bool, cb: Closure<dyn FnMut(JsValue)>) {
         let release = request_lock(&self.lock_name, steal, cb.as_ref());
-        let old = self.lock.write().replace(LockHandle { release, _cb: cb });
+        let old = self.lock.write().replace(LockHandle::new(release, cb));
         drop(old);
     }
 
@@ -97,8 +84,6 @@ impl TabLink {
 
 impl Drop for TabLink {
     fn drop(&mut self) {
-        self.listener.write().take();
-        self.page_listeners.write().clear();
         self.channel.close();
     }
 }

@@ -305,7 +305,7 @@ impl TokenSource {
         });
         let release = request_lock(&valet_core::cat!(share.lock_prefix, key), false, cb.as_ref());
         // Replacing the handle releases the lock kept since the last fetch.
-        let old = share.lock.write().replace(LockHandle { release, _cb: cb });
+        let old = share.lock.write().replace(LockHandle::new(release, cb));
         drop(old);
         let this = self.this.clone();
         let give_up = Timeout::new(self.timeout_ms.saturating_add(1_000), move || {
