@@ -500,7 +500,7 @@ impl ConvoInner {
         let (tx, rx) = crate::rt::oneshot();
         let abort = signal.map(|s| {
             let sink = self.this.clone();
-            Listener::new(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
+            crate::rt::listen(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
         });
         self.sends.write().push((id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort }));
         self.handle(Input::Send { id, what, detached });

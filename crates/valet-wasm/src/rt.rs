@@ -18,6 +18,7 @@
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
+use alloc::string::String;
 #[cfg(target_arch = "wasm32")]
 use core::cell::Cell;
 use core::cell::{Ref, RefCell, RefMut};
@@ -28,7 +29,6 @@ use core::task::{Context, Poll, Waker};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Event, EventTarget};
 
 /// Runs a future in the background.
 pub(crate) fn spawn(future: impl Future<Output = ()> + 'static) {
@@ -90,15 +90,18 @@ impl<T> Future for Receiver<T> {
     }
 }
 
-/// `future`'s output, or `Err(())` if `timeout_ms` passes first.
-pub(crate) async fn within<T>(timeout_ms: u64, future: impl Future<Output = T>) -> Result<T, ()> {
-    let mut future = core::pin::pin!(future);
-    let mut timeout = core::pin::pin!(sleep(timeout_ms));
-    core::future::poll_fn(|cx| match future.as_mut().poll(cx) {
-        Poll::Ready(v) => Poll::Ready(Ok(v)),
-        Poll::Pending => timeout.as_mut().poll(cx).map(|_| Err(())),
-    })
-    .await
+#[wasm_bindgen(inline_js = r#"
+export function addListener(target, type, cb) {
+  const f = (e) => cb(typeof e.data === "string" ? e.data : undefined);
+  target.addEventListener(type, f);
+  return () => target.removeEventListener(type, f);
+}
+"#)]
+extern "C" {
+    /// Adds a listener that hands `cb` each event's `data` if it is a
+    /// string; returns the function that removes it.
+    #[wasm_bindgen(js_name = addListener)]
+    fn add_listener(target: &JsValue, kind: &str, cb: &JsValue) -> js_sys::Function;
 }
 
 #[wasm_bindgen]
@@ -184,31 +187,18 @@ impl<F: ?Sized> Drop for Subscription<F> {
     }
 }
 
-/// An event listener, removed when dropped.
-pub(crate) struct Listener {
-    target: EventTarget,
-    kind: &'static str,
-    callback: Closure<dyn FnMut(Event)>,
+/// An event listener: `f` gets each `kind` event of `target` (its `data`
+/// when that is a string, as a message's is); dropped, it is removed.
+pub(crate) type Listener = Subscription<dyn FnMut(Option<String>)>;
+
+/// Listens to `target`'s `kind` events (see [`Listener`]).
+pub(crate) fn listen(target: &JsValue, kind: &str, f: impl FnMut(Option<String>) + 'static) -> Listener {
+    listen_boxed(target, kind, Box::new(f))
 }
 
-impl Listener {
-    /// Calls `f` with each `kind` event of `target`.
-    pub(crate) fn new(target: &EventTarget, kind: &'static str, f: impl FnMut(&Event) + 'static) -> Listener {
-        Listener::boxed(target, kind, Box::new(f))
-    }
-
-    fn boxed(target: &EventTarget, kind: &'static str, mut f: Box<dyn FnMut(&Event)>) -> Listener {
-        let callback = Closure::<dyn FnMut(Event)>::new(move |e: Event| f(&e));
-        // Only a non-function callback throws here.
-        let _ = target.add_event_listener_with_callback(kind, callback.as_ref().unchecked_ref());
-        Listener { target: target.clone(), kind, callback }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.target.remove_event_listener_with_callback(self.kind, self.callback.as_ref().unchecked_ref());
-    }
+fn listen_boxed(target: &JsValue, kind: &str, f: Box<dyn FnMut(Option<String>)>) -> Listener {
+    let callback = Closure::wrap(f);
+    Subscription::new(add_listener(target, kind, callback.as_ref()), callback)
 }
 
 /// `RefCell`'s borrows, through one function each (see the module docs).
@@ -278,18 +268,5 @@ mod tests {
             drop(tx);
         });
         assert_eq!(rx.await, None);
-    }
-
-    #[wasm_bindgen_test]
-    async fn within_gives_the_output_or_times_out() {
-        assert_eq!(within(1_000, async { 3 }).await, Ok(3));
-        let (_tx, rx) = oneshot::<u32>();
-        assert_eq!(within(5, rx).await, Err(()));
-        let (tx, rx) = oneshot::<u32>();
-        spawn(async move {
-            sleep(1).await;
-            tx.send(4);
-        });
-        assert_eq!(within(1_000, rx).await, Ok(Some(4)));
     }
 }

@@ -49,6 +49,19 @@ export function jwtClaims(jwt) {
   return [typeof c.exp === "number" && Number.isFinite(c.exp) ? c.exp : undefined,
     JSON.stringify([s(c.iss), s(c.agent_uuid), s(c.source_key), s(c.sub)])];
 }
+export async function callFetchJwt(fetchJwt, ms) {
+  let timer;
+  const late = new Promise((_, no) => { timer = setTimeout(() => no(0), ms); });
+  try {
+    const jwt = await Promise.race([fetchJwt(), late]);
+    if (typeof jwt !== "string") throw 1;
+    return jwt;
+  } catch (e) {
+    throw e === 0 || e === 1 ? e : e instanceof Error ? e.message : typeof e === "string" ? e : "rejected";
+  } finally {
+    clearTimeout(timer);
+  }
+}
 export function tokenChannel(name) {
   if (typeof BroadcastChannel !== "function") return undefined;
   const ch = new BroadcastChannel(name);
@@ -61,6 +74,11 @@ extern "C" {
     /// refreshes by them, and shares tokens between tabs of one identity).
     #[wasm_bindgen(js_name = jwtClaims, catch)]
     fn jwt_claims(jwt: &str) -> Result<js_sys::Array, JsValue>;
+    /// Calls the app's `fetchJwt`, for at most `ms`: resolves to the token,
+    /// or rejects with 0 (no answer in time), 1 (not a string), or why it
+    /// threw or rejected (an `Error`'s message).
+    #[wasm_bindgen(js_name = callFetchJwt)]
+    fn call_fetch_jwt(fetch_jwt: &js_sys::Function, ms: f64) -> js_sys::Promise;
     /// The tabs' token channel, where BroadcastChannel exists (in Node
     /// `unref`'d: an open channel must not keep the process alive).
     #[wasm_bindgen(js_name = tokenChannel, catch)]
@@ -145,10 +163,6 @@ pub fn observe_server_date(date: &str) {
 /// The refresh timer wakes at least this often (to follow a corrected clock).
 const REFRESH_CHECK_MS: u64 = 60_000;
 
-fn describe(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| "rejected".to_owned())
-}
-
 impl TokenSource {
     /// A source over the app's `fetchJwt`, sharing with the other tabs'
     /// sources for the same API and agent.
@@ -156,8 +170,7 @@ impl TokenSource {
         Rc::new_cyclic(|this: &Weak<TokenSource>| TokenSource {
             share: token_channel(&valet_core::cat!("valet-token:", api, ":", agent_id)).ok().flatten().map(|channel| {
                 let source = this.clone();
-                let listener = Listener::new(&channel, "message", move |e| {
-                    let text = e.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string());
+                let listener = crate::rt::listen(&channel, "message", move |text| {
                     if let (Some(s), Some(text)) = (source.upgrade(), text) {
                         s.heard(&text);
                     }
@@ -382,12 +395,13 @@ impl TokenSource {
     }
 
     async fn call_fetch_jwt(&self) -> Result<String, FetchFailure> {
-        let value = self.fetch_jwt.call0(&JsValue::UNDEFINED).map_err(|e| FetchFailure::Threw(describe(&e)))?;
-        let promise = js_sys::Promise::resolve(&value);
-        match crate::rt::within(self.timeout_ms, JsFuture::from(promise)).await {
-            Ok(Ok(v)) => v.as_string().ok_or(FetchFailure::NotAString),
-            Ok(Err(e)) => Err(FetchFailure::Threw(describe(&e))),
-            Err(()) => Err(FetchFailure::TimedOut(self.timeout_ms)),
+        match JsFuture::from(call_fetch_jwt(&self.fetch_jwt, self.timeout_ms as f64)).await {
+            Ok(jwt) => Ok(jwt.as_string().unwrap_or_default()),
+            Err(e) => Err(match e.as_f64() {
+                Some(0.0) => FetchFailure::TimedOut(self.timeout_ms),
+                Some(_) => FetchFailure::NotAString,
+                None => FetchFailure::Threw(e.as_string().unwrap_or_default()),
+            }),
         }
     }
 }
