@@ -5,25 +5,28 @@ use crate::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortSignal, FormData, Response};
+use web_sys::{AbortSignal, FormData};
 
 #[wasm_bindgen(inline_js = r#"
-export function drain(r) { r.arrayBuffer().then(() => {}, () => {}); }
-export function httpSend(method, url, token, json, form, signal) {
+export async function httpSend(method, url, token, json, form, signal, drainOk) {
   const headers = {};
   if (token != null) headers.authorization = "Bearer " + token;
   if (json != null) headers["content-type"] = "application/json";
-  return fetch(url, { method, mode: "cors", headers, body: json ?? form, signal }).catch((e) => {
-    throw e instanceof Error ? e.name + ": " + e.message : typeof e === "string" ? e : "network error";
-  });
+  let r;
+  try { r = await fetch(url, { method, mode: "cors", headers, body: json ?? form, signal }); }
+  catch (e) { throw e instanceof Error ? e.name + ": " + e.message : typeof e === "string" ? e : "network error"; }
+  const reply = [r.status, r.headers.get("retry-after") ?? undefined, r.headers.get("date") ?? undefined];
+  if (drainOk && r.ok) r.arrayBuffer().catch(() => {});
+  else reply.push(await r.text().catch(() => ""));
+  return reply;
 }
 "#)]
 extern "C" {
-    /// Lets a response's body go (read and dropped) without waiting for it.
-    fn drain(response: &Response);
-    /// `fetch` with the SDK's headers: `Authorization` with `token`, and
-    /// `content-type` for a JSON body; `json` or `form` is the body. A
-    /// failure rejects with its description (`name: message`).
+    /// `fetch` with the SDK's headers (`Authorization` with `token`,
+    /// `content-type` for a JSON body; `json` or `form` is the body), read
+    /// in one crossing: resolves to `[status, Retry-After, Date, body]`
+    /// (`drainOk` and a 2xx: no body, and it is drained unread); a failure
+    /// rejects with its description (`name: message`).
     #[wasm_bindgen(js_name = httpSend)]
     fn http_send(
         method: &str,
@@ -32,6 +35,7 @@ extern "C" {
         json: Option<String>,
         form: Option<FormData>,
         signal: Option<&AbortSignal>,
+        drain_ok: bool,
     ) -> js_sys::Promise;
 }
 
@@ -84,23 +88,16 @@ pub async fn send_answer(
         Body::Json(text) => (Some(text), None),
         Body::Form(form) => (None, Some(form)),
     };
-    let response =
-        JsFuture::from(http_send(method, url, token, json, form, signal)).await.map_err(|e| e.as_string().unwrap_or_default())?;
-    let response: Response = response.unchecked_into();
-    let header = |name| response.headers().get(name).ok().flatten();
+    let reply =
+        JsFuture::from(http_send(method, url, token, json, form, signal, drain_ok)).await.map_err(|e| e.as_string().unwrap_or_default())?;
+    let reply: js_sys::Array = reply.unchecked_into();
     // The server's clock, for token expiry (needs `Access-Control-Expose-Headers: Date` cross-origin).
-    if let Some(date) = header("date") {
+    if let Some(date) = reply.get(2).as_string() {
         crate::tokens::observe_server_date(&date);
     }
-    let retry_after = header("retry-after");
-    let status = response.status();
-    if drain_ok && (200..300).contains(&status) {
-        drain(&response);
-        return Ok(Reply { status, retry_after, body: String::new() });
-    }
-    let body = match response.text() {
-        Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_string()).unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    Ok(Reply { status, retry_after, body })
+    Ok(Reply {
+        status: reply.get(0).as_f64().unwrap_or_default() as u16,
+        retry_after: reply.get(1).as_string(),
+        body: reply.get(3).as_string().unwrap_or_default(),
+    })
 }
