@@ -57,8 +57,13 @@ tests/node_modules/.package-lock.json: tests/package.json tests/package-lock.jso
 ## ---- build ----------------------------------------------------------------
 build: server wasm
 
+# The debug server the browser and package tests run: built as its own
+# tests build it (`cargo test -p valet-server` links the same binary with
+# the same dependency features), so `make test` compiles it once. A plain
+# `cargo build -p valet-server`, or a workspace-wide `cargo test`, unifies
+# other features and would compile its dependencies a second time.
 server:
-	cargo build -p valet-server
+	cargo test -p valet-server --no-run
 
 # The glue and its snippets are minified (pkg-template/minify.mjs: terser,
 # from tests/package-lock.json), and the wasm goes through binaryen's
@@ -82,17 +87,26 @@ server:
 # declarations; tsify links `std`, so what ships is built without it and is
 # `no_std`): pkg-template/typings.mjs checks that both builds declare the
 # same API and puts that build's type declarations in the shipped .d.ts.
-wasm: setup-rust setup-wasm-bindgen setup-npm
+# Built again only when what it is built from changed (a stamp: the test
+# targets each depend on it, and the wasm-opt pass alone takes seconds).
+WASM_INPUTS := $(shell find crates/valet-core crates/valet-wasm -name '*.rs' -o -name Cargo.toml) \
+  Cargo.toml Cargo.lock .cargo/config.toml tests/node_modules/.package-lock.json \
+  pkg-template/traps.mjs pkg-template/imports.mjs pkg-template/typings.mjs pkg-template/minify.mjs Makefile
+wasm: $(WASM_OUT)/.built
+
+$(WASM_OUT)/.built: $(WASM_INPUTS) | setup-rust setup-wasm-bindgen
 	cargo build --target $(WASM_TARGET) -p valet-wasm --features typings
 	rm -rf $(WASM_OUT)/typings
 	wasm-bindgen --target web --out-dir $(WASM_OUT)/typings target/$(WASM_TARGET)/debug/valet_wasm.wasm
 	cargo build --release --target $(WASM_TARGET) -p valet-wasm
+	rm -rf $(WASM_OUT)/web
 	wasm-bindgen --target web --remove-producers-section --out-dir $(WASM_OUT)/web target/$(WASM_TARGET)/release/valet_wasm.wasm
 	node pkg-template/traps.mjs $(WASM_OUT)/web
 	node pkg-template/imports.mjs $(WASM_OUT)/web
 	tests/node_modules/.bin/wasm-opt -Os --converge --low-memory-unused --one-caller-inline-max-function-size 20 --strip-target-features $(WASM_OUT)/web/valet_wasm_bg.wasm -o $(WASM_OUT)/web/valet_wasm_bg.wasm
 	node pkg-template/typings.mjs $(WASM_OUT)/typings $(WASM_OUT)/web
 	node pkg-template/minify.mjs $(WASM_OUT)/web
+	touch $@
 
 # The npm package: pkg-template/ (manifest, README, the TypeScript of the
 # lazy-loading entry, the store and the React/Vue bindings, compiled here)
@@ -167,8 +181,11 @@ test: setup
 	$(MAKE) test-package
 	$(MAKE) test-docs
 
+# By package, as `server` builds (see there): the server and its tests, then
+# the protocol core and the glue natively.
 test-rust:
-	cargo test --workspace
+	cargo test -p valet-server
+	cargo test -p valet-core -p valet-wasm
 
 # The seed quickstart type-checks with tsc --strict against the generated typings.
 # The glue's own tests (wasm-bindgen-test), in Node: they need a JS engine,
