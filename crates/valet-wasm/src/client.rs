@@ -69,29 +69,26 @@ impl ClientShared {
     }
 
     /// A client-level REST call (no body, not tied to a convo), its answer
-    /// shaped by `shape` (a few lines of JS over `JSON.parse`: no serde).
-    async fn get_shaped(
-        &self,
-        what: &'static str,
-        method: &str,
-        url: &str,
-        shape: fn(&str) -> Result<JsValue, JsValue>,
-    ) -> Result<JsValue, JsValue> {
+    /// shaped in JS (`shapeAnswer`, over `JSON.parse`: no serde).
+    async fn get_shaped(&self, what: &'static str, method: &str, url: &str, session: bool) -> Result<JsValue, JsValue> {
         let body = self.request(what, method, url).await.map_err(|e| to_js(&e))?;
-        shape(&body).map_err(|e| {
-            let why = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
-            js_error(ErrorCode::Protocol, valet_core::cat!("malformed answer to ", what, ": ", why))
-        })
+        let shaped = shape_answer(session, &body);
+        match shaped.as_string() {
+            Some(why) => Err(js_error(ErrorCode::Protocol, valet_core::cat!("malformed answer to ", what, ": ", why))),
+            None => Ok(shaped),
+        }
     }
 }
 
 #[wasm_bindgen(inline_js = r#"
-export function sessionResult(text) {
-  const s = JSON.parse(text);
-  if (!s || typeof s.convo_id !== "string") throw new Error("no `convo_id`");
-  const p = s.attachment_policy || {}, l = s.lockout || {};
+export function shapeAnswer(session, text) {
+  let v;
+  try { v = JSON.parse(text); } catch { return "not JSON"; }
+  if (!session) return v && Array.isArray(v.agent_convos) ? v.agent_convos : "no `agent_convos` list";
+  if (!v || typeof v.convo_id !== "string") return "no `convo_id`";
+  const p = v.attachment_policy || {}, l = v.lockout || {};
   return {
-    convoId: s.convo_id,
+    convoId: v.convo_id,
     attachmentPolicy: {
       max_files_per_message: p.max_files_per_message ?? 0, max_files_per_convo: p.max_files_per_convo ?? 0,
       max_file_size_bytes: p.max_file_size_bytes ?? 0, allowed_mime_types: p.allowed_mime_types ?? [],
@@ -118,16 +115,13 @@ export function convoIdOf(o) {
   const id = typeof o === "object" && o !== null ? o.convoId : undefined;
   return typeof id === "string" && id.trim() ? id : undefined;
 }
-export function convoList(text) {
-  const v = JSON.parse(text);
-  if (!v || !Array.isArray(v.agent_convos)) throw new Error("no `agent_convos` list");
-  return v.agent_convos;
-}
 "#)]
 extern "C" {
-    /// `POST /sessions`' answer as `StartSessionResult` (defaults filled in).
-    #[wasm_bindgen(js_name = sessionResult, catch)]
-    fn session_result(text: &str) -> Result<JsValue, JsValue>;
+    /// An answer read and shaped: with `session`, `POST /sessions`' as
+    /// `StartSessionResult` (defaults filled in), else `GET
+    /// /agent_convos`' list; or why it can't be (a string).
+    #[wasm_bindgen(js_name = shapeAnswer)]
+    fn shape_answer(session: bool, text: &str) -> JsValue;
     /// `new ValetClient(options)`'s options, type-checked and read in one
     /// crossing: `[onEvent, agentId, baseUrl, fetchJwtTimeoutMs, debug,
     /// pauseOnHidden, transport, stallTimeoutMs, fetchJwt]` (absent ones
@@ -139,9 +133,6 @@ extern "C" {
     /// white space.
     #[wasm_bindgen(js_name = convoIdOf, catch)]
     fn convo_id_of(options: &JsValue) -> Result<Option<String>, JsValue>;
-    /// `GET /agent_convos`' list.
-    #[wasm_bindgen(js_name = convoList, catch)]
-    fn convo_list(text: &str) -> Result<JsValue, JsValue>;
 }
 
 /// The entry point: `new ValetClient({ agentId, fetchJwt, ... })`.
@@ -189,14 +180,14 @@ impl ValetClient {
     #[wasm_bindgen(js_name = startSession, unchecked_return_type = "Promise<StartSessionResult>")]
     pub fn start_session(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
-        crate::rt::promise(async move { shared.get_shaped("startSession", "POST", &shared.config.sessions_url(), session_result).await })
+        crate::rt::promise(async move { shared.get_shaped("startSession", "POST", &shared.config.sessions_url(), true).await })
     }
 
     /// The user's convos with the agent, newest first.
     #[wasm_bindgen(js_name = listConvos, unchecked_return_type = "Promise<ConvoSummary[]>")]
     pub fn list_convos(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
-        crate::rt::promise(async move { shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), convo_list).await })
+        crate::rt::promise(async move { shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), false).await })
     }
 
     /// Opens a convo: gets a token first (so auth problems reject here), then

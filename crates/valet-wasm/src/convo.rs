@@ -59,6 +59,7 @@ fn resume_key(agent_id: &str, convo_id: &str) -> String {
 }
 
 #[wasm_bindgen(inline_js = r#"
+export const jsonValue = (json) => JSON.parse(json);
 export const pageHidden = () => typeof document === "object" ? document.hidden : undefined;
 export function pageEvents(channel, cb) {
   const on = [];
@@ -109,6 +110,9 @@ extern "C" {
     /// its text, or "" when it is not one). Returns the function that stops.
     #[wasm_bindgen(js_name = pageEvents)]
     fn page_events(channel: Option<&web_sys::BroadcastChannel>, cb: &JsValue) -> js_sys::Function;
+    /// `JSON.parse` of JSON the SDK wrote.
+    #[wasm_bindgen(js_name = jsonValue)]
+    fn json_value(json: &str) -> JsValue;
     /// `document.hidden`; `None` outside a page.
     #[wasm_bindgen(js_name = pageHidden)]
     fn page_hidden() -> Option<bool>;
@@ -376,20 +380,13 @@ impl ConvoInner {
                     let epoch = tab.lock_epoch.get() + 1;
                     tab.lock_epoch.set(epoch);
                     let sink = self.this.clone();
-                    let cb = Closure::<dyn FnMut(JsValue)>::new(move |kind: JsValue| {
+                    let cb = Closure::<dyn FnMut(bool)>::new(move |granted: bool| {
                         let Some(inner) = sink.upgrade() else { return };
                         let current = inner.tab.read().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
-                        inner.client.log.log(&valet_core::cat!(
-                            "tab lock ",
-                            kind.as_string().unwrap_or_default(),
-                            " (current: ",
-                            current,
-                            ")"
-                        ));
+                        let what = if granted { "granted" } else { "lost" };
+                        inner.client.log.log(&valet_core::cat!("tab lock ", what, " (current: ", current, ")"));
                         if current {
-                            let input =
-                                if kind.as_string().as_deref() == Some("granted") { TabInput::LockGranted } else { TabInput::LockLost };
-                            inner.tab_input(input);
+                            inner.tab_input(if granted { TabInput::LockGranted } else { TabInput::LockLost });
                         }
                     });
                     tab.request(steal, cb);
@@ -610,7 +607,7 @@ impl Convo {
     #[wasm_bindgen(unchecked_return_type = "ConvoMetrics")]
     pub fn metrics(&self) -> JsValue {
         let json = self.inner.metrics().to_json();
-        js_sys::JSON::parse(&json).unwrap_or(JsValue::NULL)
+        json_value(&json)
     }
 
     /// Stops for good: no stream, timer, fetch or listener is left behind.

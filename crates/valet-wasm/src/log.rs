@@ -5,7 +5,24 @@
 
 #[allow(unused_imports)]
 use crate::prelude::*;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(inline_js = r#"
+export const debugLine = (line) => console.debug("[valet-sdk] " + line);
+export function callHook(hook, kind, json) {
+  try { hook(kind, JSON.parse(json)); }
+  catch (e) { console.error("[valet-sdk] the onEvent hook threw; delivery goes on:", e); }
+}
+"#)]
+extern "C" {
+    /// `console.debug` of the line, prefixed.
+    #[wasm_bindgen(js_name = debugLine)]
+    fn debug_line(line: &str);
+    /// Calls `hook(kind, JSON.parse(json))`; what it throws is reported
+    /// (`console.error`), never thrown on.
+    #[wasm_bindgen(js_name = callHook)]
+    fn call_hook(hook: &js_sys::Function, kind: &str, json: &str);
+}
 
 /// A logger.
 #[derive(Debug, Clone, Copy)]
@@ -18,7 +35,7 @@ impl Logger {
     /// Prints a line when enabled.
     pub fn log(&self, line: &str) {
         if self.enabled {
-            web_sys::console::debug_1(&valet_core::cat!("[valet-sdk] ", line).into());
+            debug_line(line);
         }
     }
 }
@@ -36,10 +53,8 @@ impl Hook {
     /// Calls the hook with `kind` and `JSON.parse(json)`; an exception it
     /// throws is reported on the console and goes no further.
     pub fn call(&self, kind: &str, json: &str) {
-        let Some(f) = &self.0 else { return };
-        let payload = js_sys::JSON::parse(json).unwrap_or(JsValue::NULL);
-        if let Err(e) = f.call2(&JsValue::UNDEFINED, &JsValue::from_str(kind), &payload) {
-            web_sys::console::error_2(&"[valet-sdk] the onEvent hook threw; delivery goes on:".into(), &e);
+        if let Some(hook) = &self.0 {
+            call_hook(hook, kind, json);
         }
     }
 }

@@ -91,6 +91,8 @@ impl<T> Future for Receiver<T> {
 }
 
 #[wasm_bindgen(inline_js = r#"
+export const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+export function end(stop) { try { stop(); } catch {} }
 export function addListener(target, type, cb) {
   const f = (e) => cb(typeof e.data === "string" ? e.data : undefined);
   target.addEventListener(type, f);
@@ -102,6 +104,11 @@ extern "C" {
     /// string; returns the function that removes it.
     #[wasm_bindgen(js_name = addListener)]
     fn add_listener(target: &JsValue, kind: &str, cb: &JsValue) -> js_sys::Function;
+    /// Calls `stop()`, what it throws ignored.
+    fn end(stop: &js_sys::Function);
+    /// A promise resolved in `ms` milliseconds.
+    #[wasm_bindgen(js_name = sleep)]
+    fn js_sleep(ms: i32) -> js_sys::Promise;
 }
 
 #[wasm_bindgen]
@@ -140,30 +147,11 @@ impl Drop for Timeout {
     }
 }
 
-/// Resolves in `ms` milliseconds; dropped before, its timer is cleared.
-pub(crate) fn sleep(ms: u64) -> Sleep {
-    let mut id = JsValue::UNDEFINED;
-    let promise = js_sys::Promise::new(&mut |resolve, _| id = set_timeout(&resolve, clamp_ms(ms)));
-    Sleep { future: JsFuture::from(promise), id }
-}
-
-/// See [`sleep`].
-pub(crate) struct Sleep {
-    future: JsFuture,
-    id: JsValue,
-}
-
-impl Future for Sleep {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.future).poll(cx).map(|_| ())
-    }
-}
-
-impl Drop for Sleep {
-    fn drop(&mut self) {
-        clear_timeout(&self.id);
-    }
+/// Resolves in `ms` milliseconds (a JS promise: its timer runs out even
+/// if the future is dropped, which only the client's retry loop, awaited
+/// to its end, uses).
+pub(crate) async fn sleep(ms: u64) {
+    let _ = JsFuture::from(js_sleep(clamp_ms(ms))).await;
 }
 
 /// Something JS runs for the glue and reports to a callback (a stream, a
@@ -183,7 +171,7 @@ impl<F: ?Sized> Subscription<F> {
 
 impl<F: ?Sized> Drop for Subscription<F> {
     fn drop(&mut self) {
-        let _ = self.stop.call0(&JsValue::UNDEFINED);
+        end(&self.stop);
     }
 }
 

@@ -27,8 +27,8 @@ export function requestLock(name, steal, cb) {
   let release = () => {};
   const held = new Promise((resolve) => { release = resolve; });
   const options = steal ? { steal: true } : { signal: ctrl.signal };
-  navigator.locks.request(name, options, () => { call("granted"); return held; })
-    .then(() => call("lost"), () => call("lost"));
+  navigator.locks.request(name, options, () => { call(true); return held; })
+    .then(() => call(false), () => call(false));
   return () => { release(); ctrl.abort("valet-sdk: released"); };
 }
 "#)]
@@ -41,7 +41,7 @@ extern "C" {
 
 /// A lock asked for, or held: dropped, it is released (or the request
 /// withdrawn), then its callback freed.
-pub type LockHandle = crate::rt::Subscription<dyn FnMut(JsValue)>;
+pub type LockHandle = crate::rt::Subscription<dyn FnMut(bool)>;
 
 /// One tab's link to the others for a convo.
 pub struct TabLink {
@@ -68,8 +68,8 @@ impl TabLink {
         })
     }
 
-    /// Requests the lock; `cb` gets `"granted"` / `"lost"`.
-    pub fn request(&self, steal: bool, cb: Closure<dyn FnMut(JsValue)>) {
+    /// Requests the lock; `cb` gets `true` when granted, `false` when lost (or withdrawn).
+    pub fn request(&self, steal: bool, cb: Closure<dyn FnMut(bool)>) {
         let release = request_lock(&self.lock_name, steal, cb.as_ref());
         let old = self.lock.write().replace(LockHandle::new(release, cb));
         drop(old);

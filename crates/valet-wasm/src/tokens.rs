@@ -39,12 +39,12 @@ type Waiter = crate::rt::Sender<Result<String, ClientError>>;
 #[wasm_bindgen(inline_js = r#"
 export function jwtClaims(jwt) {
   const parts = jwt.split(".");
-  if (parts.length !== 3) throw new Error("not a JWT (three dot-separated parts)");
+  if (parts.length !== 3) return "not a JWT (three dot-separated parts)";
   let b = parts[1].replace(/-/g, "+").replace(/_/g, "/");
   while (b.length % 4) b += "=";
   let c;
-  try { c = JSON.parse(atob(b)); } catch (_) { throw new Error("the payload is not base64url JSON"); }
-  if (!c || typeof c !== "object" || Array.isArray(c)) throw new Error("the payload is not a JSON object of claims");
+  try { c = JSON.parse(atob(b)); } catch { return "the payload is not base64url JSON"; }
+  if (!c || typeof c !== "object" || Array.isArray(c)) return "the payload is not a JSON object of claims";
   const s = (v) => (typeof v === "string" ? v : null);
   return [typeof c.exp === "number" && Number.isFinite(c.exp) ? c.exp : undefined,
     JSON.stringify([s(c.iss), s(c.agent_uuid), s(c.source_key), s(c.sub)])];
@@ -70,10 +70,11 @@ export function tokenChannel(name) {
 }
 "#)]
 extern "C" {
-    /// The JWT's `exp` and identity (unverified: the client only schedules
-    /// refreshes by them, and shares tokens between tabs of one identity).
-    #[wasm_bindgen(js_name = jwtClaims, catch)]
-    fn jwt_claims(jwt: &str) -> Result<js_sys::Array, JsValue>;
+    /// The JWT's `[exp, identity]` (unverified: the client only schedules
+    /// refreshes by them, and shares tokens between tabs of one identity),
+    /// or why they can't be read (a string).
+    #[wasm_bindgen(js_name = jwtClaims)]
+    fn jwt_claims(jwt: &str) -> JsValue;
     /// Calls the app's `fetchJwt`, for at most `ms`: resolves to the token,
     /// or rejects with 0 (no answer in time), 1 (not a string), or why it
     /// threw or rejected (an `Error`'s message).
@@ -87,10 +88,12 @@ extern "C" {
 
 /// Reads the claims with the browser's `atob` and `JSON.parse`.
 fn claims_of(jwt: &str) -> Result<TokenClaims, String> {
-    match jwt_claims(jwt) {
-        Ok(a) => Ok(TokenClaims { exp: a.get(0).as_f64().map(|e| e as i64), identity: a.get(1).as_string().unwrap_or_default() }),
-        Err(e) => Err(e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| "unreadable".into())),
+    let claims = jwt_claims(jwt);
+    if let Some(why) = claims.as_string() {
+        return Err(why);
     }
+    let claims: js_sys::Array = claims.unchecked_into();
+    Ok(TokenClaims { exp: claims.get(0).as_f64().map(|e| e as i64), identity: claims.get(1).as_string().unwrap_or_default() })
 }
 
 impl Drop for Share {
@@ -311,8 +314,8 @@ impl TokenSource {
         }
         let this = self.this.clone();
         let granted_key = key.clone();
-        let cb = Closure::<dyn FnMut(JsValue)>::new(move |kind: JsValue| {
-            if let Some(s) = this.upgrade().filter(|_| kind.as_string().as_deref() == Some("granted")) {
+        let cb = Closure::<dyn FnMut(bool)>::new(move |granted: bool| {
+            if let Some(s) = this.upgrade().filter(|_| granted) {
                 s.lock_granted(&granted_key);
             }
         });
