@@ -51,9 +51,9 @@ use crate::prelude::*;
 use crate::send::SendOutcome;
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
-use crate::wire::{read_frame_head, ClosedReason, FrameHead, FrameKind, RawMessage};
+use crate::wire::{ClosedReason, Frame, FrameHead, FrameKind, RawMessage, FRAME_PATHS};
 
-/// The most `message` frame text whose heads are read in one call to the
+/// The most frame text whose values are read in one call to the
 /// JSON reader: batches bound what a huge chunk costs at once (the texts
 /// are copied out for the reading).
 pub const READ_BATCH_BYTES: usize = 64 * 1024;
@@ -435,9 +435,10 @@ pub struct ConvoMachine {
     reject_next: Option<String>,
     auth_failures: u32,
     parser: SseParser,
-    /// The heads of the `message` frames of the chunk being handled, read
-    /// ahead in one call to the JSON reader, last first (see `read_ahead`).
-    heads: Vec<Option<[Val; 4]>>,
+    /// The values of the frames of the chunk being handled (at
+    /// `wire::FRAME_PATHS`), read ahead in one call to the JSON reader, last
+    /// first (see `read_ahead`): one per event.
+    heads: Vec<Option<[Val; 5]>>,
     last_activity_ms: u64,
     ids_seen: bool,
     last_event_id: Option<String>,
@@ -1154,30 +1155,17 @@ impl ConvoMachine {
     /// the streaming tab reconnects, a follower only reports them. Frames
     /// reach handlers as the server sent them (read for their head only).
     fn read_frame(&mut self, event: &str, data: String) -> Option<FrameHead> {
-        // The hot path: a message frame is read for its id and seq only,
-        // read ahead with the rest of its chunk.
-        let data = if event == "message" {
-            let read = match self.heads.pop() {
-                Some(head) => RawMessage::from_frame_head(data, head),
-                None => RawMessage::from_frame(data),
-            };
-            match read {
-                Ok(message) => {
-                    self.on_live_message(message);
-                    return None;
-                }
-                Err(Err(e)) => {
-                    self.emit_error(ClientError::new(ErrorCode::Protocol, e), Stage::Stream);
-                    return None;
-                }
-                // A frame of another `type` under the `message` name: the general path.
-                Err(Ok(data)) => data,
-            }
-        } else {
-            data
+        // Read ahead with the rest of its chunk (see `read_ahead`).
+        let values = match self.heads.pop() {
+            Some(values) => values,
+            None => crate::json::read_n(&data, FRAME_PATHS),
         };
-        let frame = match read_frame_head(event, data) {
-            Ok(Some(f)) => f,
+        let frame = match crate::wire::read_frame(event, data, values) {
+            Ok(Some(Frame::Message(message))) => {
+                self.on_live_message(message);
+                return None;
+            }
+            Ok(Some(Frame::Other(f))) => f,
             Ok(None) => {
                 self.log(crate::cat!("skipping unknown frame type `", event, "`"));
                 return None;
@@ -1188,12 +1176,6 @@ impl ConvoMachine {
             }
         };
         match frame.kind {
-            FrameKind::Message => match RawMessage::from_frame(frame.text) {
-                // A message frame sent under another event name.
-                Ok(m) => self.on_live_message(m),
-                Err(Err(e)) => self.emit_error(ClientError::new(ErrorCode::Protocol, e), Stage::Stream),
-                Err(Ok(_)) => {}
-            },
             FrameKind::Typing => self.emit(EventName::Typing, frame.text),
             FrameKind::ConvoState => self.emit(EventName::ConvoState, frame.text),
             FrameKind::TurnDone => self.emit(EventName::TurnDone, frame.text),
@@ -1206,7 +1188,7 @@ impl ConvoMachine {
             // Handed over as sent; held, ordered and relayed as every frame,
             // never counted as a message (the completed `message` is).
             FrameKind::MessageDelta => self.emit(EventName::Delta, frame.text),
-            FrameKind::Ping => {}
+            FrameKind::Ping | FrameKind::Message => {}
             FrameKind::Ready | FrameKind::Closed => return Some(frame),
         }
         None
@@ -1228,11 +1210,12 @@ impl ConvoMachine {
         self.heads.clear();
     }
 
-    /// Reads the heads of the `message` frames at the start of `items`, up
-    /// to [`READ_BATCH_BYTES`] of them (at least one), in one call to the
+    /// Reads the values of the frames at the start of `items`, up to
+    /// [`READ_BATCH_BYTES`] of them (at least one), in one call to the
     /// reader (a crossing per frame costs the browser more than the
-    /// parse); each is taken by `read_frame`, in order. Returns how many
-    /// items that covers. The batches bound what a huge chunk costs at once.
+    /// parse); each is taken by `read_frame` (or dropped by `on_relayed`),
+    /// in order. Returns how many items that covers. The batches bound what
+    /// a huge chunk costs at once.
     fn read_ahead(&mut self, items: &[SseItem]) -> usize {
         let mut texts = Vec::new();
         let mut bytes = 0;
@@ -1243,13 +1226,11 @@ impl ConvoMachine {
                 break;
             }
             if let SseItem::Event(ev) = item {
-                if ev.event == "message" {
-                    texts.push(ev.data.as_str());
-                    bytes += ev.data.len();
-                }
+                texts.push(ev.data.as_str());
+                bytes += ev.data.len();
             }
         }
-        self.heads = RawMessage::read_frame_heads(&texts);
+        self.heads = crate::json::read_each_n(&texts, FRAME_PATHS);
         self.heads.reverse();
         covered
     }
@@ -1259,6 +1240,8 @@ impl ConvoMachine {
     fn on_relayed(&mut self, event: String, data: String) {
         self.metrics.last_event_at = Some(self.now_ms);
         if event == "status" {
+            // Its values were read ahead as a frame's: not one.
+            self.heads.pop();
             let status = crate::json::read_n(&data, ["status"]).and_then(|[s]| s.str().and_then(Status::parse));
             if let Some(status) = status {
                 self.status = status;

@@ -8,7 +8,7 @@
 //!   too, and `Unknown` enum values are not in them.
 //! - Reading is lenient where it is cheap: unknown fields are ignored, an
 //!   unknown enum value decodes to `Unknown`. The SDK itself decodes only
-//!   what it decides on (see [`read_frame_head`], [`RawMessage`]); frames
+//!   what it decides on (see [`read_frame`], [`RawMessage`]); frames
 //!   reach handlers as the server sent them. Writing is exact.
 //! - Our extensions (`seq` on messages) are optional and omitted when absent,
 //!   so a peer that does not know them sees the contract byte for byte.
@@ -131,46 +131,6 @@ impl RawMessage {
             out.push(Self::checked(id, seq, m.into_boxed_str(), false)?);
         }
         Ok(out)
-    }
-
-    /// The message of a `message` event's data. `Err(Ok(data))` hands the
-    /// text back when the frame says another `type`; `Err(Err(why))` for a
-    /// malformed message frame. The frame text is kept whole (with
-    /// `"type":"message"` added if absent).
-    pub fn from_frame(data: String) -> Result<RawMessage, Result<String, String>> {
-        let head = json::read_n(&data, MESSAGE_FRAME_PATHS);
-        Self::from_frame_head(data, head)
-    }
-
-    /// The heads of many `message` frames, read at once (what
-    /// [`RawMessage::from_frame_head`] takes): one call to the reader for a
-    /// chunk of frames.
-    pub fn read_frame_heads(texts: &[&str]) -> Vec<Option<[Val; 4]>> {
-        json::read_each_n(texts, MESSAGE_FRAME_PATHS)
-    }
-
-    /// [`RawMessage::from_frame`] with the frame's head already read
-    /// (`None`: not JSON).
-    pub fn from_frame_head(data: String, head: Option<[Val; 4]>) -> Result<RawMessage, Result<String, String>> {
-        let Some([ty, message, id, seq]) = head else {
-            return Err(Err("malformed `message` frame: not JSON".into()));
-        };
-        let has_type = match ty {
-            Val::Str(t) if t != "message" => return Err(Ok(data)),
-            Val::Str(_) => true,
-            t if t.is_absent() => false,
-            _ => return Err(Err("malformed `message` frame: `type` is not a string".into())),
-        };
-        if message != Val::Other {
-            return Err(Err("malformed `message` frame: no `message`".into()));
-        }
-        let json = if has_type {
-            data
-        } else {
-            let body = data.trim_start().strip_prefix('{').unwrap_or_default();
-            crate::cat!("{\"type\":\"message\",", body)
-        };
-        Self::checked(id, seq, json.into_boxed_str(), true).map_err(Err)
     }
 }
 
@@ -595,8 +555,10 @@ pub struct MessageDeltaEvent {
     pub delta: String,
 }
 
-/// What the SDK reads of a `message` frame.
-const MESSAGE_FRAME_PATHS: [&str; 4] = ["type", "message", "message.id", "message.seq"];
+/// The paths a frame is read at, for [`read_frame`]: its type, its
+/// message and the message's id and `seq` (a `message` frame), `closed`'s
+/// reason.
+pub const FRAME_PATHS: [&str; 5] = ["type", "message", "message.id", "message.seq", "reason"];
 
 /// The frame types this version understands.
 pub const KNOWN_FRAME_TYPES: [&str; 8] = ["ready", "message", "typing", "convo_state", "turn_done", "error", "ping", "closed"];
@@ -713,21 +675,48 @@ pub struct FrameHead {
     pub text: String,
 }
 
-/// Reads a frame's head in one pass (other fields are skipped unparsed).
-/// `Ok(None)` for a frame type this version does not know (skipped, per the
-/// contract); `Err` for data that is not a JSON object.
-pub fn read_frame_head(event: &str, data: String) -> Result<Option<FrameHead>, FrameError> {
-    let err = |detail: &str| FrameError { event: event.to_owned(), detail: detail.into() };
+/// A frame, read for what the SDK decides on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A `message` frame: its message, with the frame's text.
+    Message(RawMessage),
+    /// Any other frame.
+    Other(FrameHead),
+}
+
+/// Reads a frame: the `data` of an SSE event named `event`, with its
+/// values at [`FRAME_PATHS`] (`None`: not JSON), which the caller reads for
+/// a whole chunk of frames at once (one call to the JSON reader). Other
+/// fields are never parsed. `Ok(None)` for a frame type this version does
+/// not know (skipped, per the contract); `Err` for data that is not a
+/// frame, and for a `message` frame without a valid message (an id, and a
+/// `seq` that is absent or a whole number).
+pub fn read_frame(event: &str, data: String, values: Option<[Val; 5]>) -> Result<Option<Frame>, FrameError> {
+    let err = |event: &str, detail: &str| FrameError { event: event.to_owned(), detail: detail.into() };
     if !data.trim_start().starts_with('{') {
-        return Err(err("a frame's data must be a JSON object"));
+        return Err(err(event, "a frame's data must be a JSON object"));
     }
-    let [ty, reason] = json::read_n(&data, ["type", "reason"]).ok_or_else(|| err("not JSON"))?;
+    let [ty, message, id, seq, reason] = values.ok_or_else(|| err(event, "not JSON"))?;
     let has_type = match &ty {
         Val::Str(_) => true,
         t if t.is_absent() => false,
-        _ => return Err(err("`type` is not a string")),
+        _ => return Err(err(event, "`type` is not a string")),
     };
     let Some(kind) = FrameKind::parse(ty.str().unwrap_or(event)) else { return Ok(None) };
+    let text = if has_type {
+        data
+    } else {
+        // `{...}` without `type`: the event name is the type.
+        let body = data.trim_start().strip_prefix('{').unwrap_or("}");
+        let sep = if body.trim_start().starts_with('}') { "" } else { "," };
+        crate::cat!("{\"type\":\"", event, "\"", sep, body)
+    };
+    if kind == FrameKind::Message {
+        if message != Val::Other {
+            return Err(err("message", "no `message`"));
+        }
+        return RawMessage::checked(id, seq, text.into_boxed_str(), true).map(|m| Some(Frame::Message(m))).map_err(|d| err("message", &d));
+    }
     let reason = match kind {
         FrameKind::Closed => Some(match reason.str() {
             Some("server_cap") => ClosedReason::ServerCap,
@@ -738,15 +727,16 @@ pub fn read_frame_head(event: &str, data: String) -> Result<Option<FrameHead>, F
         }),
         _ => None,
     };
-    let text = if has_type {
-        data
-    } else {
-        // `{...}` without `type`: the event name is the type.
-        let body = data.trim_start().strip_prefix('{').unwrap_or("}");
-        let sep = if body.trim_start().starts_with('}') { "" } else { "," };
-        crate::cat!("{\"type\":\"", event, "\"", sep, body)
-    };
-    Ok(Some(FrameHead { kind, reason, text }))
+    Ok(Some(Frame::Other(FrameHead { kind, reason, text })))
+}
+
+/// [`read_frame`] of each event of a chunk, `(event, data)`, its values
+/// read in one call to the JSON reader.
+pub fn read_frames<'a>(events: impl IntoIterator<Item = (&'a str, String)>) -> Vec<Result<Option<Frame>, FrameError>> {
+    let events: Vec<(&str, String)> = events.into_iter().collect();
+    let texts: Vec<&str> = events.iter().map(|(_, d)| d.as_str()).collect();
+    let values = json::read_each_n(&texts, FRAME_PATHS);
+    events.into_iter().zip(values).map(|((event, data), values)| read_frame(event, data, values)).collect()
 }
 
 /// Encodes a frame as the JSON `data:` of its SSE event (with `type`).
@@ -788,6 +778,53 @@ mod tests {
         assert!(v["message"].get("seq").is_none());
         assert_eq!(v["message"]["participant"], serde_json::Value::Null);
         assert_eq!(decode_frame("message", &encode_frame(&f)).unwrap(), Some(f));
+    }
+
+    /// `read_frames` of one event: the head or why not.
+    fn read(event: &str, data: &str) -> Result<Option<Frame>, String> {
+        read_frames([(event, data.to_owned())]).pop().unwrap().map_err(|e| e.message())
+    }
+
+    #[test]
+    fn frames_are_read_for_what_the_sdk_decides_on_and_handed_over_as_sent() {
+        let m = |id: &str, seq, json: &str| Ok(Some(Frame::Message(RawMessage { id: id.into(), seq, json: json.into(), framed: true })));
+        let other = |kind, reason, text: &str| Ok(Some(Frame::Other(FrameHead { kind, reason, text: text.into() })));
+        let frame = r#"{"type":"message","message":{"id":"a","seq":3,"content":"x"},"extra":1}"#;
+        assert_eq!(read("message", frame), m("a", Some(3), frame));
+        // Without `type`: the event name is spliced in; `seq` is optional.
+        assert_eq!(read("message", r#" {"message":{"id":"b"}}"#), m("b", None, r#"{"type":"message","message":{"id":"b"}}"#));
+        // A message frame under another event name is a message.
+        assert_eq!(
+            read("typing", r#"{"type":"message","message":{"id":"c","seq":null}}"#),
+            m("c", None, r#"{"type":"message","message":{"id":"c","seq":null}}"#)
+        );
+        assert_eq!(read("typing", "{}"), other(FrameKind::Typing, None, r#"{"type":"typing"}"#));
+        assert_eq!(
+            read("x", r#"{"type":"closed","reason":"stalled"}"#),
+            other(FrameKind::Closed, Some(ClosedReason::Stalled), r#"{"type":"closed","reason":"stalled"}"#)
+        );
+        assert_eq!(
+            read("closed", r#"{"reason":"later"}"#),
+            other(FrameKind::Closed, Some(ClosedReason::Unknown), r#"{"type":"closed","reason":"later"}"#)
+        );
+        assert_eq!(read("message", r#"{"type":"presence"}"#), Ok(None));
+        assert_eq!(read("presence", "{}"), Ok(None));
+        for (event, data, why) in [
+            ("message", "nope", "malformed `message` frame: a frame's data must be a JSON object"),
+            ("message", "[1]", "malformed `message` frame: a frame's data must be a JSON object"),
+            ("typing", "{nope", "malformed `typing` frame: not JSON"),
+            ("message", r#"{"type":5}"#, "malformed `message` frame: `type` is not a string"),
+            ("message", r#"{"type":"message"}"#, "malformed `message` frame: no `message`"),
+            ("message", r#"{"message":"m"}"#, "malformed `message` frame: no `message`"),
+            ("message", r#"{"message":{"id":""}}"#, "malformed `message` frame: a message without an id"),
+            (
+                "typing",
+                r#"{"type":"message","message":{"id":"a","seq":-1}}"#,
+                "malformed `message` frame: a message whose `seq` is not a whole number",
+            ),
+        ] {
+            assert_eq!(read(event, data), Err(why.to_owned()), "{event} {data}");
+        }
     }
 
     #[test]

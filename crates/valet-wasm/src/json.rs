@@ -168,9 +168,11 @@ mod tests {
         valet_core::json::check_reader(&JsJson);
         // What the core reads with it.
         valet_core::json::set_reader(&JsJson);
-        let m = valet_core::wire::RawMessage::from_frame(r#"{"message":{"id":"x","seq":2}}"#.into()).unwrap();
+        use valet_core::wire::{read_frames, Frame};
+        let read = |data: &str| read_frames([("message", data.to_owned())]).pop().unwrap();
+        let Ok(Some(Frame::Message(m))) = read(r#"{"message":{"id":"x","seq":2}}"#) else { panic!("a message") };
         assert_eq!((m.id.as_str(), m.seq), ("x", Some(2)));
-        assert!(valet_core::wire::RawMessage::from_frame(r#"{"message":{"id":"x","seq":-1}}"#.into()).is_err());
-        assert!(valet_core::wire::RawMessage::from_frame("{nope".into()).is_err());
+        assert!(read(r#"{"message":{"id":"x","seq":-1}}"#).is_err());
+        assert!(read("{nope").is_err());
     }
 }
