@@ -137,25 +137,30 @@ impl Envelope {
 /// envelope of this version (other scripts, garbage, an older SDK).
 pub fn parse_envelope(json: &str) -> Option<Envelope> {
     use crate::json::Val;
-    let [sdk, v, tab, gen, kind, visible, relay, ack, hello, sse] = crate::json::read_n(
+    // Read by reference, the strings taken: each early return then drops
+    // the one array, not the values not yet moved out (code per return).
+    let mut vals = crate::json::read_n(
         json,
         ["sdk", "v", "tab", "gen", "body.kind", "body.visible", "body.relay", "body.ack", "body.hello", "body.sse"],
     )?;
+    let mut take = |i: usize| core::mem::replace(&mut vals[i], Val::Missing).into_string();
+    let (tab, ack, sse) = (take(2), take(7), take(9));
+    let [sdk, v, _, gen, kind, visible, relay, _, hello, _] = &vals;
     if sdk.str() != Some("valet-sdk") || v.u64() != Some(ENVELOPE_VERSION as u64) {
         return None;
     }
-    let bool_of = |v: Val| match v {
-        Val::Bool(b) => Some(b),
+    let bool_of = |v: &Val| match v {
+        Val::Bool(b) => Some(*b),
         _ => None,
     };
     let body = match (kind.str()?, bool_of(visible)) {
-        ("heartbeat", Some(visible)) => Body::Heartbeat { visible, relay: relay.u64()?, ack: ack.into_string() },
+        ("heartbeat", Some(visible)) => Body::Heartbeat { visible, relay: relay.u64()?, ack },
         ("presence", Some(visible)) => Body::Presence { visible, hello: bool_of(hello)? },
         ("resign", _) => Body::Resign,
-        ("events", _) => Body::Events { sse: sse.into_string()? },
+        ("events", _) => Body::Events { sse: sse? },
         _ => return None,
     };
-    Some(Envelope { tab: tab.into_string()?, gen: gen.u64()?, body })
+    Some(Envelope { tab: tab?, gen: gen.u64()?, body })
 }
 
 /// Timings of the election.

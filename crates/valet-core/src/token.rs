@@ -133,11 +133,14 @@ impl TokenMessage {
     /// Reads a message; `None` for anything else (garbage on the channel
     /// changes nothing).
     pub fn parse(text: &str) -> Option<TokenMessage> {
-        let [sdk, v, kind, token] = crate::json::read_n(text, ["sdk", "v", "kind", "token"])?;
+        // By reference, the token taken (see `election::parse_envelope`).
+        let mut vals = crate::json::read_n(text, ["sdk", "v", "kind", "token"])?;
+        let token = core::mem::replace(&mut vals[3], crate::json::Val::Missing).into_string().filter(|t| !t.is_empty());
+        let [sdk, v, kind, _] = &vals;
         if sdk.str()? != "valet-sdk" || v.u64()? != 1 {
             return None;
         }
-        let token = token.into_string().filter(|t| !t.is_empty())?;
+        let token = token?;
         match kind.str()? {
             "token" => Some(TokenMessage::Token(token)),
             "rejected" => Some(TokenMessage::Rejected(token)),

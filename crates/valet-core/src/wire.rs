@@ -111,15 +111,15 @@ pub struct RawMessage {
 impl RawMessage {
     /// A message needs a non-empty string `id`; `seq` (an extension) is
     /// absent, `null` or a whole number.
-    fn checked(id: Val, seq: Val, json: Box<str>, framed: bool) -> Result<RawMessage, String> {
-        let Some(id) = id.into_string().filter(|i| !i.is_empty()) else {
+    fn checked(id: &Val, seq: &Val, json: Box<str>, framed: bool) -> Result<RawMessage, String> {
+        let Some(id) = id.str().filter(|i| !i.is_empty()) else {
             return Err("a message without an id".into());
         };
         let seq = match seq {
             s if s.is_absent() => None,
             s => Some(s.u64().ok_or("a message whose `seq` is not a whole number")?),
         };
-        Ok(RawMessage { id, seq, json, framed })
+        Ok(RawMessage { id: id.into(), seq, json, framed })
     }
 
     /// The messages of a `GET /api/v2/agent_convos/{convo}` body.
@@ -128,7 +128,7 @@ impl RawMessage {
         let mut out = Vec::with_capacity(messages.len());
         for (m, head) in messages {
             let [id, seq]: [Val; 2] = head.try_into().map_err(|_| "malformed message")?;
-            out.push(Self::checked(id, seq, m.into_boxed_str(), false)?);
+            out.push(Self::checked(&id, &seq, m.into_boxed_str(), false)?);
         }
         Ok(out)
     }
@@ -696,8 +696,10 @@ pub fn read_frame(event: &str, data: String, values: Option<[Val; 5]>) -> Result
     if !data.trim_start().starts_with('{') {
         return Err(err(event, "a frame's data must be a JSON object"));
     }
-    let [ty, message, id, seq, reason] = values.ok_or_else(|| err(event, "not JSON"))?;
-    let has_type = match &ty {
+    // By reference: an early return drops the one array (see `election::parse_envelope`).
+    let values = values.ok_or_else(|| err(event, "not JSON"))?;
+    let [ty, message, id, seq, reason] = &values;
+    let has_type = match ty {
         Val::Str(_) => true,
         t if t.is_absent() => false,
         _ => return Err(err(event, "`type` is not a string")),
@@ -712,7 +714,7 @@ pub fn read_frame(event: &str, data: String, values: Option<[Val; 5]>) -> Result
         crate::cat!("{\"type\":\"", event, "\"", sep, body)
     };
     if kind == FrameKind::Message {
-        if message != Val::Other {
+        if *message != Val::Other {
             return Err(err("message", "no `message`"));
         }
         return RawMessage::checked(id, seq, text.into_boxed_str(), true).map(|m| Some(Frame::Message(m))).map_err(|d| err("message", &d));
