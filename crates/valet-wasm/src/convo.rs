@@ -568,16 +568,11 @@ impl Convo {
     /// Subscribes to an event; returns the unsubscribe function.
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, handler: JsValue) -> Result<js_sys::Function, JsValue> {
-        if EventName::parse(event).is_none() {
-            return Err(js_error(
-                ErrorCode::InvalidArgument,
-                valet_core::cat!("unknown event ", valet_core::error::json_string(event), "; events: ", EventName::LIST),
-            ));
+        let off = self.inner.emitter.subscribe(event, &handler, EventName::LIST);
+        match off.as_string() {
+            Some(why) => Err(js_error(ErrorCode::InvalidArgument, why)),
+            None => Ok(off.unchecked_into()),
         }
-        let handler: js_sys::Function = handler
-            .dyn_into()
-            .map_err(|_| js_error(ErrorCode::InvalidArgument, valet_core::cat!("the `", event, "` handler must be a function")))?;
-        Ok(self.inner.emitter.on(event, &handler))
     }
 
     /// Sends a user message (after uploading `files`, if any). Resolves once

@@ -51,6 +51,11 @@ export class Emitter {
     this.held = null;
     if (held) for (const [event, json, many] of held) many ? this.emitMany(event, json) : this.emit(event, json);
   }
+  subscribe(event, handler, events) {
+    if (!events.split(", ").includes(event)) return "unknown event " + JSON.stringify(event) + "; events: " + events;
+    if (typeof handler !== "function") return "the `" + event + "` handler must be a function";
+    return this.on(event, handler);
+  }
   on(event, handler) {
     let set = this.handlers.get(event);
     if (!set) { set = new Set(); this.handlers.set(event, set); }
@@ -117,6 +122,11 @@ extern "C" {
 
     #[wasm_bindgen(method)]
     pub fn on(this: &Emitter, event: &str, handler: &js_sys::Function) -> js_sys::Function;
+
+    /// `on`, if `event` is one of `events` (comma-separated) and `handler`
+    /// a function; else why not (a string).
+    #[wasm_bindgen(method)]
+    pub fn subscribe(this: &Emitter, event: &str, handler: &JsValue, events: &str) -> JsValue;
 
     #[wasm_bindgen(method)]
     pub fn has(this: &Emitter, event: &str) -> bool;
