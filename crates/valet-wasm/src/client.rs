@@ -155,7 +155,9 @@ impl ValetClient {
         }
         let args: js_sys::Array = args.unchecked_into();
         let fetch_jwt = args.get(8);
-        let hook = Hook(args.get(0).dyn_into().ok());
+        // A function (`clientArgs` checked: `typeof`, so one of another realm too) or undefined.
+        let on_event = args.get(0);
+        let hook = Hook((!on_event.is_undefined()).then(|| on_event.unchecked_into()));
         let raw = RawOptions {
             agent_id: args.get(1).as_string(),
             has_fetch_jwt: fetch_jwt.is_function(),

@@ -1,8 +1,9 @@
 //! `Convo`: carries out a `valet_core::convo::ConvoMachine`'s actions.
 //!
-//! The glue owns handles (stream, timers, visibility listener, an abort
+//! The glue owns handles (stream, timers, the page's events, an abort
 //! controller for REST calls) and drops them on `close()`. It decides
-//! nothing: every `if` about the protocol is in valet-core.
+//! nothing: every `if` about the protocol is in valet-core. The arguments
+//! of the API are checked and read in JS (`sendArgs`), in one crossing.
 
 #[allow(unused_imports)]
 use crate::prelude::*;

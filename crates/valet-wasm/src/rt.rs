@@ -8,6 +8,10 @@
 //! - Timers and listeners are the few lines of `setTimeout` and
 //!   `addEventListener` gloo-timers and gloo-events wrapped: those crates
 //!   link `std`, and the shipped wasm is `no_std` (see the crate docs).
+//!   What JS runs for the glue and reports to a callback (a listener, a
+//!   stream, a lock request, the page's events) is a [`Subscription`]: the
+//!   JS hands back the function that ends it, and the wasm handles no
+//!   event object (a JS value read in the wasm costs it code per read).
 //! - `RefCell` borrows go through [`Shared`]: `borrow` and `borrow_mut`
 //!   are `#[track_caller]`, so each call site would carry its own panic
 //!   location in the wasm; through these, all share one.

@@ -97,12 +97,12 @@ export function openStream(eventSource, url, ticketUrl, token, lastEventId, type
 "#)]
 extern "C" {
     /// Opens the stream (`eventSource`: a ticket from `ticketUrl`, then an
-    /// EventSource on `url` and the ticket; else a fetch of `url`) and
-    /// reports to `cb(kind, text, status, retryAfter)`: 0 opened; 1 text
-    /// (the chunk's SSE text); 2 the body ended; 3 failed (`text`: why); 4
-    /// refused (`text`: the body, `status`, `retryAfter`); 5 an answer's
-    /// `Date` (`text`). `cb` answers whether the convo holds its events.
-    /// Returns the function that stops it all.
+    /// EventSource on `url` and the ticket, URI-encoded; else a fetch of
+    /// `url`) and reports to `cb(kind, text, status, retryAfter)`: 0
+    /// opened; 1 text (the chunk's SSE text); 2 the body ended; 3 failed
+    /// (`text`: why); 4 refused (`text`: the body, `status`,
+    /// `retryAfter`); 5 an answer's `Date` (`text`). `cb` answers whether
+    /// the convo holds its events. Returns the function that stops it all.
     #[wasm_bindgen(js_name = openStream)]
     fn open_stream(
         event_source: bool,
