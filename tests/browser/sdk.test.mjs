@@ -410,6 +410,9 @@ test("bad options and a failing fetchJwt give clear errors", async () => {
     res.hangs = await open("hang");
     res.junk = await open("junk");
     res.number = await open("number");
+    // What it rejects with is its own, even a number.
+    const zero = new ValetClient({ agentId: AGENT, fetchJwt: () => Promise.reject(0), baseUrl: base, fetchJwtTimeoutMs: 300 });
+    res.zero = await zero.openConvo({ convoId: "c" }).then(() => "resolved", (e) => `${e.code}: ${e.message}`);
     return res;
   }, { base: server.base, AGENT });
   assert.match(out.noAgent, /^invalid_argument: `agentId` is required/);
@@ -428,6 +431,7 @@ test("bad options and a failing fetchJwt give clear errors", async () => {
   assert.match(out.hangs, /^auth: fetchJwt did not settle within 300 ms/);
   assert.match(out.junk, /^auth: fetchJwt returned an unusable token/);
   assert.match(out.number, /^auth: fetchJwt must resolve to a JWT string/);
+  assert.equal(out.zero, "auth: fetchJwt failed: rejected");
   await page.close();
 });
 

@@ -51,13 +51,14 @@ export function jwtClaims(jwt) {
 }
 export async function callFetchJwt(fetchJwt, ms) {
   let timer;
-  const late = new Promise((_, no) => { timer = setTimeout(() => no(0), ms); });
+  const late = {}, notString = {};
+  const timeout = new Promise((_, no) => { timer = setTimeout(() => no(late), ms); });
   try {
-    const jwt = await Promise.race([fetchJwt(), late]);
-    if (typeof jwt !== "string") throw 1;
+    const jwt = await Promise.race([fetchJwt(), timeout]);
+    if (typeof jwt !== "string") throw notString;
     return jwt;
   } catch (e) {
-    throw e === 0 || e === 1 ? e : e instanceof Error ? e.message : typeof e === "string" ? e : "rejected";
+    throw e === late ? 0 : e === notString ? 1 : e instanceof Error ? e.message : typeof e === "string" ? e : "rejected";
   } finally {
     clearTimeout(timer);
   }
@@ -77,7 +78,8 @@ extern "C" {
     fn jwt_claims(jwt: &str) -> JsValue;
     /// Calls the app's `fetchJwt`, for at most `ms`: resolves to the token,
     /// or rejects with 0 (no answer in time), 1 (not a string), or why it
-    /// threw or rejected (an `Error`'s message).
+    /// threw or rejected, as a string (an `Error`'s message, a string as it
+    /// is, anything else "rejected": a number it throws is not one of ours).
     #[wasm_bindgen(js_name = callFetchJwt)]
     fn call_fetch_jwt(fetch_jwt: &js_sys::Function, ms: f64) -> js_sys::Promise;
     /// The tabs' token channel, where BroadcastChannel exists (in Node
