@@ -1,4 +1,6 @@
-//! `fetch`, from whatever global scope the SDK runs in (window or worker).
+//! `fetch`, from whatever global scope the SDK runs in (window or worker):
+//! the REST calls, and the stream transports (`openStream`, carried out by
+//! `stream`), on one request helper.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -8,17 +10,80 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, FormData};
 
 #[wasm_bindgen(inline_js = r#"
-export async function httpSend(method, url, token, json, form, signal, drainOk) {
+const described = (e, or) => e instanceof Error ? e.name + ": " + e.message : typeof e === "string" ? e : or;
+// `fetch` with the SDK's headers (`sse`: the stream's, resuming after
+// `lastEventId` if any); a failure throws its description.
+async function request(method, url, token, json, form, signal, sse, lastEventId) {
   const headers = {};
   if (token != null) headers.authorization = "Bearer " + token;
   if (json != null) headers["content-type"] = "application/json";
-  let r;
-  try { r = await fetch(url, { method, mode: "cors", headers, body: json ?? form, signal }); }
-  catch (e) { throw e instanceof Error ? e.name + ": " + e.message : typeof e === "string" ? e : "network error"; }
+  if (sse) headers.accept = "text/event-stream";
+  if (lastEventId != null) headers["last-event-id"] = lastEventId;
+  try { return await fetch(url, { method, mode: "cors", headers, body: json ?? form, signal }); }
+  catch (e) { throw described(e, "network error"); }
+}
+export async function httpSend(method, url, token, json, form, signal, drainOk) {
+  const r = await request(method, url, token, json, form, signal);
   const reply = [r.status, r.headers.get("retry-after") ?? undefined, r.headers.get("date") ?? undefined];
   if (drainOk && r.ok) r.arrayBuffer().catch(() => {});
   else reply.push(await r.text().catch(() => ""));
   return reply;
+}
+export function openStream(eventSource, url, ticketUrl, token, lastEventId, types, cb) {
+  let stopped = false, es = null, port = null;
+  const ctrl = new AbortController();
+  const call = (...a) => !stopped && cb(...a);
+  const dated = (r) => {
+    const date = r.headers.get("date");
+    if (date) call(5, date);
+    return r;
+  };
+  const refused = async (r) => call(4, await r.text().catch(() => ""), r.status, r.headers.get("retry-after") ?? undefined);
+  const fetchStream = async () => {
+    const r = dated(await request("GET", url, token, null, null, ctrl.signal, true, lastEventId));
+    if (r.status !== 200 || !/^text\/event-stream/i.test(r.headers.get("content-type") ?? "")) return refused(r);
+    call(0);
+    if (!r.body) return call(2);
+    const reader = r.body.getReader(), decoder = new TextDecoder();
+    for (;;) {
+      let chunk;
+      try { chunk = await reader.read(); } catch (e) { return call(3, typeof e === "string" ? e : "stream read failed"); }
+      if (chunk.done) return call(2);
+      // The convo holds its events (`openConvo` pending): a macrotask per chunk lets it release them.
+      if (call(1, decoder.decode(chunk.value, { stream: true }))) await new Promise((go) => setTimeout(go, 0));
+    }
+  };
+  // EventSource's events as SSE text, one crossing per batch: the events one
+  // network chunk dispatched come in one task; the flush is the next task,
+  // through a MessageChannel. `open` and a failure flush what came before.
+  const eventSourceStream = async () => {
+    const r = dated(await request("POST", ticketUrl, token, null, null, ctrl.signal));
+    if (r.status < 200 || r.status > 299) return refused(r);
+    let ticket;
+    try { ticket = JSON.parse(await r.text()).ticket; } catch {}
+    if (typeof ticket !== "string") return call(3, "malformed stream ticket");
+    if (stopped) return;
+    try { es = new EventSource(url + encodeURIComponent(ticket)); } catch { return call(3, "EventSource refused the URL"); }
+    let text = "";
+    port = new MessageChannel();
+    const flush = () => { if (text) { const t = text; text = ""; call(1, t); } };
+    port.port1.onmessage = flush;
+    es.addEventListener("open", () => { flush(); call(0); });
+    const onEvent = (e) => {
+      // `error` is both a frame name and the failure event: a frame is a MessageEvent.
+      if (!(e instanceof MessageEvent)) { flush(); call(3, "EventSource error"); return; }
+      if (!text) port.port2.postMessage(0);
+      text += "event: " + e.type + "\ndata: " + String(e.data).split("\n").join("\ndata: ") + "\nid: " + e.lastEventId + "\n\n";
+    };
+    for (const t of types.split(",")) es.addEventListener(t, onEvent);
+  };
+  (eventSource ? eventSourceStream() : fetchStream()).catch((e) => call(3, described(e, "stream failed")));
+  return () => {
+    stopped = true;
+    ctrl.abort("valet-sdk: aborted");
+    es?.close();
+    if (port) { port.port1.onmessage = null; port.port1.close(); }
+  };
 }
 "#)]
 extern "C" {
@@ -37,6 +102,24 @@ extern "C" {
         signal: Option<&AbortSignal>,
         drain_ok: bool,
     ) -> js_sys::Promise;
+
+    /// Opens the stream (`eventSource`: a ticket from `ticketUrl`, then an
+    /// EventSource on `url` and the ticket, URI-encoded; else a fetch of
+    /// `url`) and reports to `cb(kind, text, status, retryAfter)`: 0
+    /// opened; 1 text (the chunk's SSE text); 2 the body ended; 3 failed
+    /// (`text`: why); 4 refused (`text`: the body, `status`,
+    /// `retryAfter`); 5 an answer's `Date` (`text`). `cb` answers whether
+    /// the convo holds its events. Returns the function that stops it all.
+    #[wasm_bindgen(js_name = openStream)]
+    pub(crate) fn open_stream(
+        event_source: bool,
+        url: &str,
+        ticket_url: &str,
+        token: &str,
+        last_event_id: Option<String>,
+        types: &str,
+        cb: &JsValue,
+    ) -> js_sys::Function;
 }
 
 /// A request body.
