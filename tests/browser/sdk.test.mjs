@@ -362,14 +362,9 @@ test("the EventSource transport: same behaviour, and the token never appears in 
 });
 
 test("EventSource: a refused or malformed ticket is a failure the stream recovers from", async () => {
-  const page = await sdkPage();
+  const { page, convoId, sourceKey } = await opened("ticket", { clientOptions: { transport: "eventsource", debug: true } });
   const logs = [];
   page.on("console", (m) => logs.push(m.text()));
-  const sourceKey = user("ticket");
-  const convoId = await page.evaluate(
-    (args) => window.h.openRecorded(args),
-    { base: server.base, agentId: AGENT, sourceKey, clientOptions: { transport: "eventsource", debug: true } },
-  );
   // After the stream ends, the first ticket is refused (503), the second is not a ticket: the third opens it.
   await server.admin("/faults", { route: "stream_ticket", status: 503, count: 1 });
   await server.admin("/faults", { route: "stream_ticket", status: 200, body: { not_a_ticket: true }, count: 1 });
