@@ -74,12 +74,15 @@ fn positive_ms(name: &str, v: Option<f64>, default: u64) -> Result<u64, String> 
 impl ClientConfig {
     /// Validates options; the error names the option at fault.
     pub fn from_raw(raw: RawOptions) -> Result<ClientConfig, String> {
-        let agent_id = raw.agent_id.filter(|a| !a.trim().is_empty()).ok_or("`agentId` is required (a non-empty string)")?;
+        let agent_id = raw.agent_id.filter(|a| !a.trim_ascii().is_empty()).ok_or("`agentId` is required (a non-empty string)")?;
         if !raw.has_fetch_jwt {
             return Err("`fetchJwt` is required (a function returning a Promise of a JWT string)".into());
         }
         let base_url = raw.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let base_url = base_url.trim().trim_end_matches('/').to_owned();
+        // Without the trailing slashes (by bytes: `/` is ASCII, and byte
+        // matching needs no char decoding).
+        let base_url = base_url.trim_ascii();
+        let base_url = base_url.get(..base_url.bytes().rposition(|b| b != b'/').map_or(0, |i| i + 1)).unwrap_or(base_url).to_owned();
         if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
             return Err(crate::cat!("`baseUrl` must be an http(s) URL, got ", crate::error::json_string(&base_url)));
         }
@@ -178,11 +181,18 @@ mod tests {
         assert_eq!(c.transport, Transport::Fetch);
         let c = ClientConfig::from_raw(RawOptions { base_url: Some("http://127.0.0.1:8787//".into()), ..raw() }).unwrap();
         assert_eq!(c.sessions_url(), "http://127.0.0.1:8787/api/v2/sessions");
+        // White space around it goes too, and only trailing slashes do.
+        let c = ClientConfig::from_raw(RawOptions { base_url: Some(" \thttps://x.test/v/é/ \n".into()), ..raw() }).unwrap();
+        assert_eq!(c.base_url, "https://x.test/v/é");
+        let e = ClientConfig::from_raw(RawOptions { base_url: Some("///".into()), ..raw() }).unwrap_err();
+        assert_eq!(e, "`baseUrl` must be an http(s) URL, got \"\"");
     }
 
     #[test]
     fn missing_required_options_name_themselves() {
         let e = ClientConfig::from_raw(RawOptions { agent_id: None, ..raw() }).unwrap_err();
+        assert!(e.contains("agentId"));
+        let e = ClientConfig::from_raw(RawOptions { agent_id: Some(" \t\r\n".into()), ..raw() }).unwrap_err();
         assert!(e.contains("agentId"));
         let e = ClientConfig::from_raw(RawOptions { has_fetch_jwt: false, ..raw() }).unwrap_err();
         assert!(e.contains("fetchJwt"));

@@ -887,7 +887,7 @@ impl ConvoMachine {
         // any, up to [`EMIT_BATCH_BYTES`].
         let (mut json, before) = match self.out.pop() {
             Some(Action::EmitMany { event: EventName::Message, mut json_array, count }) if json_array.len() < EMIT_BATCH_BYTES => {
-                json_array.pop(); // its `]`
+                json_array.truncate(json_array.len().saturating_sub(1)); // its `]` (not `pop`: no char decoding)
                 (json_array, count)
             }
             Some(Action::Emit { event: EventName::Message, payload }) => {
@@ -912,7 +912,7 @@ impl ConvoMachine {
             let tail = if d.from_reconcile { ",\"from_reconcile\":true}" } else { "}" };
             if d.message.framed {
                 // The server's frame as sent, `from_reconcile` added before its `}`.
-                let frame = d.message.json.trim_end();
+                let frame = d.message.json.trim_ascii_end();
                 json.push_str(frame.strip_suffix('}').unwrap_or(frame));
             } else {
                 json.push_str(&self.message_prefix);

@@ -129,8 +129,9 @@ impl ClientError {
                 Some(body.to_owned())
             } else {
                 (!body.is_empty()).then(|| {
-                    // Its first 2,000 characters (`get`: no panic path).
-                    let end = body.char_indices().nth(2000).map_or(body.len(), |(at, _)| at);
+                    // Its first 2,000 characters (`get`: no panic path),
+                    // by the bytes that start one (no char decoding).
+                    let end = body.bytes().enumerate().filter(|(_, b)| (b & 0xC0) != 0x80).nth(2000).map_or(body.len(), |(at, _)| at);
                     json_string(body.get(..end).unwrap_or(body))
                 })
             },
@@ -150,7 +151,7 @@ impl core::error::Error for ClientError {}
 /// The seconds a 429 asks to wait: the body's `retry_after_seconds` wins over
 /// the `Retry-After` header (seconds or an HTTP date is not parsed: seconds only).
 pub fn retry_after_seconds(header: Option<&str>, body: &str) -> Option<u64> {
-    Detail::read(body).and_then(|d| d.retry_after_seconds).or_else(|| header.and_then(|h| crate::json::parse_u64(h.trim())))
+    Detail::read(body).and_then(|d| d.retry_after_seconds).or_else(|| header.and_then(|h| crate::json::parse_u64(h.trim_ascii())))
 }
 
 /// What the SDK reads of an error body: its `message` and

@@ -435,7 +435,7 @@ impl TokenManager {
     /// the better one ([`Heard::Better`]: tell it back, so that a tab that
     /// fetched its first token after this one's was told converges too).
     pub fn hear(&mut self, now_ms: u64, jwt: &str, claims: &TokenClaims) -> Heard {
-        let jwt = jwt.trim();
+        let jwt = jwt.trim_ascii();
         let Some(last) = &self.last else { return Heard::Ignored };
         let Some(exp_ms) = claims.exp.and_then(|e| u64::try_from(e).ok()).map(|e| e.saturating_mul(1000)) else {
             return Heard::Ignored;
@@ -505,7 +505,7 @@ impl TokenManager {
             FetchFailure::TimedOut(ms) => ClientError::new(ErrorCode::Auth, crate::cat!("fetchJwt did not settle within ", ms, " ms")),
             FetchFailure::NotAString => auth("fetchJwt must resolve to a JWT string".into()),
         })?;
-        let jwt = jwt.trim().to_owned();
+        let jwt = jwt.trim_ascii().to_owned();
         let claims = claims_of(&jwt).map_err(|e| auth(crate::cat!("fetchJwt returned an unusable token: ", e)))?;
         let exp = claims.exp.ok_or_else(|| auth("fetchJwt returned a token without `exp`".into()))?;
         let exp_ms = u64::try_from(exp).unwrap_or(0).saturating_mul(1000);
