@@ -77,7 +77,7 @@ pub fn encode(out: &mut String, event: &str, data: &str) {
     out.push_str("event: ");
     out.push_str(event);
     out.push('\n');
-    for line in data.split('\n') {
+    for line in crate::text::split_ascii(data, b'\n') {
         out.push_str("data: ");
         out.push_str(line);
         out.push('\n');
@@ -227,7 +227,7 @@ impl SseParser {
                 self.data.push('\n');
                 self.check_size(out);
             }
-            "id" if !value.contains('\0') => value.clone_into(&mut self.last_id),
+            "id" if !value.bytes().any(|b| b == 0) => value.clone_into(&mut self.last_id),
             "retry" => {
                 if let Some(ms) = crate::json::parse_u64(value) {
                     out.push(SseItem::Retry(ms));
@@ -243,7 +243,7 @@ impl SseParser {
             return;
         }
         let mut data = core::mem::take(&mut self.data);
-        data.pop(); // the trailing LF
+        data.truncate(data.len() - 1); // the trailing LF (not empty, see above; not `pop`: no char decoding)
         let event = if self.event_type.is_empty() { "message".to_owned() } else { core::mem::take(&mut self.event_type) };
         out.push(SseItem::Event(SseEvent { event, data, id: self.last_id.clone() }));
     }

@@ -92,7 +92,7 @@ fn join(items: &[&str], sep: char) -> String {
 }
 
 /// The next `n` tagged values of `parts`.
-fn vals(parts: &mut core::str::Split<'_, char>, n: usize) -> Vec<Val> {
+fn vals(parts: &mut valet_core::text::SplitAscii<'_>, n: usize) -> Vec<Val> {
     let mut vals = Vec::with_capacity(n);
     for _ in 0..n {
         vals.push(val(parts.next().unwrap_or_default()));
@@ -130,12 +130,12 @@ impl JsonReader for JsJson {
             if i > 0 {
                 joined.push('\0');
             }
-            if !t.contains('\0') {
+            if !t.bytes().any(|b| b == 0) {
                 joined.push_str(t);
             }
         }
         let got = json_read_each(&joined, &join(paths, ','));
-        let mut parts = got.split('\0');
+        let mut parts = valet_core::text::split_ascii(&got, 0);
         let mut out = Vec::with_capacity(texts.len());
         for _ in texts {
             out.push(if parts.next() == Some("j") { Some(vals(&mut parts, paths.len())) } else { None });
@@ -150,7 +150,7 @@ impl JsonReader for JsJson {
         if got.is_empty() {
             return Some(out);
         }
-        let mut parts = got.split('\0');
+        let mut parts = valet_core::text::split_ascii(&got, 0);
         while let Some(text) = parts.next() {
             out.push((text.to_owned(), vals(&mut parts, paths.len())));
         }
