@@ -913,7 +913,7 @@ impl ConvoMachine {
             if d.message.framed {
                 // The server's frame as sent, `from_reconcile` added before its `}`.
                 let frame = d.message.json.trim_ascii_end();
-                json.push_str(frame.strip_suffix('}').unwrap_or(frame));
+                json.push_str(frame.strip_suffix("}").unwrap_or(frame));
             } else {
                 json.push_str(&self.message_prefix);
                 json.push_str(&d.message.json);

@@ -14,6 +14,9 @@
 //! - An event larger than [`SseParser::max_event_bytes`] is dropped whole and
 //!   reported once as [`SseItem::Oversized`]; parsing resumes at the next
 //!   blank line, so one bad event never kills the stream or eats memory.
+//! - What it looks for is ASCII, looked for by bytes or as `&str` patterns:
+//!   a `char` pattern has the char encoded as UTF-8 at run time, and that
+//!   encoder (with `str::split`'s searcher and `memchr`) weighs in the wasm.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -147,11 +150,11 @@ impl SseParser {
         }
         if !self.seen_first {
             self.seen_first = true;
-            chunk = chunk.strip_prefix('\u{FEFF}').unwrap_or(chunk);
+            chunk = chunk.strip_prefix("\u{FEFF}").unwrap_or(chunk);
         }
         if self.skip_lf {
             // The previous chunk ended in CR: an LF here completes that CRLF.
-            chunk = chunk.strip_prefix('\n').unwrap_or(chunk);
+            chunk = chunk.strip_prefix("\n").unwrap_or(chunk);
             self.skip_lf = false;
         }
         let mut out = Vec::new();
@@ -160,11 +163,11 @@ impl SseParser {
             // `tail` starts with an ASCII byte: `get(1..)` never fails (and
             // keeps the panic path of string indexing out of the wasm).
             let mut rest = tail.get(1..).unwrap_or_default();
-            if tail.starts_with('\r') {
+            if tail.starts_with("\r") {
                 if rest.is_empty() {
                     self.skip_lf = true;
                 }
-                rest = rest.strip_prefix('\n').unwrap_or(rest);
+                rest = rest.strip_prefix("\n").unwrap_or(rest);
             }
             chunk = rest;
             if self.line.is_empty() {
@@ -206,14 +209,14 @@ impl SseParser {
             self.dispatch(out);
             return;
         }
-        if self.overflow || line.starts_with(':') {
+        if self.overflow || line.starts_with(":") {
             return;
         }
         let (field, value) = match line.bytes().position(|b| b == b':') {
             Some(i) => {
                 let (field, v) = line.split_at_checked(i).unwrap_or_default();
                 let v = v.get(1..).unwrap_or_default();
-                (field, v.strip_prefix(' ').unwrap_or(v))
+                (field, v.strip_prefix(" ").unwrap_or(v))
             }
             None => (line, ""),
         };

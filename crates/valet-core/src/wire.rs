@@ -609,8 +609,9 @@ pub fn decode_frame(event: &str, data: &str) -> Result<Option<ServerFrame>, Fram
         serde_json::from_str::<ServerFrame>(data)
     } else {
         // `{...}` without `type`: splice the event name in as the type.
-        let body = data.trim_ascii_start().strip_prefix('{').unwrap_or("}");
-        let sep = if body.trim_ascii_start().starts_with('}') { "" } else { "," };
+        // `&str` patterns, not `char`s: no UTF-8 encoder in the wasm (see `sse`).
+        let body = data.trim_ascii_start().strip_prefix("{").unwrap_or("}");
+        let sep = if body.trim_ascii_start().starts_with("}") { "" } else { "," };
         serde_json::from_str::<ServerFrame>(&crate::cat!("{\"type\":", crate::json::string(&ty), sep, body))
     };
     frame.map(Some).map_err(|e| err(e.to_string()))
@@ -693,7 +694,7 @@ pub enum Frame {
 /// `seq` that is absent or a whole number).
 pub fn read_frame(event: &str, data: String, values: Option<[Val; 5]>) -> Result<Option<Frame>, FrameError> {
     let err = |event: &str, detail: &str| FrameError { event: event.to_owned(), detail: detail.into() };
-    if !data.trim_ascii_start().starts_with('{') {
+    if !data.trim_ascii_start().starts_with("{") {
         return Err(err(event, "a frame's data must be a JSON object"));
     }
     // By reference: an early return drops the one array (see `election::parse_envelope`).
@@ -709,8 +710,8 @@ pub fn read_frame(event: &str, data: String, values: Option<[Val; 5]>) -> Result
         data
     } else {
         // `{...}` without `type`: the event name is the type.
-        let body = data.trim_ascii_start().strip_prefix('{').unwrap_or("}");
-        let sep = if body.trim_ascii_start().starts_with('}') { "" } else { "," };
+        let body = data.trim_ascii_start().strip_prefix("{").unwrap_or("}");
+        let sep = if body.trim_ascii_start().starts_with("}") { "" } else { "," };
         crate::cat!("{\"type\":\"", event, "\"", sep, body)
     };
     if kind == FrameKind::Message {
