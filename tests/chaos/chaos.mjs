@@ -182,6 +182,9 @@ const FAULTS = {
  */
 const NEEDS = { leader_crash: "cdp", leader_freeze: "cdp", follower_freeze: "cdp", tab_offline: "offline" };
 
+/** The SDK debug lines kept per tab for the report of a broken invariant. */
+const TRAIL = 400;
+
 /** What runs in each page: the client, a recorder, and a steady send loop. */
 async function startTab(page, { base, sourceKey, convoId, transport, tabName, report, sendEveryMs }) {
   await loadSdk(page, base.site);
@@ -201,7 +204,7 @@ async function startTab(page, { base, sourceKey, convoId, transport, tabName, re
       return (await res.json()).token;
     };
     const client = new window.sdk.ValetClient({
-      agentId: AGENT, fetchJwt, baseUrl: api, transport, pauseOnHidden: false, fetchJwtTimeoutMs: 3000, stallTimeoutMs: 4000,
+      agentId: AGENT, fetchJwt, baseUrl: api, transport, pauseOnHidden: false, fetchJwtTimeoutMs: 3000, stallTimeoutMs: 4000, debug: true,
     });
     const seen = [];
     const chaos = { seen, probes: [], stopped: false, setJwtMode: (m) => { mode = m; }, pending: 0 };
@@ -266,10 +269,18 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
   const makeTab = (name) => {
     const tab = {
       name, page: null, cdpSession: null, frozen: false,
+      // The SDK's debug lines (`debug: true`), the last TRAIL of them
+      // across this tab's pages: shown for a tab that broke an invariant.
+      trail: [],
       async open() {
         tab.page = await browser.context.newPage();
         tab.cdpSession = null;
         tab.page.on("pageerror", (e) => note(`page error in ${name}: ${e.message}`));
+        tab.page.on("console", (m) => {
+          if (!m.text().startsWith("[valet-sdk]")) return;
+          tab.trail.push(`${((Date.now() - t0) / 1000).toFixed(2)}s ${m.text().slice(12)}`);
+          if (tab.trail.length > TRAIL) tab.trail.shift();
+        });
         await startTab(tab.page, {
           base: { site: site.origin, api: server.base }, sourceKey, convoId, transport,
           tabName: `${name}.${++incarnations}`, report, sendEveryMs: 400 + r.int(0, 300),
@@ -399,6 +410,7 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
 
     // Invariants.
     const problems = [];
+    const trails = [];
     const ids = history.map((m) => m.id);
     let losses = 0, duplicates = 0, reorders = 0;
     for (const [k, t] of tabs.entries()) {
@@ -417,6 +429,7 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
         const seqOf = (id) => history.find((m) => m.id === id)?.seq;
         const lostSeqs = lost.map(seqOf);
         const state = await t.eval(() => ({ role: window.chaos.convo.role, status: window.chaos.convo.status, metrics: window.chaos.convo.metrics() }));
+        trails.push(`${t.name}'s last SDK debug lines:\n    ${t.trail.join("\n    ")}`);
         problems.push(`${t.name}: ${lost.length} lost (seq ${JSON.stringify(lostSeqs.length > 12 ? [...lostSeqs.slice(0, 6), "…", ...lostSeqs.slice(-6)] : lostSeqs)}), ${dup} twice, ${reordered} out of order, ${phantom.length} never stored ${JSON.stringify(phantom)} (saw ${seen.length}, stored ${ids.length}); tab: ${JSON.stringify(state)}`);
       }
     }
@@ -450,7 +463,10 @@ export async function runChaos({ seed, transport = "fetch", durationMs = 45_000,
       restartRecoveryMs: ctx.restarts, timeline,
     };
     if (problems.length) {
-      const err = new Error(`chaos seed ${seed} (${transport}) broke ${problems.length} invariant(s):\n  ${problems.join("\n  ")}\ntimeline:\n  ${timeline.join("\n  ")}`);
+      const err = new Error(
+        `chaos seed ${seed} (${transport}) broke ${problems.length} invariant(s):\n  ${problems.join("\n  ")}\ntimeline:\n  ${timeline.join("\n  ")}` +
+          (trails.length ? `\n${trails.join("\n")}` : ""),
+      );
       err.result = result;
       throw err;
     }
