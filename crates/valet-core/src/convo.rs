@@ -1341,8 +1341,9 @@ impl ConvoMachine {
                     self.emit_delivered(delivered);
                     // Whatever an earlier page delivered is in that history.
                     self.resumed_until = None;
-                    if self.delivery.take_overflow() {
-                        // Live messages were dropped for want of room: fetch them.
+                    if self.delivery.take_refetch() {
+                        // Live messages were dropped for want of room, or
+                        // wait behind a gap past this history: fetch again.
                         self.reconcile_again = true;
                     }
                     self.server_reachable(self.now_ms);

@@ -32,7 +32,13 @@
 //!   ids are short.)
 //! - Nothing is dropped: a reconcile that fails releases held messages in
 //!   the best order known; a gap the server's history confirms (a seq that
-//!   never existed) is accepted.
+//!   never existed) is accepted. A history confirms a gap only below its
+//!   last `seq`: held messages past that go out only while they follow on
+//!   (the server may have stored what is missing after its snapshot); the
+//!   rest are dropped and the caller reconciles again at once
+//!   ([`Delivery::take_refetch`]): the server has them, since what it
+//!   streams with a `seq` it has stored (docs/protocol.md), so the next
+//!   history brings them with what they wait for, one round trip later.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -129,7 +135,8 @@ impl IdWindow {
 pub struct Delivery<M = Message> {
     recent: IdWindow,
     delivered: usize,
-    overflowed: bool,
+    /// The caller must reconcile again (see [`Delivery::take_refetch`]).
+    refetch: bool,
     last_seq: Option<u64>,
     /// The id of the last message in server order (shared with `seen`, so
     /// keeping it costs no copy per message).
@@ -152,7 +159,7 @@ impl<M: Keyed> Default for Delivery<M> {
         Delivery {
             recent: IdWindow::default(),
             delivered: 0,
-            overflowed: false,
+            refetch: false,
             last_seq: None,
             last_id: None,
             held_seq: Vec::new(),
@@ -190,10 +197,11 @@ impl<M: Keyed> Delivery<M> {
         self.delivered
     }
 
-    /// Whether live messages were dropped for want of room since the last
-    /// call: the caller must reconcile again (the server has them).
-    pub fn take_overflow(&mut self) -> bool {
-        core::mem::take(&mut self.overflowed)
+    /// Whether the caller must reconcile again since the last call: live
+    /// messages were dropped for want of room, or behind a gap past the
+    /// last history's end (the server has them, and what they follow).
+    pub fn take_refetch(&mut self) -> bool {
+        core::mem::take(&mut self.refetch)
     }
 
     /// Whether a message was already delivered (by the watermark or the
@@ -236,6 +244,9 @@ impl<M: Keyed> Delivery<M> {
         self.syncing = false;
         self.synced_once = true;
         let history_sorts = history.iter().all(|m| m.seq().is_some());
+        // Up to where the history is the server's word: its last `seq`, or,
+        // when it is empty, what is delivered (it has nothing after that).
+        let mut confirmed = self.last_seq.unwrap_or(0);
         let held_ids = core::mem::take(&mut self.held_ids);
         let held = self.take_held();
         let mut merged: Vec<(M, bool)> = Vec::with_capacity(history.len() + held.len());
@@ -248,6 +259,7 @@ impl<M: Keyed> Delivery<M> {
             _ => None,
         };
         for (i, m) in history.into_iter().enumerate() {
+            confirmed = confirmed.max(m.seq().unwrap_or(0));
             let old_by_position = last_at.is_some_and(|at| i <= at && (i == at || at - i >= ID_WINDOW));
             if old_by_position || self.below_watermark(&m) || self.recent.contains(m.id()) || !in_history.insert(Rc::from(m.id())) {
                 continue;
@@ -263,7 +275,8 @@ impl<M: Keyed> Delivery<M> {
         } else {
             merged.extend(held.into_iter().filter(|m| !in_history.contains(m.id())).map(|m| (m, false)));
         }
-        let sorted = if merged.iter().all(|(m, _)| m.seq().is_some()) {
+        let all_sorted = merged.iter().all(|(m, _)| m.seq().is_some());
+        let sorted = if all_sorted {
             &mut merged[..]
         } else if history_sorts {
             &mut merged[..from_history]
@@ -284,6 +297,13 @@ impl<M: Keyed> Delivery<M> {
         }
         let mut out = Vec::with_capacity(merged.len());
         for (m, from_reconcile) in merged {
+            // Past the history's end, held messages go only while they
+            // follow on (in `seq` order: from the first that does not, none
+            // does; they are dropped, and the next reconcile brings them).
+            if all_sorted && m.seq().is_some_and(|seq| seq > confirmed && seq > self.last_seq.unwrap_or(0) + 1) {
+                self.refetch = true;
+                break;
+            }
             self.deliver(m, from_reconcile, &mut out);
         }
         out
@@ -327,7 +347,7 @@ impl<M: Keyed> Delivery<M> {
     fn hold(&mut self, message: M) {
         if self.held_count() >= MAX_HELD {
             // No room: the next reconcile brings it (the server has it).
-            self.overflowed = true;
+            self.refetch = true;
             return;
         }
         self.held_ids.insert(Rc::from(message.id()));
@@ -549,6 +569,36 @@ mod tests {
     }
 
     #[test]
+    fn held_messages_past_the_history_wait_behind_a_gap_it_does_not_confirm() {
+        let mut d: Delivery = Delivery::new();
+        d.begin_sync();
+        assert_eq!(seqs(&d.on_reconcile(vec![msg(1), msg(2)])), [1, 2]);
+        // The leader reconnects: this tab syncs again. Its history is read
+        // before 3 and 4 are stored; 5 comes live (3 and 4 never reached
+        // this tab) before the history answers.
+        d.begin_sync();
+        assert!(d.on_live(msg(5)).deliver.is_empty());
+        assert!(d.on_reconcile(vec![]).is_empty(), "nothing after 2 then: 3 and 4 may exist since");
+        assert!(d.take_refetch(), "so reconcile again");
+        assert!(!d.take_refetch());
+        assert_eq!(d.held_count(), 0, "5 is left to it");
+        // What follows on goes at once; what is past the gap waits.
+        assert!(d.on_live(msg(7)).needs_reconcile);
+        let out = d.on_reconcile(vec![msg(3), msg(4), msg(5)]);
+        assert_eq!(seqs(&out), [3, 4, 5]);
+        assert!(out.iter().all(|x| x.from_reconcile), "5 came from this history in the end");
+        assert!(d.take_refetch(), "7 is past this history too");
+        assert_eq!(seqs(&d.on_reconcile(vec![msg(6), msg(7)])), [6, 7]);
+        assert!(!d.take_refetch());
+        // A gap within a history is the server's word: accepted.
+        d.begin_sync();
+        assert!(d.on_live(msg(10)).deliver.is_empty());
+        assert!(d.on_live(msg(11)).deliver.is_empty());
+        assert_eq!(seqs(&d.on_reconcile(vec![msg(9), msg(10)])), [9, 10, 11], "8 never was; 11 follows on");
+        assert!(!d.take_refetch());
+    }
+
+    #[test]
     fn held_messages_are_bounded_and_an_overflow_asks_for_another_reconcile() {
         let mut d: Delivery = Delivery::new();
         d.begin_sync();
@@ -560,8 +610,8 @@ mod tests {
         // The reconcile was sent before most of them were stored.
         let out = d.on_reconcile((1..=10).map(msg).collect());
         assert_eq!(seqs(&out), (1..=MAX_HELD as u64 + 1).collect::<Vec<_>>());
-        assert!(d.take_overflow(), "dropped ones: reconcile again");
-        assert!(!d.take_overflow());
+        assert!(d.take_refetch(), "dropped ones: reconcile again");
+        assert!(!d.take_refetch());
         d.begin_sync();
         let out = d.on_reconcile((1..=last).map(msg).collect());
         assert_eq!(seqs(&out), ((MAX_HELD as u64 + 2)..=last).collect::<Vec<_>>());
@@ -592,12 +642,16 @@ mod tests {
                 out.extend(d.on_live(msg(*seq)).deliver);
             }
             out.extend(d.on_reconcile(history.into_iter().map(msg).collect()));
-            let mut want: Vec<u64> = (1..=30).chain(live.iter().copied().filter(|&s| s > 30)).collect();
-            want.sort_unstable();
-            want.dedup();
-            // Held frames past the history go out behind it (the history
-            // is the server's word up to its snapshot).
+            // Held frames past the history go out behind it while they
+            // follow on (the history is the server's word up to its last
+            // seq); past a gap they wait for the next reconcile.
+            let mut want: Vec<u64> = (1..=30).collect();
+            while live.contains(&(want.len() as u64 + 1)) {
+                want.push(want.len() as u64 + 1);
+            }
+            let waiting = live.iter().any(|&s| s > want.len() as u64);
             prop_assert_eq!(seqs(&out), want);
+            prop_assert_eq!(d.take_refetch(), waiting);
         }
     }
 
