@@ -76,6 +76,7 @@ pub fn push_hex(out: &mut String, byte: u8, upper: bool) {
 /// them: found byte by byte, which in the wasm is a short loop where
 /// `str::split`'s char searcher is 0.3 KB (with its `memchr`).
 pub fn split_ascii(s: &str, sep: u8) -> SplitAscii<'_> {
+    debug_assert!(sep.is_ascii(), "split_ascii splits at an ASCII byte");
     SplitAscii { rest: Some(s), sep }
 }
 
