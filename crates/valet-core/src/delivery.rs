@@ -16,7 +16,7 @@
 //!   the convo (the JS SDK's defect 8 was a plain 5000-id window).
 //! - Held messages (sync in progress, or behind a seq gap) are bounded by
 //!   [`MAX_HELD`]: past it a live message is dropped, not held, and the next
-//!   reconcile (which the caller asks for, see [`Delivery::take_overflow`])
+//!   reconcile (which the caller asks for, see [`Delivery::take_refetch`])
 //!   brings it from the server, which has it.
 //! - Order (defect 7): after every (re)connect the buffer is *syncing*: live
 //!   messages that can not be placed yet are held until the reconcile fetch
