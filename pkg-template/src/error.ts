@@ -24,9 +24,17 @@ export class ValetError extends Error {
   /** On a failed send: an earlier attempt got no answer, so the server may have stored it. */
   declare maybeStored?: boolean;
 
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * An error of the SDK's kind. A `fetchJwt` that rejects with
+   * `new ValetError("signed out", { code: "auth" })` tells the SDK that the
+   * user is signed out: what asked for the token stops (`openConvo`
+   * rejects, an open convo's status turns `stopped`, sends fail) instead of
+   * trying again, as it does for any other failure of `fetchJwt`.
+   */
+  constructor(message: string, options?: { cause?: unknown; code?: ErrorCode }) {
     super(message, options);
     this.name = "ValetError";
+    if (options?.code !== undefined) this.code = options.code;
   }
 }
 

@@ -159,10 +159,14 @@ export function init(source?: InitInput | Promise<InitInput>): Promise<void> {
   return loading;
 }
 
-/** Node (and Bun, which says it is Node): a `process` with a Node version and no DOM. */
+/**
+ * Node (and Bun, which says it is Node), with or without a DOM (jsdom and
+ * happy-dom in a test runner): a `process` with a Node version, and this
+ * module loaded from a file, which Node's `fetch` can not read.
+ */
 function isNode(): boolean {
-  const g = globalThis as { process?: { versions?: { node?: unknown } }; document?: unknown };
-  return typeof g.process?.versions?.node === "string" && g.document === undefined;
+  const g = globalThis as { process?: { versions?: { node?: unknown } } };
+  return typeof g.process?.versions?.node === "string" && import.meta.url.startsWith("file:");
 }
 
 /** The wasm beside this module, read with `node:fs`. */
@@ -223,11 +227,14 @@ export class ValetClient {
   }
 
   /**
-   * Opens a convo: gets a token first (so auth problems reject here), then
-   * opens its stream. Resolves once the stream is live (or paused, or
-   * retrying after a transient failure); rejects with the error when the
-   * stream is refused for good (e.g. `http` 404). Subscribe with
-   * `convo.on(...)`; history arrives as `message` events.
+   * Opens a convo: gets a token, then opens its stream. Resolves once the
+   * stream is live, paused, or retrying after a failure that may pass
+   * (offline; a network error or timeout of the API or of `fetchJwt`;
+   * 408, 429, 5xx): `status` is then `reconnecting`, and the convo connects
+   * by itself (sends wait meanwhile). Rejects only on a definite refusal:
+   * `fetchJwt` rejecting with a `ValetError` of code `auth` (the user is
+   * signed out), the API's 403 or 404, or three 401s in a row. Subscribe
+   * with `convo.on(...)`; history arrives as `message` events.
    */
   async openConvo(options: OpenConvoOptions): Promise<Convo> {
     return (await this.#ready()).openConvo(options);

@@ -2,10 +2,16 @@
  * `@valet.red/sdk/react`: a convo as React state.
  *
  * ```tsx
- * const valet = new ValetClient({ agentId, fetchJwt });   // once, outside the component
+ * const valet = new ValetClient({ agentId, fetchJwt, baseUrl });   // once, outside the component
  * function Chat({ convoId }: { convoId: string }) {
- *   const { messages, typing, status, send } = useConvo({ client: valet, convoId });
- *   return <>{messages.map((m) => <p key={m.key}>{m.content}</p>)}</>;
+ *   const { messages, status, canSend, send } = useConvo({ client: valet, convoId });
+ *   return (
+ *     <>
+ *       <p>{status}</p>
+ *       {messages.map((m) => <p key={m.key}>{m.content}</p>)}
+ *       <button disabled={!canSend} onClick={() => send("Hi")}>Say hi</button>
+ *     </>
+ *   );
  * }
  * ```
  *
@@ -18,9 +24,16 @@
  * `convoId` may also be `"new"` (a convo started with `startSession()`) or a
  * function that finds or starts one (e.g. the user's open convo from
  * `listConvos()`): either runs once per mount, Strict Mode's double mount
- * included. `onMessage`, `onTurnDone`, `onError` (and `onEvent` for any
+ * included, and again when a failure that may pass is retried or on
+ * `reopen()`. `onMessage`, `onTurnDone`, `onError` (and `onEvent` for any
  * event) are called with the events, the latest ones passed in: no need to
  * memoize them.
+ *
+ * Offline at mount, the chat is `reconnecting` and connects by itself once
+ * the network is back; sends made meanwhile wait. After a definite refusal
+ * (`fetchJwt` rejecting with a `ValetError` of code `auth`: signed out; the
+ * API's 403 or 404) it is `stopped`, `canSend` is `false`, and `reopen()`
+ * tries again without a remount.
  *
  * @module
  */
@@ -30,15 +43,14 @@ import {
   CONVO_EVENTS,
   initialConvoState,
   notOpen,
-  resolveConvoSpec,
   retainConvoStore,
+  specOpener,
   type ConvoOpener,
   type ConvoSpec,
   type ConvoStore,
   type ConvoStoreState,
   type SessionStarter,
 } from "./store.js";
-import type { ValetError } from "./error.js";
 
 export type { CannotSend, ChatMessage, ConvoSpec, ConvoStore, ConvoStoreState, MessageStatus, StoreError, TurnState, TypingIndicator } from "./store.js";
 
@@ -72,10 +84,19 @@ export interface UseConvoOptions {
 
 /** What {@link useConvo} returns: the store's state and its actions. */
 export interface UseConvoResult extends ConvoStoreState {
-  /** Sends a message (shown at once as `pending`). */
+  /**
+   * Sends a message (shown at once as `pending`). Its rejection is handled:
+   * `onClick={() => send(text)}` is safe (a refused message turns `failed`).
+   */
   send(text: string, options?: SendOptions): Promise<void>;
   /** Sends a `failed` message again. */
   retry(key: string): Promise<void>;
+  /**
+   * After a stop (`status` `stopped`, e.g. the user was signed out): opens
+   * the convo again, without a remount (`"new"` or a function resolves
+   * again).
+   */
+  reopen(): Promise<void>;
   /** Closes the convo for every component showing it. */
   close(): void;
   /** The underlying store, `null` before the first effect. */
@@ -91,45 +112,29 @@ const initial = () => initialConvoState;
 export function useConvo(options: UseConvoOptions): UseConvoResult {
   const { client, convoId, lockout, streaming } = options;
   const [store, setStore] = useState<ConvoStore | null>(null);
-  const [resolved, setResolved] = useState<{ convoId: string; lockout?: LockoutSnapshot | null } | null>(null);
-  const [resolveError, setResolveError] = useState<ValetError | null>(null);
   // The latest callbacks, read when an event comes (no re-subscription).
   const callbacks = useRef(options);
   callbacks.current = options;
-  // "new" or a function: resolved once per mount; Strict Mode's second
-  // effect finds the first one's promise here and reuses it.
+  // "new" or a function: resolved once per mount, inside the store's
+  // opening (so sends wait for it, and failures that may pass are tried
+  // again). This object names the mount's store: Strict Mode's second
+  // effect finds the first one's store by it.
   const kind = typeof convoId === "function" ? "function" : convoId === "new" ? "new" : null;
-  const pending = useRef<{ client: unknown; kind: string; promise: ReturnType<typeof resolveConvoSpec> } | null>(null);
+  const mount = useRef<object>({});
+  const key = kind ? kind : convoId || null;
 
   useEffect(() => {
-    if (!kind || !client || convoId == null) return;
-    if (!pending.current || pending.current.client !== client || pending.current.kind !== kind) {
-      pending.current = { client, kind, promise: resolveConvoSpec(client, convoId) };
-    }
-    let live = true;
-    pending.current.promise.then(
-      (r) => live && setResolved(r),
-      (e: ValetError) => live && setResolveError(e),
-    );
-    return () => {
-      live = false;
-    };
-    // eslint-disable-next-line react-hooks/exhaustive-deps -- a function is called once per mount, whatever its identity
-  }, [client, kind]);
-
-  const id = kind ? (resolved?.convoId ?? null) : (convoId as string | null | undefined);
-  const openLockout = kind ? (resolved?.lockout ?? lockout) : lockout;
-
-  useEffect(() => {
-    if (!client || !id) {
+    if (!client || !key || convoId == null) {
       setStore(null);
       return;
     }
-    const { store: held, release } = retainConvoStore(client, id, openLockout, { streaming });
+    const { store: held, release } = kind
+      ? retainConvoStore(client, mount.current, lockout, { streaming }, specOpener(client, convoId, lockout))
+      : retainConvoStore(client, convoId as string, lockout, { streaming });
     setStore(held);
     return release;
-    // eslint-disable-next-line react-hooks/exhaustive-deps -- the lockout is read when the convo opens
-  }, [client, id]);
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- a function is called once per mount, whatever its identity; the lockout is read when the convo opens
+  }, [client, key]);
 
   useEffect(() => {
     if (!store) return;
@@ -150,7 +155,7 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
   const state = useSyncExternalStore(store ? store.subscribe : noSubscribe, store ? store.getState : initial, initial);
   const send = useCallback((text: string, options?: SendOptions) => (store ? store.send(text, options) : notOpen()), [store]);
   const retry = useCallback((key: string) => (store ? store.retry(key) : notOpen()), [store]);
+  const reopen = useCallback(() => (store ? store.reopen() : notOpen()), [store]);
   const close = useCallback(() => store?.close(), [store]);
-  const shown = !store && resolveError ? { ...state, status: "stopped" as const, error: resolveError } : state;
-  return { ...shown, send, retry, close, store, resolvedConvoId: kind ? (resolved?.convoId ?? null) : null };
+  return { ...state, send, retry, reopen, close, store, resolvedConvoId: kind ? state.convoId : null };
 }

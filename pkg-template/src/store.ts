@@ -89,10 +89,17 @@ export interface TurnState {
 
 /** Why a message can't be sent now, with text to show. */
 export interface CannotSend {
-  /** `closed`: the convo is closed (resolved, locked…); `locked_out`: the user is locked out (`startSession`'s `lockout`). */
-  readonly reason: "closed" | "locked_out";
+  /**
+   * `closed`: the convo is closed (resolved, locked…); `locked_out`: the
+   * user is locked out (`startSession`'s `lockout`); `stopped`: the
+   * connection stopped on a definite refusal (signed out, 403, 404: see
+   * `error`), until `reopen()`.
+   */
+  readonly reason: "closed" | "locked_out" | "stopped";
   /** The server's ready-to-render text (`closed_user_message`, or the lockout's `user_message`), when it gave one. */
   readonly text: string | null;
+  /** With `stopped`: the refusal. */
+  readonly error: StoreError | null;
 }
 
 /** A snapshot: replaced as a whole on every change, never mutated. */
@@ -108,11 +115,16 @@ export interface ConvoStoreState {
   readonly convoStateText: string | null;
   /** The agent's turn. */
   readonly turn: TurnState;
-  /** Whether a message can be sent now: `false` while the convo is closed or the user locked out (see `cannotSend`). */
+  /** Whether a message can be sent now: `false` while the convo is closed, the user locked out, or the connection stopped (see `cannotSend`). */
   readonly canSend: boolean;
   /** Why not, when `canSend` is `false`. */
   readonly cannotSend: CannotSend | null;
-  /** The connection: `connecting` until the convo is open, then the convo's status. */
+  /**
+   * The connection: `connecting` until the convo is open, then the convo's
+   * status. `reconnecting` while a failure that may pass is retried (the
+   * opening included: offline, the API or `fetchJwt` unreachable);
+   * `stopped` after a definite refusal, until `reopen()`.
+   */
   readonly status: Status;
   /** This tab's role once open: `leader` holds the stream, `follower` gets its events. */
   readonly role: "leader" | "follower" | null;
@@ -159,11 +171,22 @@ export interface ConvoStore {
    * Sends a message: it appears at once as `pending`. Resolves when the
    * server stored it; on a refusal the bubble turns `failed` and the promise
    * rejects with the `ValetError`. Before the convo is open the send waits
-   * for it.
+   * for it. The rejection is already handled: a UI may ignore the promise
+   * (`onClick={() => send(text)}`) without an unhandled rejection, since
+   * the bubble shows the failure.
    */
   send(text: string, options?: SendOptions): Promise<void>;
-  /** Sends a `failed` message again. */
+  /** Sends a `failed` message again (its rejection handled, as `send`'s). */
   retry(key: string): Promise<void>;
+  /**
+   * Tries again after a stop (`status` `stopped`: signed out, 403, 404),
+   * without a new store: the messages shown stay, and the convo is opened
+   * again with the store's opener (`createConvoStore(() => ...)`; the
+   * bindings' stores have one), or resumed when the store was given a
+   * convo. Resolves once open again; rejects (handled) as the opening
+   * does. Does nothing unless stopped.
+   */
+  reopen(): Promise<void>;
   /** Closes the convo (the stream ends) and stops updating. */
   close(): void;
   /** The convo once open, else `null`. */
@@ -204,17 +227,57 @@ function turnState(phase: TurnState["phase"], reason: TurnDoneReason | null, ret
 }
 
 /** Why nothing can be sent, or `null`. A dated lockout ends at `expires_at`. */
-function sendBlock(convoState: ConvoState | null, text: string | null, lockout: LockoutSnapshot | null | undefined): CannotSend | null {
+function sendBlock(s: ConvoStoreState, lockout: LockoutSnapshot | null | undefined): CannotSend | null {
   if (lockout?.locked_out && (lockout.expires_at === null || Date.parse(lockout.expires_at) > Date.now())) {
-    return Object.freeze({ reason: "locked_out" as const, text: lockout.user_message });
+    return Object.freeze({ reason: "locked_out" as const, text: lockout.user_message, error: null });
   }
-  if (convoState !== null && CLOSED_STATES.includes(convoState)) return Object.freeze({ reason: "closed" as const, text });
+  if (s.convoState !== null && CLOSED_STATES.includes(s.convoState)) {
+    return Object.freeze({ reason: "closed" as const, text: s.convoStateText, error: null });
+  }
+  if (s.status === "stopped") return Object.freeze({ reason: "stopped" as const, text: null, error: s.error });
   return null;
 }
 
 function sameBlock(a: CannotSend | null, b: CannotSend | null): boolean {
-  return a === b || (a !== null && b !== null && a.reason === b.reason && a.text === b.text);
+  return a === b || (a !== null && b !== null && a.reason === b.reason && a.text === b.text && a.error === b.error);
 }
+
+/**
+ * Whether a failure may pass, so that trying again later can succeed: a
+ * network error or timeout (of the API or of `fetchJwt`), a token endpoint
+ * that answered junk, 408, 429 and 5xx, and any error that is not a
+ * `ValetError` (an app's own lookup that failed to fetch). A definite
+ * refusal does not: `auth` (signed out, or the API refused the token), 403,
+ * 404 and the other 4xx, `invalid_argument`, `closed`, `aborted`.
+ */
+export function mayPass(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (!(error instanceof Error) || typeof code !== "string") return true;
+  if (code === "http") {
+    const status = (error as ValetError).status ?? 0;
+    return status === 408 || status >= 500;
+  }
+  return code === "network" || code === "timeout" || code === "rate_limited" || code === "protocol" || code === "server";
+}
+
+/** A promise whose rejection is handled (still seen by whoever awaits it). */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
+
+/**
+ * What an opener of {@link createConvoStore} resolves to: the convo, or the
+ * convo with what the opener learned on the way (the lockout of the
+ * session it started, the convo's state).
+ */
+export type ConvoOpening =
+  | Convo
+  | { convo: Convo; lockout?: LockoutSnapshot | null; convoState?: ConvoState | null | PromiseLike<ConvoState | null> };
+
+/** The first retry of a failed opening, and the longest wait, in ms. */
+const OPEN_RETRY_MS = 1_000;
+const OPEN_RETRY_CAP_MS = 30_000;
 
 interface Outgoing {
   key: string;
@@ -226,13 +289,23 @@ interface Outgoing {
 }
 
 /**
- * Creates a store over an open convo, or over the promise of one
- * (`createConvoStore(valet.openConvo({ convoId }))`): until it resolves the
- * store is `connecting`; if it rejects, the store is `stopped` with the error.
+ * Creates a store over a convo: an opener (`createConvoStore(() =>
+ * valet.openConvo({ convoId }))`, which `reopen()` calls again), the promise
+ * of a convo, or an open one. Until it is open the store is `connecting`.
+ * An opening that fails in a way that may pass ({@link mayPass}: e.g. an
+ * opener that starts a session while the device is offline) is tried
+ * again with backoff, cut short by the browser's `online` event, while the
+ * store is `reconnecting` with the error (a promise can't be tried again);
+ * a definite refusal leaves it `stopped` with the error, until `reopen()`.
  */
-export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: ConvoStoreOptions = {}): ConvoStore {
-  const blocked = sendBlock(null, null, options.lockout);
+export function createConvoStore(
+  convo: Convo | PromiseLike<ConvoOpening> | (() => ConvoOpening | PromiseLike<ConvoOpening>),
+  options: ConvoStoreOptions = {},
+): ConvoStore {
+  let lockout = options.lockout;
+  const blocked = sendBlock(INITIAL, lockout);
   let state: ConvoStoreState = blocked ? Object.freeze({ ...INITIAL, canSend: false, cannotSend: blocked }) : INITIAL;
+  const opener = typeof convo === "function" ? convo : null;
   let current: Convo | null = null;
   let closed = false;
   let stateEvent = false;
@@ -261,10 +334,12 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
   // pieces by index. At most a turn's worth: dropped at `turn_done`.
   const writing = new Map<string, { createdAt: string; participant: Participant | null; pieces: (string | undefined)[] }>();
   let opened: Promise<Convo>;
+  // The opening under way: a newer one (reopen) or close() ends it.
+  let generation = 0;
 
   function publish(patch: Partial<ConvoStoreState>, messagesChanged = false): void {
     const next = { ...state, ...patch, ...(messagesChanged ? { messages: view() } : {}) };
-    const cannotSend = sendBlock(next.convoState, next.convoStateText, options.lockout);
+    const cannotSend = sendBlock(next, lockout);
     if (!sameBlock(cannotSend, state.cannotSend)) Object.assign(next, { canSend: cannotSend === null, cannotSend });
     state = Object.freeze(next);
     for (const listener of [...listeners]) {
@@ -369,6 +444,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
 
   function attach(c: Convo): void {
     current = c;
+    everConnected = false;
     unsubscribes.push(
       c.on("message", onMessage),
       c.on("typing", (e) =>
@@ -417,6 +493,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
 
   async function deliver(o: Outgoing): Promise<void> {
     try {
+      if (state.status === "stopped") throw state.error ?? closedError("the connection stopped");
       const c = current ?? (await opened);
       await c.send(o.text, o.options);
       // A send that went through ends a connection or send error, not the
@@ -434,30 +511,66 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
     }
   }
 
-  if (options.convoState != null) {
-    Promise.resolve(options.convoState).then(
-      (convoState) => {
-        if (!closed && !stateEvent && convoState != null) publish({ convoState });
+  function followConvoState(convoState: ConvoStoreOptions["convoState"]): void {
+    if (convoState == null) return;
+    Promise.resolve(convoState).then(
+      (known) => {
+        if (!closed && !stateEvent && known != null) publish({ convoState: known });
       },
       () => {}, // unknown: stays null
     );
   }
+  followConvoState(options.convoState);
 
-  opened = Promise.resolve(convo).then(
-    (c) => {
-      if (closed) {
-        c.close();
-      } else {
-        attach(c);
+  /** Waits `ms`, or until the browser is back online. */
+  function pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        if (typeof window !== "undefined") window.removeEventListener("online", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      if (typeof window !== "undefined") window.addEventListener("online", done);
+    });
+  }
+
+  /** Opens (again): the opener's result, tried again while failures may pass. */
+  function open(): Promise<Convo> {
+    const mine = ++generation;
+    const ended = (): boolean => closed || mine !== generation;
+    const attempt = async (failures: number): Promise<Convo> => {
+      let opening: ConvoOpening;
+      try {
+        opening = await (opener ? opener() : (convo as Convo | PromiseLike<ConvoOpening>));
+      } catch (err) {
+        if (ended()) throw err;
+        if (!opener || !mayPass(err)) {
+          publish({ status: "stopped", error: err as ValetError });
+          throw err;
+        }
+        publish({ status: "reconnecting", error: err as ValetError });
+        // Jittered, doubling from a second to half a minute.
+        const ms = Math.min(OPEN_RETRY_CAP_MS, OPEN_RETRY_MS * 2 ** Math.min(failures, 5)) * (0.5 + Math.random() / 2);
+        await pause(ms);
+        if (ended()) throw closedError();
+        return attempt(failures + 1);
       }
+      const c = "convo" in opening ? opening.convo : opening;
+      if (ended()) {
+        c.close();
+        throw closedError();
+      }
+      if ("convo" in opening) {
+        if (opening.lockout !== undefined) lockout = opening.lockout;
+        followConvoState(opening.convoState);
+      }
+      attach(c);
       return c;
-    },
-    (err: unknown) => {
-      if (!closed) publish({ status: "stopped", error: err as ValetError });
-      throw err;
-    },
-  );
-  opened.catch(() => {}); // reported through the state and by send()
+    };
+    return handled(attempt(0)); // reported through the state and by send()
+  }
+  opened = open();
 
   const store: ConvoStore = {
     getState: () => state,
@@ -469,7 +582,7 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
       };
     },
     send(text, sendOptions) {
-      if (closed) return Promise.reject(closedError());
+      if (closed) return handled(Promise.reject(closedError()));
       const o: Outgoing = {
         key: `local-${++localCounter}-${Date.now().toString(36)}`,
         text,
@@ -480,21 +593,40 @@ export function createConvoStore(convo: Convo | PromiseLike<Convo>, options: Con
       };
       outgoing = [...outgoing, o];
       publish({ turn: INITIAL.turn }, true); // a new turn starts
-      return deliver(o);
+      return handled(deliver(o));
     },
     retry(key) {
-      if (closed) return Promise.reject(closedError());
+      if (closed) return handled(Promise.reject(closedError()));
       const o = outgoing.find((m) => m.key === key && m.status === "failed");
       if (!o) return Promise.resolve();
       o.status = "pending";
       o.error = null;
       outgoing = [...outgoing];
       publish({}, true);
-      return deliver(o);
+      return handled(deliver(o));
+    },
+    reopen() {
+      if (closed) return handled(Promise.reject(closedError()));
+      if (state.status !== "stopped") return Promise.resolve();
+      if (!opener && current) {
+        // A convo given as it is: it restarts itself.
+        current.resume();
+        return Promise.resolve();
+      }
+      if (!opener) {
+        return handled(Promise.reject(valetError("invalid_argument", "reopen() needs a store made with an opener: createConvoStore(() => valet.openConvo({ convoId }))")));
+      }
+      for (const off of unsubscribes.splice(0)) off();
+      current?.close();
+      current = null;
+      publish({ status: "connecting", error: null, typing: null });
+      opened = open();
+      return handled(opened.then(() => undefined));
     },
     close() {
       if (closed) return;
       closed = true;
+      generation++;
       for (const off of unsubscribes.splice(0)) off();
       current?.close();
       publish({ status: "closed", typing: null });
@@ -537,6 +669,8 @@ export interface SessionStarter {
 /**
  * Resolves `"new"` (a session started with `startSession()`, its lockout
  * kept) or a function (called, awaited) to a convo id; a string is itself.
+ *
+ * @internal
  */
 export async function resolveConvoSpec(
   client: ConvoOpener & SessionStarter,
@@ -554,9 +688,13 @@ export async function resolveConvoSpec(
   return { convoId: spec };
 }
 
-/** The rejection of an action of a framework binding with no convo open. */
+/**
+ * The rejection of an action of a framework binding with no convo open.
+ *
+ * @internal
+ */
 export function notOpen(): Promise<never> {
-  return Promise.reject(closedError("no convo is open (convoId is empty, or the component is not mounted)"));
+  return handled(Promise.reject(closedError("no convo is open (convoId is empty, or the component is not mounted)")));
 }
 
 function closedError(message = "the convo store is closed"): ValetError {
@@ -583,7 +721,27 @@ interface Shared {
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
-const shared = new WeakMap<ConvoOpener, Map<string, Shared>>();
+const shared = new WeakMap<ConvoOpener, Map<unknown, Shared>>();
+
+/**
+ * The opener of a convo given as `"new"` or a function: resolves it (see
+ * {@link ConvoSpec}), then opens the convo, with the session's lockout and
+ * the convo's state. Each call resolves again: a store tries it again
+ * while failures may pass, and `reopen()` calls it.
+ *
+ * @internal
+ */
+export function specOpener(
+  client: ConvoOpener & SessionStarter,
+  spec: Exclude<ConvoSpec, null | undefined>,
+  lockout?: LockoutSnapshot | null,
+): () => Promise<ConvoOpening> {
+  return async () => {
+    const r = await resolveConvoSpec(client, spec);
+    const convo = await client.openConvo({ convoId: r.convoId });
+    return { convo, lockout: r.lockout ?? lockout, convoState: convoStateOf(client, r.convoId) };
+  };
+}
 
 /**
  * One store per (client, convo) for every view that shows it: the first
@@ -591,20 +749,32 @@ const shared = new WeakMap<ConvoOpener, Map<string, Shared>>();
  * holder has called `release()` and none came back within the same task.
  * That is what makes React Strict Mode's mount → unmount → mount open one
  * stream, not two. Used by `@valet.red/sdk/react` and `/vue`.
+ *
+ * With `opener`, `key` is any value that names the store (a view's own
+ * object, for a convo it opens with `"new"` or a function) and the store
+ * opens with `opener`; without, `key` is the convo id.
  */
 export function retainConvoStore(
   client: ConvoOpener,
-  convoId: string,
+  key: string | object,
   lockout?: LockoutSnapshot | null,
   options: Pick<ConvoStoreOptions, "streaming"> = {},
+  opener?: () => Promise<ConvoOpening>,
 ): { store: ConvoStore; release: () => void } {
   let byId = shared.get(client);
   if (!byId) shared.set(client, (byId = new Map()));
-  let entry = byId.get(convoId);
+  const convoId = key;
+  let entry = byId.get(key);
   if (!entry || entry.store.getState().status === "closed") {
-    const convoState = convoStateOf(client, convoId);
-    entry = { store: createConvoStore(client.openConvo({ convoId }), { convoState, lockout, streaming: options.streaming }), refs: 0, timer: undefined };
-    byId.set(convoId, entry);
+    let store: ConvoStore;
+    if (opener) {
+      store = createConvoStore(opener, { lockout, streaming: options.streaming });
+    } else {
+      const id = String(key);
+      store = createConvoStore(() => client.openConvo({ convoId: id }), { convoState: convoStateOf(client, id), lockout, streaming: options.streaming });
+    }
+    entry = { store, refs: 0, timer: undefined };
+    byId.set(key, entry);
   }
   const held = entry;
   const map = byId;

@@ -20,6 +20,11 @@
  * `listConvos()`, else a new one). `onMessage`, `onTurnDone`, `onError` and
  * `onEvent` are called with the events.
  *
+ * Offline at mount, the chat is `reconnecting` and connects by itself once
+ * the network is back; sends made meanwhile wait. After a definite refusal
+ * (signed out, 403, 404) it is `stopped`, `canSend` is `false`, and
+ * `reopen()` tries again without a remount.
+ *
  * @module
  */
 import { getCurrentInstance, getCurrentScope, onMounted, onScopeDispose, shallowRef, toValue, watch, type MaybeRefOrGetter, type Ref } from "vue";
@@ -28,8 +33,8 @@ import {
   CONVO_EVENTS,
   initialConvoState,
   notOpen,
-  resolveConvoSpec,
   retainConvoStore,
+  specOpener,
   type SessionStarter,
   type ChatMessage,
   type ConvoOpener,
@@ -90,6 +95,8 @@ export interface UseConvoResult {
   send(text: string, options?: SendOptions): Promise<void>;
   /** Sends a `failed` message again. */
   retry(key: string): Promise<void>;
+  /** After a stop (`status` `stopped`, e.g. signed out): opens the convo again, without a remount. */
+  reopen(): Promise<void>;
   /** Closes the convo for every component showing it. */
   close(): void;
 }
@@ -114,9 +121,7 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
     }
   }
 
-  let generation = 0;
   function open(spec: string | null | undefined | PromiseLike<string>): void {
-    const mine = ++generation;
     stop?.();
     stop = null;
     store = null;
@@ -125,20 +130,17 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
       return;
     }
     if (typeof spec !== "string" || spec === "new") {
-      // Resolved first; a newer convoId meanwhile wins.
-      show(initialConvoState);
-      const resolving = typeof spec === "string" ? resolveConvoSpec(client, spec) : Promise.resolve(spec).then((convoId) => ({ convoId, lockout }));
-      resolving.then(
-        (r) => mine === generation && attach(r.convoId, r.lockout ?? lockout),
-        (error: StoreError) => mine === generation && show({ ...initialConvoState, status: "stopped", error }),
-      );
+      // Resolved inside the store's opening (sends wait for it; failures
+      // that may pass are tried again): a store of this view's own.
+      const given = spec;
+      const opener = specOpener(client, typeof given === "string" ? given : () => given, lockout);
+      attach(retainConvoStore(client, {}, lockout, { streaming }, opener));
       return;
     }
-    attach(spec, lockout);
+    attach(retainConvoStore(client, spec, lockout, { streaming }));
   }
 
-  function attach(id: string, openLockout: LockoutSnapshot | null | undefined): void {
-    const { store: held, release } = retainConvoStore(client, id, openLockout, { streaming });
+  function attach({ store: held, release }: { store: ConvoStore; release: () => void }): void {
     store = held;
     const unsubscribe = held.subscribe(show); // called at once with the snapshot, then on each change
     const offs = [
@@ -166,7 +168,6 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
   else if (typeof window !== "undefined") start();
   if (getCurrentScope()) {
     onScopeDispose(() => {
-      generation++;
       stop?.();
       stop = null;
     });
@@ -177,6 +178,7 @@ export function useConvo(options: UseConvoOptions): UseConvoResult {
     state,
     send: (text, options) => (store ? store.send(text, options) : notOpen()),
     retry: (key) => (store ? store.retry(key) : notOpen()),
+    reopen: () => (store ? store.reopen() : notOpen()),
     close: () => store?.close(),
   };
 }

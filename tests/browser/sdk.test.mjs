@@ -399,7 +399,15 @@ test("bad options and a failing fetchJwt give clear errors", async () => {
     const open = async (mode, extra = {}) => {
       const { fetchJwt, calls } = window.h.makeFetchJwt(base, "fj", { mode });
       const c = new ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, fetchJwtTimeoutMs: 300, ...extra });
-      try { await c.openConvo({ convoId: "c" }); return "resolved"; } catch (e) { return `${e.code}: ${e.message}`; }
+      // A failure that may pass: openConvo resolves, retrying, and reports it.
+      let convo;
+      try { convo = await c.openConvo({ convoId: "c" }); } catch (e) { return `rejected ${e.code}: ${e.message}`; }
+      const errors = [];
+      convo.on("error", (e) => errors.push(`${e.error.code}: ${e.error.message}`));
+      await new Promise((r) => setTimeout(r, 50));
+      const status = convo.status;
+      convo.close();
+      return `${status} ${errors[0]}`;
     };
     res.throws = await open("throw");
     res.hangs = await open("hang");
@@ -407,7 +415,11 @@ test("bad options and a failing fetchJwt give clear errors", async () => {
     res.number = await open("number");
     // What it rejects with is its own, even a number.
     const zero = new ValetClient({ agentId: AGENT, fetchJwt: () => Promise.reject(0), baseUrl: base, fetchJwtTimeoutMs: 300 });
-    res.zero = await zero.openConvo({ convoId: "c" }).then(() => "resolved", (e) => `${e.code}: ${e.message}`);
+    res.zero = await zero.openConvo({ convoId: "c" }).then((c) => {
+      const errors = [];
+      c.on("error", (e) => errors.push(`${e.error.code}: ${e.error.message}`));
+      return new Promise((r) => setTimeout(r, 50)).then(() => (c.close(), errors[0]));
+    }, (e) => `rejected ${e.code}: ${e.message}`);
     return res;
   }, { base: server.base, AGENT });
   assert.match(out.noAgent, /^invalid_argument: `agentId` is required/);
@@ -422,11 +434,12 @@ test("bad options and a failing fetchJwt give clear errors", async () => {
   ]);
   assert.equal(out.nulls, "no throw");
   assert.deepEqual(out.openConvo, Array(4).fill("invalid_argument: openConvo({ convoId }): convoId is required (a non-empty string)"));
-  assert.match(out.throws, /^auth: fetchJwt failed: backend down/);
-  assert.match(out.hangs, /^auth: fetchJwt did not settle within 300 ms/);
-  assert.match(out.junk, /^auth: fetchJwt returned an unusable token/);
-  assert.match(out.number, /^auth: fetchJwt must resolve to a JWT string/);
-  assert.equal(out.zero, "auth: fetchJwt failed: rejected");
+  // Each may pass (only a ValetError of code `auth` is "signed out"): retried, reported.
+  assert.match(out.throws, /^reconnecting network: fetchJwt failed: backend down/);
+  assert.match(out.hangs, /^reconnecting timeout: fetchJwt did not settle within 300 ms/);
+  assert.match(out.junk, /^reconnecting protocol: fetchJwt returned an unusable token/);
+  assert.match(out.number, /^reconnecting protocol: fetchJwt must resolve to a JWT string/);
+  assert.equal(out.zero, "network: fetchJwt failed: rejected");
   await page.close();
 });
 

@@ -86,9 +86,10 @@ export async function bindings() {
   const r = useReactConvo({ client: valet, convoId: "c", lockout: (await valet.startSession()).lockout });
   const rs: string = r.status;
   const turnPhase: "idle" | "thinking" | "typing" | "done" = r.turn.phase;
-  const why: "closed" | "locked_out" | undefined = r.cannotSend?.reason;
+  const why: "closed" | "locked_out" | "stopped" | undefined = r.cannotSend?.reason;
+  const reopened: Promise<void> = r.reopen();
   const may: boolean = r.canSend;
-  void [turnPhase, why, may, r.convoStateText];
+  void [turnPhase, why, may, r.convoStateText, reopened];
   const rm: readonly ChatMessage[] = r.messages;
   await r.send("hi");
   void [rs, rm];

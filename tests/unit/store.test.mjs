@@ -334,7 +334,7 @@ test("canSend: false with the server's text while the convo is closed, true agai
   assert.equal(store.getState().canSend, true, "an escalated convo takes messages");
   convo.emit("convo_state", state("resolved", "escalated", "This conversation was resolved."));
   assert.equal(store.getState().canSend, false);
-  assert.deepEqual(store.getState().cannotSend, { reason: "closed", text: "This conversation was resolved." });
+  assert.deepEqual(store.getState().cannotSend, { reason: "closed", text: "This conversation was resolved.", error: null });
   convo.emit("convo_state", state("open", "resolved", null));
   assert.deepEqual([store.getState().canSend, store.getState().cannotSend, store.getState().convoStateText], [true, null, null]);
 });
@@ -345,7 +345,7 @@ test("canSend: false from the start while the user is locked out (startSession's
   const past = new Date(Date.now() - 1000).toISOString();
   const lockout = (expires_at) => ({ locked_out: true, expires_at, permanent: expires_at === null, reason: "rage", user_message: "Locked until later." });
   const locked = createConvoStore(new ScriptedConvo(), { lockout: lockout(future) });
-  assert.deepEqual([locked.getState().canSend, locked.getState().cannotSend], [false, { reason: "locked_out", text: "Locked until later." }]);
+  assert.deepEqual([locked.getState().canSend, locked.getState().cannotSend], [false, { reason: "locked_out", text: "Locked until later.", error: null }]);
   const forever = createConvoStore(new ScriptedConvo(), { lockout: lockout(null) });
   assert.equal(forever.getState().canSend, false);
   const lapsed = createConvoStore(new ScriptedConvo(), { lockout: lockout(past) });
@@ -435,4 +435,100 @@ test("streaming: a reply being written grows in place, and the completed message
   assert.deepEqual(view(off), [], "without `streaming`, deltas show nothing");
   off.close();
   store.close();
+});
+
+const valetError = (code, message, fields = {}) => Object.assign(new Error(message), { name: "ValetError", code, ...fields });
+
+test("an opener that fails in a way that may pass is tried again (reconnecting, with the error); sends made meanwhile wait and go once", async () => {
+  const failures = [valetError("network", "startSession failed: Failed to fetch"), valetError("http", "HTTP 503", { status: 503 }), new TypeError("Failed to fetch")];
+  let calls = 0;
+  const convo = new ScriptedConvo();
+  const store = createConvoStore(() => {
+    calls += 1;
+    return calls <= failures.length ? Promise.reject(failures[calls - 1]) : Promise.resolve(convo);
+  });
+  const states = [];
+  store.subscribe((s) => states.push(s.status));
+  const sending = store.send("typed offline");
+  await tick();
+  assert.equal(store.getState().status, "reconnecting");
+  assert.equal(store.getState().error.code, "network");
+  assert.equal(store.getState().canSend, true, "it waits: a send may be made");
+  const deadline = Date.now() + 20_000;
+  while (convo.sent.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(calls, 4, "tried until it opened");
+  assert.ok(!states.includes("stopped"), states.join(" "));
+  assert.deepEqual(convo.sent.map((s) => s.text), ["typed offline"], "sent once, after the opening");
+  convo.sent[0].ok();
+  await sending;
+  store.close();
+});
+
+test("a definite refusal stops the store (canSend false, cannotSend stopped with the error); reopen() calls the opener again", async () => {
+  let signedIn = false;
+  let calls = 0;
+  const convo = new ScriptedConvo();
+  const store = createConvoStore(() => {
+    calls += 1;
+    return signedIn ? convo : Promise.reject(valetError("auth", "fetchJwt: signed out: no session"));
+  });
+  await tick();
+  const stopped = store.getState();
+  assert.equal(stopped.status, "stopped");
+  assert.equal(stopped.canSend, false);
+  assert.equal(stopped.cannotSend.reason, "stopped");
+  assert.equal(stopped.cannotSend.error.code, "auth");
+  await new Promise((r) => setTimeout(r, 1_500));
+  assert.equal(calls, 1, "not tried again");
+  // A send anyway fails at once: the bubble, and a handled rejection.
+  await assert.rejects(store.send("while stopped"), (e) => e.code === "auth");
+  signedIn = true;
+  await store.reopen();
+  assert.equal(calls, 2);
+  assert.equal(store.getState().status, "connected");
+  assert.equal(store.getState().canSend, true);
+  assert.equal(store.getState().error, null);
+  // Stopped later (the convo's own status): reopen closes it and opens anew.
+  convo.emit("status", { status: "stopped" });
+  assert.equal(store.getState().cannotSend.reason, "stopped");
+  const made = [];
+  const next = createConvoStore(() => {
+    made.push(new ScriptedConvo());
+    return made.at(-1);
+  });
+  await tick();
+  made[0].emit("status", { status: "stopped" });
+  await next.reopen();
+  assert.equal(made.length, 2, "opened anew");
+  assert.equal(made[0].closed, 1, "the stopped convo is closed");
+  assert.equal(made[0].listeners(), 0, "and no longer followed");
+  assert.equal(next.getState().status, "connected");
+  store.close();
+  next.close();
+  // Without an opener and no convo: reopen says why.
+  const given = createConvoStore(Promise.reject(valetError("http", "not found", { status: 404 })));
+  await tick();
+  await assert.rejects(given.reopen(), (e) => e.code === "invalid_argument");
+});
+
+test("send and retry rejections are handled: a UI that ignores the promise leaves no unhandled rejection", async () => {
+  const unhandled = [];
+  const onUnhandled = (e) => unhandled.push(e);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const { convo, store } = await openStore();
+    store.send("refused"); // ignored, as `onClick={() => send(text)}` does
+    convo.sent[0].fail(valetError("http", "bad request", { status: 400 }));
+    await new Promise((r) => setTimeout(r, 20));
+    const key = store.getState().messages[0].key;
+    assert.equal(store.getState().messages[0].status, "failed");
+    store.retry(key);
+    convo.sent[1].fail(valetError("http", "bad request", { status: 400 }));
+    store.close();
+    store.send("after close");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
 });

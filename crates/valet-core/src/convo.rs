@@ -1049,16 +1049,29 @@ impl ConvoMachine {
         }
     }
 
+    /// No token: an `auth` error (the app says the user is signed out)
+    /// stops the convo; any other failure may pass, and is retried with
+    /// backoff (the stream's and the reconcile's alike).
     fn on_token_failed(&mut self, purpose: TokenFor, error: ClientError) {
+        let signed_out = error.code == ErrorCode::Auth;
         match purpose {
             TokenFor::Stream(a) if self.conn == Conn::Authorizing(a) => {
-                self.emit_error(error, Stage::Auth);
-                self.schedule_backoff();
+                if signed_out {
+                    self.stop(error, Stage::Auth);
+                } else {
+                    self.emit_error(error, Stage::Auth);
+                    self.schedule_backoff();
+                }
             }
             TokenFor::Send(id) => self.outbox.on_token_failed(id, error, &mut self.rng, &mut self.out),
             TokenFor::Reconcile(r) if r == self.reconcile_req && self.reconcile_in_flight => {
                 self.reconcile_in_flight = false;
-                self.reconcile_failed(error);
+                if signed_out && self.conn != Conn::Stopped {
+                    self.out.push(Action::ClearTimer(Timer::Reconcile));
+                    self.stop(error, Stage::Auth);
+                } else {
+                    self.reconcile_failed(error);
+                }
             }
             _ => {}
         }

@@ -15,8 +15,11 @@ use serde::Serialize;
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// Token problems: `fetchJwt` failed, hung or returned junk; the server
-    /// refused the token (401 three times in a row, or 403).
+    /// The user is not authorized, for good: `fetchJwt` rejected with a
+    /// `ValetError` of code `auth` (the app's "signed out"), or the server
+    /// refused the token (401 three times in a row, or 403). What failed
+    /// stops. (`fetchJwt` failing otherwise is `network`, `timeout` or
+    /// `protocol`, and is retried.)
     Auth,
     /// The network failed (no HTTP answer).
     Network,

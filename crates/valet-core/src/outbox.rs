@@ -18,8 +18,8 @@
 //! - 401 refreshes the token and retries; three in a row fail the send with
 //!   `auth`. Other 4xx fail it with `http` at once. A send that fails on such
 //!   an answer was refused, so it is not stored.
-//! - `fetchJwt` failing is held and retried too, and fails the send with
-//!   `auth` only after [`MAX_TOKEN_FAILURES`] in a row.
+//! - `fetchJwt` failing is held and retried too, as long as it may pass;
+//!   the app's "signed out" (an `auth` error) fails the send at once.
 //! - An abort (`AbortSignal`) or `close()` settles a queued send with
 //!   `aborted` or `closed`; `maybe_stored` says whether an earlier attempt
 //!   got no definite answer (the server may have stored it then). A send
@@ -39,9 +39,6 @@ use crate::wire::SendRequest;
 
 /// 401s or 429s in a row before a send fails.
 pub const MAX_REFUSALS: u32 = 3;
-/// `fetchJwt` failures in a row before a send fails with `auth` (with the
-/// backoff between them, some 15 to 30 s: longer than a network blip).
-pub const MAX_TOKEN_FAILURES: u32 = 6;
 /// The longest `retry_after_seconds` a send waits out, in ms; a longer one
 /// fails it at once.
 pub const MAX_RETRY_AFTER_MS: u64 = 60_000;
@@ -73,7 +70,6 @@ struct Queued {
     message_id: Option<String>,
     auth_failures: u32,
     rate_limits: u32,
-    token_failures: u32,
     /// The token of the attempt on the wire, and one the server refused.
     token: Option<String>,
     reject: Option<String>,
@@ -144,7 +140,6 @@ impl Outbox {
             message_id,
             auth_failures: 0,
             rate_limits: 0,
-            token_failures: 0,
             token: None,
             reject: None,
             ambiguous: false,
@@ -207,16 +202,18 @@ impl Outbox {
         }
     }
 
-    /// No token could be had for send `id`: held and retried, failed after
-    /// [`MAX_TOKEN_FAILURES`] in a row.
+    /// No token could be had for send `id`: held and retried, unless the
+    /// app said the user is signed out (`auth`), which fails it.
     pub fn on_token_failed(&mut self, id: u64, error: ClientError, rng: &mut Rng, out: &mut Vec<Action>) {
         if self.in_flight != Some(id) {
             return;
         }
         let Some(head) = self.queue.first_mut() else { return };
-        head.token_failures += 1;
-        if head.token_failures >= MAX_TOKEN_FAILURES || head.cancelled {
+        if error.code == ErrorCode::Auth {
             return self.fail_head(error, out);
+        }
+        if head.cancelled {
+            return self.fail_head(ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
         }
         let delay = self.backoff.next_delay(rng);
         self.hold(delay, false, out);

@@ -14,8 +14,12 @@
 //!   including a retry after a 401 (the JS SDK's defect 3).
 //! - A token the server rejected (401, `auth_expiring`) is never used again:
 //!   if `fetchJwt` hands it back, that is an `auth` error, not a loop (defect 2).
-//! - `fetchJwt` throwing, timing out or returning junk is an `auth` error;
-//!   the caller retries with backoff.
+//! - `fetchJwt` rejecting with a `ValetError` of code `auth` is the app
+//!   saying "this user is signed out": an `auth` error, which stops what
+//!   asked for the token ([`FetchFailure::SignedOut`]). Anything else may
+//!   pass (the app's backend down, the device offline, a 502 page read as
+//!   a token) and the caller retries with backoff: a rejection is a
+//!   `network` error, a timeout a `timeout` error, junk a `protocol` error.
 //! - Clock skew: `exp` is the server's time, so expiry decisions run on the
 //!   server's clock as the `Date` headers of its answers tell it
 //!   ([`ServerClock`]); a device whose clock is minutes off neither refetches
@@ -306,6 +310,9 @@ pub enum TokenStep {
 pub enum FetchFailure {
     /// `fetchJwt` threw or its promise rejected (the message, redacted).
     Threw(String),
+    /// `fetchJwt` rejected with a `ValetError` of code `auth`: the user is
+    /// signed out (the message).
+    SignedOut(String),
     /// `fetchJwt` did not settle within `fetchJwtTimeoutMs`.
     TimedOut(u64),
     /// `fetchJwt` resolved to something that is not a string.
@@ -499,22 +506,25 @@ impl TokenManager {
         claims_of: impl FnOnce(&str) -> Result<TokenClaims, String>,
     ) -> Result<String, ClientError> {
         self.in_flight = false;
+        // Only the app's own "signed out" is `auth` (final); the rest may pass.
         let auth = |m: String| ClientError::new(ErrorCode::Auth, m);
+        let junk = |m: String| ClientError::new(ErrorCode::Protocol, m);
         let jwt = result.map_err(|f| match f {
-            FetchFailure::Threw(m) => auth(crate::cat!("fetchJwt failed: ", m)),
-            FetchFailure::TimedOut(ms) => ClientError::new(ErrorCode::Auth, crate::cat!("fetchJwt did not settle within ", ms, " ms")),
-            FetchFailure::NotAString => auth("fetchJwt must resolve to a JWT string".into()),
+            FetchFailure::SignedOut(m) => auth(crate::cat!("fetchJwt: signed out: ", m)),
+            FetchFailure::Threw(m) => ClientError::new(ErrorCode::Network, crate::cat!("fetchJwt failed: ", m)),
+            FetchFailure::TimedOut(ms) => ClientError::new(ErrorCode::Timeout, crate::cat!("fetchJwt did not settle within ", ms, " ms")),
+            FetchFailure::NotAString => junk("fetchJwt must resolve to a JWT string".into()),
         })?;
         let jwt = jwt.trim_ascii().to_owned();
-        let claims = claims_of(&jwt).map_err(|e| auth(crate::cat!("fetchJwt returned an unusable token: ", e)))?;
-        let exp = claims.exp.ok_or_else(|| auth("fetchJwt returned a token without `exp`".into()))?;
+        let claims = claims_of(&jwt).map_err(|e| junk(crate::cat!("fetchJwt returned an unusable token: ", e)))?;
+        let exp = claims.exp.ok_or_else(|| junk("fetchJwt returned a token without `exp`".into()))?;
         let exp_ms = u64::try_from(exp).unwrap_or(0).saturating_mul(1000);
         // Expired by the server's clock; by the device's alone, the server judges.
         if exp_ms <= self.clock.to_server(now_ms) && self.clock.known() {
-            return Err(auth("fetchJwt returned an expired token".into()));
+            return Err(junk("fetchJwt returned an expired token".into()));
         }
         if self.rejected.iter().any(|r| r == &jwt) {
-            return Err(auth("fetchJwt returned the token the server just rejected".into()));
+            return Err(junk("fetchJwt returned the token the server just rejected".into()));
         }
         self.hold(jwt.clone(), exp_ms, claims.identity, now_ms);
         Ok(jwt)
@@ -573,7 +583,7 @@ mod tests {
         assert_eq!(m.request(t0, Some(&tok)), TokenStep::Fetch, "rejection forces a fetch");
         assert_eq!(m.request(t0, None), TokenStep::Wait, "a retry waits for the refresh in flight");
         let err = m.fetched(t0, Ok(tok.clone())).unwrap_err();
-        assert_eq!(err.code, ErrorCode::Auth);
+        assert_eq!(err.code, ErrorCode::Protocol, "an error that may pass: fetched again later");
         assert!(err.message.contains("rejected"));
         assert_eq!(m.request(t0, None), TokenStep::Fetch);
         let fresh = jwt_exp(t0 / 1000 + 900, "b");
@@ -581,21 +591,22 @@ mod tests {
     }
 
     #[test]
-    fn junk_and_failures_are_auth_errors() {
+    fn only_signed_out_is_an_auth_error_the_rest_may_pass() {
         let mut m = TokenManager::new();
         let now = 1_000_000_000;
         m.observe_server_time(now, now); // the server's clock is known: "expired" is sure
-        for r in [
-            Err(FetchFailure::Threw("boom".into())),
-            Err(FetchFailure::TimedOut(10_000)),
-            Err(FetchFailure::NotAString),
-            Ok("junk".to_owned()),
-            Ok(jwt(r#"{"sub":"x"}"#)),
-            Ok(jwt_exp(now / 1000 - 1, "expired")),
+        for (r, code) in [
+            (Err(FetchFailure::SignedOut("no session".into())), ErrorCode::Auth),
+            (Err(FetchFailure::Threw("Failed to fetch".into())), ErrorCode::Network),
+            (Err(FetchFailure::TimedOut(10_000)), ErrorCode::Timeout),
+            (Err(FetchFailure::NotAString), ErrorCode::Protocol),
+            (Ok("<html>502 Bad Gateway</html>".to_owned()), ErrorCode::Protocol),
+            (Ok(jwt(r#"{"sub":"x"}"#)), ErrorCode::Protocol),
+            (Ok(jwt_exp(now / 1000 - 1, "expired")), ErrorCode::Protocol),
         ] {
             m.request(now, None);
             let e = m.fetched(now, r).unwrap_err();
-            assert_eq!(e.code, ErrorCode::Auth, "{e}");
+            assert_eq!(e.code, code, "{e}");
             assert!(!m.in_flight());
         }
     }
@@ -623,7 +634,7 @@ mod tests {
         assert_eq!(m.request(local + 10 * MIN + 1_000, None), TokenStep::Fetch);
         // A token that is expired by the server's clock is an error again.
         let stale = jwt_exp(server_now / 1000 - 60, "stale");
-        assert_eq!(m.fetched(local + 10 * MIN + 1_000, Ok(stale)).unwrap_err().code, ErrorCode::Auth);
+        assert_eq!(m.fetched(local + 10 * MIN + 1_000, Ok(stale)).unwrap_err().code, ErrorCode::Protocol);
     }
 
     /// A device 10 minutes behind would refresh 5 minutes after the token

@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 use serde_json::Value;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer, TokenFor};
+use valet_core::error::{ClientError, ErrorCode};
 use valet_core::events::EventName;
 
 const T1: &str = "tok-1";
@@ -700,7 +701,7 @@ fn the_type_field_wins_over_the_event_name_and_payloads_keep_the_wire_shape() {
 }
 
 #[test]
-fn a_failing_fetch_jwt_is_an_auth_error_and_is_retried_with_backoff() {
+fn a_failing_fetch_jwt_is_reported_and_retried_with_backoff() {
     let mut h = Harness::new(31);
     let a = h.connect();
     h.feed(Input::StreamEnded { attempt: a });
@@ -710,14 +711,102 @@ fn a_failing_fetch_jwt_is_an_auth_error_and_is_retried_with_backoff() {
         let b = stream_token_request(&out).expect("asks for a token again");
         let out = h.feed(Input::TokenFailed {
             purpose: TokenFor::Stream(b),
-            error: valet_core::error::ClientError::new(valet_core::error::ErrorCode::Auth, "fetchJwt failed: backend down"),
+            error: ClientError::new(ErrorCode::Network, "fetchJwt failed: backend down"),
         });
         let e = &emitted(&out, EventName::Error)[0];
-        assert_eq!((e["phase"].as_str(), e["error"]["code"].as_str()), (Some("auth"), Some("auth")));
+        assert_eq!((e["phase"].as_str(), e["error"]["code"].as_str()), (Some("auth"), Some("network")));
         delays.push(reconnect_delay(&out).expect("retried"));
     }
     assert!(delays[2] > delays[0], "backing off: {delays:?}");
     assert_eq!(emitted(&h.log, EventName::Status).last().unwrap()["status"], "reconnecting", "never stopped");
+}
+
+/// The opening bug: the API and the token endpoint unreachable when the
+/// convo opens. Every failure that may pass (a network error, a timeout,
+/// junk from a 502 page) opens the convo as `reconnecting` with the wait,
+/// retries with backoff, and connects once the network is back; `online`
+/// cuts a long wait short.
+#[test]
+fn an_opening_without_network_retries_until_it_connects() {
+    for (code, why) in [
+        (ErrorCode::Network, "fetchJwt failed: Failed to fetch"),
+        (ErrorCode::Timeout, "fetchJwt did not settle within 10000 ms"),
+        (ErrorCode::Protocol, "fetchJwt returned an unusable token: not a JWT"),
+    ] {
+        let mut h = Harness::new(40);
+        let out = h.feed(Input::Start);
+        let a = stream_token_request(&out).unwrap();
+        let out = h.feed(Input::TokenFailed { purpose: TokenFor::Stream(a), error: ClientError::new(code, why) });
+        assert_eq!(opened(&out), Some(Ok(())), "{why}: openConvo resolves while it retries");
+        let status = emitted(&out, EventName::Status);
+        assert_eq!(status.last().unwrap()["status"], "reconnecting", "{why}");
+        assert!(status.last().unwrap()["retry_in_ms"].as_u64().is_some(), "{why}: the wait is told");
+        assert_eq!(emitted(&out, EventName::Error)[0]["error"]["message"], why);
+        // Many failures in a row never stop it.
+        for _ in 0..20 {
+            h.now += 60_000;
+            let out = h.feed(Input::TimerFired(Timer::Reconnect));
+            let b = stream_token_request(&out).expect("retries");
+            let out = h.feed(Input::TokenFailed { purpose: TokenFor::Stream(b), error: ClientError::new(code, why) });
+            assert!(opened(&out).is_none(), "told once");
+            assert!(reconnect_delay(&out).is_some());
+        }
+        // Then the stream itself fails (the API is down too): still retrying.
+        h.now += 60_000;
+        let out = h.feed(Input::TimerFired(Timer::Reconnect));
+        let b = stream_token_request(&out).unwrap();
+        h.feed(Input::Token { purpose: TokenFor::Stream(b), token: T1.into() });
+        let out = h.feed(Input::StreamFailed { attempt: b, message: "Failed to fetch".into() });
+        let wait = reconnect_delay(&out).expect("backs off");
+        assert!(wait > 1_000, "a long wait by now: {wait}");
+        // The network is back: `online` cuts the wait short, and it connects.
+        let out = h.feed(Input::Online);
+        let soon = reconnect_delay(&out).expect("rescheduled");
+        assert!(soon < wait && soon <= 1_000, "{soon} < {wait}");
+        let out = h.feed(Input::TimerFired(Timer::Reconnect));
+        h.until_ready(&out);
+        assert_eq!(emitted(&h.log, EventName::Status).last().unwrap()["status"], "connected");
+        assert!(!emitted(&h.log, EventName::Status).iter().any(|s| s["status"] == "stopped"), "{why}: never stopped");
+    }
+}
+
+/// Only a definite refusal stops: the app's `fetchJwt` says the user is
+/// signed out (a `ValetError` of code `auth`). `openConvo` rejects with it.
+#[test]
+fn a_signed_out_fetch_jwt_stops_the_opening() {
+    let mut h = Harness::new(41);
+    let out = h.feed(Input::Start);
+    let a = stream_token_request(&out).unwrap();
+    let out = h.feed(Input::TokenFailed { purpose: TokenFor::Stream(a), error: ClientError::new(ErrorCode::Auth, "fetchJwt: signed out: no session") });
+    assert_eq!(opened(&out), Some(Err("Auth".into())), "openConvo rejects");
+    assert_eq!(emitted(&out, EventName::Status).last().unwrap()["status"], "stopped");
+    assert!(reconnect_delay(&out).is_none(), "no retry");
+    // `resume()` (the user signed in again) starts over.
+    let out = h.feed(Input::Start);
+    h.until_ready(&out);
+    assert_eq!(emitted(&h.log, EventName::Status).last().unwrap()["status"], "connected");
+}
+
+/// A convo that was open stops too when the app says the user signed out
+/// (the reconcile's token), instead of retrying for ever.
+#[test]
+fn signed_out_later_stops_an_open_convo() {
+    let mut h = Harness::new(42);
+    let a = h.connect();
+    h.feed(Input::StreamEnded { attempt: a });
+    let out = h.feed(Input::TimerFired(Timer::Reconnect));
+    let b = stream_token_request(&out).unwrap();
+    let out = h.feed(Input::TokenFailed { purpose: TokenFor::Stream(b), error: ClientError::new(ErrorCode::Auth, "signed out") });
+    assert_eq!(emitted(&out, EventName::Status).last().unwrap()["status"], "stopped");
+    assert!(opened(&out).is_none(), "opened long ago");
+    // A follower's reconcile token: the same.
+    let mut f = Harness::new(43);
+    f.feed(Input::Standby);
+    let out = f.feed(Input::Sync);
+    let r = reconcile_token_request(&out).unwrap();
+    let out = f.feed(Input::TokenFailed { purpose: TokenFor::Reconcile(r), error: ClientError::new(ErrorCode::Auth, "signed out") });
+    assert_eq!(emitted(&out, EventName::Status).last().unwrap()["status"], "stopped");
+    assert!(!out.iter().any(|a| matches!(a, Action::SetTimer { timer: Timer::Reconcile, .. })), "no retry");
 }
 
 #[test]

@@ -417,3 +417,33 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
     });
     assert_eq!(persisted, Some(ResumePoint { id: Some("m3".into()), seq: Some(3), event_id: Some("3".into()) }));
 }
+
+/// A send made while `fetchJwt` fails (the device offline at the opening)
+/// waits in the outbox for as long as the failures may pass, and goes out
+/// once, with its key, when a token comes; the app's "signed out" (`auth`)
+/// fails the send at once.
+#[test]
+fn a_send_waits_through_token_failures_that_may_pass() {
+    let mut h = H::new();
+    let out = h.send(1, "queued offline");
+    assert!(token_asked(&out, 1).is_some());
+    let mut key = None;
+    for i in 0..30 {
+        let code = [ErrorCode::Network, ErrorCode::Timeout, ErrorCode::Protocol][i % 3];
+        let out = h.feed(Input::TokenFailed { purpose: TokenFor::Send(1), error: valet_core::error::ClientError::new(code, "down") });
+        assert!(settled(&out, 1).is_none(), "still pending after {} failures", i + 1);
+        assert!(outbox_timer(&out).is_some(), "held, retried later");
+        h.now += 20_000;
+        let out = h.feed(Input::TimerFired(Timer::Outbox));
+        assert!(token_asked(&out, 1).is_some(), "asks again");
+    }
+    let body = h.token(1, "t");
+    key.get_or_insert(body["idempotency_key"].clone());
+    assert_eq!(body["text"], "queued offline");
+    assert_eq!(settled(&h.answer(1, SendOutcome::Ok), 1), Some(Ok(())));
+
+    let out = h.send(2, "signed out");
+    assert!(token_asked(&out, 2).is_some());
+    let out = h.feed(Input::TokenFailed { purpose: TokenFor::Send(2), error: valet_core::error::ClientError::new(ErrorCode::Auth, "signed out") });
+    assert_eq!(settled(&out, 2).unwrap().unwrap_err().code, ErrorCode::Auth);
+}

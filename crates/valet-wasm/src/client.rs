@@ -192,18 +192,27 @@ impl ValetClient {
         crate::rt::promise(async move { shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), false).await })
     }
 
-    /// Opens a convo: gets a token first (so auth problems reject here), then
-    /// opens its stream. Resolves once the stream is live (or paused, or
-    /// retrying after a transient failure); rejects with the error when the
-    /// stream is refused for good (e.g. `http` 404). Subscribe with
-    /// `convo.on(...)`; history arrives as `message` events.
+    /// Opens a convo: gets a token, then opens its stream. Resolves once the
+    /// stream is live, paused, or retrying after a failure that may pass
+    /// (offline, a network error or timeout of the API or of `fetchJwt`,
+    /// 408/429/5xx: `status` is then `reconnecting`, and it connects by
+    /// itself). Rejects only on a definite refusal: `fetchJwt` rejecting
+    /// with a `ValetError` of code `auth` (signed out), the API's 403 or
+    /// 404, or three 401s in a row. Subscribe with `convo.on(...)`; history
+    /// arrives as `message` events.
     #[wasm_bindgen(js_name = openConvo, unchecked_return_type = "Promise<Convo>")]
     pub fn open_convo(&self, #[wasm_bindgen(unchecked_param_type = "OpenConvoOptions")] options: JsValue) -> js_sys::Promise {
         let shared = self.shared.clone();
         crate::rt::promise(async move {
             let convo_id = convo_id_of(&options)?
                 .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "openConvo({ convoId }): convoId is required (a non-empty string)"))?;
-            shared.tokens.get(None).await.map_err(|e| to_js(&e))?;
+            // A signed-out user is refused here, before any stream; a
+            // failure that may pass is the convo's to retry.
+            if let Err(e) = shared.tokens.get(None).await {
+                if e.code == ErrorCode::Auth {
+                    return Err(to_js(&e));
+                }
+            }
             let inner = ConvoInner::open(shared, convo_id);
             Ok(Convo::start(inner).await.map_err(|e| to_js(&e))?.into())
         })
@@ -242,13 +251,25 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
-    async fn open_convo_rejects_when_fetch_jwt_fails() {
-        let client =
-            ValetClient::new(options("{ agentId: 'a', fetchJwt: () => Promise.reject(new Error('nope')), baseUrl: 'http://127.0.0.1:9' }"))
-                .unwrap();
+    async fn open_convo_rejects_when_fetch_jwt_says_signed_out() {
+        let fetch_jwt = "() => { const e = new Error('no session'); e.name = 'ValetError'; e.code = 'auth'; return Promise.reject(e); }";
+        let client = ValetClient::new(options(&format!("{{ agentId: 'a', fetchJwt: {fetch_jwt}, baseUrl: 'http://127.0.0.1:9' }}"))).unwrap();
         let open = options("{ convoId: 'c' }");
         let r = wasm_bindgen_futures::JsFuture::from(client.open_convo(open)).await;
         let e = r.expect_err("rejects");
         assert_eq!(js_sys::Reflect::get(&e, &"code".into()).unwrap().as_string().as_deref(), Some("auth"));
+    }
+
+    #[wasm_bindgen_test]
+    async fn open_convo_resolves_and_retries_when_fetch_jwt_fails_otherwise() {
+        let client =
+            ValetClient::new(options("{ agentId: 'a', fetchJwt: () => Promise.reject(new Error('nope')), baseUrl: 'http://127.0.0.1:9' }"))
+                .unwrap();
+        let open = options("{ convoId: 'c' }");
+        let convo = wasm_bindgen_futures::JsFuture::from(client.open_convo(open)).await.expect("resolves");
+        let status = js_sys::Reflect::get(&convo, &"status".into()).unwrap();
+        assert_eq!(status.as_string().as_deref(), Some("reconnecting"));
+        let close: js_sys::Function = js_sys::Reflect::get(&convo, &"close".into()).unwrap().unchecked_into();
+        close.call0(&convo).unwrap();
     }
 }

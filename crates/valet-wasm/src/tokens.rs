@@ -58,6 +58,8 @@ export async function callFetchJwt(fetchJwt, ms) {
     if (typeof jwt !== "string") throw notString;
     return jwt;
   } catch (e) {
+    // A ValetError of code `auth` (of any copy of the package): signed out.
+    if (e instanceof Error && e.name === "ValetError" && e.code === "auth") throw [e.message];
     throw e === late ? 0 : e === notString ? 1 : e instanceof Error ? e.message : typeof e === "string" ? e : "rejected";
   } finally {
     clearTimeout(timer);
@@ -77,7 +79,8 @@ extern "C" {
     #[wasm_bindgen(js_name = jwtClaims)]
     fn jwt_claims(jwt: &str) -> JsValue;
     /// Calls the app's `fetchJwt`, for at most `ms`: resolves to the token,
-    /// or rejects with 0 (no answer in time), 1 (not a string), or why it
+    /// or rejects with 0 (no answer in time), 1 (not a string), `[message]`
+    /// (a `ValetError` of code `auth`: the user is signed out), or why it
     /// threw or rejected, as a string (an `Error`'s message, a string as it
     /// is, anything else "rejected": a number it throws is not one of ours).
     #[wasm_bindgen(js_name = callFetchJwt)]
@@ -405,6 +408,9 @@ impl TokenSource {
             Err(e) => Err(match e.as_f64() {
                 Some(0.0) => FetchFailure::TimedOut(self.timeout_ms),
                 Some(_) => FetchFailure::NotAString,
+                None if js_sys::Array::is_array(&e) => {
+                    FetchFailure::SignedOut(js_sys::Array::from(&e).get(0).as_string().unwrap_or_default())
+                }
                 None => FetchFailure::Threw(e.as_string().unwrap_or_default()),
             }),
         }
