@@ -267,10 +267,11 @@ demo-site: pkg
 	cp -r www/. target/demo/
 	mkdir -p target/demo/sdk && cp pkg/*.js target/demo/sdk/ && cp -r pkg/wasm target/demo/sdk/wasm
 
-demo: setup-rust demo-site
-	cargo build --release -p valet-server
+# The server is the debug build the tests run (`server`): after `make test`
+# nothing is compiled again, and a demo's load is far below what it serves.
+demo: setup-rust demo-site server
 	@echo "Open the demo at http://$(DEMO_ADDR)/ (Ctrl-C stops the server)"
-	./target/release/valet-server --dev --addr $(DEMO_ADDR) --db target/valet-dev.db --static-dir target/demo --agent-token-ms 35
+	./target/debug/valet-server --dev --addr $(DEMO_ADDR) --db target/valet-dev.db --static-dir target/demo --agent-token-ms 35
 
 clean:
 	cargo clean

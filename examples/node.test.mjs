@@ -85,3 +85,70 @@ test("a script that closes its convo exits by itself (nothing left holding Node 
   assert.equal(code, 0);
   assert.match(out, /closed/);
 });
+
+test("the API and the token endpoint unreachable when the convo opens, then back: it connects by itself and a send made meanwhile is stored once", async () => {
+  const { ValetClient } = await import("@valet.red/sdk");
+  const { createConvoStore } = await import("@valet.red/sdk/store");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(join(tmpdir(), "valet-node-offline-"));
+  const own = await startServer([], { db: join(dir, "valet.db") });
+  try {
+    const convoId = await own.session("node-offline");
+    await own.kill();
+    let calls = 0;
+    const fetchJwt = async () => {
+      calls++;
+      const res = await fetch(`${own.base}/dev/jwt`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ source_key: "node-offline" }),
+      });
+      return (await res.json()).token;
+    };
+    const valet = new ValetClient({ agentId: AGENT, fetchJwt, baseUrl: own.base });
+    const store = createConvoStore(() => valet.openConvo({ convoId }));
+    const statuses = [];
+    store.subscribe((s) => statuses.push(s.status));
+    const sent = store.send("typed while the server was down");
+    await until("reconnecting", () => store.getState().status === "reconnecting");
+    await new Promise((r) => setTimeout(r, 2_000));
+    assert.ok(!statuses.includes("stopped"), statuses.join(" "));
+    assert.ok(calls >= 2, `fetchJwt tried again: ${calls}`);
+    assert.equal(store.getState().error?.code, "network");
+    await own.restart();
+    await sent;
+    await until("connected", () => store.getState().status === "connected", 40_000);
+    await until("the agent's reply", () => store.getState().messages.length >= 2, 40_000);
+    const stored = (await own.history("node-offline", convoId)).filter((m) => m.from === "appuser").map((m) => m.content);
+    assert.deepEqual(stored, ["typed while the server was down"], "stored once");
+    store.close();
+  } finally {
+    await own.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("signed out in Node: openConvo rejects with auth, the store is stopped (canSend false), and reopen() recovers once signed in", async () => {
+  const { ValetClient, ValetError } = await import("@valet.red/sdk");
+  const { createConvoStore } = await import("@valet.red/sdk/store");
+  let signedOut = true;
+  const fetchJwt = async () => {
+    if (signedOut) throw new ValetError("no session", { code: "auth" });
+    return (await server.jwt("node-signed-out")).token;
+  };
+  const valet = new ValetClient({ agentId: AGENT, fetchJwt, baseUrl: server.base });
+  const convoId = await server.session("node-signed-out");
+  await assert.rejects(valet.openConvo({ convoId }), (e) => e instanceof ValetError && e.code === "auth");
+  const store = createConvoStore(() => valet.openConvo({ convoId }));
+  await until("stopped", () => store.getState().status === "stopped");
+  assert.equal(store.getState().canSend, false);
+  assert.deepEqual([store.getState().cannotSend?.reason, store.getState().cannotSend?.error?.code], ["stopped", "auth"]);
+  signedOut = false;
+  await store.reopen();
+  await until("connected", () => store.getState().status === "connected");
+  await store.send("signed in again");
+  await until("the agent's reply", () => store.getState().messages.length >= 2);
+  store.close();
+});

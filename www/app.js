@@ -50,7 +50,9 @@ function friendly(error) {
       return "The chat server is slow to answer. Trying again…";
     case "auth":
       if (error.status === 403) return "That isn't allowed for you right now.";
-      return "Couldn't sign you in to the chat. Trying again…";
+      return "You are signed out of the chat.";
+    case "protocol":
+      return "The chat server sent something unexpected. Trying again…";
     case "rate_limited":
       return error.retryAfterSeconds ? `Too many messages: try again in ${error.retryAfterSeconds} s.` : "Too many messages: wait a moment.";
     case "server":
@@ -77,7 +79,7 @@ function connectionNote(state) {
     case "paused":
       return "Paused while this tab is hidden.";
     case "stopped":
-      return "Disconnected. Reload to try again.";
+      return "Disconnected.";
     default:
       return "";
   }
@@ -112,6 +114,23 @@ function renderBubble(m) {
   return li;
 }
 
+/** How the agent's last turn ended, when it asks something of the user. */
+function turnNote(turn) {
+  if (turn.phase !== "done") return "";
+  switch (turn.reason) {
+    case "rate_limited":
+      return turn.retryAfterSeconds
+        ? `The agent asks you to wait ${turn.retryAfterSeconds} s before your next message.`
+        : "The agent asks you to wait a moment before your next message.";
+    case "blocked":
+      return "The agent can't help with that message.";
+    case "unavailable":
+      return "The agent is unavailable right now. Try again later.";
+    default:
+      return "";
+  }
+}
+
 function showError(error) {
   $("error").hidden = !error;
   $("error").textContent = error ? friendly(error) : "";
@@ -130,7 +149,6 @@ function render(state) {
   $("role").dataset.role = state.role ?? "";
   const note = connectionNote(state);
   $("connection").hidden = !note;
-  $("connection").textContent = note;
   $("connection").dataset.status = state.status;
   // Reconnects, as they happen.
   if (prev && prev.status !== state.status) {
@@ -157,17 +175,31 @@ function render(state) {
   }
   $("typing").hidden = !state.typing;
   $("typing").textContent = state.typing ? (state.typing.label ?? "Valet Dev Agent is typing…") : "";
-  showError(state.error);
+  // A closed conversation shows its closed state, not what its last turn said.
+  const closed = state.cannotSend?.reason === "closed" || state.cannotSend?.reason === "locked_out";
+  const turn = closed ? "" : turnNote(state.turn);
+  $("turn-note").hidden = !turn;
+  $("turn-note").textContent = turn;
+  showError(closed && state.error?.code === "server" ? null : state.error);
+  // Stopped (signed out, the convo gone): a way to try again.
+  $("connection").replaceChildren(connectionNote(state));
+  if (state.status === "stopped") {
+    const again = document.createElement("button");
+    again.type = "button";
+    again.textContent = "Try again";
+    again.addEventListener("click", () => store?.reopen());
+    $("connection").append(" ", again);
+  }
   // A new conversation: a greeting and what to try.
   $("empty").hidden = !(state.convoId && state.messages.length === 0 && state.status === "connected");
   // Escalated or closed: the server's words; closed: no input, and why.
-  const closedText = state.cannotSend ? (state.cannotSend.text ?? "This conversation is closed. Start a new one.") : state.convoStateText;
+  const closedText = closed ? (state.cannotSend.text ?? "This conversation is closed. Start a new one.") : state.convoStateText;
   $("closed-note").hidden = !closedText;
   $("closed-note").textContent = closedText ?? "";
-  $("closed-note").dataset.reason = state.cannotSend?.reason ?? state.convoState ?? "";
+  $("closed-note").dataset.reason = closed ? state.cannotSend.reason : (state.convoState ?? "");
   const open = !!state.convoId && state.status !== "closed" && state.canSend;
   $("text").disabled = $("send").disabled = !open;
-  $("text").placeholder = state.cannotSend ? "Closed: start a new conversation" : "Message the agent";
+  $("text").placeholder = closed ? "Closed: start a new conversation" : "Message the agent";
 }
 
 function show(convoId) {
@@ -178,8 +210,15 @@ function show(convoId) {
   last = null;
   logEvent(`opening conversation ${convoId.slice(0, 8)}…`);
   const opening = valet.openConvo({ convoId });
-  // `streaming`: replies show as the agent writes them (the demo's server streams them).
-  store = createConvoStore(opening, { convoState: convoStateOf(valet, convoId), streaming: true });
+  // `streaming`: replies show as the agent writes them (the demo's server
+  // streams them). The opener lets "Try again" open it anew after a stop.
+  let first = opening;
+  const opener = () => first ?? valet.openConvo({ convoId });
+  store = createConvoStore(() => {
+    const o = opener();
+    first = null;
+    return o;
+  }, { convoState: convoStateOf(valet, convoId), streaming: true });
   offStore = store.subscribe(() => render(store.getState()));
   render(store.getState());
   return opening.then(() => {
@@ -204,7 +243,12 @@ $("composer").addEventListener("submit", (e) => {
 $("new-convo").addEventListener("click", () => startNew().catch(showError));
 $("hints").addEventListener("click", (e) => {
   const text = e.target.closest("button")?.dataset.text;
-  if (!text) return;
+  if (!text || !store) return;
+  if ($("text").disabled) {
+    // A closed conversation takes no typing, but the agent still reads /reopen.
+    store.send(text).catch(() => {});
+    return;
+  }
   $("text").value = text;
   $("text").focus();
 });

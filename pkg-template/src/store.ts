@@ -132,7 +132,9 @@ export interface ConvoStoreState {
    * The last error. A connection or send error (stream, auth, network, a
    * refused send) is cleared when the stream (re)connects or a send
    * succeeds; the agent's own failure report (code `server`) stays until the
-   * agent completes a turn (`turn_done` `ok`) or another error replaces it.
+   * agent completes a turn (`turn_done` `ok`), a later turn (one sent after
+   * the report) ends however it ends, the convo closes, or another error
+   * replaces it.
    */
   readonly error: StoreError | null;
   /** Reconnections so far (the stream came back after a drop). */
@@ -310,6 +312,9 @@ export function createConvoStore(
   let closed = false;
   let stateEvent = false;
   let everConnected = false;
+  // Since the agent's last failure report: a send was made; a turn ended.
+  let sentSinceReport = false;
+  let reportTurnEnded = false;
   const listeners = new Set<(state: ConvoStoreState) => void>();
   // The app's own event handlers (`store.on`), by event.
   const taps = new Map<string, Set<(payload: never) => void>>();
@@ -459,17 +464,26 @@ export function createConvoStore(
         writing.clear();
         if (dropped) publish({}, true);
         const turn = turnState("done", e.reason, e.retry_after_seconds ?? null);
-        publish(e.reason === "ok" && state.error?.code === "server" ? { typing: null, turn, error: null } : { typing: null, turn });
+        // The agent's failure report ends with a turn it completed, or with
+        // the end of a later turn than its own (the first to end after it)
+        // that the user started after the report.
+        const later = reportTurnEnded && sentSinceReport;
+        reportTurnEnded = true;
+        const past = state.error?.code === "server" && (e.reason === "ok" || later);
+        publish(past ? { typing: null, turn, error: null } : { typing: null, turn });
       }),
       c.on("convo_state", (e) => {
         stateEvent = true;
-        publish({ convoState: e.state, convoStateText: e.closed_user_message, typing: null });
+        // A closed convo shows its closed state, not its last turn's failure.
+        const stale = CLOSED_STATES.includes(e.state) && state.error?.code === "server";
+        publish({ convoState: e.state, convoStateText: e.closed_user_message, typing: null, ...(stale ? { error: null } : {}) });
       }),
-      c.on("error", (e: ConvoErrorPayload) =>
-        publish("reason" in e
-          ? { typing: null, error: valetError("server", "the agent reported a temporary failure; try again", { body: e }) }
-          : { error: e.error }),
-      ),
+      c.on("error", (e: ConvoErrorPayload) => {
+        if (!("reason" in e)) return publish({ error: e.error });
+        sentSinceReport = false;
+        reportTurnEnded = false;
+        publish({ typing: null, error: valetError("server", "the agent reported a temporary failure; try again", { body: e }) });
+      }),
       c.on("status", ({ status }) => {
         if (status === state.status) return;
         const patch: { -readonly [K in keyof ConvoStoreState]?: ConvoStoreState[K] } = { status };
@@ -592,6 +606,7 @@ export function createConvoStore(
         error: null,
       };
       outgoing = [...outgoing, o];
+      sentSinceReport = true;
       publish({ turn: INITIAL.turn }, true); // a new turn starts
       return handled(deliver(o));
     },

@@ -173,3 +173,53 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   assert.deepEqual(missing, [], "no file of the page is missing");
   await page.close();
 });
+
+test("the demo's turns: /rate_limited shows the wait, no stale /fail error, a closed conversation shows only its state, and /reopen works from the hints once closed", async () => {
+  const page = await browser.context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${server.base}/`);
+  await page.click("#new-convo"); // a fresh conversation, whatever the page had
+  await page.waitForSelector("#empty:not([hidden])", { timeout: LIVENESS_MS });
+  await page.waitForSelector("#status[data-status=connected]");
+
+  // A fresh convo: /rate_limited says how long to wait.
+  await page.fill("#text", "/rate_limited");
+  await page.click("#send");
+  await page.waitForSelector("#turn-note:not([hidden])", { timeout: LIVENESS_MS });
+  assert.match(await page.innerText("#turn-note"), /wait 30 s/);
+  assert.ok(await page.isHidden("#error"));
+
+  // /fail: the agent's failure shows; the next turn's end replaces it.
+  await page.fill("#text", "/fail");
+  await page.click("#send");
+  await page.waitForSelector("#error:not([hidden])", { timeout: LIVENESS_MS });
+  assert.match(await page.innerText("#error"), /couldn't answer/);
+  await page.fill("#text", "/rate_limited");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelectorAll("#messages li.appuser").length === 3);
+  await page.waitForSelector("#error", { state: "hidden", timeout: LIVENESS_MS });
+  assert.match(await page.innerText("#turn-note"), /wait 30 s/);
+
+  // The hints stay after the first messages.
+  assert.ok(await page.isVisible('#hints button[data-text="/reopen"]'), "the hints are still offered");
+  await page.fill("#text", "/fail");
+  await page.click("#send");
+  await page.waitForSelector("#error:not([hidden])", { timeout: LIVENESS_MS });
+  // Resolved: only the closed state shows (no stale turn error or wait).
+  await page.click('#hints button[data-text="/resolve"]');
+  assert.equal(await page.inputValue("#text"), "/resolve", "an open conversation: a hint fills the input");
+  await page.click("#send");
+  await page.waitForSelector("#convo-state[data-state=resolved]", { timeout: LIVENESS_MS });
+  await page.waitForSelector("#closed-note:not([hidden])");
+  assert.ok(await page.isHidden("#error"), "no stale error on a closed conversation");
+  assert.ok(await page.isHidden("#turn-note"));
+  assert.ok(await page.isDisabled("#text"));
+  // /reopen from the hints, though the input is closed: it goes at once.
+  await page.click('#hints button[data-text="/reopen"]');
+  await page.waitForSelector("#convo-state[data-state=open]", { timeout: LIVENESS_MS });
+  await page.waitForSelector("#closed-note", { state: "hidden" });
+  assert.ok(!(await page.isDisabled("#text")), "open again");
+  assert.deepEqual(errors, []);
+  await page.close();
+});

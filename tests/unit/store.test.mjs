@@ -532,3 +532,25 @@ test("send and retry rejections are handled: a UI that ignores the promise leave
     process.off("unhandledRejection", onUnhandled);
   }
 });
+
+test("the agent's failure report is not shown past a later turn's end, nor on a closed convo", async () => {
+  const { convo, store } = await openStore();
+  const report = () => {
+    convo.emit("error", { type: "error", convo_id: "c1", reason: "temporary_failure", at: 1 });
+    convo.emit("turn_done", { type: "turn_done", convo_id: "c1", reason: "temporary_failure", at: 2 });
+  };
+  report();
+  assert.equal(store.getState().error?.code, "server", "its own turn's end keeps it");
+  const sending = store.send("/rate_limited");
+  await tick();
+  convo.sent.at(-1).ok();
+  await sending;
+  assert.equal(store.getState().error?.code, "server", "shown while the next turn runs");
+  convo.emit("turn_done", { type: "turn_done", convo_id: "c1", reason: "rate_limited", at: 3, retry_after_seconds: 30 });
+  assert.equal(store.getState().error, null, "a later turn ended: the report is past");
+  assert.deepEqual([store.getState().turn.reason, store.getState().turn.retryAfterSeconds], ["rate_limited", 30]);
+  report();
+  convo.emit("convo_state", { type: "convo_state", state: "resolved", prev_state: "open", closed_user_message: "Resolved." });
+  assert.equal(store.getState().error, null, "a closed convo shows its closed state");
+  store.close();
+});
