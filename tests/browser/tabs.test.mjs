@@ -342,3 +342,36 @@ for (const noLocks of [false, true]) {
     for (const p of pages) await p.close();
   });
 }
+
+test("a tab opened after the convo closed shows the server's text, as the tab that was open does", async () => {
+  const c = await newConvo("late-closed");
+  const a = await tabPage();
+  await join(a, c);
+  await send(a, "/resolve");
+  await a.evaluate(() => window.h.until(() => window.t.rec.convo_state.length >= 1, "the closed state", 30000));
+  const said = await a.evaluate(() => window.t.rec.convo_state.at(-1).closed_user_message);
+  assert.match(said, /resolved/);
+  // A second tab, through the store as an app shows it: the same words.
+  const b = await tabPage();
+  const shown = await b.evaluate(async ({ base, AGENT, sourceKey, convoId }) => {
+    const { createConvoStore, convoStateOf } = await import("/pkg/store.js");
+    const pkg = await import("/pkg/index.js");
+    const { fetchJwt } = window.h.makeFetchJwt(base, sourceKey);
+    const client = new pkg.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
+    const store = createConvoStore(() => client.openConvo({ convoId }), { convoState: convoStateOf(client, convoId) });
+    const state = await window.h.until(() => {
+      const s = store.getState();
+      return s.role === "follower" && s.cannotSend?.text ? s : null;
+    }, "the closed text in the late tab", 30000);
+    const states = [];
+    store.on("convo_state", (e) => states.push(e.state));
+    await new Promise((r) => setTimeout(r, 1500)); // told once: no repeat comes
+    store.close();
+    return { reason: state.cannotSend.reason, text: state.cannotSend.text, repeats: states.length };
+  }, { base: server.base, AGENT, sourceKey: c.sourceKey, convoId: c.convoId });
+  assert.deepEqual(shown, { reason: "closed", text: said, repeats: 0 });
+  // The tab that was open heard the state once.
+  assert.equal(await a.evaluate(() => window.t.rec.convo_state.length), 1);
+  await a.close();
+  await b.close();
+});

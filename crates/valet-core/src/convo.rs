@@ -467,6 +467,11 @@ pub struct ConvoMachine {
     relaying: bool,
     /// What to relay at the end of this input.
     relay_buf: String,
+    /// The last `convo_state` frame (SSE event name, data): the leader tells
+    /// it to a tab that joins, so a tab opened after the convo closed shows
+    /// the server's text as every other tab does; one heard again is not
+    /// emitted again.
+    last_convo_state: Option<(String, String)>,
     out: Vec<Action>,
 }
 
@@ -562,6 +567,7 @@ impl ConvoMachine {
             last_persist_ms: 0,
             relaying,
             relay_buf: String::new(),
+            last_convo_state: None,
             out: Vec::new(),
         }
     }
@@ -749,12 +755,15 @@ impl ConvoMachine {
         }
     }
 
-    /// Relays this tab's stream status (leader side), so tabs that just
-    /// started to listen report it at once.
+    /// Relays this tab's stream status and the convo's last state (leader
+    /// side), so tabs that just started to listen report them at once.
     fn relay_status(&mut self) {
         if self.conn != Conn::Standby && self.status != Status::Closed {
             let payload = self.status_payload(None);
             self.relay("status", &payload);
+            if let Some((event, data)) = self.last_convo_state.clone() {
+                self.relay(&event, &data);
+            }
         }
     }
 
@@ -1190,7 +1199,14 @@ impl ConvoMachine {
         };
         match frame.kind {
             FrameKind::Typing => self.emit(EventName::Typing, frame.text),
-            FrameKind::ConvoState => self.emit(EventName::ConvoState, frame.text),
+            FrameKind::ConvoState => {
+                // The same state told again (a leader to a tab that joined): once.
+                if self.last_convo_state.as_ref().is_some_and(|(_, text)| *text == frame.text) {
+                    return None;
+                }
+                self.last_convo_state = Some((event.to_owned(), frame.text.clone()));
+                self.emit(EventName::ConvoState, frame.text)
+            }
             FrameKind::TurnDone => self.emit(EventName::TurnDone, frame.text),
             // The server's report, handed over as the frame itself (as the
             // JS SDK does): apps tell it from an SDK failure by `"reason" in evt`.

@@ -921,3 +921,50 @@ fn a_huge_chunk_goes_out_in_bounded_batches() {
     let seqs: Vec<u64> = emitted(&out, EventName::Message).iter().map(|m| m["message"]["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=2000).collect::<Vec<_>>());
 }
+
+/// A tab that joins after the convo closed shows the server's text as every
+/// other tab does: the leader tells the last `convo_state` with its status
+/// when a tab says hello (`Announce`), and a tab that heard it already does
+/// not emit it again.
+#[test]
+fn a_tab_that_joins_late_gets_the_last_convo_state_once() {
+    let mut cfg = ConvoConfig::new("agent", "convo");
+    cfg.relay = true;
+    let mut leader = Harness { m: ConvoMachine::new(cfg.clone(), 50), now: 0, log: vec![] };
+    let a = leader.connect();
+    let state = "event: message\ndata: {\"type\":\"convo_state\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"state\":\"resolved\",\"prev_state\":\"open\",\"closed_user_message\":\"This conversation has been resolved. Start a new one any time.\"}\n\n";
+    let out = leader.bytes(a, state);
+    assert_eq!(emitted(&out, EventName::ConvoState).len(), 1);
+    let relayed = |out: &[Action]| -> Vec<String> {
+        out.iter()
+            .filter_map(|x| match x {
+                Action::Relay { sse } => Some(sse.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let early = relayed(&out);
+    // The server says it again: not emitted twice.
+    let out = leader.bytes(a, state);
+    assert!(emitted(&out, EventName::ConvoState).is_empty(), "told once");
+    // A tab says hello: the leader tells its status and the last state.
+    let out = leader.feed(Input::Announce);
+    let told = relayed(&out);
+    assert_eq!(told.len(), 1);
+    assert!(told[0].contains("closed_user_message"), "{told:?}");
+    let mut late = Harness { m: ConvoMachine::new(ConvoConfig::new("agent", "convo"), 51), now: 0, log: vec![] };
+    late.feed(Input::Standby);
+    let out = late.feed(Input::Relayed { sse: told[0].clone() });
+    let states = emitted(&out, EventName::ConvoState);
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0]["closed_user_message"], "This conversation has been resolved. Start a new one any time.");
+    assert_eq!(states[0]["state"], "resolved");
+    // A tab that heard it live hears it again on another tab's hello: once in all.
+    let mut early_tab = Harness { m: ConvoMachine::new(ConvoConfig::new("agent", "convo"), 52), now: 0, log: vec![] };
+    early_tab.feed(Input::Standby);
+    let mut seen = 0;
+    for sse in early.iter().chain(told.iter()) {
+        seen += emitted(&early_tab.feed(Input::Relayed { sse: sse.clone() }), EventName::ConvoState).len();
+    }
+    assert_eq!(seen, 1);
+}
