@@ -37,8 +37,9 @@
  *
  * @module
  */
-import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
+// The type import first: the module's doc comment stays with it in react.d.ts.
 import type { ConvoErrorPayload, ConvoEvent, LockoutSnapshot, MessageEvent, SendOptions, TurnDoneEvent } from "./wasm/valet_wasm.js";
+import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
 import {
   CONVO_EVENTS,
   initialConvoState,

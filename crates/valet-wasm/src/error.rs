@@ -18,6 +18,8 @@ pub fn to_js(e: &ClientError) -> JsValue {
 /// `ValetError`, so `instanceof` works); the package calls it once the
 /// wasm is loaded. Without it (the raw `./wasm` entry) they are `Error`s
 /// named `ValetError`.
+///
+/// @internal
 #[wasm_bindgen(js_name = setErrorClass)]
 pub fn set_error_class(#[wasm_bindgen(unchecked_param_type = "new (message: string) => Error")] class: JsValue) {
     crate::emitter::set_error_class(&class);
