@@ -206,10 +206,12 @@ test-wasm: setup-rust setup-wasm-bindgen
 	WASM_BINDGEN_TEST_TIMEOUT=120 cargo test --target $(WASM_TARGET) -p valet-wasm --features std
 
 # The typings under lib es2022 + dom and under esnext (the Symbol.dispose
-# declarations merge with its own); then the README's snippets, extracted.
+# declarations merge with its own); then the README's snippets, extracted,
+# loosely and under the compiler options of Vite's react-ts template
+# (strict, noUnusedLocals, noUnusedParameters...), where apps paste them.
 test-types: pkg setup-npm
 	cd tests && npx tsc -p types/tsconfig.json && npx tsc -p types/tsconfig.esnext.json
-	cd tests && node types/readme.mjs && npx tsc -p types/readme.tsconfig.json
+	cd tests && node types/readme.mjs && npx tsc -p types/readme.tsconfig.json && npx tsc -p types/readme.vite.tsconfig.json
 
 # The store, natively in Node.
 test-unit: pkg setup-npm
@@ -217,10 +219,12 @@ test-unit: pkg setup-npm
 
 # The package from its tarball, in Node: imported and rendered as in SSR,
 # the Vue binding in an effect scope, and the SDK itself in Node against the
-# reference server.
+# reference server; then an app's tests as a React app's usual setup runs
+# them, Vitest and Jest with jsdom (examples/jsdom).
 test-package: server
 	@[ -d examples/node_modules/@valet.red/sdk ] || $(MAKE) examples
 	cd examples && node --test --test-concurrency=1 ssr.test.mjs bindings.test.mjs node.test.mjs testing.test.mjs
+	cd examples/jsdom && npm test
 
 test-browser: server wasm demo-site examples setup-npm setup-chromium
 	cd tests && npm test

@@ -20,4 +20,6 @@ declare global {
   function notify(what: unknown): void;
   function track(...what: unknown[]): void;
   function report(what: unknown): void;
+  /** Vitest's fake timers, as a test file has them. */
+  const vi: { useFakeTimers(): void; advanceTimersByTimeAsync(ms: number): Promise<void> };
 }
