@@ -111,3 +111,44 @@ test('Vue useConvo: convoId "new" starts one session; a promise of an id is awai
   convo.emit("message", { message: { id: "m2", from: "ai_agent", content: "late", created_at: "2026-11-21T10:00:01Z" } });
   assert.deepEqual(got.message, ["m1"], "no callback after the scope ended");
 });
+
+test("Vue useConvo: an opening that fails in a way that may pass is tried again; a refusal stops it, and reopen() recovers", async () => {
+  globalThis.window ??= globalThis;
+  const { useConvo } = await import("@valet.red/sdk/vue");
+  const client = recordingClient();
+  const open = client.openConvo.bind(client);
+  const failures = [Object.assign(new Error("startSession failed: Failed to fetch"), { name: "ValetError", code: "network" })];
+  const start = client.startSession.bind(client);
+  client.startSession = async () => {
+    const f = failures.shift();
+    if (f) throw f;
+    return start();
+  };
+  const scope = effectScope();
+  const chat = scope.run(() => useConvo({ client, convoId: "new" }));
+  await settle();
+  assert.equal(chat.status.value, "reconnecting", "offline: retrying, not stopped");
+  assert.equal(chat.error.value?.code, "network");
+  const sending = chat.send("typed offline");
+  for (let i = 0; i < 100 && chat.status.value !== "connected"; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(chat.status.value, "connected");
+  assert.equal(chat.convoId.value, "new-1", "one session started");
+  await sending;
+
+  // Signed out: a definite refusal stops it; reopen() tries again.
+  let signedOut = true;
+  client.openConvo = async (o) => {
+    if (signedOut) throw Object.assign(new Error("fetchJwt: signed out"), { name: "ValetError", code: "auth" });
+    return open(o);
+  };
+  const c2 = scope.run(() => useConvo({ client, convoId: "c2" }));
+  await settle();
+  assert.equal(c2.status.value, "stopped");
+  assert.equal(c2.canSend.value, false);
+  assert.equal(c2.cannotSend.value?.reason, "stopped");
+  signedOut = false;
+  await c2.reopen();
+  assert.equal(c2.status.value, "connected");
+  assert.equal(c2.canSend.value, true);
+  scope.stop();
+});

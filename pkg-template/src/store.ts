@@ -538,14 +538,15 @@ export function createConvoStore(
 
   /** Waits `ms`, or until the browser is back online. */
   function pause(ms: number): Promise<void> {
+    const page = typeof window === "object" && typeof window?.addEventListener === "function" ? window : null;
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
-        if (typeof window !== "undefined") window.removeEventListener("online", done);
+        page?.removeEventListener("online", done);
         resolve();
       };
       const timer = setTimeout(done, ms);
-      if (typeof window !== "undefined") window.addEventListener("online", done);
+      page?.addEventListener("online", done);
     });
   }
 

@@ -3,7 +3,8 @@
 // headless Chromium against the reference server.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -136,6 +137,35 @@ test("React (Vite production build): one stream, closed on unmount", async () =>
   assert.equal(await sessionsStarted(), 1, "useConvo's convoId function started one convo; the remount found it again");
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test("React: the API down when the chat mounts: reconnecting, a message typed meanwhile is stored once when it is back", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "valet-react-offline-"));
+  const own = await startServer([], { db: join(dir, "valet.db") });
+  try {
+    await own.kill();
+    const origin = await serve("react/dist");
+    const { page, errors } = await openPage(`${origin}/?api=${own.base}`);
+    await page.waitForFunction(() => document.querySelector("[data-testid=status]")?.textContent === "reconnecting", null, { timeout: LIVENESS_MS });
+    await page.getByLabel("Message").fill("typed while the API was down");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.locator('li[data-from="appuser"][data-status="pending"]').waitFor({ timeout: LIVENESS_MS });
+    await new Promise((r) => setTimeout(r, 1_500));
+    assert.notEqual(await page.textContent("[data-testid=status]"), "stopped", "never stopped");
+    await own.restart();
+    await page.locator('li[data-from="ai_agent"]', { hasText: 'You said: "typed while the API was down"' }).waitFor({ timeout: 60_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(await bubbles(page), [
+      ["appuser", "sent", "typed while the API was down"],
+      ["ai_agent", "sent", 'You said: "typed while the API was down"'],
+    ]);
+    assert.equal((await own.stats()).requests.stream_message, 1, "stored once");
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    await own.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /** A free loopback port (for a tool that wants one up front). */

@@ -16,7 +16,7 @@ export function App() {
 function Chat() {
   // `convoOfThisTab` runs once per mount (Strict Mode's double mount too):
   // one convo, not two. Callbacks need no memoizing.
-  const { messages, typing, status, role, convoState, error, send, retry, resolvedConvoId: convoId } = useConvo({
+  const { messages, typing, status, role, convoState, error, canSend, cannotSend, send, retry, reopen } = useConvo({
     client: valet,
     convoId: convoOfThisTab,
     onTurnDone: () => {
@@ -28,7 +28,7 @@ function Chat() {
   function submit(e: FormEvent) {
     e.preventDefault();
     if (!text.trim()) return;
-    send(text).catch(() => {}); // a refused message turns "failed" in the list
+    send(text); // a refused message turns "failed" in the list (the rejection is handled)
     setText("");
   }
 
@@ -45,9 +45,12 @@ function Chat() {
       </ol>
       {typing && <p className="typing">{typing.label ?? "The agent is typing…"}</p>}
       {error && <p role="alert">{error.message}</p>}
+      {/* Stopped (signed out, the convo gone): try again without a remount. */}
+      {cannotSend?.reason === "stopped" && <button onClick={() => reopen()}>Try again</button>}
+      {/* Offline or still opening, a message can be sent: it waits and goes once. */}
       <form onSubmit={submit}>
-        <input aria-label="Message" value={text} onChange={(e) => setText(e.target.value)} disabled={!convoId} />
-        <button disabled={!convoId}>Send</button>
+        <input aria-label="Message" value={text} onChange={(e) => setText(e.target.value)} disabled={!canSend} />
+        <button disabled={!canSend}>Send</button>
       </form>
     </main>
   );
