@@ -467,11 +467,11 @@ pub struct ConvoMachine {
     relaying: bool,
     /// What to relay at the end of this input.
     relay_buf: String,
-    /// The last `convo_state` frame (SSE event name, data): the leader tells
-    /// it to a tab that joins, so a tab opened after the convo closed shows
-    /// the server's text as every other tab does; one heard again is not
+    /// The last `convo_state` frame (with its `type`): the leader tells it
+    /// to a tab that joins, so a tab opened after the convo closed shows the
+    /// server's text as every other tab does; one heard again is not
     /// emitted again.
-    last_convo_state: Option<(String, String)>,
+    last_convo_state: Option<String>,
     out: Vec<Action>,
 }
 
@@ -761,8 +761,8 @@ impl ConvoMachine {
         if self.conn != Conn::Standby && self.status != Status::Closed {
             let payload = self.status_payload(None);
             self.relay("status", &payload);
-            if let Some((event, data)) = self.last_convo_state.clone() {
-                self.relay(&event, &data);
+            if let Some(frame) = self.last_convo_state.clone() {
+                self.relay("message", &frame);
             }
         }
     }
@@ -1201,10 +1201,10 @@ impl ConvoMachine {
             FrameKind::Typing => self.emit(EventName::Typing, frame.text),
             FrameKind::ConvoState => {
                 // The same state told again (a leader to a tab that joined): once.
-                if self.last_convo_state.as_ref().is_some_and(|(_, text)| *text == frame.text) {
+                if self.last_convo_state.as_ref() == Some(&frame.text) {
                     return None;
                 }
-                self.last_convo_state = Some((event.to_owned(), frame.text.clone()));
+                self.last_convo_state = Some(frame.text.clone());
                 self.emit(EventName::ConvoState, frame.text)
             }
             FrameKind::TurnDone => self.emit(EventName::TurnDone, frame.text),
