@@ -44,14 +44,13 @@ use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Stage, Status};
-use crate::json::Val;
 use crate::outbox::{Outbox, Outgoing};
 #[allow(unused_imports)]
 use crate::prelude::*;
 use crate::send::SendOutcome;
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::token::redact;
-use crate::wire::{ClosedReason, Frame, FrameHead, FrameKind, RawMessage, FRAME_PATHS};
+use crate::wire::{ClosedReason, Frame, FrameHead, FrameKind, FrameValues, RawMessage, FRAME_PATHS};
 
 /// The most frame text whose values are read in one call to the
 /// JSON reader: batches bound what a huge chunk costs at once (the texts
@@ -438,7 +437,7 @@ pub struct ConvoMachine {
     /// The values of the frames of the chunk being handled (at
     /// `wire::FRAME_PATHS`), read ahead in one call to the JSON reader, last
     /// first (see `read_ahead`): one per event.
-    heads: Vec<Option<[Val; 5]>>,
+    heads: Vec<Option<FrameValues>>,
     last_activity_ms: u64,
     ids_seen: bool,
     last_event_id: Option<String>,
@@ -1182,7 +1181,7 @@ impl ConvoMachine {
             Some(values) => values,
             None => crate::json::read_n(&data, FRAME_PATHS),
         };
-        let frame = match crate::wire::read_frame(event, data, values) {
+        let frame = match crate::wire::read_frame(event, data, values, &self.cfg.convo_id) {
             Ok(Some(Frame::Message(message))) => {
                 self.on_live_message(message);
                 return None;

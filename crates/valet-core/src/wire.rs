@@ -557,8 +557,13 @@ pub struct MessageDeltaEvent {
 
 /// The paths a frame is read at, for [`read_frame`]: its type, its
 /// message and the message's id and `seq` (a `message` frame), `closed`'s
-/// reason.
-pub const FRAME_PATHS: [&str; 5] = ["type", "message", "message.id", "message.seq", "reason"];
+/// reason, and what a `message` frame must have to reach handlers typed as
+/// `Message`: its convo, the message's author and time.
+pub const FRAME_PATHS: [&str; 8] =
+    ["type", "message", "message.id", "message.seq", "reason", "convo_id", "message.from", "message.created_at"];
+
+/// The values of a frame at [`FRAME_PATHS`].
+pub type FrameValues = [Val; 8];
 
 /// The frame types this version understands.
 pub const KNOWN_FRAME_TYPES: [&str; 8] = ["ready", "message", "typing", "convo_state", "turn_done", "error", "ping", "closed"];
@@ -690,16 +695,17 @@ pub enum Frame {
 /// a whole chunk of frames at once (one call to the JSON reader). Other
 /// fields are never parsed. `Ok(None)` for a frame type this version does
 /// not know (skipped, per the contract); `Err` for data that is not a
-/// frame, and for a `message` frame without a valid message (an id, and a
-/// `seq` that is absent or a whole number).
-pub fn read_frame(event: &str, data: String, values: Option<[Val; 5]>) -> Result<Option<Frame>, FrameError> {
+/// frame, and for a `message` frame without a valid message: one of convo
+/// `convo_id`, with an id, a `seq` that is absent or a whole number, and
+/// `from` and `created_at` strings (what handlers typed as `Message` read).
+pub fn read_frame(event: &str, data: String, values: Option<FrameValues>, convo_id: &str) -> Result<Option<Frame>, FrameError> {
     let err = |event: &str, detail: &str| FrameError { event: event.to_owned(), detail: detail.into() };
     if !data.trim_ascii_start().starts_with("{") {
         return Err(err(event, "a frame's data must be a JSON object"));
     }
     // By reference: an early return drops the one array (see `election::parse_envelope`).
     let values = values.ok_or_else(|| err(event, "not JSON"))?;
-    let [ty, message, id, seq, reason] = &values;
+    let [ty, message, id, seq, reason, convo, from, created_at] = &values;
     let has_type = match ty {
         Val::Str(_) => true,
         t if t.is_absent() => false,
@@ -718,6 +724,17 @@ pub fn read_frame(event: &str, data: String, values: Option<[Val; 5]>) -> Result
         if *message != Val::Other {
             return Err(err("message", "no `message`"));
         }
+        match convo.str() {
+            Some(c) if c == convo_id => {}
+            Some(_) => return Err(err("message", "a message of another convo")),
+            None => return Err(err("message", "no `convo_id`")),
+        }
+        if from.str().is_none() {
+            return Err(err("message", "a message without `from`"));
+        }
+        if created_at.str().is_none() {
+            return Err(err("message", "a message without `created_at`"));
+        }
         return RawMessage::checked(id, seq, text.into_boxed_str(), true).map(|m| Some(Frame::Message(m))).map_err(|d| err("message", &d));
     }
     let reason = match kind {
@@ -733,13 +750,13 @@ pub fn read_frame(event: &str, data: String, values: Option<[Val; 5]>) -> Result
     Ok(Some(Frame::Other(FrameHead { kind, reason, text })))
 }
 
-/// [`read_frame`] of each event of a chunk, `(event, data)`, its values
-/// read in one call to the JSON reader.
-pub fn read_frames<'a>(events: impl IntoIterator<Item = (&'a str, String)>) -> Vec<Result<Option<Frame>, FrameError>> {
+/// [`read_frame`] of each event of a chunk of convo `convo_id`, `(event,
+/// data)`, its values read in one call to the JSON reader.
+pub fn read_frames<'a>(events: impl IntoIterator<Item = (&'a str, String)>, convo_id: &str) -> Vec<Result<Option<Frame>, FrameError>> {
     let events: Vec<(&str, String)> = events.into_iter().collect();
     let texts: Vec<&str> = events.iter().map(|(_, d)| d.as_str()).collect();
     let values = json::read_each_n(&texts, FRAME_PATHS);
-    events.into_iter().zip(values).map(|((event, data), values)| read_frame(event, data, values)).collect()
+    events.into_iter().zip(values).map(|((event, data), values)| read_frame(event, data, values, convo_id)).collect()
 }
 
 /// Encodes a frame as the JSON `data:` of its SSE event (with `type`).
@@ -783,24 +800,25 @@ mod tests {
         assert_eq!(decode_frame("message", &encode_frame(&f)).unwrap(), Some(f));
     }
 
-    /// `read_frames` of one event: the head or why not.
+    /// `read_frames` of one event of convo `c`: the head or why not.
     fn read(event: &str, data: &str) -> Result<Option<Frame>, String> {
-        read_frames([(event, data.to_owned())]).pop().unwrap().map_err(|e| e.message())
+        read_frames([(event, data.to_owned())], "c").pop().unwrap().map_err(|e| e.message())
     }
 
     #[test]
     fn frames_are_read_for_what_the_sdk_decides_on_and_handed_over_as_sent() {
         let m = |id: &str, seq, json: &str| Ok(Some(Frame::Message(RawMessage { id: id.into(), seq, json: json.into(), framed: true })));
         let other = |kind, reason, text: &str| Ok(Some(Frame::Other(FrameHead { kind, reason, text: text.into() })));
-        let frame = r#"{"type":"message","message":{"id":"a","seq":3,"content":"x"},"extra":1}"#;
+        let frame = r#"{"type":"message","convo_id":"c","message":{"id":"a","seq":3,"content":"x","from":"ai_agent","created_at":"t"},"extra":1}"#;
         assert_eq!(read("message", frame), m("a", Some(3), frame));
         // Without `type`: the event name is spliced in; `seq` is optional.
-        assert_eq!(read("message", r#" {"message":{"id":"b"}}"#), m("b", None, r#"{"type":"message","message":{"id":"b"}}"#));
-        // A message frame under another event name is a message.
         assert_eq!(
-            read("typing", r#"{"type":"message","message":{"id":"c","seq":null}}"#),
-            m("c", None, r#"{"type":"message","message":{"id":"c","seq":null}}"#)
+            read("message", r#" {"convo_id":"c","message":{"id":"b","from":"appuser","created_at":"t"}}"#),
+            m("b", None, r#"{"type":"message","convo_id":"c","message":{"id":"b","from":"appuser","created_at":"t"}}"#)
         );
+        // A message frame under another event name is a message.
+        let frame = r#"{"type":"message","convo_id":"c","message":{"id":"c","seq":null,"from":"appuser","created_at":"t"}}"#;
+        assert_eq!(read("typing", frame), m("c", None, frame));
         assert_eq!(read("typing", "{}"), other(FrameKind::Typing, None, r#"{"type":"typing"}"#));
         assert_eq!(
             read("x", r#"{"type":"closed","reason":"stalled"}"#),
@@ -819,12 +837,31 @@ mod tests {
             ("message", r#"{"type":5}"#, "malformed `message` frame: `type` is not a string"),
             ("message", r#"{"type":"message"}"#, "malformed `message` frame: no `message`"),
             ("message", r#"{"message":"m"}"#, "malformed `message` frame: no `message`"),
-            ("message", r#"{"message":{"id":""}}"#, "malformed `message` frame: a message without an id"),
+            (
+                "message",
+                r#"{"convo_id":"c","message":{"id":"","from":"appuser","created_at":"t"}}"#,
+                "malformed `message` frame: a message without an id",
+            ),
             (
                 "typing",
-                r#"{"type":"message","message":{"id":"a","seq":-1}}"#,
+                r#"{"type":"message","convo_id":"c","message":{"id":"a","seq":-1,"from":"appuser","created_at":"t"}}"#,
                 "malformed `message` frame: a message whose `seq` is not a whole number",
             ),
+            // What handlers typed as `Message` read must be there (a hostile server's frames).
+            (
+                "message",
+                r#"{"type":"message","action":"create","message":{"id":"x","content":"hi"}}"#,
+                "malformed `message` frame: no `convo_id`",
+            ),
+            (
+                "message",
+                r#"{"type":"message","convo_id":"other","message":{"id":"x","from":"appuser","created_at":"t"}}"#,
+                "malformed `message` frame: a message of another convo",
+            ),
+            ("message", r#"{"convo_id":5,"message":{"id":"x","from":"appuser","created_at":"t"}}"#, "malformed `message` frame: no `convo_id`"),
+            ("message", r#"{"convo_id":"c","message":{"id":"x","created_at":"t"}}"#, "malformed `message` frame: a message without `from`"),
+            ("message", r#"{"convo_id":"c","message":{"id":"x","from":null,"created_at":"t"}}"#, "malformed `message` frame: a message without `from`"),
+            ("message", r#"{"convo_id":"c","message":{"id":"x","from":"appuser"}}"#, "malformed `message` frame: a message without `created_at`"),
         ] {
             assert_eq!(read(event, data), Err(why.to_owned()), "{event} {data}");
         }

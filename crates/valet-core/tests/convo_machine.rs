@@ -412,6 +412,34 @@ fn malformed_frames_are_protocol_errors_and_the_stream_goes_on() {
     assert!(!out.iter().any(|x| matches!(x, Action::CloseStream { .. })));
 }
 
+/// A hostile server's `message` frames that handlers typed as `Message`
+/// could not read (no `convo_id` or another convo's, no `from`, no
+/// `created_at`) are dropped with a `protocol` error each; what follows in
+/// the same chunk is still delivered, once, in order.
+#[test]
+fn message_frames_without_what_handlers_read_are_dropped_and_the_stream_goes_on() {
+    let mut h = Harness::new(15);
+    let a = h.connect();
+    let hostile = [
+        r#"{"type":"message","action":"create","message":{"id":"h1","content":"no convo"}}"#,
+        r#"{"type":"message","convo_id":"someone-else","message":{"id":"h2","content":"x","from":"ai_agent","created_at":"t"}}"#,
+        r#"{"type":"message","convo_id":"convo","message":{"id":"h3","content":"x","created_at":"t"}}"#,
+        r#"{"type":"message","convo_id":"convo","message":{"id":"h4","content":"x","from":"ai_agent"}}"#,
+    ];
+    let mut chunk = msg_frame(1);
+    for f in hostile {
+        chunk.push_str(&format!("event: message\ndata: {f}\n\n"));
+    }
+    chunk.push_str(&msg_frame(2));
+    let out = h.bytes(a, &chunk);
+    let errors = emitted(&out, EventName::Error);
+    assert_eq!(errors.len(), hostile.len(), "{errors:?}");
+    assert!(errors.iter().all(|e| e["error"]["code"] == "protocol" && e["phase"] == "stream"));
+    let ids: Vec<String> = emitted(&out, EventName::Message).iter().map(|m| m["message"]["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["m1", "m2"], "only the messages of this convo, whole");
+    assert!(!out.iter().any(|x| matches!(x, Action::CloseStream { .. })), "the stream goes on");
+}
+
 #[test]
 fn server_frames_are_emitted_in_wire_shape() {
     let mut h = Harness::new(14);

@@ -169,10 +169,13 @@ mod tests {
         // What the core reads with it.
         valet_core::json::set_reader(&JsJson);
         use valet_core::wire::{read_frames, Frame};
-        let read = |data: &str| read_frames([("message", data.to_owned())]).pop().unwrap();
-        let Ok(Some(Frame::Message(m))) = read(r#"{"message":{"id":"x","seq":2}}"#) else { panic!("a message") };
+        let read = |data: &str| read_frames([("message", data.to_owned())], "c").pop().unwrap();
+        let Ok(Some(Frame::Message(m))) = read(r#"{"convo_id":"c","message":{"id":"x","seq":2,"from":"appuser","created_at":"t"}}"#) else {
+            panic!("a message")
+        };
         assert_eq!((m.id.as_str(), m.seq), ("x", Some(2)));
-        assert!(read(r#"{"message":{"id":"x","seq":-1}}"#).is_err());
+        assert!(read(r#"{"convo_id":"c","message":{"id":"x","seq":-1,"from":"appuser","created_at":"t"}}"#).is_err());
+        assert!(read(r#"{"message":{"id":"x","seq":2,"from":"appuser","created_at":"t"}}"#).is_err(), "no convo_id");
         assert!(read("{nope").is_err());
     }
 }
