@@ -40,6 +40,7 @@
 //!   is a harmless query parameter, but `Last-Event-ID` (a header a strict
 //!   CORS policy may refuse) is sent only after frames carried `id:`.
 
+pub use crate::action::{Action, Timer, TokenFor};
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
@@ -133,30 +134,6 @@ impl ConvoConfig {
             resume: None,
         }
     }
-}
-
-/// The machine's timers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Timer {
-    /// Time to reconnect.
-    Reconnect,
-    /// Time to check the stream for silence.
-    Stall,
-    /// Time to retry a failed reconcile.
-    Reconcile,
-    /// Time to retry the oldest queued send.
-    Outbox,
-}
-
-/// What a requested token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenFor {
-    /// Opening stream attempt N.
-    Stream(u64),
-    /// Reconcile request N.
-    Reconcile(u64),
-    /// Send N (see [`Input::Send`]).
-    Send(u64),
 }
 
 /// Inputs, from the glue.
@@ -290,118 +267,6 @@ pub enum Input {
     PageHide,
     /// Another tab joined or changed role: relay the status (leader side).
     Announce,
-}
-
-/// Actions, for the glue to carry out in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Get a token (from cache or `fetchJwt`), then feed `Input::Token` or
-    /// `Input::TokenFailed` with the same purpose. With `reject`, that token
-    /// was refused by the server and must not be returned.
-    GetToken {
-        /// What for.
-        purpose: TokenFor,
-        /// A token the server refused.
-        reject: Option<String>,
-    },
-    /// Open the event stream.
-    OpenStream {
-        /// The attempt (tag every stream input with it).
-        attempt: u64,
-        /// Bearer token.
-        token: String,
-        /// `Last-Event-ID` header to send, if any.
-        last_event_id: Option<String>,
-    },
-    /// Abort the stream of this attempt.
-    CloseStream {
-        /// The attempt.
-        attempt: u64,
-    },
-    /// `GET /api/v2/agent_convos/{convo}` (with `?after=` when given).
-    Reconcile {
-        /// The request (tag the answer with it).
-        req: u64,
-        /// Bearer token.
-        token: String,
-        /// EXTENSION: only messages after this id.
-        after: Option<String>,
-    },
-    /// (Re)arm a timer to fire after `delay_ms`, replacing any pending one.
-    SetTimer {
-        /// Which.
-        timer: Timer,
-        /// Delay from now.
-        delay_ms: u64,
-    },
-    /// Cancel a timer.
-    ClearTimer(Timer),
-    /// Call the handlers of `event` with `JSON.parse(payload)`.
-    Emit {
-        /// The event.
-        event: EventName,
-        /// The payload as JSON.
-        payload: String,
-    },
-    /// Call the handlers of `event` once per element of the JSON array, in
-    /// order (a burst of messages crosses to JS as one string).
-    EmitMany {
-        /// The event.
-        event: EventName,
-        /// `[payload, payload, ...]`.
-        json_array: String,
-        /// How many payloads.
-        count: usize,
-    },
-    /// A debug log line (never contains a token).
-    Log(String),
-    /// While relaying: the frames received in one input (one chunk of the
-    /// stream), to post to the other tabs in one message, as received (and
-    /// event `"status"` with this tab's status payload). SSE text, see
-    /// [`crate::sse::encode`].
-    Relay {
-        /// The frames, as SSE events.
-        sse: String,
-    },
-    /// Upload send `id`'s files (`POST .../upload_file`), then feed
-    /// [`Input::Posted`].
-    Upload {
-        /// The send.
-        id: u64,
-        /// Bearer token.
-        token: String,
-    },
-    /// `POST .../stream_message` with this body, then feed [`Input::Posted`].
-    Post {
-        /// The send.
-        id: u64,
-        /// Bearer token.
-        token: String,
-        /// The JSON body (text, draft id, idempotency key).
-        json: String,
-    },
-    /// Send `id` is settled: resolve or reject its promise.
-    SendSettled {
-        /// The send.
-        id: u64,
-        /// How: with `upload_only`, the draft's `message_id`.
-        result: Result<Option<String>, ClientError>,
-    },
-    /// With `observe`: something an observability hook may want
-    /// (`kind`, and a JSON payload).
-    Observe {
-        /// What happened.
-        kind: &'static str,
-        /// Details, as JSON.
-        payload: String,
-    },
-    /// Remember this [`ResumePoint`] (JSON) for the next page of this tab.
-    Persist(String),
-    /// Sent once: how the first connection went. `Ok` when the stream is
-    /// live, paused, or retrying after a transient failure; `Err` when the
-    /// convo stopped on an error retrying will not fix (404, 403, 401s).
-    /// `openConvo` resolves or rejects with it.
-    Opened(Result<(), ClientError>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,7 +48,7 @@ use alloc::rc::Rc;
 /// in `alloc`).
 type HashSet<T> = hashbrown::HashSet<T, fnv::FnvBuildHasher>;
 
-use crate::wire::Message;
+use crate::wire::{Message, RawMessage};
 
 /// What the buffer needs to know of a message: its id and, with the
 /// extension, its position. (The SDK keeps the message itself as the
@@ -61,6 +61,15 @@ pub trait Keyed {
 }
 
 impl Keyed for Message {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
+impl Keyed for RawMessage {
     fn id(&self) -> &str {
         &self.id
     }

@@ -204,7 +204,7 @@ impl Obj {
     /// A whole-number field.
     pub fn u64(self, key: &str, value: u64) -> Obj {
         let mut o = self.key(key);
-        push_u64(&mut o.0, value);
+        crate::text::push_u64(&mut o.0, value);
         o
     }
 
@@ -284,17 +284,6 @@ pub fn parse_u64(s: &str) -> Option<u64> {
     s.bytes().try_fold(0u64, |n, b| if b.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(b - b'0')) } else { None })
 }
 
-/// Appends `n` in decimal.
-///
-/// Recursive (at most 20 deep), so no digit buffer: its index checks would
-/// keep the bounds-check panic and, through its message, `core::fmt`'s
-/// integer formatting in the wasm.
-pub fn push_u64(out: &mut String, n: u64) {
-    if n >= 10 {
-        push_u64(out, n / 10);
-    }
-    out.push(char::from(b'0' + (n % 10) as u8));
-}
 
 /// `s` as a JSON string literal.
 pub fn string(s: &str) -> String {
@@ -415,74 +404,5 @@ mod tests {
     #[test]
     fn serde_json_reads_every_case() {
         super::check_reader(&super::SerdeReader);
-    }
-
-    /// Every text the writer makes is what serde_json makes of the same value.
-    #[test]
-    fn the_writer_writes_what_serde_json_writes() {
-        use crate::convo::{ConvoMetrics, ResumePoint};
-        use crate::error::{ClientError, ErrorCode};
-        use crate::events::{ConvoErrorEvent, Stage};
-        use crate::wire::SendRequest;
-
-        let all: String = (0u32..0x80).filter_map(char::from_u32).chain("é€😀\u{2028}".chars()).collect();
-        for s in [all.as_str(), "", "plain", "a\"b\\c\u{7f}\u{1f}"] {
-            assert_eq!(super::string(s), serde_json::to_string(s).unwrap());
-        }
-        for n in [0, 7, 10, 99, 1_000_000, u64::MAX] {
-            let mut out = String::new();
-            super::push_u64(&mut out, n);
-            assert_eq!(out, n.to_string());
-            assert_eq!(super::parse_u64(&out), Some(n));
-        }
-        for not_digits in ["", "+5", "-1", " 5", "5 ", "1x", "1.0", "18446744073709551616", "٣"] {
-            assert_eq!(super::parse_u64(not_digits), None, "{not_digits:?}");
-        }
-        let mut full = ClientError::from_http(429, Some(3), r#"{"status":"rate_limited","x":"\u0001"}"#, "send");
-        full.maybe_stored = Some(true);
-        let errors = [ClientError::new(ErrorCode::Timeout, "fetchJwt took \"long\"\n"), full];
-        for e in &errors {
-            assert_eq!(e.to_json(), serde_json::to_string(e).unwrap());
-            for stage in [Stage::Auth, Stage::Connect, Stage::Stream, Stage::Reconcile, Stage::Send] {
-                let ev = ConvoErrorEvent::new(e.clone(), stage);
-                assert_eq!(ev.to_json(), serde_json::to_string(&ev).unwrap());
-            }
-        }
-        for code in [
-            ErrorCode::Auth,
-            ErrorCode::Network,
-            ErrorCode::Timeout,
-            ErrorCode::RateLimited,
-            ErrorCode::Http,
-            ErrorCode::Protocol,
-            ErrorCode::Server,
-            ErrorCode::Closed,
-            ErrorCode::Aborted,
-            ErrorCode::InvalidArgument,
-        ] {
-            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
-        }
-        for r in [
-            SendRequest { text: "hi \"you\"".into(), message_id: None, idempotency_key: None },
-            SendRequest { text: "x".into(), message_id: Some("m1".into()), idempotency_key: Some("k".into()) },
-        ] {
-            assert_eq!(r.to_json(), serde_json::to_string(&r).unwrap());
-        }
-        for p in [ResumePoint::default(), ResumePoint { id: Some("m".into()), seq: Some(9), event_id: Some("e\t".into()) }] {
-            assert_eq!(p.to_json(), serde_json::to_string(&p).unwrap());
-        }
-        let mut m = ConvoMetrics {
-            reconnects: 1,
-            duplicates_dropped: 2,
-            gaps_filled: 3,
-            leader_changes: 4,
-            token_refreshes: 5,
-            queued_sends: 6,
-            messages_delivered: 7,
-            ..Default::default()
-        };
-        assert_eq!(m.to_json(), serde_json::to_string(&m).unwrap());
-        m.last_event_at = Some(1_764_633_600_000);
-        assert_eq!(m.to_json(), serde_json::to_string(&m).unwrap());
     }
 }

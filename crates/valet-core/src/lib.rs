@@ -29,6 +29,7 @@ mod prelude {
     pub(crate) use alloc::vec::Vec;
 }
 
+pub mod action;
 pub mod backoff;
 pub mod client;
 pub mod convo;

@@ -29,7 +29,7 @@
 //!   `VecDeque` of its own costs the wasm 440 B gzipped.
 
 use crate::backoff::{Backoff, BackoffConfig, Rng};
-use crate::convo::{Action, Timer, TokenFor};
+use crate::action::{Action, Timer, TokenFor};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, EventName, Stage};
 #[allow(unused_imports)]

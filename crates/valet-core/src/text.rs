@@ -43,12 +43,11 @@ impl Piece for bool {
     }
 }
 
-/// In decimal ([`crate::json::push_u64`]; not `itoa`, whose `expect`s keep
-/// a panic path whose `Debug` formatting brings back what `cat!` leaves
-/// out).
+/// In decimal ([`push_u64`]; not `itoa`, whose `expect`s keep a panic path
+/// whose `Debug` formatting brings back what `cat!` leaves out).
 impl Piece for u64 {
     fn push_to(&self, out: &mut String) {
-        crate::json::push_u64(out, *self);
+        push_u64(out, *self);
     }
 }
 
@@ -64,6 +63,18 @@ macro_rules! widen {
     )*};
 }
 widen!(u32, u16, usize);
+
+/// Appends `n` in decimal.
+///
+/// Recursive (at most 20 deep), so no digit buffer: its index checks would
+/// keep the bounds-check panic and, through its message, `core::fmt`'s
+/// integer formatting in the wasm.
+pub fn push_u64(out: &mut String, n: u64) {
+    if n >= 10 {
+        push_u64(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
 
 /// Appends `byte` as two hex digits (`upper`: `A`–`F`).
 pub fn push_hex(out: &mut String, byte: u8, upper: bool) {

@@ -290,7 +290,7 @@ fn fnv(text: &str, out: &mut String) {
     for b in text.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    crate::json::push_u64(out, h);
+    crate::text::push_u64(out, h);
 }
 
 /// What to do to get a token.

@@ -134,15 +134,6 @@ impl RawMessage {
     }
 }
 
-impl crate::delivery::Keyed for RawMessage {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn seq(&self) -> Option<u64> {
-        self.seq
-    }
-}
-
 /// Convo states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "tsify", derive(tsify::Tsify))]
