@@ -1,4 +1,4 @@
-// The wasm-bindgen JS that ships (the glue and its inline snippets),
+// The wasm-bindgen JS that ships (the glue and its snippets: crates/valet-wasm/js/),
 // minified in place with terser: `make wasm` runs it on target/wasm/web, so
 // everything that is tested, measured and packed is what users download.
 //

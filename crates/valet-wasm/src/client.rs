@@ -80,42 +80,7 @@ impl ClientShared {
     }
 }
 
-#[wasm_bindgen(inline_js = r#"
-export function shapeAnswer(session, text) {
-  let v;
-  try { v = JSON.parse(text); } catch { return "not JSON"; }
-  if (!session) return v && Array.isArray(v.agent_convos) ? v.agent_convos : "no `agent_convos` list";
-  if (!v || typeof v.convo_id !== "string") return "no `convo_id`";
-  const p = v.attachment_policy || {}, l = v.lockout || {};
-  return {
-    convoId: v.convo_id,
-    attachmentPolicy: {
-      max_files_per_message: p.max_files_per_message ?? 0, max_files_per_convo: p.max_files_per_convo ?? 0,
-      max_file_size_bytes: p.max_file_size_bytes ?? 0, allowed_mime_types: p.allowed_mime_types ?? [],
-    },
-    lockout: {
-      locked_out: l.locked_out ?? false, expires_at: l.expires_at ?? null, permanent: l.permanent ?? false,
-      reason: l.reason ?? null, user_message: l.user_message ?? null,
-    },
-  };
-}
-export function clientArgs(o) {
-  if (typeof o !== "object" || o === null) return "new ValetClient(options): options must be an object";
-  const out = [];
-  for (const [k, t] of [["onEvent", "function"], ["agentId", "string"], ["baseUrl", "string"], ["fetchJwtTimeoutMs", "number"],
-    ["debug", "boolean"], ["pauseOnHidden", "boolean"], ["transport", "string"], ["stallTimeoutMs", "number"]]) {
-    const v = o[k] ?? undefined;
-    if (v !== undefined && typeof v !== t) return "`" + k + "` must be a " + t;
-    out.push(v);
-  }
-  out.push(o.fetchJwt);
-  return out;
-}
-export function convoIdOf(o) {
-  const id = typeof o === "object" && o !== null ? o.convoId : undefined;
-  return typeof id === "string" && id.trim() ? id : undefined;
-}
-"#)]
+#[wasm_bindgen(module = "/js/client.js")]
 extern "C" {
     /// An answer read and shaped: with `session`, `POST /sessions`' as
     /// `StartSessionResult` (defaults filled in), else `GET

@@ -59,49 +59,7 @@ fn resume_key(agent_id: &str, convo_id: &str) -> String {
     valet_core::cat!("valet-sdk:resume:", agent_id, ":", convo_id)
 }
 
-#[wasm_bindgen(inline_js = r#"
-export const jsonValue = (json) => JSON.parse(json);
-export const pageHidden = () => typeof document === "object" ? document.hidden : undefined;
-export function pageEvents(channel, cb) {
-  const on = [];
-  const listen = (target, type, f) => { target.addEventListener(type, f); on.push([target, type, f]); };
-  if (typeof document === "object") {
-    listen(window, "online", () => cb(0));
-    listen(window, "pagehide", () => cb(1));
-    listen(window, "pageshow", (e) => { if (e.persisted) cb(2, undefined, !document.hidden); });
-    listen(document, "visibilitychange", () => cb(3, undefined, document.hidden));
-  }
-  // Only strings can be our envelopes; anything else is counted as garbage.
-  if (channel) listen(channel, "message", (e) => cb(4, typeof e.data === "string" ? e.data : ""));
-  return () => { for (const [target, type, f] of on) target.removeEventListener(type, f); };
-}
-export function resumePoint(key, json) {
-  try {
-    if (json === undefined) return sessionStorage.getItem(key) ?? undefined;
-    sessionStorage.setItem(key, json);
-  } catch {}
-}
-export function sendArgs(upload, text, options) {
-  const get = (k) => (options == null ? undefined : options[k] ?? undefined);
-  const files = upload ? text : get("files") ?? [];
-  const blobs = Array.isArray(files) && files.every((f) => f instanceof Blob);
-  if (upload) return blobs && files.length ? [undefined, files, undefined, undefined, false] : "uploadFiles(files): files must be a non-empty array of File or Blob";
-  if (!blobs) return "send(text, { files }): files must be an array of File or Blob";
-  if (typeof text !== "string") return "send(text): text must be a string";
-  const id = get("messageId"), signal = get("signal"), detached = get("resolveWhenQueued") ?? false;
-  if (id !== undefined && (typeof id !== "string" || !id)) return "send(text, { messageId }): must be the string uploadFiles() resolved to";
-  if (!text.trim() && !files.length && id === undefined) return "send(text): text must not be empty";
-  if (files.length && id !== undefined) return "send(text, { files, messageId }): give files or a draft's messageId, not both";
-  if (signal !== undefined && !(signal instanceof AbortSignal)) return "send(text, { signal }): signal must be an AbortSignal";
-  if (typeof detached !== "boolean") return "send(text, { resolveWhenQueued }): must be a boolean";
-  return [text, files, id, signal, detached];
-}
-export function formOf(files) {
-  const form = new FormData();
-  for (const f of files ?? []) form.append("files[]", f, f instanceof File ? f.name : "file");
-  return form;
-}
-"#)]
+#[wasm_bindgen(module = "/js/convo.js")]
 extern "C" {
     /// Follows the page's events (in a page: `window`'s `online`,
     /// `pagehide` and `pageshow` from the back/forward cache, `document`'s

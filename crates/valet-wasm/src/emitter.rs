@@ -23,74 +23,7 @@
 use crate::prelude::*;
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen(inline_js = r#"
-let ErrorClass = null;
-export function setErrorClass(c) { ErrorClass = typeof c === "function" ? c : null; }
-export function valetError(e) {
-  const err = ErrorClass ? new ErrorClass(e.message) : new Error(e.message);
-  err.name = "ValetError";
-  err.code = e.code;
-  if (e.status !== undefined) err.status = e.status;
-  if (e.retry_after_seconds !== undefined) err.retryAfterSeconds = e.retry_after_seconds;
-  if (e.body !== undefined) err.body = JSON.parse(e.body);
-  if (e.maybe_stored !== undefined) err.maybeStored = e.maybe_stored;
-  return err;
-}
-export function valetErrorFrom(json) { return valetError(JSON.parse(json)); }
-function payloadOf(event, json) {
-  const p = JSON.parse(json);
-  if (event === "error" && p && typeof p.error === "object" && !("reason" in p)) p.error = valetError(p.error);
-  return p;
-}
-export class Emitter {
-  constructor(held) { this.handlers = new Map(); this.held = held ? [] : null; }
-  releaseSoon() { setTimeout(() => this.release(), 0); }
-  get isHeld() { return !!this.held; }
-  release() {
-    const held = this.held;
-    this.held = null;
-    if (held) for (const [event, json, many] of held) many ? this.emitMany(event, json) : this.emit(event, json);
-  }
-  subscribe(event, handler, events) {
-    if (!events.split(", ").includes(event)) return "unknown event " + JSON.stringify(event) + "; events: " + events;
-    if (typeof handler !== "function") return "the `" + event + "` handler must be a function";
-    return this.on(event, handler);
-  }
-  on(event, handler) {
-    let set = this.handlers.get(event);
-    if (!set) { set = new Set(); this.handlers.set(event, set); }
-    const entry = { handler };
-    set.add(entry);
-    return () => { set.delete(entry); };
-  }
-  has(event) { const set = this.handlers.get(event); return !!set && set.size > 0; }
-  emit(event, json) {
-    if (this.held) { this.held.push([event, json, false]); return; }
-    const set = this.handlers.get(event);
-    if (!set || set.size === 0) return;
-    const payload = payloadOf(event, json);
-    for (const entry of Array.from(set)) {
-      try { entry.handler(payload); }
-      catch (e) { console.error("[valet-sdk] a `" + event + "` handler threw; the others still ran:", e); }
-    }
-  }
-  emitMany(event, jsonArray) {
-    if (this.held) { this.held.push([event, jsonArray, true]); return; }
-    const set = this.handlers.get(event);
-    if (!set || set.size === 0) return;
-    const payloads = JSON.parse(jsonArray);
-    for (const payload of payloads) {
-      // A handler closed the convo (handlers cleared): the rest is not delivered.
-      if (this.handlers.get(event) !== set) return;
-      for (const entry of Array.from(set)) {
-        try { entry.handler(payload); }
-        catch (e) { console.error("[valet-sdk] a `" + event + "` handler threw; the others still ran:", e); }
-      }
-    }
-  }
-  clear() { this.handlers.clear(); this.held = null; }
-}
-"#)]
+#[wasm_bindgen(module = "/js/emitter.js")]
 extern "C" {
     /// Errors are made as instances of `class` from now on.
     #[wasm_bindgen(js_name = setErrorClass)]

@@ -18,50 +18,7 @@ use crate::prelude::*;
 use valet_core::json::{JsonReader, Val};
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen(inline_js = r#"
-function at(v, keys) {
-  for (const k of keys) {
-    if (v === null || typeof v !== "object" || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, k)) return undefined;
-    v = v[k];
-  }
-  return v;
-}
-function enc(x) {
-  switch (typeof x) {
-    case "undefined": return "u";
-    case "boolean": return x ? "t" : "f";
-    case "number": return Number.isInteger(x) && x >= 0 && x < 9007199254740992 ? "i" + x : "o";
-    case "string": return x.includes("\0") ? "o" : "s" + x;
-    default: return x === null ? "z" : "o";
-  }
-}
-const keysOf = (paths) => (paths === "" ? [] : paths.split(",").map((p) => p.split(".")));
-const values = (out, v, ps) => { for (const p of ps) out.push(enc(at(v, p))); };
-export function jsonReadEach(texts, paths) {
-  const ps = keysOf(paths);
-  const out = [];
-  for (const text of texts.split("\0")) {
-    let v;
-    try { v = JSON.parse(text); } catch { out.push("x"); continue; }
-    out.push("j");
-    values(out, v, ps);
-  }
-  return out.join("\0");
-}
-export function jsonElements(text, path, paths) {
-  let v;
-  try { v = JSON.parse(text); } catch { return undefined; }
-  const x = at(v, path.split("."));
-  if (!Array.isArray(x)) return undefined;
-  const ps = keysOf(paths);
-  const out = [];
-  for (const e of x) {
-    out.push(JSON.stringify(e));
-    values(out, e, ps);
-  }
-  return out.join("\0");
-}
-"#)]
+#[wasm_bindgen(module = "/js/json.js")]
 extern "C" {
     /// `JSON.parse` of each of the texts joined by `\0` (none holds one),
     /// and the values at the comma-separated `paths`, in one string (one

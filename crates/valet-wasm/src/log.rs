@@ -7,13 +7,7 @@
 use crate::prelude::*;
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen(inline_js = r#"
-export const debugLine = (line) => console.debug("[valet-sdk] " + line);
-export function callHook(hook, kind, json) {
-  try { hook(kind, JSON.parse(json)); }
-  catch (e) { console.error("[valet-sdk] the onEvent hook threw; delivery goes on:", e); }
-}
-"#)]
+#[wasm_bindgen(module = "/js/log.js")]
 extern "C" {
     /// `console.debug` of the line, prefixed.
     #[wasm_bindgen(js_name = debugLine)]

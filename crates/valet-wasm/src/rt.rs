@@ -94,15 +94,7 @@ impl<T> Future for Receiver<T> {
     }
 }
 
-#[wasm_bindgen(inline_js = r#"
-export const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
-export function end(stop) { try { stop(); } catch {} }
-export function addListener(target, type, cb) {
-  const f = (e) => cb(typeof e.data === "string" ? e.data : undefined);
-  target.addEventListener(type, f);
-  return () => target.removeEventListener(type, f);
-}
-"#)]
+#[wasm_bindgen(module = "/js/rt.js")]
 extern "C" {
     /// Adds a listener that hands `cb` each event's `data` if it is a
     /// string; returns the function that removes it.

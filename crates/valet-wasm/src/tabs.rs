@@ -17,21 +17,7 @@ use valet_core::election::{Election, ElectionConfig};
 use wasm_bindgen::prelude::*;
 use web_sys::BroadcastChannel;
 
-#[wasm_bindgen(inline_js = r#"
-export function locksAvailable() {
-  return typeof navigator !== "undefined" && !!navigator.locks && typeof navigator.locks.request === "function";
-}
-export function requestLock(name, steal, cb) {
-  const call = (kind) => { try { cb(kind); } catch (_) {} };
-  const ctrl = new AbortController();
-  let release = () => {};
-  const held = new Promise((resolve) => { release = resolve; });
-  const options = steal ? { steal: true } : { signal: ctrl.signal };
-  navigator.locks.request(name, options, () => { call(true); return held; })
-    .then(() => call(false), () => call(false));
-  return () => { release(); ctrl.abort("valet-sdk: released"); };
-}
-"#)]
+#[wasm_bindgen(module = "/js/tabs.js")]
 extern "C" {
     #[wasm_bindgen(js_name = locksAvailable)]
     pub(crate) fn locks_available() -> bool;

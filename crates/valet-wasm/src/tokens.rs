@@ -36,42 +36,7 @@ use crate::tabs::{locks_available, request_lock, LockHandle};
 
 type Waiter = crate::rt::Sender<Result<String, ClientError>>;
 
-#[wasm_bindgen(inline_js = r#"
-export function jwtClaims(jwt) {
-  const parts = jwt.split(".");
-  if (parts.length !== 3) return "not a JWT (three dot-separated parts)";
-  let b = parts[1].replace(/-/g, "+").replace(/_/g, "/");
-  while (b.length % 4) b += "=";
-  let c;
-  try { c = JSON.parse(atob(b)); } catch { return "the payload is not base64url JSON"; }
-  if (!c || typeof c !== "object" || Array.isArray(c)) return "the payload is not a JSON object of claims";
-  const s = (v) => (typeof v === "string" ? v : null);
-  return [typeof c.exp === "number" && Number.isFinite(c.exp) ? c.exp : undefined,
-    JSON.stringify([s(c.iss), s(c.agent_uuid), s(c.source_key), s(c.sub)])];
-}
-export async function callFetchJwt(fetchJwt, ms) {
-  let timer;
-  const late = {}, notString = {};
-  const timeout = new Promise((_, no) => { timer = setTimeout(() => no(late), ms); });
-  try {
-    const jwt = await Promise.race([fetchJwt(), timeout]);
-    if (typeof jwt !== "string") throw notString;
-    return jwt;
-  } catch (e) {
-    // A ValetError of code `auth` (of any copy of the package): signed out.
-    if (e instanceof Error && e.name === "ValetError" && e.code === "auth") throw [e.message];
-    throw e === late ? 0 : e === notString ? 1 : e instanceof Error ? e.message : typeof e === "string" ? e : "rejected";
-  } finally {
-    clearTimeout(timer);
-  }
-}
-export function tokenChannel(name) {
-  if (typeof BroadcastChannel !== "function") return undefined;
-  const ch = new BroadcastChannel(name);
-  ch.unref?.();
-  return ch;
-}
-"#)]
+#[wasm_bindgen(module = "/js/tokens.js")]
 extern "C" {
     /// The JWT's `[exp, identity]` (unverified: the client only schedules
     /// refreshes by them, and shares tokens between tabs of one identity),
