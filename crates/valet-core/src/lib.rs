@@ -40,6 +40,7 @@ pub mod events;
 pub mod json;
 pub mod outbox;
 pub mod send;
+pub mod session;
 pub mod sse;
 pub mod text;
 pub mod token;

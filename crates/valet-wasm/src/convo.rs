@@ -1,9 +1,11 @@
-//! `Convo`: carries out a `valet_core::convo::ConvoMachine`'s actions.
+//! `Convo`: carries out a `valet_core::session::Session`'s actions (the
+//! convo machine and its tab election, wired together in the core).
 //!
-//! The glue owns handles (stream, timers, the page's events, an abort
-//! controller for REST calls) and drops them on `close()`. It decides
-//! nothing: every `if` about the protocol is in valet-core. The arguments
-//! of the API are checked and read in JS (`sendArgs`), in one crossing.
+//! The glue owns handles (stream, timers, the page's events, the tab
+//! channel and lock, an abort controller for REST calls) and drops them on
+//! `close()`. It decides nothing: every `if` about the protocol is in
+//! valet-core. The arguments of the API are checked and read in JS
+//! (`sendArgs`), in one crossing.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -15,10 +17,10 @@ use crate::rt::Timeout;
 use crate::rt::{Listener, Subscription};
 use valet_core::client::Transport;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, ConvoMetrics, Input, ResumePoint, Timer};
-use valet_core::election::{Role, TabAction, TabInput};
+use valet_core::election::Role;
 use valet_core::error::{ClientError, ErrorCode};
-use valet_core::events::ConvoRoleEvent;
 use valet_core::events::EventName;
+use valet_core::session::{Session, SessionAction, SessionInput};
 use valet_core::outbox::Outgoing;
 use valet_core::send::SendOutcome;
 use wasm_bindgen::prelude::*;
@@ -34,7 +36,7 @@ use crate::tabs::TabLink;
 
 /// One open convo's state in the glue.
 pub struct ConvoInner {
-    machine: RefCell<ConvoMachine>,
+    session: RefCell<Session>,
     client: Rc<ClientShared>,
     convo_id: String,
     emitter: Emitter,
@@ -44,7 +46,8 @@ pub struct ConvoInner {
     /// The page's events and the tab channel's messages (`pageEvents`).
     page: RefCell<Option<Subscription<PageReport>>>,
     opened: RefCell<Option<crate::rt::Sender<Result<(), ClientError>>>>,
-    /// The link to the other tabs of this browser (one stream for all).
+    /// The channel, lock and timer of the tab election (one stream for
+    /// all the tabs of this browser); `None` without BroadcastChannel.
     tab: RefCell<Option<Rc<TabLink>>>,
     /// Sends not settled yet, by id (the machine's outbox decides; this
     /// holds their promises, files and abort listeners).
@@ -104,18 +107,17 @@ struct PendingSend {
     _abort: Option<Listener>,
 }
 
-/// Feeds an election input to a convo if it still exists.
-pub fn feed_tab(sink: &Weak<ConvoInner>, input: TabInput) {
+/// Feeds a session input to a convo if it still exists, and carries out
+/// the actions.
+pub fn feed_session(sink: &Weak<ConvoInner>, input: SessionInput) {
     if let Some(inner) = sink.upgrade() {
-        inner.tab_input(input);
+        inner.run(input);
     }
 }
 
-/// Feeds an input to a convo if it still exists, and carries out the actions.
+/// Feeds an input of the convo machine to a convo if it still exists.
 pub fn feed(sink: &Weak<ConvoInner>, input: Input) {
-    if let Some(inner) = sink.upgrade() {
-        inner.handle(input);
-    }
+    feed_session(sink, SessionInput::Convo(input));
 }
 
 fn now_ms() -> u64 {
@@ -128,14 +130,15 @@ impl ConvoInner {
         let mut machine_cfg = ConvoConfig::new(cfg.agent_id.clone(), convo_id.clone());
         machine_cfg.pause_on_hidden = cfg.pause_on_hidden;
         machine_cfg.stall_timeout_ms = cfg.stall_timeout_ms;
-        let tab = TabLink::new(&cfg.agent_id, &convo_id, client.uuid()).map(Rc::new);
+        let tab = TabLink::new(&cfg.agent_id, &convo_id).map(Rc::new);
+        let election = tab.as_ref().map(|_| TabLink::election(client.uuid()));
         // Relaying starts when another tab says hello (the election says when).
         machine_cfg.relay = false;
         machine_cfg.observe = client.hook.is_set();
         machine_cfg.resume = resume_point(&resume_key(&cfg.agent_id, &convo_id), None).and_then(|json| ResumePoint::parse(&json));
         let seed = client.seed();
         let inner = Rc::new_cyclic(|this| ConvoInner {
-            machine: RefCell::new(ConvoMachine::new(machine_cfg, seed)),
+            session: RefCell::new(Session::new(ConvoMachine::new(machine_cfg, seed), election)),
             client: client.clone(),
             convo_id,
             emitter: Emitter::new(true),
@@ -150,18 +153,15 @@ impl ConvoInner {
             this: this.clone(),
         });
         let sink = Rc::downgrade(&inner);
-        let callback = Closure::<PageReport>::new(move |kind: u32, data: Option<String>, flag: bool| match kind {
-            0 => feed(&sink, Input::Online),
-            1 => {
-                feed(&sink, Input::PageHide);
-                feed_tab(&sink, TabInput::PageHide);
-            }
-            2 => feed_tab(&sink, TabInput::PageShow { visible: flag }),
-            3 => {
-                feed(&sink, Input::Visibility { hidden: flag });
-                feed_tab(&sink, TabInput::Visibility { visible: !flag });
-            }
-            _ => feed_tab(&sink, TabInput::Channel(data.unwrap_or_default())),
+        let callback = Closure::<PageReport>::new(move |kind: u32, data: Option<String>, flag: bool| {
+            let input = match kind {
+                0 => SessionInput::Online,
+                1 => SessionInput::PageHide,
+                2 => SessionInput::PageShow { visible: flag },
+                3 => SessionInput::Visibility { hidden: flag },
+                _ => SessionInput::Channel(data.unwrap_or_default()),
+            };
+            feed_session(&sink, input);
         });
         let stop = page_events(inner.tab.read().as_ref().map(|tab| &tab.channel), callback.as_ref());
         *inner.page.write() = Some(Subscription::new(stop, callback));
@@ -169,11 +169,49 @@ impl ConvoInner {
         inner
     }
 
-    /// Handles one input and carries out the actions, in order.
+    /// Handles one input of the convo machine and carries out the actions.
     pub fn handle(&self, input: Input) {
-        let actions = self.machine.write().handle(now_ms(), input);
+        self.run(SessionInput::Convo(input));
+    }
+
+    /// Handles one session input and carries out the actions, in order.
+    pub fn run(&self, input: SessionInput) {
+        let actions = self.session.write().handle(now_ms(), input);
         for action in actions {
-            self.execute(action);
+            match action {
+                SessionAction::Convo(action) => self.execute(action),
+                SessionAction::RequestLock { steal, epoch } => {
+                    let Some(tab) = self.tab.read().clone() else { continue };
+                    let sink = self.this.clone();
+                    let cb = Closure::<dyn FnMut(bool)>::new(move |granted: bool| {
+                        feed_session(&sink, SessionInput::Lock { epoch, granted });
+                    });
+                    tab.request(steal, cb);
+                }
+                SessionAction::ReleaseLock => {
+                    if let Some(tab) = self.tab.read().clone() {
+                        tab.release();
+                    }
+                }
+                SessionAction::Broadcast(json) => {
+                    if let Some(tab) = self.tab.read().clone() {
+                        let _ = tab.channel.post_message(&JsValue::from_str(&json));
+                    }
+                }
+                SessionAction::SetTabTimer { delay_ms } => {
+                    if let Some(tab) = self.tab.read().clone() {
+                        let sink = self.this.clone();
+                        let t = Timeout::new(delay_ms, move || feed_session(&sink, SessionInput::TabTick));
+                        *tab.timer.write() = Some(t);
+                    }
+                }
+                SessionAction::ClearTabTimer => {
+                    if let Some(tab) = self.tab.read().clone() {
+                        let old = tab.timer.write().take();
+                        drop(old);
+                    }
+                }
+            }
         }
     }
 
@@ -187,7 +225,7 @@ impl ConvoInner {
     }
 
     fn is_closed(&self) -> bool {
-        self.machine.read().is_closed()
+        self.session.read().is_closed()
     }
 
     fn execute(&self, action: Action) {
@@ -263,7 +301,7 @@ impl ConvoInner {
                 drop(old);
             }
             Action::Emit { event, payload } => {
-                if matches!(event, EventName::Status | EventName::Error) {
+                if matches!(event, EventName::Status | EventName::Error | EventName::Role) {
                     self.client.hook.call(event.as_str(), &payload);
                 }
                 self.emitter.emit(event.as_str(), &payload)
@@ -288,15 +326,8 @@ impl ConvoInner {
             }
             Action::EmitMany { event, json_array, .. } => self.emitter.emit_many(event.as_str(), &json_array),
             Action::Log(line) => self.client.log.log(&valet_core::cat!("convo ", self.convo_id, ": ", line)),
-            Action::Relay { sse } => {
-                let tab = self.tab.read().clone();
-                if let Some(tab) = tab {
-                    let env = tab.election.read().forward(sse);
-                    if let Some(env) = env {
-                        let _ = tab.channel.post_message(&JsValue::from_str(&env.to_json()));
-                    }
-                }
-            }
+            // The session sends relays as its own broadcasts.
+            Action::Relay { .. } => {}
             Action::Opened(result) => {
                 if let Some(tx) = self.opened.write().take() {
                     tx.send(result);
@@ -305,95 +336,11 @@ impl ConvoInner {
         }
     }
 
-    /// Handles one election input and carries out its actions.
-    pub fn tab_input(&self, input: TabInput) {
-        let Some(tab) = self.tab.read().clone() else {
-            return;
-        };
-        let (ignored, relaying) = {
-            let e = tab.election.read();
-            (e.ignored(), e.relaying())
-        };
-        let actions = tab.election.write().handle(now_ms(), input);
-        let (now_ignored, now_relaying) = {
-            let e = tab.election.read();
-            (e.ignored(), e.relaying())
-        };
-        if now_relaying != relaying {
-            // Before the actions: an `Announce` among them is relayed.
-            self.handle(Input::Relay(now_relaying));
-        }
-        if now_ignored > ignored {
-            self.client.log.log(&valet_core::cat!(
-                "convo ",
-                self.convo_id,
-                ": ignored a message on the tab channel that is not ours (",
-                now_ignored,
-                " so far)"
-            ));
-        }
-        for action in actions {
-            match action {
-                TabAction::RequestLock { steal } => {
-                    self.client.log.log(&valet_core::cat!("convo ", self.convo_id, ": requesting the tab lock (steal: ", steal, ")"));
-                    let epoch = tab.lock_epoch.get() + 1;
-                    tab.lock_epoch.set(epoch);
-                    let sink = self.this.clone();
-                    let cb = Closure::<dyn FnMut(bool)>::new(move |granted: bool| {
-                        let Some(inner) = sink.upgrade() else { return };
-                        let current = inner.tab.read().as_ref().is_some_and(|t| t.lock_epoch.get() == epoch);
-                        let what = if granted { "granted" } else { "lost" };
-                        inner.client.log.log(&valet_core::cat!("tab lock ", what, " (current: ", current, ")"));
-                        if current {
-                            inner.tab_input(if granted { TabInput::LockGranted } else { TabInput::LockLost });
-                        }
-                    });
-                    tab.request(steal, cb);
-                }
-                TabAction::ReleaseLock => {
-                    tab.lock_epoch.set(tab.lock_epoch.get() + 1);
-                    tab.release();
-                }
-                TabAction::Broadcast(env) => {
-                    let _ = tab.channel.post_message(&JsValue::from_str(&env.to_json()));
-                }
-                TabAction::Lead { gen } => {
-                    self.client.log.log(&valet_core::cat!("convo ", self.convo_id, ": this tab leads (generation ", gen, ")"));
-                    self.emit_role("leader", gen);
-                    self.handle(Input::Lead);
-                }
-                TabAction::Follow { gen } => {
-                    self.client.log.log(&valet_core::cat!("convo ", self.convo_id, ": this tab follows (generation ", gen, ")"));
-                    self.emit_role("follower", gen);
-                    self.handle(Input::Standby);
-                }
-                // The leader relays all it gets from now on: history fills the rest.
-                TabAction::Listening => self.handle(Input::Sync),
-                TabAction::Deliver { sse } => self.handle(Input::Relayed { sse }),
-                TabAction::Announce => self.handle(Input::Announce),
-                TabAction::SetTimer { delay_ms } => {
-                    let sink = self.this.clone();
-                    let t = Timeout::new(delay_ms, move || feed_tab(&sink, TabInput::Tick));
-                    *tab.timer.write() = Some(t);
-                }
-            }
-        }
-    }
-
-    fn emit_role(&self, role: &'static str, generation: u64) {
-        if !self.is_closed() {
-            let payload = ConvoRoleEvent { role, generation }.to_json();
-            self.client.hook.call("role", &payload);
-            self.emitter.emit(EventName::Role.as_str(), &payload);
-        }
-    }
-
-    /// Without a tab link this tab is alone, so it leads; with one, it
-    /// follows until the election makes it lead.
+    /// This tab's role.
     fn role(&self) -> &'static str {
-        match self.tab.read().as_ref() {
-            Some(tab) if tab.election.read().role() != Some(Role::Leader) => "follower",
-            _ => "leader",
+        match self.session.read().role() {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
         }
     }
 
@@ -401,13 +348,11 @@ impl ConvoInner {
         if self.is_closed() {
             return;
         }
-        self.tab_input(TabInput::Close);
+        // The session lets the other tabs know, then releases the lock and
+        // stops the election's timer; the channel goes with the link.
+        self.run(SessionInput::Close);
         let tab = self.tab.write().take();
-        if let Some(tab) = tab {
-            tab.timer.write().take();
-            tab.release();
-        }
-        self.handle(Input::Close);
+        drop(tab);
         crate::http::abort(&self.rest_abort);
         self.page.write().take();
         self.sends.write().clear();
@@ -466,13 +411,10 @@ impl ConvoInner {
         rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")))
     }
 
-    /// The machine's metrics, with the election's and the token source's.
+    /// The session's metrics, with the token source's.
     fn metrics(&self) -> ConvoMetrics {
-        let mut m = self.machine.read().metrics();
+        let mut m = self.session.read().metrics();
         m.token_refreshes = self.client.tokens.fetches();
-        if let Some(tab) = self.tab.read().as_ref() {
-            m.leader_changes = tab.election.read().leader_changes();
-        }
         m
     }
 }
@@ -490,15 +432,7 @@ impl Convo {
     pub(crate) async fn start(inner: Rc<ConvoInner>) -> Result<Convo, ClientError> {
         let (tx, rx) = crate::rt::oneshot();
         *inner.opened.write() = Some(tx);
-        let hidden = page_hidden().unwrap_or(false);
-        if hidden {
-            inner.handle(Input::Visibility { hidden: true });
-        }
-        if inner.tab.read().is_some() {
-            inner.tab_input(TabInput::Start { visible: !hidden });
-        } else {
-            inner.handle(Input::Start);
-        }
+        inner.run(SessionInput::Start { hidden: page_hidden().unwrap_or(false) });
         let outcome = rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")));
         match outcome {
             Ok(()) => {
@@ -583,7 +517,7 @@ impl Convo {
     /// `paused`, `stopped` or `closed` (the `status` event announces changes).
     #[wasm_bindgen(getter, unchecked_return_type = "Status")]
     pub fn status(&self) -> js_sys::JsString {
-        self.inner.machine.read().status().as_str().into()
+        self.inner.session.read().status().as_str().into()
     }
 
     /// This tab's role: `leader` (holds the stream) or `follower` (gets the
@@ -596,7 +530,7 @@ impl Convo {
     /// Messages delivered so far.
     #[wasm_bindgen(getter, js_name = deliveredCount)]
     pub fn delivered_count(&self) -> u32 {
-        self.inner.machine.read().delivered_count() as u32
+        self.inner.session.read().convo().delivered_count() as u32
     }
 }
 

@@ -1,5 +1,6 @@
 //! The browser side of tab election: Web Locks and the BroadcastChannel.
-//! `valet_core::election` decides; this carries out its actions.
+//! `valet_core::session` decides (with `valet_core::election`); this holds
+//! the handles its actions name.
 //!
 //! - Web Locks go through a few lines of JS (no `web_sys_unstable_apis` in
 //!   users' builds). The lock's callbacks reach Rust through one closure
@@ -10,7 +11,7 @@
 #[allow(unused_imports)]
 use crate::prelude::*;
 use crate::rt::Shared;
-use core::cell::{Cell, RefCell};
+use core::cell::RefCell;
 
 use crate::rt::Timeout;
 use valet_core::election::{Election, ElectionConfig};
@@ -29,29 +30,30 @@ extern "C" {
 /// withdrawn), then its callback freed.
 pub type LockHandle = crate::rt::Subscription<dyn FnMut(bool)>;
 
-/// One tab's link to the others for a convo.
+/// One tab's link to the others for a convo: the handles of its election.
 pub struct TabLink {
-    pub(crate) election: RefCell<Election>,
     pub(crate) channel: BroadcastChannel,
     pub(crate) lock_name: String,
     pub(crate) timer: RefCell<Option<Timeout>>,
     pub(crate) lock: RefCell<Option<LockHandle>>,
-    pub(crate) lock_epoch: Cell<u64>,
 }
 
 impl TabLink {
     /// The link for (agent, convo), or `None` where BroadcastChannel is missing.
-    pub fn new(agent_id: &str, convo_id: &str, tab_id: String) -> Option<TabLink> {
+    pub fn new(agent_id: &str, convo_id: &str) -> Option<TabLink> {
         let channel = BroadcastChannel::new(&valet_core::cat!("valet-events:", agent_id, ":", convo_id)).ok()?;
-        let cfg = ElectionConfig { locks: locks_available(), ..Default::default() };
         Some(TabLink {
-            election: RefCell::new(Election::new(cfg, tab_id)),
             channel,
             lock_name: valet_core::cat!("valet:", agent_id, ":", convo_id),
             timer: RefCell::new(None),
             lock: RefCell::new(None),
-            lock_epoch: Cell::new(0),
         })
+    }
+
+    /// The election of a tab (`tab_id`: unique), with Web Locks where the
+    /// browser has them.
+    pub fn election(tab_id: String) -> Election {
+        Election::new(ElectionConfig { locks: locks_available(), ..Default::default() }, tab_id)
     }
 
     /// Requests the lock; `cb` gets `true` when granted, `false` when lost (or withdrawn).

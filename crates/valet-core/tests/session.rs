@@ -1,0 +1,166 @@
+//! The session: a convo machine and its tab election wired together, driven
+//! natively. Two sessions share a channel (what one broadcasts, the other
+//! hears) and a lock (granted in order of request): the decisions the glue
+//! used to make, checked without a browser.
+
+use serde_json::Value;
+use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, TokenFor};
+use valet_core::election::{Election, ElectionConfig, Role};
+use valet_core::events::EventName;
+use valet_core::session::{Session, SessionAction, SessionInput};
+
+fn machine(seed: u64) -> ConvoMachine {
+    let mut cfg = ConvoConfig::new("agent", "convo");
+    cfg.pause_on_hidden = true;
+    ConvoMachine::new(cfg, seed)
+}
+
+fn tabbed(seed: u64, tab: &str) -> Session {
+    Session::new(machine(seed), Some(Election::new(ElectionConfig::default(), tab)))
+}
+
+fn stream_token(out: &[SessionAction]) -> Option<u64> {
+    out.iter().find_map(|a| match a {
+        SessionAction::Convo(Action::GetToken { purpose: TokenFor::Stream(n), .. }) => Some(*n),
+        _ => None,
+    })
+}
+
+fn lock_request(out: &[SessionAction]) -> Option<u64> {
+    out.iter().find_map(|a| match a {
+        SessionAction::RequestLock { epoch, .. } => Some(*epoch),
+        _ => None,
+    })
+}
+
+fn broadcasts(out: &[SessionAction]) -> Vec<String> {
+    out.iter()
+        .filter_map(|a| match a {
+            SessionAction::Broadcast(json) => Some(json.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn emitted(out: &[SessionAction], name: EventName) -> Vec<Value> {
+    out.iter()
+        .flat_map(|a| match a {
+            SessionAction::Convo(Action::Emit { event, payload }) if *event == name => vec![serde_json::from_str(payload).unwrap()],
+            SessionAction::Convo(Action::EmitMany { event, json_array, .. }) if *event == name => {
+                serde_json::from_str::<Vec<Value>>(json_array).unwrap()
+            }
+            _ => vec![],
+        })
+        .collect()
+}
+
+fn msg_frame(seq: u64) -> String {
+    format!(
+        "event: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{seq}\",\"content\":\"c{seq}\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{seq}}}}}\n\n"
+    )
+}
+
+/// Without a channel the tab is alone: it leads and opens the stream at once.
+#[test]
+fn a_tab_without_a_channel_leads_and_streams() {
+    let mut s = Session::new(machine(1), None);
+    assert_eq!(s.role(), Role::Leader);
+    let out = s.handle(0, SessionInput::Start { hidden: false });
+    assert!(stream_token(&out).is_some(), "{out:?}");
+    assert!(lock_request(&out).is_none() && broadcasts(&out).is_empty());
+}
+
+/// A page hidden at the opening starts hidden: paused, no stream.
+#[test]
+fn a_hidden_page_opens_paused() {
+    let mut s = Session::new(machine(2), None);
+    let out = s.handle(0, SessionInput::Start { hidden: true });
+    assert!(stream_token(&out).is_none());
+    assert_eq!(s.status().as_str(), "paused");
+    let out = s.handle(10, SessionInput::Visibility { hidden: false });
+    assert!(stream_token(&out).is_some(), "visible: it streams");
+}
+
+/// The granted lock makes the tab lead (a `role` event, then the stream);
+/// an answer to a withdrawn request changes nothing.
+#[test]
+fn the_lock_makes_a_tab_lead_and_stale_answers_are_ignored() {
+    let mut s = tabbed(3, "a");
+    let out = s.handle(0, SessionInput::Start { hidden: false });
+    let epoch = lock_request(&out).expect("asks for the lock");
+    assert_eq!(broadcasts(&out).len(), 1, "says hello");
+    assert_eq!(s.role(), Role::Follower, "follows until it leads");
+    // A stale grant (an older request): nothing.
+    let out = s.handle(1, SessionInput::Lock { epoch: epoch - 1, granted: true });
+    assert!(stream_token(&out).is_none() && emitted(&out, EventName::Role).is_empty());
+    let out = s.handle(2, SessionInput::Lock { epoch, granted: true });
+    assert_eq!(emitted(&out, EventName::Role)[0]["role"], "leader");
+    assert!(stream_token(&out).is_some(), "the leader streams");
+    assert_eq!(s.role(), Role::Leader);
+    assert_eq!(s.metrics().leader_changes, 1);
+}
+
+/// Two tabs: the one with the lock leads; the other follows, says hello,
+/// and once acknowledged gets every frame the leader receives, relayed as
+/// the leader's envelopes: delivered once, in order.
+#[test]
+fn a_leader_relays_to_a_listening_follower() {
+    let mut a = tabbed(4, "a");
+    let mut b = tabbed(5, "b");
+    let out_a = a.handle(0, SessionInput::Start { hidden: false });
+    let lock_a = lock_request(&out_a).unwrap();
+    let out_a = a.handle(1, SessionInput::Lock { epoch: lock_a, granted: true });
+    let attempt = stream_token(&out_a).unwrap();
+    a.handle(2, SessionInput::Convo(Input::Token { purpose: TokenFor::Stream(attempt), token: "t".into() }));
+    a.handle(3, SessionInput::Convo(Input::StreamOpened { attempt }));
+    a.handle(4, SessionInput::Convo(Input::StreamText { attempt, text: "event: ready\ndata: {\"type\":\"ready\",\"conn_id\":\"c\"}\n\n".into() }));
+    // B starts, hears A's heartbeat and follows; A hears B's hello.
+    let mut to_a = broadcasts(&out_a);
+    let out_b = b.handle(5, SessionInput::Start { hidden: false });
+    let mut to_b = std::mem::take(&mut to_a);
+    to_a.extend(broadcasts(&out_b));
+    let mut now = 6;
+    let mut delivered_b = Vec::new();
+    // Let the two talk (channel messages and ticks) until B listens.
+    for _ in 0..20 {
+        for m in std::mem::take(&mut to_a) {
+            to_b.extend(broadcasts(&a.handle(now, SessionInput::Channel(m))));
+        }
+        to_b.extend(broadcasts(&a.handle(now, SessionInput::TabTick)));
+        for m in std::mem::take(&mut to_b) {
+            let out = b.handle(now, SessionInput::Channel(m));
+            delivered_b.extend(emitted(&out, EventName::Message));
+            to_a.extend(broadcasts(&out));
+        }
+        to_a.extend(broadcasts(&b.handle(now, SessionInput::TabTick)));
+        now += 500;
+    }
+    assert_eq!(b.role(), Role::Follower);
+    assert!(stream_token(&b.handle(now, SessionInput::TabTick)).is_none(), "a follower runs no stream");
+    // Frames A receives now are relayed to B.
+    let out = a.handle(now, SessionInput::Convo(Input::StreamText { attempt, text: format!("{}{}", msg_frame(1), msg_frame(2)) }));
+    assert_eq!(emitted(&out, EventName::Message).len(), 2);
+    let relayed = broadcasts(&out);
+    assert_eq!(relayed.len(), 1, "one envelope for the chunk: {out:?}");
+    assert!(!out.iter().any(|x| matches!(x, SessionAction::Convo(Action::Relay { .. }))), "relays are the session's own");
+    let out = b.handle(now, SessionInput::Channel(relayed[0].clone()));
+    delivered_b.extend(emitted(&out, EventName::Message));
+    let ids: Vec<&str> = delivered_b.iter().map(|m| m["message"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+}
+
+/// `close()` tells the others, stops the election's timer, releases the
+/// lock and closes the convo; a late lock answer changes nothing.
+#[test]
+fn close_releases_the_lock_and_ends_the_election() {
+    let mut s = tabbed(6, "a");
+    let out = s.handle(0, SessionInput::Start { hidden: false });
+    let epoch = lock_request(&out).unwrap();
+    s.handle(1, SessionInput::Lock { epoch, granted: true });
+    let out = s.handle(2, SessionInput::Close);
+    assert!(out.contains(&SessionAction::ReleaseLock) && out.contains(&SessionAction::ClearTabTimer), "{out:?}");
+    assert!(s.is_closed());
+    assert!(s.handle(3, SessionInput::Lock { epoch, granted: false }).iter().all(|a| matches!(a, SessionAction::Convo(Action::Log(_)))));
+    assert!(s.handle(4, SessionInput::TabTick).is_empty());
+    assert!(s.handle(5, SessionInput::Close).is_empty(), "once");
+}
