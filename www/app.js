@@ -210,12 +210,11 @@ function show(convoId) {
   last = null;
   logEvent(`opening conversation ${convoId.slice(0, 8)}…`);
   const opening = valet.openConvo({ convoId });
-  // `streaming`: replies show as the agent writes them (the demo's server
-  // streams them). The opener lets "Try again" open it anew after a stop.
+  // The store's first opening is the one awaited below; "Try again" (its
+  // reopen) opens anew. `streaming`: replies show as the agent writes them.
   let first = opening;
-  const opener = () => first ?? valet.openConvo({ convoId });
   store = createConvoStore(() => {
-    const o = opener();
+    const o = first ?? valet.openConvo({ convoId });
     first = null;
     return o;
   }, { convoState: convoStateOf(valet, convoId), streaming: true });

@@ -926,7 +926,7 @@ impl ConvoMachine {
     /// stops the convo; any other failure may pass, and is retried with
     /// backoff (the stream's and the reconcile's alike).
     fn on_token_failed(&mut self, purpose: TokenFor, error: ClientError) {
-        let signed_out = error.code == ErrorCode::Auth;
+        let signed_out = error.signed_out();
         match purpose {
             TokenFor::Stream(a) if self.conn == Conn::Authorizing(a) => {
                 if signed_out {

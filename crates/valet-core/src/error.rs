@@ -87,6 +87,13 @@ impl ErrorCode {
 }
 
 impl ClientError {
+    /// Whether a failure to get a token is final: the app's `fetchJwt` said
+    /// the user is signed out (code `auth`). Every other token failure may
+    /// pass and is retried; what asked for the token stops on this one.
+    pub fn signed_out(&self) -> bool {
+        self.code == ErrorCode::Auth
+    }
+
     /// The error's JSON (the same as serde's, without its code in the wasm).
     pub fn to_json(&self) -> String {
         let o = crate::json::Obj::new()

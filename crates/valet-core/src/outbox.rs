@@ -209,7 +209,7 @@ impl Outbox {
             return;
         }
         let Some(head) = self.queue.first_mut() else { return };
-        if error.code == ErrorCode::Auth {
+        if error.signed_out() {
             return self.fail_head(error, out);
         }
         if head.cancelled {

@@ -174,7 +174,7 @@ impl ValetClient {
             // A signed-out user is refused here, before any stream; a
             // failure that may pass is the convo's to retry.
             if let Err(e) = shared.tokens.get(None).await {
-                if e.code == ErrorCode::Auth {
+                if e.signed_out() {
                     return Err(to_js(&e));
                 }
             }
