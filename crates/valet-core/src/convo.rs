@@ -151,6 +151,10 @@ pub enum Input {
     Lead,
     /// Fetch history now (a follower opening, or a new leader generation).
     Sync,
+    /// Follower side: the leader's relays may have skipped frames (a new
+    /// leader, or relaying stopped while this tab did not answer): hold
+    /// what is relayed until the next [`Input::Sync`] places it.
+    Resync,
     /// Frames relayed by the leading tab, as SSE text (see
     /// [`Action::Relay`]; event `"status"`: its status).
     Relayed {
@@ -491,8 +495,12 @@ impl ConvoMachine {
                     self.out.push(Action::ClearTimer(Timer::Reconnect));
                     self.conn = Conn::Standby;
                 }
+                // Relays are placed once the leader has this tab listening
+                // and a history has answered (`Sync`).
+                self.delivery.begin_sync();
                 self.opened(Ok(()));
             }
+            Input::Resync => self.delivery.begin_sync(),
             Input::Lead => {
                 if self.user_paused || (self.hidden && self.cfg.pause_on_hidden) {
                     self.pause();
@@ -536,6 +544,8 @@ impl ConvoMachine {
                 if self.conn == Conn::Connecting(attempt) {
                     self.conn = Conn::Live(attempt);
                     self.last_activity_ms = now_ms;
+                    // The server took a token: 401s count again from zero.
+                    self.auth_failures = 0;
                 }
             }
             Input::StreamRefused { attempt, status, retry_after, body } => {

@@ -612,7 +612,10 @@ impl Election {
             }
             Body::Resign => {
                 if self.leader.as_ref().is_some_and(|(t, _)| *t == env.tab) {
-                    self.last_leader_ms = None;
+                    // The lock passes to the next tab in its queue; if that
+                    // one never leads (frozen while it waited), a lease
+                    // from now on lets a visible follower take it.
+                    self.last_leader_ms = Some(now_ms);
                     self.leader = None;
                     if !self.cfg.locks && self.visible {
                         self.lead(now_ms);
@@ -944,6 +947,26 @@ mod tests {
             b.run(4000);
             assert_eq!(b.leaders().len(), 1, "crashed, locks={locks}");
         }
+    }
+
+    /// The leader resigns and the lock passes to the next tab in its queue,
+    /// which is frozen: the visible follower takes over after a lease.
+    /// (Found by the simulator, seed 6992: every tab followed for good.)
+    #[test]
+    fn a_lock_passed_to_a_frozen_tab_is_taken_by_a_visible_follower() {
+        let mut b = Browser::new(3, true);
+        for i in 0..3 {
+            b.input(i, TabInput::Start { visible: true });
+        }
+        b.run(1000);
+        let leader = b.leaders()[0];
+        let next = b.lock_queue[0];
+        let other = (0..3).find(|&i| i != leader && i != next).unwrap();
+        b.freeze(next);
+        b.close(leader);
+        b.run(5000);
+        assert_eq!(b.lock_holder, Some(other), "stolen from the frozen tab");
+        assert_eq!(b.leaders(), vec![other]);
     }
 
     #[test]

@@ -74,6 +74,8 @@ struct Queued {
     token: Option<String>,
     reject: Option<String>,
     ambiguous: bool,
+    /// An upload or post of it awaits its answer.
+    on_wire: bool,
     cancelled: bool,
     detached: bool,
 }
@@ -143,6 +145,7 @@ impl Outbox {
             token: None,
             reject: None,
             ambiguous: false,
+            on_wire: false,
             cancelled: false,
             detached,
         });
@@ -192,6 +195,7 @@ impl Outbox {
         }
         let Some(head) = self.queue.first_mut() else { return };
         head.token = Some(token.clone());
+        head.on_wire = true;
         if head.files && head.message_id.is_none() {
             out.push(Action::Upload { id, token });
         } else {
@@ -226,6 +230,7 @@ impl Outbox {
             return false;
         }
         let Some(head) = self.queue.first_mut() else { return false };
+        head.on_wire = false;
         let uploading = head.files && head.message_id.is_none();
         let what = if uploading { "upload" } else { "send" };
         match outcome {
@@ -333,12 +338,14 @@ impl Outbox {
         }
     }
 
-    /// `close()`: every send not settled yet fails with `closed`.
+    /// `close()`: every send not settled yet fails with `closed`; one on
+    /// the wire may have been stored (`maybe_stored`).
     pub fn close(&mut self, out: &mut Vec<Action>) {
         self.in_flight = None;
         self.held = false;
         self.rate_limited = false;
-        for o in core::mem::take(&mut self.queue) {
+        for mut o in core::mem::take(&mut self.queue) {
+            o.ambiguous |= o.on_wire;
             Self::settle_err(o, ClientError::new(ErrorCode::Closed, "the convo was closed before the message was sent"), out);
         }
     }

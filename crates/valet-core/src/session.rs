@@ -11,6 +11,9 @@
 //!   fetches history (`Sync`), relayed frames are delivered (`Relayed`), a
 //!   tab that joins hears the stream's status (`Announce`). Each new role is
 //!   told to the app (a `role` event).
+//! - A follower places relayed frames only while the leader has it
+//!   listening: from following (or no longer being listened to) until
+//!   its hello is acknowledged and a history answers, they are held.
 //! - Relaying follows the election: the convo relays what it receives only
 //!   while another tab listens, and a chunk to relay goes out as an
 //!   `events` envelope of this tab's generation.
@@ -210,9 +213,13 @@ impl Session {
     /// Hands `input` to the election, and its outcomes to the convo.
     fn tab_input(&mut self, now_ms: u64, input: TabInput) {
         let Some(election) = self.election.as_mut() else { return };
-        let (ignored, relaying) = (election.ignored(), election.relaying());
+        let (ignored, relaying, listening) = (election.ignored(), election.relaying(), election.listening());
         let actions = election.handle(now_ms, input);
         let (now_ignored, now_relaying) = (election.ignored(), election.relaying());
+        if listening && !election.listening() {
+            // Relays may skip frames until this tab is heard again.
+            self.convo_input(now_ms, Input::Resync);
+        }
         if now_relaying != relaying {
             // Before the actions: an `Announce` among them is relayed.
             self.convo_input(now_ms, Input::Relay(now_relaying));

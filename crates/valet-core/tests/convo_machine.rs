@@ -183,6 +183,31 @@ fn unauthorized_rejects_the_token_and_three_in_a_row_stop_with_auth() {
     }
 }
 
+/// "In a row": a stream the server opened in between starts the count again,
+/// so 401s spread over a long session (a token revoked now and then) never
+/// add up to a stop.
+#[test]
+fn unauthorized_counts_start_again_after_a_stream_opened() {
+    let mut h = Harness::new(4);
+    let mut out = h.feed(Input::Start);
+    for round in 0..3 {
+        for _ in 0..2 {
+            let a = stream_token_request(&out).unwrap();
+            h.feed(Input::Token { purpose: TokenFor::Stream(a), token: format!("tok-{round}") });
+            let refused = h.feed(Input::StreamRefused { attempt: a, status: 401, retry_after: None, body: String::new() });
+            assert!(reconnect_delay(&refused).is_some(), "two 401s in a row retry");
+            out = h.feed(Input::TimerFired(Timer::Reconnect));
+        }
+        let a = stream_token_request(&out).unwrap();
+        h.feed(Input::Token { purpose: TokenFor::Stream(a), token: format!("good-{round}") });
+        h.feed(Input::StreamOpened { attempt: a });
+        out = h.feed(Input::StreamFailed { attempt: a, message: "reset".into() });
+        assert!(reconnect_delay(&out).is_some(), "a failure after an opening retries");
+        out = h.feed(Input::TimerFired(Timer::Reconnect));
+    }
+    assert!(emitted(&h.log, EventName::Status).iter().all(|s| s["status"] != "stopped"), "never stopped");
+}
+
 #[test]
 fn server_errors_and_network_failures_back_off_exponentially() {
     let mut h = Harness::new(4);

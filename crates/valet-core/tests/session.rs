@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, TokenFor};
-use valet_core::election::{Election, ElectionConfig, Role};
+use valet_core::election::{Body, Election, ElectionConfig, Envelope, Role};
 use valet_core::events::EventName;
 use valet_core::session::{Session, SessionAction, SessionInput};
 
@@ -163,4 +163,65 @@ fn close_releases_the_lock_and_ends_the_election() {
     assert!(s.handle(3, SessionInput::Lock { epoch, granted: false }).iter().all(|a| matches!(a, SessionAction::Convo(Action::Log(_)))));
     assert!(s.handle(4, SessionInput::TabTick).is_empty());
     assert!(s.handle(5, SessionInput::Close).is_empty(), "once");
+}
+
+fn envelope(tab: &str, gen: u64, body: Body) -> String {
+    Envelope { tab: tab.into(), gen, body }.to_json()
+}
+
+fn unseq_frame(n: u64) -> String {
+    format!(
+        "event: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{n}\",\"content\":\"c{n}\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[]}}}}\n\n"
+    )
+}
+
+/// Answers a reconcile the follower asked for with `ids` (no `seq`).
+fn answer_history(f: &mut Session, now: u64, out: &[SessionAction], ids: &[u64]) -> Vec<SessionAction> {
+    let purpose = out
+        .iter()
+        .find_map(|a| match a {
+            SessionAction::Convo(Action::GetToken { purpose: p @ TokenFor::Reconcile(_), .. }) => Some(*p),
+            _ => None,
+        })
+        .expect("asks for history");
+    let out = f.handle(now, SessionInput::Convo(Input::Token { purpose, token: "t".into() }));
+    let req = out
+        .iter()
+        .find_map(|a| match a {
+            SessionAction::Convo(Action::Reconcile { req, .. }) => Some(*req),
+            _ => None,
+        })
+        .unwrap();
+    let msgs: Vec<String> = ids
+        .iter()
+        .map(|n| format!("{{\"id\":\"m{n}\",\"content\":\"c{n}\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[]}}"))
+        .collect();
+    let body = format!("{{\"messages\":[{}]}}", msgs.join(","));
+    f.handle(now, SessionInput::Convo(Input::ReconcileDone { req, status: 200, body }))
+}
+
+/// A follower that a new leader has not acknowledged yet holds what is
+/// relayed (it may have missed frames: here m2, stored while no leader
+/// relayed it); once acknowledged, history places everything in order.
+/// Found by the simulator (seed 93, a server without `seq`): the relayed
+/// message went out at once, and the one before it was never delivered.
+#[test]
+fn a_follower_holds_relays_until_a_new_leader_has_it_listening() {
+    let mut f = tabbed(7, "f");
+    f.handle(0, SessionInput::Start { hidden: false });
+    let beat = |ack: Option<&str>, gen, tab: &str| {
+        envelope(tab, gen, Body::Heartbeat { visible: true, relay: 1, ack: ack.map(str::to_owned) })
+    };
+    let out = f.handle(10, SessionInput::Channel(beat(Some("f"), 5, "a")));
+    assert_eq!(f.role(), Role::Follower);
+    let out = answer_history(&mut f, 11, &out, &[1]);
+    let mut delivered: Vec<String> = emitted(&out, EventName::Message).iter().map(|m| m["message"]["id"].as_str().unwrap().to_owned()).collect();
+    // A new leader (b) takes over; its relay of m3 comes before its ack.
+    f.handle(20, SessionInput::Channel(beat(None, 6, "b")));
+    let out = f.handle(21, SessionInput::Channel(envelope("b", 6, Body::Events { sse: unseq_frame(3) })));
+    assert!(emitted(&out, EventName::Message).is_empty(), "held until the new leader has this tab listening");
+    let out = f.handle(22, SessionInput::Channel(beat(Some("f"), 6, "b")));
+    let out = answer_history(&mut f, 23, &out, &[1, 2, 3]);
+    delivered.extend(emitted(&out, EventName::Message).iter().map(|m| m["message"]["id"].as_str().unwrap().to_owned()));
+    assert_eq!(delivered, ["m1", "m2", "m3"]);
 }
