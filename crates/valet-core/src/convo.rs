@@ -1232,7 +1232,14 @@ impl ConvoMachine {
                     drop(body);
                     self.reconcile_backoff.reset();
                     self.reconcile_auth_failures = 0;
-                    let delivered = self.delivery.on_reconcile(history);
+                    // A (re)connect since this request was sent: a newer
+                    // history is coming, and only it can place what the
+                    // stream brought meanwhile.
+                    let delivered = if self.reconcile_again {
+                        self.delivery.on_stale_reconcile(history)
+                    } else {
+                        self.delivery.on_reconcile(history)
+                    };
                     if self.history_loaded {
                         let filled = delivered.iter().filter(|d| d.from_reconcile).count() as u64;
                         if filled > 0 {
