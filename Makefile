@@ -9,12 +9,14 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
-# The long chaos run of `make bench`: seeds (each with both transports) and ms of faults per run.
 # The size budget of `make test`: wasm + JS glue (+ snippets), gzip -9, in
 # bytes. It only goes down: lower it when the SDK gets lighter.
 SIZE_BUDGET := 60695
+# The long chaos run of `make bench`: seeds (each with both transports) and ms of faults per run.
 CHAOS_SEEDS ?= 3
 CHAOS_MS ?= 90000
+# Simulated sessions of `make bench` (crates/valet-sim).
+SIM_SESSIONS ?= 1000000
 
 .PHONY: docs test-docs all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
         build server wasm pkg pack setup-examples examples demo-site size bench test test-size test-rust test-wasm test-types test-unit test-package test-browser test-engines setup-engines lint demo clean
@@ -172,6 +174,7 @@ size: pkg
 bench: wasm setup-npm setup-chromium size examples
 	cargo run -q --release -p valet-server --example load -- 2000 20 1,16,64,256
 	cargo run -q --release --example throughput -p valet-core
+	cargo run -q --profile sim -p valet-sim -- $(SIM_SESSIONS)
 	cd tests && node bench/delivery.mjs
 	cd tests && node bench/first-message.mjs
 	cd tests && node bench/memory.mjs
@@ -191,10 +194,13 @@ test: setup
 	$(MAKE) test-docs
 
 # By package, as `server` builds (see there): the server and its tests, then
-# the protocol core and the glue natively.
+# the protocol core and the glue natively, then 10,000 simulated sessions of
+# the core's tab sessions against the server and browser models
+# (crates/valet-sim: optimized, `--profile sim`; a failure names its seeds).
 test-rust:
 	cargo test -p valet-server
 	cargo test -p valet-core -p valet-wasm
+	cargo test --profile sim -p valet-sim -- --nocapture
 
 # The seed quickstart type-checks with tsc --strict against the generated typings.
 # The glue's own tests (wasm-bindgen-test), in Node: they need a JS engine,
