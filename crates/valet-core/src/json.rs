@@ -276,7 +276,7 @@ pub fn push_string(out: &mut String, s: &str) {
 
 /// A whole number written in ASCII digits only (no sign, no space), if it
 /// fits in a `u64`. Not `str::parse`: its sign handling and generic code
-/// are 0.1 KB of the wasm, for three readers of plain digits.
+/// weigh in the wasm, for three readers of plain digits.
 pub fn parse_u64(s: &str) -> Option<u64> {
     if s.is_empty() {
         return None;

@@ -26,7 +26,7 @@
 //!   already on the wire when aborted finishes that attempt: stored, it
 //!   resolves (too late to abort); otherwise it rejects with `aborted`.
 //! - The queue is a `Vec`: it is short (one convo's unsent messages), and a
-//!   `VecDeque` of its own costs the wasm 440 B gzipped.
+//!   `VecDeque` of its own would add its code to the wasm.
 
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::action::{Action, Timer, TokenFor};

@@ -4,8 +4,7 @@
 //! Why: in the browser build, `format!` brought `core::fmt::write`, an
 //! argument table per call and `String`'s `fmt::Write` into the wasm for
 //! log lines, error messages and a few JSON bodies that are plain
-//! concatenations. With FxHash's panic path that kept `Debug` formatting
-//! (see `delivery`), that was 1.3 KB of the gzipped wasm. What is left of
+//! concatenations (docs/size.md has what that weighed). What is left of
 //! `core::fmt` is reached from `core`'s own panic messages. The crate's
 //! non-test code uses [`cat!`](crate::cat): the prelude has `format!` only
 //! for the tests and the `std` build (the server's).
@@ -85,7 +84,7 @@ pub fn push_hex(out: &mut String, byte: u8, upper: bool) {
 
 /// The parts of `s` between the ASCII bytes `sep`, as `s.split(sep)` has
 /// them: found byte by byte, which in the wasm is a short loop where
-/// `str::split`'s char searcher is 0.3 KB (with its `memchr`).
+/// `str::split` brings a char searcher and its `memchr`.
 pub fn split_ascii(s: &str, sep: u8) -> SplitAscii<'_> {
     debug_assert!(sep.is_ascii(), "split_ascii splits at an ASCII byte");
     SplitAscii { rest: Some(s), sep }

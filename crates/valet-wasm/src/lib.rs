@@ -181,11 +181,10 @@ export interface Convo {
 }
 "#;
 
-/// The allocator: talc instead of Rust's default dlmalloc. Measured on the
-/// same build: 2.9 KB less gzipped, delivery as fast or faster, and memory
-/// as flat (8.5 MB wasm memory after 100k and after 200k messages). Its
-/// `disable-realloc-in-place` feature saves 134 B more but let memory grow
-/// (10.8 MB at 200k): not taken.
+/// The allocator: talc instead of Rust's default dlmalloc: lighter, delivery
+/// as fast or faster, and memory as flat (measured: docs/size.md). Its
+/// `disable-realloc-in-place` feature is lighter still but let memory
+/// grow: not taken.
 #[cfg(all(not(target_feature = "atomics"), target_family = "wasm"))]
 #[global_allocator]
 static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

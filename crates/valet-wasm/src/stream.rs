@@ -15,7 +15,7 @@
 //!   REST calls' request helper) that report what happens to one callback,
 //!   as the core's inputs: the wasm keeps no future, reader or listener
 //!   per stream (a Rust `async` driver with its `Response`, `Headers` and
-//!   reader handles cost it 1.3 KB gzipped more).
+//!   reader handles is much more code).
 //! - Dropping the handle stops the JS first (the fetch aborted, or the
 //!   EventSource closed), then frees the callback: nothing calls it after.
 

@@ -4,28 +4,28 @@
 // (`__wbg_httpSend_78d24742a64d2bf3`), from the module
 // "./valet_wasm_bg.js". The wasm spells each name once in its import
 // section, the glue once as a key of its import object; the hashes do not
-// compress. Here they become `a`, `b`, …, `$a`, … from a module `a`: 2.1 KB
-// less gzipped in the wasm and 0.7 KB in the glue (emscripten does the same
-// with binaryen's minify-imports-and-exports pass). The exports the glue
-// calls get short names too (below): 0.6 KB less. The snippets' imports
+// compress. Here they become `a`, `b`, …, `$a`, … from a module `a`
+// (emscripten does the same with binaryen's minify-imports-and-exports
+// pass). The exports the glue calls get short names too (below). What it
+// saves: docs/size.md, "The post-link steps". The snippets' imports
 // (imported by their export names) are left as they are.
 //
 // The wasm is rewritten with binaryen's API (npm `binaryen`, from
 // tests/package-lock.json), the glue by replacing each key, which must
 // occur exactly once: anything unexpected fails the build.
 //
-// Usage: node pkg-template/imports.mjs <dir> (before wasm-opt and terser)
+// Usage: node crates/valet-wasm/build/imports.mjs <dir> (before wasm-opt and terser)
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
-const require = createRequire(new URL("../tests/package.json", import.meta.url));
+const require = createRequire(new URL("../../../tests/package.json", import.meta.url));
 const { default: binaryen } = await import(pathToFileURL(require.resolve("binaryen")).href);
 
 const dir = process.argv[2];
 if (!dir) {
-  console.error("usage: node pkg-template/imports.mjs <dir>");
+  console.error("usage: node crates/valet-wasm/build/imports.mjs <dir>");
   process.exit(2);
 }
 const GLUE_MODULE = "./valet_wasm_bg.js";

@@ -13,7 +13,8 @@
 // the wasm, unused; and wasm-opt may not drop a store before a trap
 // (memory is visible after it). Nightly's `-Zbuild-std` with
 // `panic=immediate-abort` compiles them without the message; this does the
-// same to the built wasm: 2.4 KB less gzipped. A panic is a bug, and it
+// same to the built wasm (what it saves: docs/size.md, "The post-link
+// steps"). A panic is a bug, and it
 // still throws a `RuntimeError` in JS at the same place.
 //
 // Only panic functions whose every path ends in a trap are rewritten
@@ -22,18 +23,18 @@
 // after). If `panic_fmt` is not among them, the build fails: the names
 // changed.
 //
-// Usage: node pkg-template/traps.mjs <dir> (before imports.mjs and wasm-opt)
+// Usage: node crates/valet-wasm/build/traps.mjs <dir> (before imports.mjs and wasm-opt)
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
-const require = createRequire(new URL("../tests/package.json", import.meta.url));
+const require = createRequire(new URL("../../../tests/package.json", import.meta.url));
 const { default: binaryen } = await import(pathToFileURL(require.resolve("binaryen")).href);
 
 const dir = process.argv[2];
 if (!dir) {
-  console.error("usage: node pkg-template/traps.mjs <dir>");
+  console.error("usage: node crates/valet-wasm/build/traps.mjs <dir>");
   process.exit(2);
 }
 const wasmPath = join(dir, "valet_wasm_bg.wasm");
@@ -53,7 +54,7 @@ const PANICS = /^<?(core|alloc|__rustc)\[[0-9a-f]+\]::.*(panic|_fail|failed|allo
 // a `Display` or `Debug` impl can run: they are left only as the table
 // entries that panic messages' arguments point to (which the optimizer
 // must keep). They trap too, and `Formatter::pad`, `pad_integral` and the
-// char counting they call go: 1.2 KB less gzipped. A build that formats
+// char counting they call go. A build that formats
 // keeps them all.
 const FORMATS = /^<.* as core\[[0-9a-f]+\]::fmt::(Display|Debug)>::fmt(\[\d+\])?$/;
 
@@ -95,7 +96,7 @@ console.log(
  * and length, line and column, four little-endian u32s; the name ends in
  * `.rs`) and their file names, in the data segments, become zeros: only a
  * panic reads them, and a panic now traps without. Zeros compress to
- * nothing (0.5 KB less gzipped). Patched in `wasm`, the emitted binary,
+ * nothing. Patched in `wasm`, the emitted binary,
  * where each segment's bytes stand as they are.
  */
 function zeroLocations(module, wasm) {

@@ -1,4 +1,4 @@
-// pkg-template/traps.mjs, on a small module built here with binaryen: a
+// traps.mjs, on a small module built here with binaryen: a
 // panic function traps at once (its stores are gone), a caller still traps
 // where it panicked, and what is not a panic is left as it is.
 import { test } from "node:test";
@@ -8,8 +8,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const { default: binaryen } = await import("binaryen");
-const script = new URL("../../pkg-template/traps.mjs", import.meta.url).pathname;
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+
+const require = createRequire(new URL("../../../tests/package.json", import.meta.url));
+const { default: binaryen } = await import(pathToFileURL(require.resolve("binaryen")).href);
+const script = new URL("traps.mjs", import.meta.url).pathname;
 
 /**
  * A module whose panic stores its argument at address 8 and traps, with a
