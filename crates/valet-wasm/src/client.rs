@@ -3,82 +3,19 @@
 
 #[allow(unused_imports)]
 use crate::prelude::*;
-use crate::rt::Shared;
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 
 use valet_core::backoff::Rng;
 use valet_core::client::{ClientConfig, RawOptions};
-use valet_core::error::{ClientError, ErrorCode};
-use valet_core::send::{SendOutcome, SendPolicy, SendStep};
+use valet_core::error::ErrorCode;
 use wasm_bindgen::prelude::*;
 
 use crate::convo::{Convo, ConvoInner};
 use crate::error::{js_error, to_js};
-use crate::http;
 use crate::log::{Hook, Logger};
+use crate::shared::ClientShared;
 use crate::tokens::TokenSource;
-
-/// What every convo of a client shares.
-pub struct ClientShared {
-    pub(crate) config: ClientConfig,
-    pub(crate) tokens: Rc<TokenSource>,
-    pub(crate) log: Logger,
-    pub(crate) hook: Hook,
-    pub(crate) rng: RefCell<Rng>,
-    seeds: Cell<u64>,
-}
-
-impl ClientShared {
-    pub(crate) fn seed(&self) -> u64 {
-        let s = self.seeds.get().wrapping_add(1);
-        self.seeds.set(s);
-        self.rng.write().next_u64() ^ s
-    }
-
-    pub(crate) fn uuid(&self) -> String {
-        self.rng.write().uuid_v4()
-    }
-
-    /// A client-level REST call without a body, with the send policy
-    /// (valet-core `SendPolicy`): token refresh on 401, backoff on transient
-    /// failures. Returns the body of the 2xx answer.
-    async fn request(&self, what: &'static str, method: &str, url: &str) -> Result<String, ClientError> {
-        let mut policy = SendPolicy::new(what);
-        let mut reject = None;
-        loop {
-            let token = self.tokens.get(reject.take()).await?;
-            let outcome = match http::send_read(method, url, Some(&token), http::Body::Empty, None).await {
-                Ok(r) if (200..300).contains(&r.status) => return Ok(r.body),
-                Ok(r) => SendOutcome::Http { status: r.status, retry_after: r.retry_after, body: r.body },
-                Err(m) => SendOutcome::Network(m),
-            };
-            // The RNG borrow must end before the retry's await: other convos use it.
-            let step = policy.next(outcome, &mut self.rng.write());
-            match step {
-                SendStep::Done => return Ok(String::new()),
-                SendStep::Retry { delay_ms, refresh_token } => {
-                    if refresh_token {
-                        reject = Some(token);
-                    }
-                    crate::rt::sleep(delay_ms).await;
-                }
-                SendStep::Fail(e) => return Err(e),
-            }
-        }
-    }
-
-    /// A client-level REST call (no body, not tied to a convo), its answer
-    /// shaped in JS (`shapeAnswer`, over `JSON.parse`: no serde).
-    async fn get_shaped(&self, what: &'static str, method: &str, url: &str, session: bool) -> Result<JsValue, JsValue> {
-        let body = self.request(what, method, url).await.map_err(|e| to_js(&e))?;
-        let shaped = shape_answer(session, &body);
-        match shaped.as_string() {
-            Some(why) => Err(js_error(ErrorCode::Protocol, valet_core::cat!("malformed answer to ", what, ": ", why))),
-            None => Ok(shaped),
-        }
-    }
-}
 
 #[wasm_bindgen(module = "/js/client.js")]
 extern "C" {
@@ -98,6 +35,17 @@ extern "C" {
     /// white space.
     #[wasm_bindgen(js_name = convoIdOf, catch)]
     fn convo_id_of(options: &JsValue) -> Result<Option<String>, JsValue>;
+}
+
+/// A client-level REST call (no body, not tied to a convo), its answer
+/// shaped in JS (`shapeAnswer`, over `JSON.parse`: no serde).
+async fn get_shaped(shared: &ClientShared, what: &'static str, method: &str, url: &str, session: bool) -> Result<JsValue, JsValue> {
+    let body = shared.request(what, method, url).await.map_err(|e| to_js(&e))?;
+    let shaped = shape_answer(session, &body);
+    match shaped.as_string() {
+        Some(why) => Err(js_error(ErrorCode::Protocol, valet_core::cat!("malformed answer to ", what, ": ", why))),
+        None => Ok(shaped),
+    }
 }
 
 /// The entry point: `new ValetClient({ agentId, fetchJwt, ... })`.
@@ -147,14 +95,14 @@ impl ValetClient {
     #[wasm_bindgen(js_name = startSession, unchecked_return_type = "Promise<StartSessionResult>")]
     pub fn start_session(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
-        crate::rt::promise(async move { shared.get_shaped("startSession", "POST", &shared.config.sessions_url(), true).await })
+        crate::rt::promise(async move { get_shaped(&shared, "startSession", "POST", &shared.config.sessions_url(), true).await })
     }
 
     /// The user's convos with the agent, newest first.
     #[wasm_bindgen(js_name = listConvos, unchecked_return_type = "Promise<ConvoSummary[]>")]
     pub fn list_convos(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
-        crate::rt::promise(async move { shared.get_shaped("listConvos", "GET", &shared.config.convos_url(), false).await })
+        crate::rt::promise(async move { get_shaped(&shared, "listConvos", "GET", &shared.config.convos_url(), false).await })
     }
 
     /// Opens a convo: gets a token, then opens its stream. Resolves once the

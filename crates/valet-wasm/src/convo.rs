@@ -27,7 +27,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::AbortController;
 
-use crate::client::ClientShared;
+use crate::shared::ClientShared;
 use crate::emitter::Emitter;
 use crate::error::{js_error, to_js};
 use crate::http;
@@ -256,14 +256,20 @@ impl ConvoInner {
             }
             Action::OpenStream { attempt, token, last_event_id } => {
                 let cfg = &self.client.config;
+                // The stream's inputs go to this convo, while it lives.
+                let this = self.this.clone();
+                let sink: stream::Sink = Box::new(move |input| {
+                    feed(&this, input);
+                    this.upgrade().is_some_and(|inner| inner.events_held())
+                });
                 let handle = match cfg.transport {
                     Transport::Fetch => {
-                        stream::open(self.this.clone(), attempt, &cfg.events_url(&self.convo_id, None), None, &token, last_event_id)
+                        stream::open(sink, attempt, &cfg.events_url(&self.convo_id, None), None, &token, last_event_id)
                     }
                     // The ticket is appended to this URL (an empty ticket encodes as nothing).
                     Transport::EventSource => {
                         let url = cfg.events_url(&self.convo_id, Some(""));
-                        stream::open(self.this.clone(), attempt, &url, Some(&cfg.ticket_url(&self.convo_id)), &token, None)
+                        stream::open(sink, attempt, &url, Some(&cfg.ticket_url(&self.convo_id)), &token, None)
                     }
                 };
                 // Replacing drops (aborts) any previous stream.

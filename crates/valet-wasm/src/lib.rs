@@ -41,6 +41,7 @@ mod http;
 mod json;
 mod log;
 mod rt;
+mod shared;
 mod stream;
 mod tabs;
 mod tokens;

@@ -18,16 +18,17 @@
 //!   reader handles is much more code).
 //! - Dropping the handle stops the JS first (the fetch aborted, or the
 //!   EventSource closed), then frees the callback: nothing calls it after.
+//! - A stream is handed a [`Sink`] for the core's inputs, not a convo: it
+//!   knows nothing above it.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
-use alloc::rc::Weak;
+use alloc::boxed::Box;
 
 use valet_core::convo::Input;
 use valet_core::wire::STREAM_EVENT_NAMES;
 use wasm_bindgen::prelude::*;
 
-use crate::convo::{feed, ConvoInner};
 use crate::http::open_stream;
 use crate::rt::Subscription;
 
@@ -38,10 +39,14 @@ type Report = dyn FnMut(u32, Option<String>, u16, Option<String>) -> bool;
 /// closed), then frees its callback.
 pub type StreamHandle = Subscription<Report>;
 
+/// Where a stream's inputs go. It answers whether the events it got are
+/// held for now (the transport then stops reading until they are not).
+pub type Sink = Box<dyn FnMut(Input) -> bool>;
+
 /// Opens the stream of `attempt`: over fetch at `url`, or (`ticket_url`)
 /// over EventSource at `url` followed by the ticket.
 pub fn open(
-    sink: Weak<ConvoInner>,
+    mut sink: Sink,
     attempt: u64,
     url: &str,
     ticket_url: Option<&str>,
@@ -61,8 +66,7 @@ pub fn open(
                 return false;
             }
         };
-        feed(&sink, input);
-        sink.upgrade().is_some_and(|inner| inner.events_held())
+        sink(input)
     });
     let stop =
         open_stream(ticket_url.is_some(), url, ticket_url.unwrap_or_default(), token, last_event_id, STREAM_EVENT_NAMES, callback.as_ref());
