@@ -44,4 +44,5 @@ pub mod session;
 pub mod sse;
 pub mod text;
 pub mod token;
+pub mod token_source;
 pub mod wire;

@@ -1,19 +1,14 @@
-//! The client's token source: carries out `valet_core::token::TokenManager`.
+//! The client's token source: carries out `valet_core::token_source`'s
+//! actions, which decide everything (single flight, the lock shared with
+//! the other tabs, told tokens, the refresh timer).
 //!
-//! It calls the app's `fetchJwt()` (capped by `fetchJwtTimeoutMs`), hands
-//! the result to every waiter of the single flight, and keeps a refresh
-//! timer ahead of expiry while any convo is open. The server's clock, from
-//! the `Date` of every answer ([`observe_server_date`]), is the page's one
-//! `ServerClock`, which each source takes before it decides; the refresh
-//! timer wakes at least once a minute to take a corrected clock into
-//! account.
-//!
-//! Tabs share tokens (`valet_core::token`'s "one refresh per browser"): a
-//! BroadcastChannel per (API, agent) carries each token a tab fetched and
-//! each token the server refused; a Web Lock named after the token being
-//! replaced lets one tab fetch while the others wait for its token. Without
-//! BroadcastChannel each tab is on its own; without Web Locks a tab fetches
-//! for itself but still takes the others' tokens and rejections.
+//! It holds the handles: the app's `fetchJwt()` (called in JS, capped by
+//! `fetchJwtTimeoutMs`), the requests waiting for a token, the timers, the
+//! tabs' token channel (a BroadcastChannel per API and agent) and the Web
+//! Lock named after the token being replaced. The server's clock, from the
+//! `Date` of every answer ([`observe_server_date`]), is the page's one
+//! `ServerClock`, handed to the machine before each input. Without
+//! BroadcastChannel, or without Web Locks, the machine does not share.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -26,7 +21,8 @@ use crate::rt::Listener;
 use crate::rt::PageCell;
 use crate::rt::Timeout;
 use valet_core::error::{ClientError, ErrorCode};
-use valet_core::token::{FetchFailure, Heard, ServerClock, TokenClaims, TokenManager, TokenMessage, TokenStep};
+use valet_core::token::{FetchFailure, ServerClock, TokenClaims};
+use valet_core::token_source::{TokenAction, TokenInput, TokenSource as Machine, TokenTimer};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -66,11 +62,6 @@ fn claims_of(jwt: &str) -> Result<TokenClaims, String> {
     Ok(TokenClaims { exp: claims.get(0).as_f64().map(|e| e as i64), identity: claims.get(1).as_string().unwrap_or_default() })
 }
 
-impl Drop for Share {
-    fn drop(&mut self) {
-        self.channel.close();
-    }
-}
 
 /// The link to the other tabs' token sources.
 struct Share {
@@ -81,22 +72,22 @@ struct Share {
     /// The lock asked for (to replace a token) or kept (after fetching its
     /// replacement, until the next one).
     lock: RefCell<Option<LockHandle>>,
-    /// A wait for the lock (or for another tab's token) lasts at most
-    /// `fetchJwtTimeoutMs` and a second; then this tab fetches for itself.
-    give_up: RefCell<Option<Timeout>>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.channel.close();
+    }
 }
 
 /// Shared by every convo of a client.
 pub struct TokenSource {
-    manager: RefCell<TokenManager>,
+    machine: RefCell<Machine>,
     fetch_jwt: js_sys::Function,
     timeout_ms: u64,
-    waiters: RefCell<Vec<Waiter>>,
-    refresh: RefCell<Option<Timeout>>,
-    active: Cell<u32>,
-    fetches: Cell<u64>,
-    /// A `fetchJwt` call of this tab is running.
-    fetching: Cell<bool>,
+    waiters: RefCell<Vec<(u64, Waiter)>>,
+    next_id: Cell<u64>,
+    timers: RefCell<Vec<(TokenTimer, Timeout)>>,
     log: Logger,
     hook: Hook,
     share: Option<Share>,
@@ -133,238 +124,141 @@ pub fn observe_server_date(date: &str) {
     }
 }
 
-/// The refresh timer wakes at least this often (to follow a corrected clock).
-const REFRESH_CHECK_MS: u64 = 60_000;
-
 impl TokenSource {
     /// A source over the app's `fetchJwt`, sharing with the other tabs'
     /// sources for the same API and agent.
     pub fn new(fetch_jwt: js_sys::Function, timeout_ms: u64, log: Logger, hook: Hook, api: &str, agent_id: &str) -> Rc<TokenSource> {
-        Rc::new_cyclic(|this: &Weak<TokenSource>| TokenSource {
-            share: token_channel(&valet_core::cat!("valet-token:", api, ":", agent_id)).ok().flatten().map(|channel| {
+        Rc::new_cyclic(|this: &Weak<TokenSource>| {
+            let share = token_channel(&valet_core::cat!("valet-token:", api, ":", agent_id)).ok().flatten().map(|channel| {
                 let source = this.clone();
                 let listener = crate::rt::listen(&channel, "message", move |text| {
                     if let (Some(s), Some(text)) = (source.upgrade(), text) {
-                        s.heard(&text);
+                        s.run(TokenInput::Heard(text));
                     }
                 });
-                Share {
-                    channel,
-                    _listener: listener,
-                    lock_prefix: valet_core::cat!("valet-token:", api, ":", agent_id, ":"),
-                    lock: RefCell::new(None),
-                    give_up: RefCell::new(None),
-                }
-            }),
-            manager: RefCell::new(TokenManager::new()),
-            fetch_jwt,
-            timeout_ms,
-            waiters: RefCell::new(Vec::new()),
-            refresh: RefCell::new(None),
-            active: Cell::new(0),
-            fetches: Cell::new(0),
-            fetching: Cell::new(false),
-            log,
-            hook,
-            this: this.clone(),
+                Share { channel, _listener: listener, lock_prefix: valet_core::cat!("valet-token:", api, ":", agent_id, ":"), lock: RefCell::new(None) }
+            });
+            let shared = share.is_some() && locks_available();
+            TokenSource {
+                machine: RefCell::new(Machine::new(claims_of, shared, timeout_ms)),
+                fetch_jwt,
+                timeout_ms,
+                waiters: RefCell::new(Vec::new()),
+                next_id: Cell::new(0),
+                timers: RefCell::new(Vec::new()),
+                log,
+                hook,
+                share,
+                this: this.clone(),
+            }
         })
     }
 
     /// A token (cached, or fetched once for all concurrent callers). With
     /// `reject`, the server refused that token: it is never returned again.
     pub async fn get(&self, reject: Option<String>) -> Result<String, ClientError> {
-        if let Some(bad) = &reject {
-            if self.manager().reject(bad) {
-                self.tell(TokenMessage::Rejected(bad.clone()));
-            }
-        }
-        let step = self.manager().request(now_ms(), None);
-        match step {
-            TokenStep::Use(t) => Ok(t),
-            TokenStep::Fetch => {
-                let rx = self.wait();
-                self.start_fetch();
-                rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
-            }
-            TokenStep::Wait => {
-                let rx = self.wait();
-                rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
-            }
-        }
-    }
-
-    /// The manager, with the page's server clock.
-    fn manager(&self) -> core::cell::RefMut<'_, TokenManager> {
-        let mut m = self.manager.write();
-        m.set_server_clock(page_clock());
-        m
-    }
-
-    fn wait(&self) -> crate::rt::Receiver<Result<String, ClientError>> {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
         let (tx, rx) = crate::rt::oneshot();
-        self.waiters.write().push(tx);
-        rx
+        self.waiters.write().push((id, tx));
+        self.run(TokenInput::Get { id, reject });
+        rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
     }
 
     /// A convo opened (`+1`) or closed (`-1`): refresh ahead only while any is open.
     pub fn set_active(&self, delta: i32) {
-        let n = (self.active.get() as i32 + delta).max(0) as u32;
-        self.active.set(n);
-        if n == 0 {
-            self.refresh.write().take();
-        } else {
-            self.arm_refresh();
-        }
-    }
-
-    fn arm_refresh(&self) {
-        if self.active.get() == 0 || self.refresh.read().is_some() {
-            return;
-        }
-        let Some(due) = self.manager().refresh_due_at() else { return };
-        let delay = due.saturating_sub(now_ms()).min(REFRESH_CHECK_MS);
-        let this = self.this.clone();
-        *self.refresh.write() = Some(Timeout::new(delay, move || {
-            if let Some(s) = this.upgrade() {
-                s.refresh.write().take();
-                // Not due yet (a check, or the clock was corrected): wait on.
-                if s.manager().refresh_due_at().is_some_and(|due| due > now_ms()) {
-                    return s.arm_refresh();
-                }
-                if s.manager.write().begin_refresh() {
-                    s.log.log("refreshing the token ahead of expiry");
-                    s.start_fetch();
-                }
-            }
-        }));
+        self.run(TokenInput::Active(delta));
     }
 
     /// `fetchJwt` calls made so far.
     pub fn fetches(&self) -> u64 {
-        self.fetches.get()
+        self.machine.read().fetches()
     }
 
-    /// Posts a message to the other tabs' sources.
-    fn tell(&self, message: TokenMessage) {
-        if let Some(share) = &self.share {
-            let _ = share.channel.post_message(&JsValue::from_str(&message.to_json()));
+    /// Hands `input` to the machine (with the page's server clock first),
+    /// then carries out its actions.
+    fn run(&self, input: TokenInput) {
+        let now = now_ms();
+        let actions = {
+            let mut machine = self.machine.write();
+            machine.handle(now, TokenInput::Clock(page_clock()));
+            machine.handle(now, input)
+        };
+        for action in actions {
+            self.execute(action);
         }
     }
 
-    /// A message from another tab: a token to take, or one refused.
-    fn heard(&self, text: &str) {
-        match TokenMessage::parse(text) {
-            Some(TokenMessage::Token(jwt)) => {
-                let Ok(claims) = claims_of(&jwt) else { return };
-                let heard = self.manager().hear(now_ms(), &jwt, &claims);
-                match heard {
-                    Heard::Took => {
-                        // No need for the lock any more: withdraw from its queue.
-                        self.drop_lock();
-                        self.log.log("took the token another tab fetched");
-                        self.settle(Ok(jwt));
+    fn execute(&self, action: TokenAction) {
+        match action {
+            TokenAction::CallFetchJwt => {
+                let Some(this) = self.this.upgrade() else { return };
+                crate::rt::spawn(async move {
+                    let raw = this.call_fetch_jwt().await;
+                    this.run(TokenInput::Fetched(raw));
+                });
+            }
+            TokenAction::Settle { id, result } => {
+                let waiter = {
+                    let mut waiters = self.waiters.write();
+                    waiters.iter().position(|(w, _)| *w == id).map(|at| waiters.remove(at).1)
+                };
+                if let Some(tx) = waiter {
+                    tx.send(result);
+                }
+            }
+            TokenAction::RequestLock { key, epoch } => {
+                let Some(share) = &self.share else { return };
+                let this = self.this.clone();
+                let cb = Closure::<dyn FnMut(bool)>::new(move |granted: bool| {
+                    if let Some(s) = this.upgrade().filter(|_| granted) {
+                        s.run(TokenInput::LockGranted { epoch });
                     }
-                    Heard::Better(ours) => self.tell(TokenMessage::Token(ours)),
-                    Heard::Ignored => {}
-                }
+                });
+                let release = request_lock(&valet_core::cat!(share.lock_prefix, key), false, cb.as_ref());
+                // Replacing the handle releases the lock kept since the last fetch.
+                let old = share.lock.write().replace(LockHandle::new(release, cb));
+                drop(old);
             }
-            Some(TokenMessage::Rejected(jwt)) if self.manager().reject(&jwt) => {
-                self.log.log("another tab's request was refused its token: it is not used here");
-            }
-            _ => {}
-        }
-    }
-
-    /// A token must be fetched: under the lock named after the token it
-    /// replaces, where the other tabs can wait for it; else at once.
-    fn start_fetch(&self) {
-        let (Some(share), Some(key)) = (&self.share, self.manager().share_key()) else { return self.spawn_fetch() };
-        if !locks_available() {
-            return self.spawn_fetch();
-        }
-        let this = self.this.clone();
-        let granted_key = key.clone();
-        let cb = Closure::<dyn FnMut(bool)>::new(move |granted: bool| {
-            if let Some(s) = this.upgrade().filter(|_| granted) {
-                s.lock_granted(&granted_key);
-            }
-        });
-        let release = request_lock(&valet_core::cat!(share.lock_prefix, key), false, cb.as_ref());
-        // Replacing the handle releases the lock kept since the last fetch.
-        let old = share.lock.write().replace(LockHandle::new(release, cb));
-        drop(old);
-        let this = self.this.clone();
-        let give_up = Timeout::new(self.timeout_ms.saturating_add(1_000), move || {
-            if let Some(s) = this.upgrade().filter(|s| s.manager.read().in_flight() && !s.fetching.get()) {
-                s.log.log("no token from the other tabs in time: fetching one here");
-                s.drop_lock();
-                s.spawn_fetch();
-            }
-        });
-        *share.give_up.write() = Some(give_up);
-    }
-
-    /// Withdraws from the lock's queue, or releases it.
-    fn drop_lock(&self) {
-        if let Some(share) = &self.share {
-            share.give_up.write().take();
-            let old = share.lock.write().take();
-            drop(old);
-        }
-    }
-
-    fn lock_granted(&self, key: &str) {
-        let step = self.manager().lock_granted(now_ms(), key);
-        match step {
-            TokenStep::Use(jwt) => {
-                self.drop_lock();
-                self.settle(Ok(jwt));
-            }
-            _ => {
+            TokenAction::ReleaseLock => {
                 if let Some(share) = &self.share {
-                    share.give_up.write().take();
+                    let old = share.lock.write().take();
+                    drop(old);
                 }
-                self.spawn_fetch();
+            }
+            TokenAction::Post(text) => {
+                if let Some(share) = &self.share {
+                    let _ = share.channel.post_message(&JsValue::from_str(&text));
+                }
+            }
+            TokenAction::SetTimer { timer, delay_ms } => {
+                let this = self.this.clone();
+                let t = Timeout::new(delay_ms, move || {
+                    if let Some(s) = this.upgrade() {
+                        s.run(TokenInput::Timer(timer));
+                    }
+                });
+                let old = self.take_timer(timer);
+                drop(old);
+                self.timers.write().push((timer, t));
+            }
+            TokenAction::ClearTimer(timer) => {
+                let old = self.take_timer(timer);
+                drop(old);
+            }
+            TokenAction::Log(line) => self.log.log(line),
+            TokenAction::Refreshed { ok } => {
+                if self.hook.is_set() {
+                    let ok = if ok { "true" } else { "false" };
+                    self.hook.call("token_refresh", &valet_core::cat!("{\"ok\":", ok, "}"));
+                }
             }
         }
     }
 
-    fn spawn_fetch(&self) {
-        let Some(this) = self.this.upgrade() else { return };
-        self.fetches.set(self.fetches.get() + 1);
-        self.fetching.set(true);
-        crate::rt::spawn(async move {
-            let raw = this.call_fetch_jwt().await;
-            this.fetching.set(false);
-            let result = this.manager().fetched_with(now_ms(), raw, claims_of);
-            if this.hook.is_set() {
-                let ok = if result.is_ok() { "true" } else { "false" };
-                this.hook.call("token_refresh", &valet_core::cat!("{\"ok\":", ok, "}"));
-            }
-            match &result {
-                // Told while the lock is kept: a tab that gets it later finds the token replaced.
-                Ok(jwt) => {
-                    this.log.log("got a token from fetchJwt");
-                    this.tell(TokenMessage::Token(jwt.clone()));
-                }
-                Err(e) => {
-                    this.log.log(&valet_core::cat!("fetchJwt: ", e.message));
-                    // Let the next tab in line try.
-                    this.drop_lock();
-                }
-            }
-            this.settle(result);
-        });
-    }
-
-    /// Every waiter gets `result`; the refresh timer follows the token.
-    fn settle(&self, result: Result<String, ClientError>) {
-        self.refresh.write().take();
-        self.arm_refresh();
-        let waiters = core::mem::take(&mut *self.waiters.write());
-        for w in waiters {
-            w.send(result.clone());
-        }
+    fn take_timer(&self, timer: TokenTimer) -> Option<Timeout> {
+        let mut timers = self.timers.write();
+        timers.iter().position(|(t, _)| *t == timer).map(|at| timers.remove(at).1)
     }
 
     async fn call_fetch_jwt(&self) -> Result<String, FetchFailure> {
