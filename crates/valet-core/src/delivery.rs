@@ -549,9 +549,9 @@ mod tests {
     }
 
     /// Without `seq` a live message can not be placed until a history
-    /// answers: a failed reconcile keeps it held (found by the simulator,
-    /// seed 101: released, it went out before 24 older messages, which the
-    /// next `?after=` history then skipped for good).
+    /// answers: a failed reconcile keeps it held (found by the session
+    /// simulator, docs/simulation.md: released, it went out before older
+    /// messages, which the next `?after=` history then skipped for good).
     #[test]
     fn without_seq_a_failed_reconcile_keeps_live_messages_until_history() {
         let mut d: Delivery = Delivery::new();
@@ -565,9 +565,10 @@ mod tests {
     }
 
     /// A history read before the latest reconnect places only what it has:
-    /// live messages it lacks wait for the next one (found by the
-    /// simulator, seed 6494: a follower's history, read before the leader
-    /// reconnected, let relayed messages out past two it never had).
+    /// live messages it lacks wait for the next one (found by the session
+    /// simulator, docs/simulation.md: a follower's history, read before
+    /// the leader reconnected, let relayed messages out past two it never
+    /// had).
     #[test]
     fn a_stale_history_places_what_it_has_and_the_rest_waits() {
         let mut d: Delivery = Delivery::new();

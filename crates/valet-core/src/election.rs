@@ -951,7 +951,8 @@ mod tests {
 
     /// The leader resigns and the lock passes to the next tab in its queue,
     /// which is frozen: the visible follower takes over after a lease.
-    /// (Found by the simulator, seed 6992: every tab followed for good.)
+    /// (Found by the session simulator, docs/simulation.md: every tab
+    /// followed for good.)
     #[test]
     fn a_lock_passed_to_a_frozen_tab_is_taken_by_a_visible_follower() {
         let mut b = Browser::new(3, true);

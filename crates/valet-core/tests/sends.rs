@@ -224,7 +224,7 @@ fn close_settles_every_queued_send_with_closed() {
     let out = h.feed(Input::Close);
     let errors = [1, 2].map(|id| settled(&out, id).unwrap().unwrap_err());
     assert!(errors.iter().all(|e| e.code == ErrorCode::Closed));
-    // Found by the simulator (seed 5889): the post on the wire was stored.
+    // Found by the session simulator: the post on the wire was stored.
     assert_eq!(errors[0].maybe_stored, Some(true), "one was on the wire");
     assert_eq!(errors[1].maybe_stored, None, "two never left");
 }

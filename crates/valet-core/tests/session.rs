@@ -203,8 +203,9 @@ fn answer_history(f: &mut Session, now: u64, out: &[SessionAction], ids: &[u64])
 /// A follower that a new leader has not acknowledged yet holds what is
 /// relayed (it may have missed frames: here m2, stored while no leader
 /// relayed it); once acknowledged, history places everything in order.
-/// Found by the simulator (seed 93, a server without `seq`): the relayed
-/// message went out at once, and the one before it was never delivered.
+/// Found by the session simulator (docs/simulation.md; a server without
+/// `seq`): the relayed message went out at once, and the one before it was
+/// never delivered.
 #[test]
 fn a_follower_holds_relays_until_a_new_leader_has_it_listening() {
     let mut f = tabbed(7, "f");

@@ -12,12 +12,13 @@
 //! - `sessionStorage` keeps the resume point across a reload of the tab.
 //! - `fetchJwt`: the app's backend mints a JWT (15 minutes or less) after a
 //!   round trip; it may throw, hang (the SDK's timeout ends it), be slow, or
-//!   return junk; offline, it throws. Each page has its own token cache
-//!   ([`TokenManager`]) as a tab without token sharing does.
+//!   return junk; offline, it throws. Each page runs the core's
+//!   [`TokenSource`] as the glue does: tabs share tokens over their token
+//!   channel and a Web Lock named after the token being replaced.
 //! - `online`/`offline`: offline, every request fails at once; an open
 //!   stream either resets or holds its bytes until the browser is back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::server::ServerEv;
 use crate::{Ev, PageEv, Rng, World};
@@ -29,7 +30,8 @@ use valet_core::election::{Election, ElectionConfig};
 use valet_core::events::EventName;
 use valet_core::outbox::Outgoing;
 use valet_core::session::{Session, SessionAction, SessionInput};
-use valet_core::token::{FetchFailure, TokenManager, TokenStep};
+use valet_core::token::{claims_of, FetchFailure};
+use valet_core::token_source::{TokenAction, TokenInput, TokenSource, TokenTimer};
 
 /// How `fetchJwt` fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +87,8 @@ pub struct Browser {
     pub jwt_faults: Vec<(JwtFault, u32)>,
     /// Tokens minted: issued at (browser ms), expiry (server ms).
     pub issued: HashMap<String, (u64, u64)>,
-    holder: Option<(u64, u64)>,
-    waiting: Vec<(u64, u64)>,
+    /// Web Locks by name: holder and queue, each (page, epoch).
+    held: BTreeMap<String, LockState>,
     next_pid: u64,
     /// Per (sender, receiver): when the last post arrives.
     channel_at: HashMap<(u64, u64), u64>,
@@ -102,13 +104,22 @@ impl Browser {
             jwt_lifetime_s: if rng.chance(0.5) { 900 } else { rng.range(360, 900) },
             jwt_faults: Vec::new(),
             issued: HashMap::new(),
-            holder: None,
-            waiting: Vec::new(),
+            held: BTreeMap::new(),
             next_pid: 0,
             channel_at: HashMap::new(),
         }
     }
 }
+
+/// One Web Lock: who holds it, who waits (page, epoch), in order.
+#[derive(Debug, Default)]
+struct LockState {
+    holder: Option<(u64, u64)>,
+    waiting: Vec<(u64, u64)>,
+}
+
+/// The tab election's lock (the token locks are named after tokens).
+const ELECTION_LOCK: &str = "election";
 
 /// A send, as the app sees it.
 #[derive(Debug, Clone)]
@@ -128,8 +139,13 @@ pub struct Page {
     pub pid: u64,
     /// The session.
     pub session: Session,
-    tokens: TokenManager,
-    waiters: Vec<TokenFor>,
+    tokens: TokenSource,
+    /// Token requests of the session, by the token source's id.
+    token_waiters: Vec<(u64, TokenFor)>,
+    token_ids: u64,
+    token_timers: Vec<(TokenTimer, u64)>,
+    /// The token lock this page asked for or holds.
+    token_lock: Option<String>,
     timers: Vec<(Timer, u64)>,
     tab_timer: Option<u64>,
     arm: u64,
@@ -193,8 +209,11 @@ impl World {
         let page = Page {
             pid,
             session: Session::new(convo, Some(election)),
-            tokens: TokenManager::new(),
-            waiters: Vec::new(),
+            tokens: TokenSource::new(claims_of, self.browser.locks, FETCH_JWT_TIMEOUT_MS),
+            token_waiters: Vec::new(),
+            token_ids: 0,
+            token_timers: Vec::new(),
+            token_lock: None,
             timers: Vec::new(),
             tab_timer: None,
             arm: 0,
@@ -211,6 +230,7 @@ impl World {
         tab.backlog.clear();
         trace!(self, "tab {slot} loads page {pid} (hidden: {hidden})");
         self.feed(slot, SessionInput::Start { hidden });
+        self.token_input(slot, TokenInput::Active(1));
     }
 
     /// The page of tab `slot` goes away.
@@ -227,7 +247,10 @@ impl World {
         let Some(page) = self.tabs[slot].page.take() else { return };
         self.tabs[slot].backlog.clear();
         self.tabs[slot].frozen = false;
-        self.release_lock(pid);
+        self.release_lock(ELECTION_LOCK, pid);
+        if let Some(name) = page.token_lock {
+            self.release_lock(&name, pid);
+        }
         if let Some(attempt) = page.stream {
             self.drop_stream(pid, attempt);
         }
@@ -358,17 +381,13 @@ impl World {
                     self.feed(slot, SessionInput::TabTick);
                 }
             }
-            PageEv::Jwt(result) => {
-                let now = self.now;
+            PageEv::Jwt(result) => self.token_input(slot, TokenInput::Fetched(result)),
+            PageEv::Token(input) => self.token_input(slot, input),
+            PageEv::TokenTimer(timer, arm) => {
                 let page = self.tabs[slot].page.as_mut().unwrap();
-                let result = page.tokens.fetched(now, result);
-                let waiters = std::mem::take(&mut page.waiters);
-                for purpose in waiters {
-                    let input = match &result {
-                        Ok(token) => Input::Token { purpose, token: token.clone() },
-                        Err(error) => Input::TokenFailed { purpose, error: error.clone() },
-                    };
-                    self.at(0, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(input)) });
+                if let Some(at) = page.token_timers.iter().position(|t| *t == (timer, arm)) {
+                    page.token_timers.remove(at);
+                    self.token_input(slot, TokenInput::Timer(timer));
                 }
             }
         }
@@ -407,8 +426,8 @@ impl World {
         }
         match action {
             SessionAction::Convo(a) => self.execute_convo(slot, pid, a),
-            SessionAction::RequestLock { steal, epoch } => self.request_lock(pid, epoch, steal),
-            SessionAction::ReleaseLock => self.release_lock(pid),
+            SessionAction::RequestLock { steal, epoch } => self.request_lock(ELECTION_LOCK, pid, epoch, steal),
+            SessionAction::ReleaseLock => self.release_lock(ELECTION_LOCK, pid),
             SessionAction::Broadcast(json) => self.broadcast(pid, json),
             SessionAction::SetTabTimer { delay_ms } => {
                 let d = self.timer_delay(slot, delay_ms);
@@ -430,16 +449,11 @@ impl World {
         }
         match action {
             Action::GetToken { purpose, reject } => {
-                let now = self.now;
                 let page = self.tabs[slot].page.as_mut().unwrap();
-                match page.tokens.request(now, reject.as_deref()) {
-                    TokenStep::Use(token) => self.at(0, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::Token { purpose, token })) }),
-                    TokenStep::Wait => page.waiters.push(purpose),
-                    TokenStep::Fetch => {
-                        page.waiters.push(purpose);
-                        self.fetch_jwt(pid);
-                    }
-                }
+                page.token_ids += 1;
+                let id = page.token_ids;
+                page.token_waiters.push((id, purpose));
+                self.token_input(slot, TokenInput::Get { id, reject });
             }
             Action::OpenStream { attempt, token, last_event_id } => {
                 let page = self.tabs[slot].page.as_mut().unwrap();
@@ -622,35 +636,108 @@ impl World {
         }
     }
 
-    fn request_lock(&mut self, pid: u64, epoch: u64, steal: bool) {
-        self.release_lock(pid);
+    fn request_lock(&mut self, name: &str, pid: u64, epoch: u64, steal: bool) {
+        self.release_lock(name, pid);
+        let lock = self.browser.held.entry(name.to_owned()).or_default();
         if steal {
-            if let Some((holder, their)) = self.browser.holder.take() {
+            if let Some((holder, their)) = lock.holder.take() {
                 self.at(0, Ev::Page { pid: holder, what: PageEv::Input(SessionInput::Lock { epoch: their, granted: false }) });
             }
-            self.grant(pid, epoch);
-        } else if self.browser.holder.is_none() && self.browser.waiting.is_empty() {
-            self.grant(pid, epoch);
+            self.grant(name, pid, epoch);
+        } else if lock.holder.is_none() && lock.waiting.is_empty() {
+            self.grant(name, pid, epoch);
         } else {
-            self.browser.waiting.push((pid, epoch));
+            lock.waiting.push((pid, epoch));
         }
     }
 
-    fn grant(&mut self, pid: u64, epoch: u64) {
-        self.browser.holder = Some((pid, epoch));
+    fn grant(&mut self, name: &str, pid: u64, epoch: u64) {
+        self.browser.held.entry(name.to_owned()).or_default().holder = Some((pid, epoch));
         let d = self.rng.range(0, 2);
-        self.at(d, Ev::Page { pid, what: PageEv::Input(SessionInput::Lock { epoch, granted: true }) });
+        let what = if name == ELECTION_LOCK {
+            PageEv::Input(SessionInput::Lock { epoch, granted: true })
+        } else {
+            PageEv::Token(TokenInput::LockGranted { epoch })
+        };
+        self.at(d, Ev::Page { pid, what });
     }
 
-    /// Page `pid` releases the lock or withdraws its request.
-    fn release_lock(&mut self, pid: u64) {
-        self.browser.waiting.retain(|w| w.0 != pid);
-        if self.browser.holder.is_some_and(|h| h.0 == pid) {
-            self.browser.holder = None;
-            if !self.browser.waiting.is_empty() {
-                let (next, epoch) = self.browser.waiting.remove(0);
-                self.grant(next, epoch);
+    /// Page `pid` releases lock `name` or withdraws its request.
+    fn release_lock(&mut self, name: &str, pid: u64) {
+        let Some(lock) = self.browser.held.get_mut(name) else { return };
+        lock.waiting.retain(|w| w.0 != pid);
+        if lock.holder.is_some_and(|h| h.0 == pid) {
+            lock.holder = None;
+            if !lock.waiting.is_empty() {
+                let (next, epoch) = lock.waiting.remove(0);
+                self.grant(name, next, epoch);
             }
+        }
+    }
+
+    /// Hands `input` to the page's token source and carries out its actions.
+    fn token_input(&mut self, slot: usize, input: TokenInput) {
+        let now = self.now;
+        let Some(page) = self.tabs[slot].page.as_mut() else { return };
+        let pid = page.pid;
+        if self.trace_enabled() {
+            let shown = format!("{input:?}");
+            trace!(self, "page {pid} tokens <- {}", clip(&shown));
+        }
+        let page = self.tabs[slot].page.as_mut().unwrap();
+        for action in page.tokens.handle(now, input) {
+            self.token_action(slot, pid, action);
+        }
+    }
+
+    fn token_action(&mut self, slot: usize, pid: u64, action: TokenAction) {
+        if self.trace_enabled() && !matches!(action, TokenAction::Log(_)) {
+            let shown = format!("{action:?}");
+            trace!(self, "page {pid} tokens -> {}", clip(&shown));
+        }
+        match action {
+            TokenAction::CallFetchJwt => self.fetch_jwt(pid),
+            TokenAction::Settle { id, result } => {
+                let page = self.tabs[slot].page.as_mut().unwrap();
+                let Some(at) = page.token_waiters.iter().position(|w| w.0 == id) else { return };
+                let (_, purpose) = page.token_waiters.remove(at);
+                let input = match result {
+                    Ok(token) => Input::Token { purpose, token },
+                    Err(error) => Input::TokenFailed { purpose, error },
+                };
+                self.at(0, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(input)) });
+            }
+            TokenAction::RequestLock { key, epoch } => {
+                let name = format!("token:{key}");
+                if let Some(old) = self.tabs[slot].page.as_mut().unwrap().token_lock.replace(name.clone()) {
+                    self.release_lock(&old, pid);
+                }
+                self.request_lock(&name, pid, epoch, false);
+            }
+            TokenAction::ReleaseLock => {
+                if let Some(old) = self.tabs[slot].page.as_mut().unwrap().token_lock.take() {
+                    self.release_lock(&old, pid);
+                }
+            }
+            TokenAction::Post(text) => {
+                let pids: Vec<u64> = self.tabs.iter().filter_map(|t| t.page.as_ref().map(|p| p.pid)).filter(|&p| p != pid).collect();
+                for to in pids {
+                    let d = self.rng.range(0, 3);
+                    self.at(d, Ev::Page { pid: to, what: PageEv::Token(TokenInput::Heard(text.clone())) });
+                }
+            }
+            TokenAction::SetTimer { timer, delay_ms } => {
+                let d = self.timer_delay(slot, delay_ms);
+                let page = self.tabs[slot].page.as_mut().unwrap();
+                page.arm += 1;
+                let arm = page.arm;
+                page.token_timers.retain(|t| t.0 != timer);
+                page.token_timers.push((timer, arm));
+                self.at(d, Ev::Page { pid, what: PageEv::TokenTimer(timer, arm) });
+            }
+            TokenAction::ClearTimer(timer) => self.tabs[slot].page.as_mut().unwrap().token_timers.retain(|t| t.0 != timer),
+            TokenAction::Log(line) => trace!(self, "page {pid} tokens log: {line}"),
+            TokenAction::Refreshed { .. } => {}
         }
     }
 }

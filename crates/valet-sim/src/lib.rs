@@ -277,6 +277,10 @@ pub enum PageEv {
     TabTimer(u64),
     /// `fetchJwt` settled.
     Jwt(Result<String, FetchFailure>),
+    /// An input for the page's token source (a told token, a lock grant).
+    Token(valet_core::token_source::TokenInput),
+    /// Token timer of this arming fired.
+    TokenTimer(valet_core::token_source::TokenTimer, u64),
 }
 
 #[derive(Debug)]
