@@ -23,6 +23,9 @@ pub enum Timer {
 /// What a requested token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenFor {
+    /// The opening of a session: a signed-out user is refused before the
+    /// convo starts (see [`crate::session`]).
+    Open,
     /// Opening stream attempt N.
     Stream(u64),
     /// Reconcile request N.

@@ -19,10 +19,18 @@
 //!   `events` envelope of this tab's generation.
 //! - Web Lock requests are numbered: an answer to one that was withdrawn
 //!   or replaced (a stale grant, a late loss) changes nothing.
-//! - A page hidden when the convo opens starts hidden (paused, with
+//! - The opening asks for a token first: the app's `fetchJwt` saying the
+//!   user is signed out refuses the opening (`Opened(Err)`) before any
+//!   stream, lock or channel message. Any other failure starts the convo
+//!   all the same, and its first token request gets that failure (it backs
+//!   off instead of calling `fetchJwt` again at once). Until the token
+//!   answers, the tab has not joined the election: what the channel says
+//!   is not heard.
+//! - A page hidden when the convo starts starts hidden (paused, with
 //!   `pauseOnHidden`), and a tab without a channel leads by itself.
 
-use crate::action::Action;
+use crate::action::{Action, TokenFor};
+use crate::error::ClientError;
 use crate::convo::{ConvoMachine, ConvoMetrics, Input};
 use crate::election::{Election, Role, TabAction, TabInput};
 use crate::events::{ConvoRoleEvent, EventName, Status};
@@ -102,6 +110,13 @@ pub struct Session {
     convo: ConvoMachine,
     election: Option<Election>,
     lock_epoch: u64,
+    /// The opening's token has answered: the convo and the election run.
+    started: bool,
+    /// `document.hidden`, as last told.
+    hidden: bool,
+    /// The opening's token failed in a way that may pass: the convo's
+    /// first token request gets this failure.
+    open_failure: Option<ClientError>,
     out: Vec<SessionAction>,
 }
 
@@ -109,7 +124,7 @@ impl Session {
     /// A session over `convo`; with `election`, it elects a leader with the
     /// other tabs of the browser (`None`: no channel, this tab is alone).
     pub fn new(convo: ConvoMachine, election: Option<Election>) -> Self {
-        Session { convo, election, lock_epoch: 0, out: Vec::new() }
+        Session { convo, election, lock_epoch: 0, started: false, hidden: false, open_failure: None, out: Vec::new() }
     }
 
     /// The convo machine (its status, what it delivered).
@@ -150,13 +165,17 @@ impl Session {
     pub fn handle(&mut self, now_ms: u64, input: SessionInput) -> Vec<SessionAction> {
         match input {
             SessionInput::Start { hidden } => {
-                if hidden {
-                    self.convo_input(now_ms, Input::Visibility { hidden: true });
-                }
-                if self.election.is_some() {
-                    self.tab_input(now_ms, TabInput::Start { visible: !hidden });
+                self.hidden = hidden;
+                self.out.push(SessionAction::Convo(Action::GetToken { purpose: TokenFor::Open, reject: None }));
+            }
+            SessionInput::Convo(Input::Token { purpose: TokenFor::Open, .. }) => self.begin(now_ms),
+            SessionInput::Convo(Input::TokenFailed { purpose: TokenFor::Open, error }) => {
+                if error.signed_out() {
+                    self.log(crate::cat!("the opening is refused: ", error.message));
+                    self.out.push(SessionAction::Convo(Action::Opened(Err(error))));
                 } else {
-                    self.convo_input(now_ms, Input::Start);
+                    self.open_failure = Some(error);
+                    self.begin(now_ms);
                 }
             }
             SessionInput::Convo(input) => self.convo_input(now_ms, input),
@@ -167,6 +186,7 @@ impl Session {
             }
             SessionInput::PageShow { visible } => self.tab_input(now_ms, TabInput::PageShow { visible }),
             SessionInput::Visibility { hidden } => {
+                self.hidden = hidden;
                 self.convo_input(now_ms, Input::Visibility { hidden });
                 self.tab_input(now_ms, TabInput::Visibility { visible: !hidden });
             }
@@ -195,11 +215,34 @@ impl Session {
         core::mem::take(&mut self.out)
     }
 
+    /// The opening's token answered: the convo starts (in a page hidden
+    /// now, hidden), and joins the tabs' election where there is one.
+    fn begin(&mut self, now_ms: u64) {
+        if self.started || self.convo.is_closed() {
+            return;
+        }
+        self.started = true;
+        if self.hidden {
+            self.convo_input(now_ms, Input::Visibility { hidden: true });
+        }
+        if self.election.is_some() {
+            self.tab_input(now_ms, TabInput::Start { visible: !self.hidden });
+        } else {
+            self.convo_input(now_ms, Input::Start);
+        }
+    }
+
     /// Hands `input` to the convo machine; a chunk it relays goes out as an
     /// envelope of this tab, while another tab listens.
     fn convo_input(&mut self, now_ms: u64, input: Input) {
         for action in self.convo.handle(now_ms, input) {
             match action {
+                Action::GetToken { purpose, .. } if self.open_failure.is_some() => {
+                    // The opening's failure answers the first request.
+                    if let Some(error) = self.open_failure.take() {
+                        self.convo_input(now_ms, Input::TokenFailed { purpose, error });
+                    }
+                }
                 Action::Relay { sse } => {
                     if let Some(env) = self.election.as_ref().and_then(|e| e.forward(sse)) {
                         self.out.push(SessionAction::Broadcast(env.to_json()));
@@ -212,7 +255,8 @@ impl Session {
 
     /// Hands `input` to the election, and its outcomes to the convo.
     fn tab_input(&mut self, now_ms: u64, input: TabInput) {
-        let Some(election) = self.election.as_mut() else { return };
+        // Before the opening's token, this tab has not joined.
+        let Some(election) = self.election.as_mut().filter(|_| self.started) else { return };
         let (ignored, relaying, listening) = (election.ignored(), election.relaying(), election.listening());
         let actions = election.handle(now_ms, input);
         let (now_ignored, now_relaying) = (election.ignored(), election.relaying());

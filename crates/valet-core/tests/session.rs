@@ -4,7 +4,8 @@
 //! used to make, checked without a browser.
 
 use serde_json::Value;
-use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, TokenFor};
+use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer, TokenFor};
+use valet_core::error::{ClientError, ErrorCode};
 use valet_core::election::{Body, Election, ElectionConfig, Envelope, Role};
 use valet_core::events::EventName;
 use valet_core::session::{Session, SessionAction, SessionInput};
@@ -17,6 +18,13 @@ fn machine(seed: u64) -> ConvoMachine {
 
 fn tabbed(seed: u64, tab: &str) -> Session {
     Session::new(machine(seed), Some(Election::new(ElectionConfig::default(), tab)))
+}
+
+/// Opens: the opening's token first, then the convo and the election start.
+fn start(s: &mut Session, now: u64, hidden: bool) -> Vec<SessionAction> {
+    let out = s.handle(now, SessionInput::Start { hidden });
+    assert_eq!(out, [SessionAction::Convo(Action::GetToken { purpose: TokenFor::Open, reject: None })], "a token first");
+    s.handle(now, SessionInput::Convo(Input::Token { purpose: TokenFor::Open, token: "t".into() }))
 }
 
 fn stream_token(out: &[SessionAction]) -> Option<u64> {
@@ -65,7 +73,7 @@ fn msg_frame(seq: u64) -> String {
 fn a_tab_without_a_channel_leads_and_streams() {
     let mut s = Session::new(machine(1), None);
     assert_eq!(s.role(), Role::Leader);
-    let out = s.handle(0, SessionInput::Start { hidden: false });
+    let out = start(&mut s, 0, false);
     assert!(stream_token(&out).is_some(), "{out:?}");
     assert!(lock_request(&out).is_none() && broadcasts(&out).is_empty());
 }
@@ -74,7 +82,7 @@ fn a_tab_without_a_channel_leads_and_streams() {
 #[test]
 fn a_hidden_page_opens_paused() {
     let mut s = Session::new(machine(2), None);
-    let out = s.handle(0, SessionInput::Start { hidden: true });
+    let out = start(&mut s, 0, true);
     assert!(stream_token(&out).is_none());
     assert_eq!(s.status().as_str(), "paused");
     let out = s.handle(10, SessionInput::Visibility { hidden: false });
@@ -86,7 +94,7 @@ fn a_hidden_page_opens_paused() {
 #[test]
 fn the_lock_makes_a_tab_lead_and_stale_answers_are_ignored() {
     let mut s = tabbed(3, "a");
-    let out = s.handle(0, SessionInput::Start { hidden: false });
+    let out = start(&mut s, 0, false);
     let epoch = lock_request(&out).expect("asks for the lock");
     assert_eq!(broadcasts(&out).len(), 1, "says hello");
     assert_eq!(s.role(), Role::Follower, "follows until it leads");
@@ -107,7 +115,7 @@ fn the_lock_makes_a_tab_lead_and_stale_answers_are_ignored() {
 fn a_leader_relays_to_a_listening_follower() {
     let mut a = tabbed(4, "a");
     let mut b = tabbed(5, "b");
-    let out_a = a.handle(0, SessionInput::Start { hidden: false });
+    let out_a = start(&mut a, 0, false);
     let lock_a = lock_request(&out_a).unwrap();
     let out_a = a.handle(1, SessionInput::Lock { epoch: lock_a, granted: true });
     let attempt = stream_token(&out_a).unwrap();
@@ -116,7 +124,7 @@ fn a_leader_relays_to_a_listening_follower() {
     a.handle(4, SessionInput::Convo(Input::StreamText { attempt, text: "event: ready\ndata: {\"type\":\"ready\",\"conn_id\":\"c\"}\n\n".into() }));
     // B starts, hears A's heartbeat and follows; A hears B's hello.
     let mut to_a = broadcasts(&out_a);
-    let out_b = b.handle(5, SessionInput::Start { hidden: false });
+    let out_b = start(&mut b, 5, false);
     let mut to_b = std::mem::take(&mut to_a);
     to_a.extend(broadcasts(&out_b));
     let mut now = 6;
@@ -154,7 +162,7 @@ fn a_leader_relays_to_a_listening_follower() {
 #[test]
 fn close_releases_the_lock_and_ends_the_election() {
     let mut s = tabbed(6, "a");
-    let out = s.handle(0, SessionInput::Start { hidden: false });
+    let out = start(&mut s, 0, false);
     let epoch = lock_request(&out).unwrap();
     s.handle(1, SessionInput::Lock { epoch, granted: true });
     let out = s.handle(2, SessionInput::Close);
@@ -209,7 +217,7 @@ fn answer_history(f: &mut Session, now: u64, out: &[SessionAction], ids: &[u64])
 #[test]
 fn a_follower_holds_relays_until_a_new_leader_has_it_listening() {
     let mut f = tabbed(7, "f");
-    f.handle(0, SessionInput::Start { hidden: false });
+    start(&mut f, 0, false);
     let beat = |ack: Option<&str>, gen, tab: &str| {
         envelope(tab, gen, Body::Heartbeat { visible: true, relay: 1, ack: ack.map(str::to_owned) })
     };
@@ -225,4 +233,35 @@ fn a_follower_holds_relays_until_a_new_leader_has_it_listening() {
     let out = answer_history(&mut f, 23, &out, &[1, 2, 3]);
     delivered.extend(emitted(&out, EventName::Message).iter().map(|m| m["message"]["id"].as_str().unwrap().to_owned()));
     assert_eq!(delivered, ["m1", "m2", "m3"]);
+}
+
+/// `fetchJwt` saying the user is signed out refuses the opening before
+/// anything starts: no lock asked for, nothing said to the other tabs.
+#[test]
+fn a_signed_out_user_is_refused_before_the_convo_starts() {
+    let mut s = tabbed(8, "a");
+    s.handle(0, SessionInput::Start { hidden: false });
+    // Before the token answers, the tab has not joined: it hears nobody.
+    let heartbeat = envelope("b", 5, Body::Heartbeat { visible: true, relay: 0, ack: None });
+    assert!(s.handle(1, SessionInput::Channel(heartbeat)).is_empty());
+    let error = ClientError::new(ErrorCode::Auth, "fetchJwt: signed out: bye");
+    let out = s.handle(2, SessionInput::Convo(Input::TokenFailed { purpose: TokenFor::Open, error: error.clone() }));
+    assert!(out.contains(&SessionAction::Convo(Action::Opened(Err(error)))), "{out:?}");
+    assert!(lock_request(&out).is_none() && broadcasts(&out).is_empty() && stream_token(&out).is_none());
+}
+
+/// Any other failure starts the convo, and its first token request gets
+/// that failure: it backs off, and `fetchJwt` is not called twice at once.
+#[test]
+fn an_opening_token_failure_that_may_pass_starts_the_convo_backing_off() {
+    let mut s = Session::new(machine(9), None);
+    s.handle(0, SessionInput::Start { hidden: false });
+    let error = ClientError::new(ErrorCode::Network, "fetchJwt failed: offline");
+    let out = s.handle(1, SessionInput::Convo(Input::TokenFailed { purpose: TokenFor::Open, error }));
+    assert!(stream_token(&out).is_none(), "no second token request at once: {out:?}");
+    assert!(out.iter().any(|a| matches!(a, SessionAction::Convo(Action::SetTimer { timer: Timer::Reconnect, .. }))), "{out:?}");
+    assert_eq!(emitted(&out, EventName::Error)[0]["error"]["code"], "network");
+    assert!(out.contains(&SessionAction::Convo(Action::Opened(Ok(())))), "openConvo resolves, retrying");
+    let out = s.handle(2_000, SessionInput::Convo(Input::TimerFired(Timer::Reconnect)));
+    assert!(stream_token(&out).is_some(), "the retry asks for a token");
 }

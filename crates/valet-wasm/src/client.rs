@@ -119,13 +119,7 @@ impl ValetClient {
         crate::rt::promise(async move {
             let convo_id = convo_id_of(&options)?
                 .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "openConvo({ convoId }): convoId is required (a non-empty string)"))?;
-            // A signed-out user is refused here, before any stream; a
-            // failure that may pass is the convo's to retry.
-            if let Err(e) = shared.tokens.get(None).await {
-                if e.signed_out() {
-                    return Err(to_js(&e));
-                }
-            }
+            // The session asks for a token first, and refuses a signed-out user.
             let inner = ConvoInner::open(shared, convo_id);
             Ok(Convo::start(inner).await.map_err(|e| to_js(&e))?.into())
         })
