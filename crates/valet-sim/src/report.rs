@@ -22,6 +22,8 @@ pub struct Batch {
     pub tabs: u64,
     /// Convergence times after the heal, ms.
     pub convergence: Vec<u64>,
+    /// The slowest convergence: ms and seed.
+    pub slowest: Option<(u64, u64)>,
     /// Sessions that broke an invariant: seed and what.
     pub failed: Vec<(u64, Vec<String>)>,
 }
@@ -38,6 +40,9 @@ impl Batch {
         self.tabs += o.tabs as u64;
         if let Some(ms) = o.convergence_ms {
             self.convergence.push(ms);
+            if self.slowest.is_none_or(|(worst, _)| ms > worst) {
+                self.slowest = Some((ms, o.seed));
+            }
         }
         if !o.violations.is_empty() {
             self.failed.push((o.seed, o.violations.clone()));
@@ -66,11 +71,12 @@ impl Batch {
             self.failed.len()
         );
         out += &format!(
-            "convergence after the heal (simulated): p50 {:.1} s, p90 {:.1} s, p99 {:.1} s, max {:.1} s\nfaults by kind:\n",
+            "convergence after the heal (simulated): p50 {:.1} s, p90 {:.1} s, p99 {:.1} s, max {:.1} s (seed {})\nfaults by kind:\n",
             pct(0.5) as f64 / 1000.0,
             pct(0.9) as f64 / 1000.0,
             pct(0.99) as f64 / 1000.0,
-            conv.last().copied().unwrap_or(0) as f64 / 1000.0
+            conv.last().copied().unwrap_or(0) as f64 / 1000.0,
+            self.slowest.map_or(0, |s| s.1)
         );
         let mut kinds: Vec<_> = self.faults.iter().collect();
         kinds.sort_by(|a, b| b.1.cmp(a.1));
@@ -143,6 +149,11 @@ pub fn run_many(first: u64, n: u64, opts: &Options) -> Batch {
                 t.sends_resolved += mine.sends_resolved;
                 t.tabs += mine.tabs;
                 t.convergence.extend(mine.convergence);
+                if let Some((ms, seed)) = mine.slowest {
+                    if t.slowest.is_none_or(|(worst, _)| ms > worst) {
+                        t.slowest = Some((ms, seed));
+                    }
+                }
                 t.failed.extend(mine.failed);
             });
         }
