@@ -316,6 +316,11 @@ pub struct ConvoMachine {
     reconcile_req: u64,
     reconcile_in_flight: bool,
     reconcile_again: bool,
+    /// Syncs begun (each (re)connect, new leader or unheard spell): a
+    /// history asked for in an earlier one can not end the current one.
+    sync_gen: u64,
+    /// The sync the reconcile in flight was asked for in.
+    reconcile_sync_gen: u64,
     reconcile_token: Option<String>,
     reconcile_auth_failures: u32,
     reconcile_backoff: Backoff,
@@ -423,6 +428,8 @@ impl ConvoMachine {
             reconcile_req: 0,
             reconcile_in_flight: false,
             reconcile_again: false,
+            sync_gen: 0,
+            reconcile_sync_gen: 0,
             reconcile_token: None,
             reconcile_auth_failures: 0,
             outbox: Outbox::new(),
@@ -497,10 +504,10 @@ impl ConvoMachine {
                 }
                 // Relays are placed once the leader has this tab listening
                 // and a history has answered (`Sync`).
-                self.delivery.begin_sync();
+                self.begin_sync();
                 self.opened(Ok(()));
             }
-            Input::Resync => self.delivery.begin_sync(),
+            Input::Resync => self.begin_sync(),
             Input::Lead => {
                 if self.user_paused || (self.hidden && self.cfg.pause_on_hidden) {
                     self.pause();
@@ -509,7 +516,7 @@ impl ConvoMachine {
                 }
             }
             Input::Sync => {
-                self.delivery.begin_sync();
+                self.begin_sync();
                 self.request_reconcile();
             }
             Input::Relayed { sse } => {
@@ -1021,7 +1028,7 @@ impl ConvoMachine {
                 self.emit(EventName::Ready, frame.text);
                 self.emit_status(Status::Connected, None);
                 self.opened(Ok(()));
-                self.delivery.begin_sync();
+                self.begin_sync();
                 self.request_reconcile();
                 self.outbox.release(&mut self.out);
             }
@@ -1158,7 +1165,7 @@ impl ConvoMachine {
             Some(frame) if frame.kind == FrameKind::Ready => {
                 self.emit(EventName::Ready, frame.text);
                 // The leader (re)connected: fill any gap here too.
-                self.delivery.begin_sync();
+                self.begin_sync();
                 self.request_reconcile();
                 self.outbox.release(&mut self.out);
             }
@@ -1209,6 +1216,13 @@ impl ConvoMachine {
         }
     }
 
+    /// A (re)connect, a new leader or an unheard spell: what comes live is
+    /// held until a history asked for from now on answers.
+    fn begin_sync(&mut self) {
+        self.sync_gen += 1;
+        self.delivery.begin_sync();
+    }
+
     fn request_reconcile(&mut self) {
         if self.reconcile_in_flight {
             self.reconcile_again = true;
@@ -1217,6 +1231,7 @@ impl ConvoMachine {
         self.out.push(Action::ClearTimer(Timer::Reconcile));
         self.reconcile_req += 1;
         self.reconcile_in_flight = true;
+        self.reconcile_sync_gen = self.sync_gen;
         self.out.push(Action::GetToken { purpose: TokenFor::Reconcile(self.reconcile_req), reject: None });
     }
 
@@ -1232,10 +1247,10 @@ impl ConvoMachine {
                     drop(body);
                     self.reconcile_backoff.reset();
                     self.reconcile_auth_failures = 0;
-                    // A (re)connect since this request was sent: a newer
-                    // history is coming, and only it can place what the
-                    // stream brought meanwhile.
-                    let delivered = if self.reconcile_again {
+                    // A (re)connect (or a new leader) since this request
+                    // was sent: a newer history is coming, and only it can
+                    // place what the stream brought meanwhile.
+                    let delivered = if self.reconcile_again || self.reconcile_sync_gen != self.sync_gen {
                         self.delivery.on_stale_reconcile(history)
                     } else {
                         self.delivery.on_reconcile(history)

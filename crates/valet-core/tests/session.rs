@@ -265,3 +265,56 @@ fn an_opening_token_failure_that_may_pass_starts_the_convo_backing_off() {
     let out = s.handle(2_000, SessionInput::Convo(Input::TimerFired(Timer::Reconnect)));
     assert!(stream_token(&out).is_some(), "the retry asks for a token");
 }
+
+/// The token answer for the history a follower asked for; returns the
+/// reconcile's request number (not answered yet).
+fn history_asked(f: &mut Session, now: u64, out: &[SessionAction]) -> u64 {
+    let purpose = out
+        .iter()
+        .find_map(|a| match a {
+            SessionAction::Convo(Action::GetToken { purpose: p @ TokenFor::Reconcile(_), .. }) => Some(*p),
+            _ => None,
+        })
+        .expect("asks for history");
+    let out = f.handle(now, SessionInput::Convo(Input::Token { purpose, token: "t".into() }));
+    out.iter()
+        .find_map(|a| match a {
+            SessionAction::Convo(Action::Reconcile { req, .. }) => Some(*req),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn history_body(ids: &[u64]) -> String {
+    let msgs: Vec<String> = ids
+        .iter()
+        .map(|n| format!("{{\"id\":\"m{n}\",\"content\":\"c{n}\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[]}}"))
+        .collect();
+    format!("{{\"messages\":[{}]}}", msgs.join(","))
+}
+
+/// A history asked for under the old leader answers after a new leader
+/// appeared: it places what it has, and what the new leader relays waits
+/// for the history asked for once this tab listens again (found by the
+/// session simulator in a million sessions: the old answer ended the new
+/// sync, and a relayed message went out past ones it never had).
+#[test]
+fn a_history_asked_for_under_an_earlier_leader_does_not_end_the_new_sync() {
+    let mut f = tabbed(10, "f");
+    start(&mut f, 0, false);
+    let beat = |ack: Option<&str>, gen, tab: &str| envelope(tab, gen, Body::Heartbeat { visible: true, relay: 1, ack: ack.map(str::to_owned) });
+    let out = f.handle(10, SessionInput::Channel(beat(Some("f"), 5, "a")));
+    let old = history_asked(&mut f, 11, &out);
+    // A new leader, and its relay, before the old history answers.
+    f.handle(20, SessionInput::Channel(beat(None, 6, "b")));
+    let out = f.handle(21, SessionInput::Channel(envelope("b", 6, Body::Events { sse: unseq_frame(3) })));
+    assert!(emitted(&out, EventName::Message).is_empty());
+    let out = f.handle(22, SessionInput::Convo(Input::ReconcileDone { req: old, status: 200, body: history_body(&[1]) }));
+    let mut delivered: Vec<String> = emitted(&out, EventName::Message).iter().map(|m| m["message"]["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(delivered, ["m1"], "the old history places only its own");
+    let out = f.handle(23, SessionInput::Channel(beat(Some("f"), 6, "b")));
+    let new = history_asked(&mut f, 24, &out);
+    let out = f.handle(25, SessionInput::Convo(Input::ReconcileDone { req: new, status: 200, body: history_body(&[1, 2, 3]) }));
+    delivered.extend(emitted(&out, EventName::Message).iter().map(|m| m["message"]["id"].as_str().unwrap().to_owned()));
+    assert_eq!(delivered, ["m1", "m2", "m3"]);
+}
