@@ -185,27 +185,8 @@ fn unseq_frame(n: u64) -> String {
 
 /// Answers a reconcile the follower asked for with `ids` (no `seq`).
 fn answer_history(f: &mut Session, now: u64, out: &[SessionAction], ids: &[u64]) -> Vec<SessionAction> {
-    let purpose = out
-        .iter()
-        .find_map(|a| match a {
-            SessionAction::Convo(Action::GetToken { purpose: p @ TokenFor::Reconcile(_), .. }) => Some(*p),
-            _ => None,
-        })
-        .expect("asks for history");
-    let out = f.handle(now, SessionInput::Convo(Input::Token { purpose, token: "t".into() }));
-    let req = out
-        .iter()
-        .find_map(|a| match a {
-            SessionAction::Convo(Action::Reconcile { req, .. }) => Some(*req),
-            _ => None,
-        })
-        .unwrap();
-    let msgs: Vec<String> = ids
-        .iter()
-        .map(|n| format!("{{\"id\":\"m{n}\",\"content\":\"c{n}\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[]}}"))
-        .collect();
-    let body = format!("{{\"messages\":[{}]}}", msgs.join(","));
-    f.handle(now, SessionInput::Convo(Input::ReconcileDone { req, status: 200, body }))
+    let req = history_asked(f, now, out);
+    f.handle(now, SessionInput::Convo(Input::ReconcileDone { req, status: 200, body: history_body(ids) }))
 }
 
 /// A follower that a new leader has not acknowledged yet holds what is

@@ -79,22 +79,19 @@ pub struct Outcome {
     pub trace: Vec<String>,
 }
 
-/// A small, fast, seeded generator (SplitMix64): the only randomness here.
+/// The session's seeded generator: the core's SplitMix64
+/// ([`valet_core::backoff::Rng`]), with the draws the simulator needs.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(valet_core::backoff::Rng);
 
 impl Rng {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_5EED)
+        Rng(valet_core::backoff::Rng::new(seed ^ 0x5DEE_CE66_D1CE_5EED))
     }
     /// The next 64 bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// In `lo..=hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
