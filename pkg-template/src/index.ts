@@ -131,6 +131,13 @@ let loaded = false;
 let loading: Promise<void> | undefined;
 
 /**
+ * How long a token fetched while the wasm loaded stays the answer to the
+ * client's first `fetchJwt()` call (the wasm loads in seconds; an older
+ * one is dropped and `fetchJwt` called again).
+ */
+const EARLY_TOKEN_MS = 30_000;
+
+/**
  * Loads the SDK's WebAssembly; every client method awaits it, so calling it
  * is optional. Call it yourself to start the download early, to load the
  * wasm from somewhere else (`init(new URL("/assets/valet.wasm", location.href))`,
@@ -204,6 +211,8 @@ function loadError(cause: unknown): ValetError {
 export class ValetClient {
   #client: WasmClient | undefined;
   #pending: Promise<WasmClient> | undefined;
+  /** Starts the first token's fetch while the wasm loads (see `#ready`). */
+  #fetchEarly: (() => void) | undefined;
 
   constructor(options: ValetClientOptions) {
     if (loaded) {
@@ -212,13 +221,38 @@ export class ValetClient {
       // Read the options now, as the constructor would: later mutation of
       // the caller's object must not change this client.
       const snapshot = options && typeof options === "object" ? { ...options } : options;
+      const fetchJwt: unknown = snapshot?.fetchJwt;
+      if (typeof fetchJwt === "function") {
+        // The token a first method call fetched while the wasm loaded is
+        // the client's first `fetchJwt()` answer, if asked for in time.
+        let early: { token: Promise<unknown>; at: number } | undefined;
+        this.#fetchEarly = () => {
+          this.#fetchEarly = undefined;
+          const token = Promise.resolve().then(() => fetchJwt());
+          token.catch(() => {}); // the client's call reports it
+          early = { token, at: Date.now() };
+        };
+        snapshot.fetchJwt = () => {
+          const e = early;
+          early = undefined;
+          this.#fetchEarly = undefined;
+          return e && Date.now() - e.at < EARLY_TOKEN_MS ? e.token : fetchJwt();
+        };
+      }
       this.#pending = init().then(() => (this.#client = new WasmClient(snapshot)));
       this.#pending.catch(() => {}); // reported by the first method call
     }
   }
 
+  /**
+   * The client, once the wasm is loaded. Every method needs a token, so the
+   * first call made while the wasm loads calls `fetchJwt` at once: the
+   * token's round trip overlaps the wasm's download and compile.
+   */
   #ready(): Promise<WasmClient> {
-    return this.#client ? Promise.resolve(this.#client) : this.#pending!;
+    if (this.#client) return Promise.resolve(this.#client);
+    this.#fetchEarly?.();
+    return this.#pending!;
   }
 
   /** Starts a new convo with the agent. */

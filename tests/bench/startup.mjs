@@ -1,0 +1,242 @@
+// make bench: how soon a cold page shows its first message. Each client is
+// bundled as an app's bundler does it (Vite, from examples/node_modules,
+// into target/bench-startup/), served gzip-encoded from 127.0.0.1 with a
+// stand-in of the Valet API that answers `ready` and one message at once
+// (seq 1, a new convo) and an empty history, and a `/jwt` on the page's
+// origin (the app's backend: `fetchJwt` is a real request, as in apps).
+// Every run is a fresh browser context (nothing cached), throttled over
+// CDP: no throttling ("desktop"), and Lighthouse's mobile profile (150 ms
+// RTT, 1.6 Mbps down, 750 kbps up, CPU 4x slower: "mobile"). Contenders,
+// interleaved run by run:
+// - ours: `import { ValetClient } from "@valet.red/sdk"`, a client, an
+//   `openConvo`, a `message` handler;
+// - ours + hint: the same app with the README's recommended hint in its
+//   page (a preload of the wasm, a preconnect to the API);
+// - baseline: a minimal JS client, fetch-event-source + JSON.parse + a
+//   Set (no tab election, no token lifecycle, no reconcile: a floor, not
+//   a product).
+// Printed per profile: medians of BENCH_RUNS (5) of the script's start,
+// `openConvo` resolved (ours; the baseline's stream open), the first
+// message's handler, each from navigation start, and the bytes on the wire
+// (the page, scripts, wasm, token, history: what the page downloaded
+// compressed, the stream aside), with the first message's ratio to the
+// baseline's.
+import { createRequire } from "node:module";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { extname, join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { chromium } from "playwright-core";
+import { ROOT } from "../browser/harness.mjs";
+import { READY, messageFrame } from "./bench-api.mjs";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const OUT = join(ROOT, "target/bench-startup");
+const PROFILES = {
+  desktop: null,
+  mobile: { latency: 150, downloadThroughput: (1.6 * 1e6) / 8, uploadThroughput: (750 * 1e3) / 8, cpu: 4 },
+};
+
+// A token the bench API never checks; far `exp`, so no refresh.
+const payload = Buffer.from(JSON.stringify({ exp: 4102444800, sub: "u" })).toString("base64url");
+const JWT = `eyJhbGciOiJIUzI1NiJ9.${payload}.sig`;
+
+/** The apps, as source a bundler builds. `api` comes in the page's query. */
+const MARK = `const mark = (k) => { (window.t ??= {})[k] ??= performance.now(); };
+mark("script");
+const api = new URLSearchParams(location.search).get("api");
+const fetchJwt = () => fetch("/jwt").then((r) => r.text());`;
+const APPS = {
+  ours: `import { ValetClient } from "@valet.red/sdk";
+${MARK}
+const valet = new ValetClient({ agentId: "a", baseUrl: api, fetchJwt });
+const convo = await valet.openConvo({ convoId: "c" });
+mark("opened");
+convo.on("message", () => mark("first"));
+`,
+  baseline: `import { fetchEventSource } from "@microsoft/fetch-event-source";
+${MARK}
+const seen = new Set();
+fetchEventSource(api + "/api/v2/agent_convos/c/events", {
+  headers: { authorization: "Bearer " + (await fetchJwt()) },
+  openWhenHidden: true,
+  onopen: async () => mark("opened"),
+  onmessage(ev) {
+    if (ev.event !== "message") return;
+    const data = JSON.parse(ev.data);
+    if (seen.has(data.message.id)) return;
+    seen.add(data.message.id);
+    mark("first");
+  },
+});
+`,
+};
+
+/**
+ * The README's Vite recipe for the hint (the plugin, as an app pastes it
+ * into vite.config): a preload of the emitted wasm, and a preconnect to
+ * the API (here `base`, which apps know when they build).
+ */
+function valetPreload(apiOrigin) {
+  let base = "/";
+  return {
+    name: "valet-preload",
+    configResolved(config) { base = config.base; },
+    transformIndexHtml: {
+      order: "post",
+      handler(html, ctx) {
+        const wasm = Object.keys(ctx.bundle ?? {}).find((f) => /valet_wasm_bg.*\.wasm$/.test(f));
+        if (!wasm) return html;
+        return [
+          { tag: "link", attrs: { rel: "preload", href: base + wasm, as: "fetch", type: "application/wasm", crossorigin: "" }, injectTo: "head-prepend" },
+          { tag: "link", attrs: { rel: "preconnect", href: apiOrigin, crossorigin: "" }, injectTo: "head-prepend" },
+        ];
+      },
+    },
+  };
+}
+
+/** Builds each app with Vite into OUT/<app>/ ("ours-hint": ours with the README's plugin). */
+async function buildApps(apiOrigin) {
+  const require = createRequire(join(ROOT, "examples/package.json"));
+  const { build } = await import(require.resolve("vite"));
+  rmSync(OUT, { recursive: true, force: true });
+  for (const [name, main] of [...Object.entries(APPS), ["ours-hint", APPS.ours]]) {
+    const src = join(OUT, "src", name);
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, "main.js"), main);
+    writeFileSync(join(src, "index.html"), `<!doctype html>\n<meta charset="utf-8">\n<title>startup</title>\n<script type="module" src="./main.js"></script>\n`);
+    await build({
+      root: src,
+      logLevel: "warn",
+      configFile: false,
+      base: "./",
+      plugins: name === "ours-hint" ? [valetPreload(apiOrigin)] : [],
+      build: { outDir: join(OUT, name), emptyOutDir: true, target: "es2022" },
+      resolve: {
+        alias: {
+          // The package as built (make pkg), and the baseline's library.
+          "@valet.red/sdk": join(ROOT, "pkg/index.js"),
+          "@microsoft/fetch-event-source": join(ROOT, "tests/node_modules/@microsoft/fetch-event-source/lib/esm/index.js"),
+        },
+      },
+    });
+  }
+  if (!readFileSync(join(OUT, "ours-hint/index.html"), "utf8").includes('rel="preload"')) throw new Error("the hint is not in the page");
+}
+
+const MIME = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".wasm": "application/wasm" };
+
+/** Serves OUT/<app>/ at /<app>/ gzip-encoded, and `/jwt`. */
+async function startSite() {
+  const cache = new Map();
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    if (path === "/jwt") return void res.writeHead(200, { "content-type": "text/plain", "cache-control": "no-store" }).end(JWT);
+    const [, app, ...rest] = path.split("/");
+    let file = join(OUT, app ?? "", ...rest);
+    if (!file.startsWith(OUT) || app === "src") return void res.writeHead(403).end();
+    try {
+      if (statSync(file).isDirectory()) file = join(file, "index.html");
+      if (!cache.has(file)) cache.set(file, gzipSync(readFileSync(file), { level: 9 }));
+    } catch {
+      return void res.writeHead(404).end();
+    }
+    res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "content-encoding": "gzip", "cache-control": "no-store" });
+    res.end(cache.get(file));
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return { origin: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
+/** The stand-in API: `ready` and message 1 at once, an empty history. */
+async function startApi() {
+  const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "*" };
+  const streams = new Set();
+  const server = createServer((req, res) => {
+    if (req.method === "OPTIONS") return void res.writeHead(204, { ...cors, "access-control-max-age": "600" }).end();
+    if (req.url.includes("/events")) {
+      res.writeHead(200, { ...cors, "content-type": "text/event-stream", "cache-control": "no-cache" });
+      res.write(READY + messageFrame(1));
+      streams.add(res);
+      res.on("close", () => streams.delete(res));
+      return;
+    }
+    if (req.url.startsWith("/api/v2/agent_convos/c")) {
+      return void res.writeHead(200, { ...cors, "content-type": "application/json" }).end('{"messages":[]}');
+    }
+    res.writeHead(404, cors).end();
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return {
+    base: `http://127.0.0.1:${server.address().port}`,
+    close: () => { for (const s of streams) s.destroy(); server.close(); },
+  };
+}
+
+const apps = { ours: "ours", "ours + hint": "ours-hint", baseline: "baseline" };
+const api = await startApi();
+await buildApps(api.base);
+const site = await startSite();
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+
+/** One cold load of `app` under `profile`: its marks and bytes on the wire. */
+async function load(app, profile) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
+  const p = PROFILES[profile];
+  if (p) {
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: p.latency, downloadThroughput: p.downloadThroughput, uploadThroughput: p.uploadThroughput });
+    await cdp.send("Emulation.setCPUThrottlingRate", { rate: p.cpu });
+  }
+  let bytes = 0;
+  cdp.on("Network.loadingFinished", (e) => { bytes += e.encodedDataLength; });
+  // BENCH_WATERFALL=1: each request's start and response, ms from navigation.
+  const waterfall = [];
+  if (process.env.BENCH_WATERFALL) {
+    let t0;
+    cdp.on("Network.requestWillBeSent", (e) => { t0 ??= e.timestamp; waterfall.push([((e.timestamp - t0) * 1000).toFixed(0), "→", e.request.method, e.request.url.replace(/\?.*/, "").slice(-60)]); });
+    cdp.on("Network.responseReceived", (e) => { waterfall.push([((e.timestamp - t0) * 1000).toFixed(0), "←", e.response.status, e.response.url.replace(/\?.*/, "").slice(-60)]); });
+    cdp.on("Network.loadingFinished", (e) => { waterfall.push([((e.timestamp - t0) * 1000).toFixed(0), "✓", e.encodedDataLength]); });
+  }
+  await page.goto(`${site.origin}/${apps[app]}/?api=${encodeURIComponent(api.base)}`);
+  await page.waitForFunction(() => window.t?.first !== undefined, null, { timeout: 60_000, polling: 50 });
+  const t = await page.evaluate(() => window.t);
+  if (process.env.BENCH_WATERFALL) console.log(app, profile, JSON.stringify(t), "\n" + waterfall.map((w) => w.join(" ")).join("\n"));
+  await context.close();
+  return { ...t, bytes };
+}
+
+const results = {};
+for (const profile of Object.keys(PROFILES)) {
+  results[profile] = Object.fromEntries(Object.keys(apps).map((a) => [a, []]));
+  for (let i = 0; i < RUNS + 1; i++) {
+    for (const app of Object.keys(apps)) {
+      const r = await load(app, profile);
+      if (i > 0) results[profile][app].push(r); // the first round warms the servers and the disk
+    }
+  }
+}
+await browser.close();
+await site.close();
+api.close();
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+console.log(`\nStartup: a cold page's first message (Vite-bundled apps, gzip, fresh context each run), ms from navigation start, median of ${RUNS}`);
+for (const [profile, byApp] of Object.entries(results)) {
+  const p = PROFILES[profile];
+  console.log(`\n${profile}${p ? ` (${p.latency} ms RTT, ${(p.downloadThroughput * 8e-6).toFixed(1)} Mbps down, ${(p.uploadThroughput * 8e-3).toFixed(0)} kbps up, CPU ${p.cpu}x slower)` : " (no throttling)"}`);
+  console.log(`${"contender".padEnd(14)} ${"script".padStart(8)} ${"opened".padStart(8)} ${"first msg".padStart(10)} ${"bytes".padStart(9)} ${"first / baseline".padStart(17)}`);
+  const base = median(byApp.baseline.map((r) => r.first));
+  for (const [app, runs] of Object.entries(byApp)) {
+    const m = (k) => median(runs.map((r) => r[k]));
+    console.log(`${app.padEnd(14)} ${m("script").toFixed(0).padStart(8)} ${m("opened").toFixed(0).padStart(8)} ${m("first").toFixed(0).padStart(10)} ${m("bytes").toFixed(0).padStart(9)} ${(m("first") / base).toFixed(2).padStart(16)}x`);
+  }
+}
