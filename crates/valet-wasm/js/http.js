@@ -57,9 +57,39 @@ export async function httpSend(method, url, token, json, form, signal, drainOk) 
 }
 
 /**
+ * The most stream text one crossing into the wasm carries: a larger chunk
+ * (a backlog the network delivered at once) goes in slices, so the wasm's
+ * memory holds a slice and what is made of it, never a whole burst.
+ */
+const SLICE = 65536;
+
+/**
+ * `text` in slices of at most `SLICE` code units, each cut after a line
+ * end where there is one (else before `SLICE`, never inside a surrogate
+ * pair), for `feed`; returns whether any feed asked to yield.
+ * @param {string} text
+ * @param {(slice: string) => boolean | void} feed
+ * @returns {boolean}
+ */
+export function sliced(text, feed) {
+  let held = false;
+  for (let at = 0; at < text.length;) {
+    let end = at + SLICE;
+    if (end < text.length) {
+      const line = text.lastIndexOf("\n", end - 1);
+      if (line >= at) end = line + 1;
+      else if (/[\uD800-\uDBFF]/.test(text[end - 1])) end--;
+    }
+    held = !!feed(text.slice(at, end)) || held;
+    at = end;
+  }
+  return held;
+}
+
+/**
  * Opens the event stream, reporting to `cb(kind, …)`: 0 open; 1 text (a
- * chunk, or what EventSource dispatched, as SSE text; returns whether to
- * yield a macrotask); 2 ended; 3 failed (why); 4 refused (body, status,
+ * chunk, or what EventSource dispatched, as SSE text, in slices; returns
+ * whether to yield a macrotask); 2 ended; 3 failed (why); 4 refused (body, status,
  * Retry-After); 5 an answer's `Date`. Returns the function that stops it.
  * @param {boolean} eventSource use a native EventSource with a ticket
  * @param {string} url
@@ -98,7 +128,7 @@ export function openStream(eventSource, url, ticketUrl, token, lastEventId, type
       try { chunk = await reader.read(); } catch (e) { return call(3, typeof e === "string" ? e : "stream read failed"); }
       if (chunk.done) return call(2);
       // The convo holds its events (`openConvo` pending): a macrotask per chunk lets it release them.
-      if (call(1, decoder.decode(chunk.value, { stream: true }))) await new Promise((go) => setTimeout(go, 0));
+      if (sliced(decoder.decode(chunk.value, { stream: true }), (t) => call(1, t))) await new Promise((go) => setTimeout(go, 0));
     }
   };
   // EventSource's events as SSE text, one crossing per batch: the events one
@@ -116,7 +146,7 @@ export function openStream(eventSource, url, ticketUrl, token, lastEventId, type
     try { source = es = new EventSource(url + encodeURIComponent(ticket)); } catch { return call(3, "EventSource refused the URL"); }
     let text = "";
     const channel = port = new MessageChannel();
-    const flush = () => { if (text) { const t = text; text = ""; call(1, t); } };
+    const flush = () => { if (text) { const t = text; text = ""; sliced(t, (t) => call(1, t)); } };
     channel.port1.onmessage = flush;
     source.addEventListener("open", () => { flush(); call(0); });
     /** @param {Event} e */

@@ -54,6 +54,10 @@ pub struct ConvoInner {
     sends: RefCell<Vec<(u64, PendingSend)>>,
     next_send: Cell<u64>,
     this: Weak<ConvoInner>,
+    /// Itself, until it is closed or stops: an open convo goes on whether
+    /// or not the app keeps its `Convo` (wasm-bindgen frees a collected
+    /// handle, and an app may keep only its handlers).
+    alive: RefCell<Option<Rc<ConvoInner>>>,
 }
 
 /// The `sessionStorage` key of a convo's resume point (per tab: it
@@ -151,7 +155,9 @@ impl ConvoInner {
             sends: RefCell::new(Vec::new()),
             next_send: Cell::new(0),
             this: this.clone(),
+            alive: RefCell::new(None),
         });
+        *inner.alive.write() = Some(inner.clone());
         let sink = Rc::downgrade(&inner);
         let callback = Closure::<PageReport>::new(move |kind: u32, data: Option<String>, flag: bool| {
             let input = match kind {
@@ -212,6 +218,11 @@ impl ConvoInner {
                     }
                 }
             }
+        }
+        if self.is_closed() {
+            // Whoever called holds it too: it lives to the end of this call.
+            let me = self.alive.write().take();
+            drop(me);
         }
     }
 
