@@ -58,6 +58,8 @@ pub trait Keyed {
     fn id(&self) -> &str;
     /// Its `seq`, when the server provides one.
     fn seq(&self) -> Option<u64>;
+    /// The bytes it holds (its texts), for [`MAX_HELD_BYTES`].
+    fn size(&self) -> usize;
 }
 
 impl Keyed for Message {
@@ -67,6 +69,9 @@ impl Keyed for Message {
     fn seq(&self) -> Option<u64> {
         self.seq
     }
+    fn size(&self) -> usize {
+        self.id.len() + self.content.len()
+    }
 }
 
 impl Keyed for RawMessage {
@@ -75,6 +80,9 @@ impl Keyed for RawMessage {
     }
     fn seq(&self) -> Option<u64> {
         self.seq
+    }
+    fn size(&self) -> usize {
+        self.id.len() + self.json.len()
     }
 }
 
@@ -109,6 +117,11 @@ pub const ID_WINDOW: usize = 4096;
 /// Messages held for ordering, at most; past this, live messages are left
 /// to the next reconcile.
 pub const MAX_HELD: usize = 8192;
+/// The bytes of held messages, at most (see [`Keyed::size`]): a burst that
+/// arrives while a history is awaited costs a bounded memory whatever its
+/// length; past this, as past [`MAX_HELD`], the next reconcile brings the
+/// rest.
+pub const MAX_HELD_BYTES: usize = 1 << 19;
 
 /// The last [`ID_WINDOW`] ids delivered: a set, and a ring of the same ids
 /// in delivery order to evict the oldest from (a `Vec` used as a ring: the
@@ -159,6 +172,8 @@ pub struct Delivery<M = Message> {
     /// Held messages without a `seq`, in arrival order.
     held_unseq: Vec<M>,
     held_ids: HashSet<Rc<str>>,
+    /// The [`Keyed::size`] of every held message.
+    held_bytes: usize,
     syncing: bool,
     synced_once: bool,
 }
@@ -174,6 +189,7 @@ impl<M: Keyed> Default for Delivery<M> {
             held_seq: Vec::new(),
             held_unseq: Vec::new(),
             held_ids: HashSet::default(),
+            held_bytes: 0,
             syncing: false,
             synced_once: false,
         }
@@ -364,17 +380,19 @@ impl<M: Keyed> Delivery<M> {
     /// Every held message (by seq, then unsequenced), emptying the buffer.
     fn take_held(&mut self) -> Vec<M> {
         self.held_ids.clear();
+        self.held_bytes = 0;
         let mut all: Vec<M> = core::mem::take(&mut self.held_seq).into_iter().map(|(_, m)| m).collect();
         all.append(&mut self.held_unseq);
         all
     }
 
     fn hold(&mut self, message: M) {
-        if self.held_count() >= MAX_HELD {
+        if self.held_count() >= MAX_HELD || self.held_bytes + message.size() > MAX_HELD_BYTES {
             // No room: the next reconcile brings it (the server has it).
             self.refetch = true;
             return;
         }
+        self.held_bytes += message.size();
         self.held_ids.insert(Rc::from(message.id()));
         match message.seq() {
             Some(seq) => match self.held_seq.binary_search_by_key(&seq, |(s, _)| *s) {
@@ -413,6 +431,7 @@ impl<M: Keyed> Delivery<M> {
         while follows(self.last_seq, rest.as_slice().first()) {
             let Some((_, m)) = rest.next() else { break };
             self.held_ids.remove(m.id());
+            self.held_bytes -= m.size();
             self.deliver(m, false, out);
         }
         // In place: the rest moves to the front of the same buffer.
@@ -662,6 +681,36 @@ mod tests {
         assert!(d.on_live(msg(11)).deliver.is_empty());
         assert_eq!(seqs(&d.on_reconcile(vec![msg(9), msg(10)])), [9, 10, 11], "8 never was; 11 follows on");
         assert!(!d.take_refetch());
+    }
+
+    #[test]
+    fn held_bytes_are_bounded_whatever_the_count() {
+        // Messages of 10 KB arrive while the history is awaited: held up to
+        // MAX_HELD_BYTES, the rest left to the next reconcile.
+        let raw = |seq: u64| RawMessage { id: format!("m{seq}"), seq: Some(seq), json: "x".repeat(10_000).into(), framed: false };
+        let mut d: Delivery<RawMessage> = Delivery::new();
+        d.begin_sync();
+        for i in 2..=400 {
+            assert!(d.on_live(raw(i)).deliver.is_empty());
+        }
+        let fits = MAX_HELD_BYTES / (10_000 + "m100".len());
+        assert!((fits - 1..=fits + 1).contains(&d.held_count()), "{} held", d.held_count());
+        assert!(d.held_bytes <= MAX_HELD_BYTES);
+        let out = d.on_reconcile(vec![raw(1)]);
+        let got: Vec<u64> = out.iter().filter_map(|x| x.message.seq).collect();
+        assert_eq!(got, (1..=d.last_seq.unwrap()).collect::<Vec<_>>(), "in order, from 1, no gap");
+        assert_eq!((d.held_count(), d.held_bytes), (0, 0));
+        assert!(d.take_refetch(), "dropped ones: reconcile again");
+        // The next history brings the rest, in order, once.
+        let rest = d.on_reconcile((1..=400).map(raw).collect());
+        let first = got.len() as u64 + 1;
+        assert_eq!(rest.iter().filter_map(|x| x.message.seq).collect::<Vec<_>>(), (first..=400).collect::<Vec<_>>());
+        // Held and flushed as they follow on: the count of bytes comes back to 0.
+        d.begin_sync();
+        assert!(d.on_live(raw(402)).deliver.is_empty());
+        assert_eq!(d.held_bytes, raw(402).size());
+        assert_eq!(d.on_reconcile(vec![raw(401)]).len(), 2);
+        assert_eq!(d.held_bytes, 0);
     }
 
     #[test]
