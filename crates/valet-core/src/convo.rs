@@ -321,6 +321,9 @@ pub struct ConvoMachine {
     sync_gen: u64,
     /// The sync the reconcile in flight was asked for in.
     reconcile_sync_gen: u64,
+    /// The reconcile asked for alongside the first opening's stream (see
+    /// `connect`), while it is in flight.
+    early_history: Option<u64>,
     reconcile_token: Option<String>,
     reconcile_auth_failures: u32,
     reconcile_backoff: Backoff,
@@ -430,6 +433,7 @@ impl ConvoMachine {
             reconcile_again: false,
             sync_gen: 0,
             reconcile_sync_gen: 0,
+            early_history: None,
             reconcile_token: None,
             reconcile_auth_failures: 0,
             outbox: Outbox::new(),
@@ -594,7 +598,11 @@ impl ConvoMachine {
             Input::ReconcileFailed { req, message } => {
                 if req == self.reconcile_req && self.reconcile_in_flight {
                     self.reconcile_in_flight = false;
-                    self.reconcile_failed(ClientError::new(ErrorCode::Network, crate::cat!("reconcile failed: ", message)));
+                    if self.take_early(req) {
+                        self.early_history_failed();
+                    } else {
+                        self.reconcile_failed(ClientError::new(ErrorCode::Network, crate::cat!("reconcile failed: ", message)));
+                    }
                 }
             }
             Input::TimerFired(timer) => self.on_timer(now_ms, timer),
@@ -847,6 +855,7 @@ impl ConvoMachine {
             self.reconcile_req += 1;
             self.reconcile_in_flight = false;
             self.reconcile_again = false;
+            self.early_history = None;
             self.out.push(Action::ClearTimer(Timer::Reconcile));
         }
         self.close_stream();
@@ -881,6 +890,35 @@ impl ConvoMachine {
         self.emit_status(status, None);
         let reject = self.reject_next.take();
         self.out.push(Action::GetToken { purpose: TokenFor::Stream(self.attempt), reject });
+        // Until a first history is in, the history is asked for alongside
+        // the stream, not after its `ready`: what it has shows a round trip
+        // sooner. It is placed as any history read before a (re)connect
+        // (it ends no sync begun after it was asked for); the history asked
+        // for at `ready` is the one that places what the stream brings. Its
+        // failure says nothing: that one is still to come.
+        if !self.history_loaded && !self.reconcile_in_flight {
+            self.request_reconcile();
+            self.early_history = Some(self.reconcile_req);
+        }
+    }
+
+    /// Whether `req` is the history asked for alongside the opening (it is
+    /// then no longer in flight).
+    fn take_early(&mut self, req: u64) -> bool {
+        let early = self.early_history == Some(req);
+        if early {
+            self.early_history = None;
+        }
+        early
+    }
+
+    /// The history asked for alongside the opening failed: nothing is said
+    /// or retried (the history asked for at `ready` is to come), but one
+    /// asked for meanwhile goes out.
+    fn early_history_failed(&mut self) {
+        if core::mem::take(&mut self.reconcile_again) {
+            self.request_reconcile();
+        }
     }
 
     fn close_stream(&mut self) {
@@ -956,7 +994,10 @@ impl ConvoMachine {
             TokenFor::Send(id) => self.outbox.on_token_failed(id, error, &mut self.rng, &mut self.out),
             TokenFor::Reconcile(r) if r == self.reconcile_req && self.reconcile_in_flight => {
                 self.reconcile_in_flight = false;
-                if signed_out && self.conn != Conn::Stopped {
+                if self.take_early(r) {
+                    // The stream's token (asked for with it) says the same.
+                    self.early_history_failed();
+                } else if signed_out && self.conn != Conn::Stopped {
                     self.out.push(Action::ClearTimer(Timer::Reconcile));
                     self.stop(error, Stage::Auth);
                 } else {
@@ -1240,6 +1281,10 @@ impl ConvoMachine {
             return;
         }
         self.reconcile_in_flight = false;
+        let early = self.take_early(req);
+        if early && !(200..=299).contains(&status) {
+            return self.early_history_failed();
+        }
         match status {
             200..=299 => match RawMessage::parse_history(&body) {
                 Ok(history) => {
@@ -1276,6 +1321,7 @@ impl ConvoMachine {
                         self.request_reconcile();
                     }
                 }
+                Err(_) if early => self.early_history_failed(),
                 Err(e) => self.reconcile_failed(ClientError::new(ErrorCode::Protocol, e)),
             },
             401 if self.reconcile_auth_failures + 1 < self.cfg.max_auth_failures => {

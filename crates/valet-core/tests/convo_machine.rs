@@ -42,10 +42,16 @@ impl Harness {
 
     /// Answers the stream token `out` asks for, opens the stream and reads
     /// `ready`: the attempt, and the reconcile request in flight (made with
-    /// the first stream, or by `ready`), if any.
+    /// the first stream, or by `ready`), if any. A history asked for with
+    /// the stream (before any history is in) answers first, empty.
     fn until_ready(&mut self, out: &[Action]) -> (u64, Option<u64>) {
         let attempt = stream_token_request(out).expect("asks for a token");
-        let early = reconcile_token_request(out);
+        let mut early = reconcile_token_request(out);
+        if let Some(req) = early.take() {
+            let out = self.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+            assert!(out.iter().any(|a| matches!(a, Action::Reconcile { .. })));
+            self.feed(Input::ReconcileDone { req, status: 200, body: r#"{"messages":[]}"#.into() });
+        }
         let out = self.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: T1.into() });
         assert!(out.iter().any(|a| matches!(a, Action::OpenStream { attempt: x, .. } if *x == attempt)));
         self.feed(Input::StreamOpened { attempt });
@@ -348,6 +354,90 @@ fn live_messages_wait_for_history_and_come_out_in_order() {
     let req = h.until_ready(&out).1.unwrap();
     let out = h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
     assert!(out.iter().any(|x| matches!(x, Action::Reconcile { after: Some(id), .. } if id == "m3")));
+}
+
+/// The ids of the `message` events of `out`, in order.
+fn ids(out: &[Action]) -> Vec<String> {
+    emitted(out, EventName::Message).iter().map(|m| m["message"]["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn the_first_opening_asks_for_the_history_with_the_stream_and_shows_it_at_once() {
+    let mut h = Harness::new(21);
+    let out = h.feed(Input::Start);
+    let attempt = stream_token_request(&out).expect("the stream's token");
+    let early = reconcile_token_request(&out).expect("the history's, side by side");
+    let out = h.feed(Input::Token { purpose: TokenFor::Reconcile(early), token: T1.into() });
+    assert!(out.iter().any(|x| matches!(x, Action::Reconcile { after: None, .. })));
+    // The history answers before the stream is open: shown at once.
+    let out = h.feed(Input::ReconcileDone { req: early, status: 200, body: history([1, 2]) });
+    assert_eq!(ids(&out), ["m1", "m2"]);
+    assert!(emitted(&out, EventName::Message).iter().all(|m| m["from_reconcile"] == true));
+    // The stream: `ready` asks for the history again, which places what came meanwhile.
+    h.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: T1.into() });
+    h.feed(Input::StreamOpened { attempt });
+    let out = h.bytes(attempt, "event: ready\ndata: {\"conn_id\":\"c1\"}\n\n");
+    let req = reconcile_token_request(&out).expect("`ready` asks for the history");
+    assert!(ids(&h.bytes(attempt, &msg_frame(4))).is_empty(), "held: 3 may have been stored meanwhile");
+    let out = h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+    assert!(out.iter().any(|x| matches!(x, Action::Reconcile { after: Some(id), .. } if id == "m2")));
+    let out = h.feed(Input::ReconcileDone { req, status: 200, body: history([3, 4]) });
+    assert_eq!(ids(&out), ["m3", "m4"]);
+    // A later reconnect asks for the history after `ready` only.
+    h.feed(Input::StreamEnded { attempt });
+    let out = h.feed(Input::TimerFired(Timer::Reconnect));
+    assert!(reconcile_token_request(&out).is_none());
+}
+
+#[test]
+fn an_early_history_that_answers_after_ready_places_what_it_has_and_the_next_the_rest() {
+    let mut h = Harness::new(22);
+    let out = h.feed(Input::Start);
+    let attempt = stream_token_request(&out).unwrap();
+    let early = reconcile_token_request(&out).unwrap();
+    h.feed(Input::Token { purpose: TokenFor::Reconcile(early), token: T1.into() });
+    h.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: T1.into() });
+    h.feed(Input::StreamOpened { attempt });
+    let out = h.bytes(attempt, "event: ready\ndata: {\"conn_id\":\"c1\"}\n\n");
+    assert!(reconcile_token_request(&out).is_none(), "one history in flight at a time");
+    assert!(ids(&h.bytes(attempt, &msg_frame(4))).is_empty());
+    // Asked for before `ready`: it can not place 4 (3 may come between).
+    let out = h.feed(Input::ReconcileDone { req: early, status: 200, body: history([1, 2]) });
+    assert_eq!(ids(&out), ["m1", "m2"]);
+    let req = reconcile_token_request(&out).expect("the history of this sync is asked for now");
+    h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+    let out = h.feed(Input::ReconcileDone { req, status: 200, body: history([1, 2, 3, 4]) });
+    assert_eq!(ids(&out), ["m3", "m4"], "each once, in order");
+}
+
+#[test]
+fn an_early_history_that_fails_says_nothing_and_ready_asks_again() {
+    for fail in 0..3 {
+        let mut h = Harness::new(23);
+        let out = h.feed(Input::Start);
+        let attempt = stream_token_request(&out).unwrap();
+        let early = reconcile_token_request(&out).unwrap();
+        let out = match fail {
+            0 => h.feed(Input::TokenFailed { purpose: TokenFor::Reconcile(early), error: ClientError::new(ErrorCode::Network, "backend down") }),
+            1 => {
+                h.feed(Input::Token { purpose: TokenFor::Reconcile(early), token: T1.into() });
+                h.feed(Input::ReconcileFailed { req: early, message: "offline".into() })
+            }
+            _ => {
+                h.feed(Input::Token { purpose: TokenFor::Reconcile(early), token: T1.into() });
+                h.feed(Input::ReconcileDone { req: early, status: 503, body: String::new() })
+            }
+        };
+        assert!(emitted(&out, EventName::Error).is_empty(), "case {fail}: no error");
+        assert!(!out.iter().any(|x| matches!(x, Action::SetTimer { timer: Timer::Reconcile, .. })), "case {fail}: no retry of its own");
+        h.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: T1.into() });
+        h.feed(Input::StreamOpened { attempt });
+        let out = h.bytes(attempt, "event: ready\ndata: {\"conn_id\":\"c1\"}\n\n");
+        let req = reconcile_token_request(&out).expect("`ready` asks for the history");
+        h.feed(Input::Token { purpose: TokenFor::Reconcile(req), token: T1.into() });
+        let out = h.feed(Input::ReconcileDone { req, status: 200, body: history([1]) });
+        assert_eq!(ids(&out), ["m1"], "case {fail}");
+    }
 }
 
 #[test]

@@ -375,6 +375,14 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
             _ => None,
         })
         .unwrap();
+    let reconcile = |out: &[Action]| {
+        out.iter().find_map(|x| match x {
+            Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
+            _ => None,
+        })
+    };
+    // The history asked for with the stream (no history is in yet).
+    let early = reconcile(&out);
     let out = m.handle(2, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
     assert!(
         out.iter().any(|x| matches!(x, Action::OpenStream { last_event_id: Some(id), .. } if id == "2")),
@@ -382,13 +390,7 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
     );
     m.handle(3, Input::StreamOpened { attempt: a });
     let out = m.handle(4, Input::StreamText { attempt: a, text: "event: ready\ndata: {\"conn_id\":\"c\"}\n\n".into() });
-    let req = out
-        .iter()
-        .find_map(|x| match x {
-            Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
-            _ => None,
-        })
-        .unwrap();
+    let req = reconcile(&out).or(early).unwrap();
     // The server replays m2 (already delivered before the reload) and m3 (new) live.
     let frame = |s: u64| {
         format!("id: {s}\nevent: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}}}\n\n")
