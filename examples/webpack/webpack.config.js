@@ -1,7 +1,31 @@
-// A plain webpack 5 build: nothing SDK-specific. webpack emits the SDK's
-// wasm as an asset from its `new URL("valet_wasm_bg.wasm", import.meta.url)`;
-// no asyncWebAssembly experiment, no loader.
+// A plain webpack 5 build: nothing SDK-specific is needed. webpack emits the
+// SDK's wasm as an asset from its `new URL("valet_wasm_bg.wasm",
+// import.meta.url)`; no asyncWebAssembly experiment, no loader. The plugin
+// below is the README's startup hint for webpack ("Startup: the first
+// message sooner"; tests/types/readme.mjs checks that both hold the same
+// class): html-webpack-plugin's page gets a preload of the wasm.
 const path = require("node:path");
+const HtmlWebpackPlugin = require("html-webpack-plugin");
+
+class ValetPreloadPlugin {
+  constructor(apiOrigin) {
+    this.apiOrigin = apiOrigin;
+  }
+  apply(compiler) {
+    compiler.hooks.compilation.tap("ValetPreloadPlugin", (compilation) => {
+      HtmlWebpackPlugin.getHooks(compilation).alterAssetTagGroups.tap("ValetPreloadPlugin", (data) => {
+        const wasm = compilation.getAssets().find((a) => /valet_wasm_bg\.wasm$/.test(a.info.sourceFilename ?? a.name));
+        if (wasm) {
+          data.headTags.unshift(
+            HtmlWebpackPlugin.createHtmlTagObject("link", { rel: "preload", href: data.publicPath + wasm.name, as: "fetch", type: "application/wasm", crossorigin: true }),
+            HtmlWebpackPlugin.createHtmlTagObject("link", { rel: "preconnect", href: this.apiOrigin, crossorigin: true }),
+          );
+        }
+        return data;
+      });
+    });
+  }
+}
 
 module.exports = {
   entry: "./src/index.js",
@@ -11,20 +35,8 @@ module.exports = {
     clean: true,
   },
   plugins: [
-    {
-      // index.html pointing at the hashed bundle (html-webpack-plugin in a
-      // real app).
-      apply(compiler) {
-        compiler.hooks.thisCompilation.tap("html", (compilation) => {
-          compilation.hooks.processAssets.tap({ name: "html", stage: 0 }, () => {
-            const js = Object.keys(compilation.assets).find((f) => f.endsWith(".js"));
-            const html = require("node:fs")
-              .readFileSync(path.join(__dirname, "index.html"), "utf8")
-              .replace("%MAIN%", js);
-            compilation.emitAsset("index.html", new compiler.webpack.sources.RawSource(html));
-          });
-        });
-      },
-    },
+    new HtmlWebpackPlugin({ template: "index.html" }),
+    // The API's origin is given at run time here (`?api=`); an app knows its own.
+    new ValetPreloadPlugin("http://127.0.0.1:8787"),
   ],
 };

@@ -139,20 +139,31 @@ test("React (Vite production build): one stream, closed on unmount", async () =>
   await page.close();
 });
 
-test("React (Vite): the README's startup hint preloads the wasm, which is downloaded once", async () => {
-  const origin = await serve("react/dist");
-  const html = readFileSync(join(EXAMPLES, "react/dist/index.html"), "utf8");
-  const link = /<link rel="preload" href="([^"]+\.wasm)" as="fetch" type="application\/wasm" crossorigin[^>]*>/.exec(html);
-  assert.ok(link, "the built page has the wasm's preload");
-  assert.ok(html.indexOf(link[0]) < html.indexOf("<script"), "before the app's script");
-  const page = await browser.context.newPage();
-  const wasm = [];
-  page.on("request", (r) => { if (r.url().endsWith(".wasm")) wasm.push(r.url()); });
-  await page.goto(`${origin}/?api=${server.base}`);
-  await waitConnected(page);
-  assert.deepEqual(wasm, [new URL(link[1], `${origin}/`).href], "one download, the preloaded one (the glue's fetch took it)");
-  await page.close();
-});
+const HINTED = [
+  ["no bundler", ".", "/vanilla.html"],
+  ["React (Vite)", "react/dist", "/"],
+  ["webpack 5 (html-webpack-plugin)", "webpack/dist", "/"],
+  ["Next.js (react-dom's preload)", "nextjs/out", "/"],
+];
+for (const [name, dir, path] of HINTED) {
+  test(`${name}: the README's startup hint preloads the wasm, which is downloaded once`, async () => {
+    const origin = await serve(dir);
+    const page = await browser.context.newPage();
+    const wasm = [];
+    page.on("request", (r) => { if (r.url().endsWith(".wasm")) wasm.push(r.url()); });
+    await page.goto(`${origin}${path}?api=${server.base}`);
+    await waitConnected(page);
+    const hint = await page.evaluate(() => {
+      const link = document.querySelector('link[rel="preload"][as="fetch"][type="application/wasm"]');
+      return link && { href: link.href, crossorigin: link.getAttribute("crossorigin"), inHead: link.parentElement === document.head };
+    });
+    assert.ok(hint, "the built page has the wasm's preload");
+    assert.equal(hint.crossorigin, "", "crossorigin (anonymous), as the glue's CORS-mode fetch");
+    assert.ok(hint.inHead, "in the head, where the preload scanner finds it before the body");
+    assert.deepEqual(wasm, [hint.href], "one download, the preloaded one (the glue's fetch took it)");
+    await page.close();
+  });
+}
 
 test("React: the API down when the chat mounts: reconnecting, a message typed meanwhile is stored once when it is back", async () => {
   const dir = mkdtempSync(join(tmpdir(), "valet-react-offline-"));

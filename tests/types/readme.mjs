@@ -3,7 +3,8 @@
 // against the package's typings (readme.tsconfig.json). What a snippet
 // leaves to the app (its backend's fetchJwt, a render function...) is
 // declared in readme-app.d.ts. Vue single-file components are not checked;
-// the Vite plugin is checked to be examples/react's, whose build type-checks it.
+// the bundler plugins (Vite, webpack) are checked to be the examples' own,
+// which their builds compile and the browser tests run.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,12 +22,26 @@ for (let i = 0; i < lines.length; i++) {
   let end = start;
   while (end < lines.length && lines[end] !== "```") end++;
   const code = lines.slice(start, end).join("\n");
-  // A Vite config (its types are the examples'): checked where the same
-  // function lives and is built, examples/react/vite.config.ts.
-  if (code.includes('from "vite"')) {
-    const fn = /^function valetPreload[\s\S]*?^}$/m.exec(code)?.[0];
-    const config = readFileSync(join(ROOT, "examples/react/vite.config.ts"), "utf8");
-    if (!fn || !config.includes(fn)) throw new Error(`README.md line ${start + 1}: its valetPreload is not the one in examples/react/vite.config.ts`);
+  // A bundler's config (their types and packages are the examples'):
+  // checked where the same plugin lives and is built, by the examples.
+  const config = [
+    ['from "vite"', /^function valetPreload[\s\S]*?^}$/m, "examples/react/vite.config.ts"],
+    ['require("html-webpack-plugin")', /^class ValetPreloadPlugin[\s\S]*?^}$/m, "examples/webpack/webpack.config.js"],
+  ].find(([marker]) => code.includes(marker));
+  if (config) {
+    const [, plugin, file] = config;
+    const body = plugin.exec(code)?.[0];
+    if (!body || !readFileSync(join(ROOT, file), "utf8").includes(body)) throw new Error(`README.md line ${start + 1}: its plugin is not the one in ${file}`);
+    i = end;
+    continue;
+  }
+  // Next.js's hint (react-dom's `preload`): its URL and its call are the
+  // example's (examples/nextjs/app/chat.tsx, built and run by the tests).
+  if (code.includes('from "react-dom"') && code.includes("preload(")) {
+    const example = readFileSync(join(ROOT, "examples/nextjs/app/chat.tsx"), "utf8");
+    for (const line of code.split("\n").filter((l) => /^(const WASM|  preload\()/.test(l))) {
+      if (!example.includes(line)) throw new Error(`README.md line ${start + 1}: "${line.trim()}" is not in examples/nextjs/app/chat.tsx`);
+    }
     i = end;
     continue;
   }

@@ -4,8 +4,16 @@ import { useEffect, useState, type FormEvent } from "react";
 import type { ValetClient } from "@valet.red/sdk";
 import { useConvo } from "@valet.red/sdk/react";
 import { valetOfThisPage } from "./valet";
+import { preload } from "react-dom";
+
+// The README's startup hint for Next.js ("Startup: the first message
+// sooner"): the wasm's URL as the bundler emits it, preloaded by React in
+// the prerendered page's head (the API's origin is given at run time here,
+// so no preconnect).
+const WASM = new URL("@valet.red/sdk/valet_wasm_bg.wasm", import.meta.url).href;
 
 export function Chat() {
+  preload(WASM, { as: "fetch", crossOrigin: "anonymous", type: "application/wasm" });
   const [session, setSession] = useState<{ valet: ValetClient; convoId: string } | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   useEffect(() => {
