@@ -1,9 +1,12 @@
 // make bench: how soon a cold page shows its first message. Each client is
 // bundled as an app's bundler does it (Vite, from examples/node_modules,
 // into target/bench-startup/), served gzip-encoded from 127.0.0.1 with a
-// stand-in of the Valet API that answers `ready` and one message at once
-// (seq 1, a new convo) and an empty history, and a `/jwt` on the page's
-// origin (the app's backend: `fetchJwt` is a real request, as in apps).
+// stand-in of the Valet API, and a `/jwt` on the page's origin (the app's
+// backend: `fetchJwt` is a real request, as in apps). Two scenarios: a new
+// convo (the stream answers `ready` and one message at once, seq 1; the
+// history is empty), and a reload of a convo with 5 messages (its history
+// has them; the stream only `ready`): the first message is then the
+// history's first, shown.
 // Every run is a fresh browser context (nothing cached), throttled over
 // CDP: no throttling ("desktop"), and Lighthouse's mobile profile (150 ms
 // RTT, 1.6 Mbps down, 750 kbps up, CPU 4x slower: "mobile"). Contenders,
@@ -13,8 +16,8 @@
 // - ours + hint: the same app with the README's recommended hint in its
 //   page (a preload of the wasm, a preconnect to the API);
 // - baseline: a minimal JS client, fetch-event-source + JSON.parse + a
-//   Set (no tab election, no token lifecycle, no reconcile: a floor, not
-//   a product).
+//   Set, and a fetch of the history beside the stream (no tab election, no
+//   token lifecycle, no ordering of the two: a floor, not a product).
 // Printed per profile: medians of BENCH_RUNS (5) of the script's start,
 // `openConvo` resolved (ours; the baseline's stream open), the first
 // message's handler, each from navigation start, and the bytes on the wire
@@ -28,7 +31,7 @@ import { extname, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import { ROOT } from "../browser/harness.mjs";
-import { READY, messageFrame } from "./bench-api.mjs";
+import { READY, messageFrame, messageOf } from "./bench-api.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const OUT = join(ROOT, "target/bench-startup");
@@ -57,8 +60,12 @@ convo.on("message", () => mark("first"));
   baseline: `import { fetchEventSource } from "@microsoft/fetch-event-source";
 ${MARK}
 const seen = new Set();
+const headers = { authorization: "Bearer " + (await fetchJwt()) };
+fetch(api + "/api/v2/agent_convos/c", { headers }).then((r) => r.json()).then(({ messages }) => {
+  for (const m of messages) if (!seen.has(m.id)) { seen.add(m.id); mark("first"); }
+});
 fetchEventSource(api + "/api/v2/agent_convos/c/events", {
-  headers: { authorization: "Bearer " + (await fetchJwt()) },
+  headers,
   openWhenHidden: true,
   onopen: async () => mark("opened"),
   onmessage(ev) {
@@ -116,7 +123,8 @@ async function buildApps(apiOrigin) {
       resolve: {
         alias: {
           // The package as built (make pkg), and the baseline's library.
-          "@valet.red/sdk": join(ROOT, "pkg/index.js"),
+          // BENCH_PKG_DIR: another build of the package (e.g. an older commit's), to compare.
+          "@valet.red/sdk": join(process.env.BENCH_PKG_DIR ?? join(ROOT, "pkg"), "index.js"),
           "@microsoft/fetch-event-source": join(ROOT, "tests/node_modules/@microsoft/fetch-event-source/lib/esm/index.js"),
         },
       },
@@ -149,7 +157,10 @@ async function startSite() {
   return { origin: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
 }
 
-/** The stand-in API: `ready` and message 1 at once, an empty history. */
+/** The scenario the stand-in API plays: a new convo, or one with 5 messages. */
+let withHistory = false;
+
+/** The stand-in API: `ready` and message 1 at once, an empty history; or (`withHistory`) `ready` alone and a history of 5. */
 async function startApi() {
   const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "*" };
   const streams = new Set();
@@ -157,13 +168,14 @@ async function startApi() {
     if (req.method === "OPTIONS") return void res.writeHead(204, { ...cors, "access-control-max-age": "600" }).end();
     if (req.url.includes("/events")) {
       res.writeHead(200, { ...cors, "content-type": "text/event-stream", "cache-control": "no-cache" });
-      res.write(READY + messageFrame(1));
+      res.write(withHistory ? READY : READY + messageFrame(1));
       streams.add(res);
       res.on("close", () => streams.delete(res));
       return;
     }
     if (req.url.startsWith("/api/v2/agent_convos/c")) {
-      return void res.writeHead(200, { ...cors, "content-type": "application/json" }).end('{"messages":[]}');
+      const messages = withHistory ? [1, 2, 3, 4, 5].map(messageOf) : [];
+      return void res.writeHead(200, { ...cors, "content-type": "application/json" }).end(JSON.stringify({ messages }));
     }
     res.writeHead(404, cors).end();
   });
@@ -214,13 +226,17 @@ async function load(app, profile) {
   return { ...t, bytes };
 }
 
+const SCENARIOS = { "new convo": false, "reload, 5 in history": true };
 const results = {};
-for (const profile of Object.keys(PROFILES)) {
-  results[profile] = Object.fromEntries(Object.keys(apps).map((a) => [a, []]));
-  for (let i = 0; i < RUNS + 1; i++) {
-    for (const app of Object.keys(apps)) {
-      const r = await load(app, profile);
-      if (i > 0) results[profile][app].push(r); // the first round warms the servers and the disk
+for (const [scenario, history] of Object.entries(SCENARIOS)) {
+  withHistory = history;
+  for (const profile of Object.keys(PROFILES)) {
+    const byApp = (results[`${profile}, ${scenario}`] = Object.fromEntries(Object.keys(apps).map((a) => [a, []])));
+    for (let i = 0; i < RUNS + 1; i++) {
+      for (const app of Object.keys(apps)) {
+        const r = await load(app, profile);
+        if (i > 0) byApp[app].push(r); // the first round warms the servers and the disk
+      }
     }
   }
 }
@@ -230,9 +246,9 @@ api.close();
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`\nStartup: a cold page's first message (Vite-bundled apps, gzip, fresh context each run), ms from navigation start, median of ${RUNS}`);
-for (const [profile, byApp] of Object.entries(results)) {
-  const p = PROFILES[profile];
-  console.log(`\n${profile}${p ? ` (${p.latency} ms RTT, ${(p.downloadThroughput * 8e-6).toFixed(1)} Mbps down, ${(p.uploadThroughput * 8e-3).toFixed(0)} kbps up, CPU ${p.cpu}x slower)` : " (no throttling)"}`);
+for (const [name, byApp] of Object.entries(results)) {
+  const p = PROFILES[name.split(",")[0]];
+  console.log(`\n${name}${p ? ` (${p.latency} ms RTT, ${(p.downloadThroughput * 8e-6).toFixed(1)} Mbps down, ${(p.uploadThroughput * 8e-3).toFixed(0)} kbps up, CPU ${p.cpu}x slower)` : " (no throttling)"}`);
   console.log(`${"contender".padEnd(14)} ${"script".padStart(8)} ${"opened".padStart(8)} ${"first msg".padStart(10)} ${"bytes".padStart(9)} ${"first / baseline".padStart(17)}`);
   const base = median(byApp.baseline.map((r) => r.first));
   for (const [app, runs] of Object.entries(byApp)) {
