@@ -34,6 +34,9 @@ import { ROOT } from "../browser/harness.mjs";
 import { READY, messageFrame, messageOf } from "./bench-api.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+// BENCH_BEFORE=<a pkg/ directory>: that build of ours too (e.g. an older
+// commit's, `make pkg` in a worktree), as one more contender, "ours, before".
+const BEFORE = process.env.BENCH_BEFORE;
 const OUT = join(ROOT, "target/bench-startup");
 const PROFILES = {
   desktop: null,
@@ -45,7 +48,14 @@ const payload = Buffer.from(JSON.stringify({ exp: 4102444800, sub: "u" })).toStr
 const JWT = `eyJhbGciOiJIUzI1NiJ9.${payload}.sig`;
 
 /** The apps, as source a bundler builds. `api` comes in the page's query. */
-const MARK = `const mark = (k) => { (window.t ??= {})[k] ??= performance.now(); };
+// The first message is told on the console: the bench waits for that, not
+// by polling the page (each poll is a script run in the page under test).
+const MARK = `const mark = (k) => {
+  const t = (window.t ??= {});
+  if (t[k] !== undefined) return;
+  t[k] = performance.now();
+  if (k === "first") console.log("bench: first message");
+};
 mark("script");
 const api = new URLSearchParams(location.search).get("api");
 const fetchJwt = () => fetch("/jwt").then((r) => r.text());`;
@@ -108,7 +118,9 @@ async function buildApps(apiOrigin) {
   const require = createRequire(join(ROOT, "examples/package.json"));
   const { build } = await import(require.resolve("vite"));
   rmSync(OUT, { recursive: true, force: true });
-  for (const [name, main] of [...Object.entries(APPS), ["ours-hint", APPS.ours]]) {
+  const builds = [...Object.entries(APPS), ["ours-hint", APPS.ours]];
+  if (BEFORE) builds.push(["before", APPS.ours]);
+  for (const [name, main] of builds) {
     const src = join(OUT, "src", name);
     mkdirSync(src, { recursive: true });
     writeFileSync(join(src, "main.js"), main);
@@ -123,8 +135,7 @@ async function buildApps(apiOrigin) {
       resolve: {
         alias: {
           // The package as built (make pkg), and the baseline's library.
-          // BENCH_PKG_DIR: another build of the package (e.g. an older commit's), to compare.
-          "@valet.red/sdk": join(process.env.BENCH_PKG_DIR ?? join(ROOT, "pkg"), "index.js"),
+          "@valet.red/sdk": join(name === "before" ? BEFORE : join(ROOT, "pkg"), "index.js"),
           "@microsoft/fetch-event-source": join(ROOT, "tests/node_modules/@microsoft/fetch-event-source/lib/esm/index.js"),
         },
       },
@@ -186,7 +197,7 @@ async function startApi() {
   };
 }
 
-const apps = { ours: "ours", "ours + hint": "ours-hint", baseline: "baseline" };
+const apps = { ours: "ours", "ours + hint": "ours-hint", baseline: "baseline", ...(BEFORE ? { "ours, before": "before" } : {}) };
 const api = await startApi();
 await buildApps(api.base);
 const site = await startSite();
@@ -218,8 +229,9 @@ async function load(app, profile) {
     cdp.on("Network.responseReceived", (e) => { waterfall.push([((e.timestamp - t0) * 1000).toFixed(0), "←", e.response.status, e.response.url.replace(/\?.*/, "").slice(-60)]); });
     cdp.on("Network.loadingFinished", (e) => { waterfall.push([((e.timestamp - t0) * 1000).toFixed(0), "✓", e.encodedDataLength]); });
   }
+  const first = page.waitForEvent("console", { predicate: (m) => m.text() === "bench: first message", timeout: 60_000 });
   await page.goto(`${site.origin}/${apps[app]}/?api=${encodeURIComponent(api.base)}`);
-  await page.waitForFunction(() => window.t?.first !== undefined, null, { timeout: 60_000, polling: 50 });
+  await first;
   const t = await page.evaluate(() => window.t);
   if (process.env.BENCH_WATERFALL) console.log(app, profile, JSON.stringify(t), "\n" + waterfall.map((w) => w.join(" ")).join("\n"));
   await context.close();
@@ -227,6 +239,8 @@ async function load(app, profile) {
 }
 
 const SCENARIOS = { "new convo": false, "reload, 5 in history": true };
+// BENCH_PROFILES=desktop (or mobile): one profile only.
+for (const p of Object.keys(PROFILES)) if (process.env.BENCH_PROFILES && !process.env.BENCH_PROFILES.split(",").includes(p)) delete PROFILES[p];
 const results = {};
 for (const [scenario, history] of Object.entries(SCENARIOS)) {
   withHistory = history;
