@@ -32,6 +32,8 @@ import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import { ROOT } from "../browser/harness.mjs";
 import { READY, messageFrame, messageOf } from "./bench-api.mjs";
+// The README's Vite recipe for the hint, as examples/react uses it.
+import { valetPreload } from "../../examples/react/valet-preload.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 // BENCH_BEFORE=<a pkg/ directory>: that build of ours too (e.g. an older
@@ -88,30 +90,6 @@ fetchEventSource(api + "/api/v2/agent_convos/c/events", {
 });
 `,
 };
-
-/**
- * The README's Vite recipe for the hint (the plugin, as an app pastes it
- * into vite.config): a preload of the emitted wasm, and a preconnect to
- * the API (here `base`, which apps know when they build).
- */
-function valetPreload(apiOrigin) {
-  let base = "/";
-  return {
-    name: "valet-preload",
-    configResolved(config) { base = config.base; },
-    transformIndexHtml: {
-      order: "post",
-      handler(html, ctx) {
-        const wasm = Object.keys(ctx.bundle ?? {}).find((f) => /valet_wasm_bg.*\.wasm$/.test(f));
-        if (!wasm) return html;
-        return [
-          { tag: "link", attrs: { rel: "preload", href: base + wasm, as: "fetch", type: "application/wasm", crossorigin: "" }, injectTo: "head-prepend" },
-          { tag: "link", attrs: { rel: "preconnect", href: apiOrigin, crossorigin: "" }, injectTo: "head-prepend" },
-        ];
-      },
-    },
-  };
-}
 
 /** Builds each app with Vite into OUT/<app>/ ("ours-hint": ours with the README's plugin). */
 async function buildApps(apiOrigin) {

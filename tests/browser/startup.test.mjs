@@ -4,35 +4,29 @@
 // two. A client that is only constructed fetches no token. Headless
 // Chromium, the reference server, the package as built (pkg/), its wasm
 // held back by the test until it says so.
-import { after, afterEach, before, test } from "node:test";
+import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
-let env, server, browser;
+let env, server;
 
 before(async () => {
   env = await sdkEnv();
-  ({ server, browser } = env);
+  ({ server } = env);
 });
 after(async () => env?.close());
-
-let pages = [];
-afterEach(async () => {
-  for (const p of pages) await p.close().catch(() => {});
-  pages = [];
-});
 
 let users = 0;
 
 /**
- * A fresh page whose package wasm is held until `release()`; `wasmServed()`
- * says whether it was. `signedOut`: its fetchJwt rejects with a ValetError
- * of code `auth`.
+ * A fresh page of test `t` (closed after it) whose package wasm is held
+ * until `release()`; `wasmServed()` says whether it was. `signedOut`: its
+ * fetchJwt rejects with a ValetError of code `auth`.
  */
-async function page({ signedOut = false } = {}) {
+async function page(t, { signedOut = false } = {}) {
   const p = await env.page();
-  pages.push(p);
+  t.after(() => p.close().catch(() => {}));
   let release;
   const held = new Promise((ok) => { release = ok; });
   let served = false;
@@ -59,8 +53,8 @@ async function page({ signedOut = false } = {}) {
   return { p, release, wasmServed: () => served };
 }
 
-test("the first token is fetched while the wasm loads, and opened with", async () => {
-  const { p, release, wasmServed } = await page();
+test("the first token is fetched while the wasm loads, and opened with", async (t) => {
+  const { p, release, wasmServed } = await page(t);
   await p.evaluate(({ base, AGENT }) => {
     const t = window.t;
     t.client = new t.pkg.ValetClient({ agentId: AGENT, fetchJwt: t.fetchJwt, baseUrl: base, pauseOnHidden: false });
@@ -82,8 +76,8 @@ test("the first token is fetched while the wasm loads, and opened with", async (
   assert.equal(await p.evaluate(() => window.t.calls), 1);
 });
 
-test("a signed-out user's early token makes the first call reject with `auth`", async () => {
-  const { p, release } = await page({ signedOut: true });
+test("a signed-out user's early token makes the first call reject with `auth`", async (t) => {
+  const { p, release } = await page(t, { signedOut: true });
   await p.evaluate(({ base, AGENT }) => {
     const t = window.t;
     t.client = new t.pkg.ValetClient({ agentId: AGENT, fetchJwt: t.fetchJwt, baseUrl: base, pauseOnHidden: false });
@@ -96,8 +90,8 @@ test("a signed-out user's early token makes the first call reject with `auth`", 
   assert.equal(await p.evaluate(() => window.t.calls), 1);
 });
 
-test("a client only constructed fetches no token", async () => {
-  const { p, release } = await page();
+test("a client only constructed fetches no token", async (t) => {
+  const { p, release } = await page(t);
   release();
   await p.evaluate(async ({ base, AGENT }) => {
     const t = window.t;

@@ -25,7 +25,7 @@ for (let i = 0; i < lines.length; i++) {
   // A bundler's config (their types and packages are the examples'):
   // checked where the same plugin lives and is built, by the examples.
   const config = [
-    ['from "vite"', /^function valetPreload[\s\S]*?^}$/m, "examples/react/vite.config.ts"],
+    ["export function valetPreload", /^export function valetPreload[\s\S]*?^}$/m, "examples/react/valet-preload.mjs"],
     ['require("html-webpack-plugin")', /^class ValetPreloadPlugin[\s\S]*?^}$/m, "examples/webpack/webpack.config.js"],
   ].find(([marker]) => code.includes(marker));
   if (config) {
