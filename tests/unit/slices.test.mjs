@@ -6,13 +6,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { sliced } from "../../crates/valet-wasm/js/http.js";
-
-const SLICE = 65536;
 const pieces = (text) => {
   const out = [];
   sliced(text, (t) => void out.push(t));
   return out;
 };
+// The slice: the first piece of a long line (a power of two, 64 Ki or more).
+const SLICE = pieces("x".repeat(1 << 22))[0].length;
+assert.ok(SLICE >= 65536 && (SLICE & (SLICE - 1)) === 0 && SLICE < 1 << 22, `slice ${SLICE}`);
 
 test("a chunk within a slice crosses whole; an empty one not at all", () => {
   assert.deepEqual(pieces("event: message\ndata: {}\n\n"), ["event: message\ndata: {}\n\n"]);

@@ -121,7 +121,7 @@ pub const MAX_HELD: usize = 8192;
 /// arrives while a history is awaited costs a bounded memory whatever its
 /// length; past this, as past [`MAX_HELD`], the next reconcile brings the
 /// rest.
-pub const MAX_HELD_BYTES: usize = 1 << 19;
+pub const MAX_HELD_BYTES: usize = 1 << 18;
 
 /// The last [`ID_WINDOW`] ids delivered: a set, and a ring of the same ids
 /// in delivery order to evict the oldest from (a `Vec` used as a ring: the

@@ -61,7 +61,7 @@ export async function httpSend(method, url, token, json, form, signal, drainOk) 
  * (a backlog the network delivered at once) goes in slices, so the wasm's
  * memory holds a slice and what is made of it, never a whole burst.
  */
-const SLICE = 65536;
+const SLICE = 131072;
 
 /**
  * `text` in slices of at most `SLICE` code units, each cut after a line
