@@ -67,7 +67,8 @@ test("a streamed reply, a refused send and a resolved convo", async () => {
 
   const seen = [];
   const off = store.subscribe((s) => seen.push(chatView(s).join(" | ")));
-  await c.streamReply("Let me check that for you.");
+  // Written over time, as a reply streams: each piece shows before the next.
+  await c.streamReply("Let me check that for you.", { gapMs: 30 });
   await settle(store, (s) => s.messages.at(-1)?.status === "sent", "the completed reply");
   off();
   assert.ok(seen.some((v) => v.endsWith("…")), "shown while written");
