@@ -7,7 +7,10 @@
  *
  * A message you send shows up at once as `pending`. When the server's copy
  * arrives (on the stream, or in the reconcile after a reconnect) it takes the
- * pending bubble's place and `key`, so a view never shows it twice.
+ * pending bubble's place and `key`, so a view never shows it twice. A
+ * pending message's `key` is its send's idempotency key: after a reload, a
+ * send the SDK restored (`restored_send`) shows as `pending` again under
+ * the same `key`.
  *
  * With `streaming: true`, a reply the agent is still writing (a server that
  * streams replies: `delta` events) shows as a `streaming` message whose
@@ -219,7 +222,18 @@ const INITIAL: ConvoStoreState = Object.freeze({
 /** The snapshot of a store that doesn't exist yet (e.g. during server-side rendering). */
 export const initialConvoState: ConvoStoreState = INITIAL;
 
-let localCounter = 0;
+/**
+ * A new message `key`: a UUID v4, which is also the send's idempotency key
+ * (so a send restored after a reload keeps its key). From
+ * `crypto.getRandomValues`, which pages served over plain HTTP have too.
+ */
+function newKey(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
 
 /** Convo states in which the agent no longer takes turns. */
 const CLOSED_STATES: readonly ConvoState[] = ["resolved", "auto_resolved", "assumed_resolved", "rage_locked", "attempted_hack"];
@@ -497,6 +511,19 @@ export function createConvoStore(
         publish(patch);
       }),
       c.on("role", ({ role }) => publish({ role })),
+      c.on("restored_send", (e) => {
+        const o = outgoing.find((m) => m.key === e.key);
+        if (e.state === "pending") {
+          if (o || received.some((m) => m.key === e.key)) return;
+          outgoing = [...outgoing, { key: e.key, text: e.text, options: undefined, createdAt: e.created_at, status: "pending", error: null }];
+          publish({}, true);
+        } else if (e.state === "failed" && o) {
+          o.status = "failed";
+          o.error = e.error ?? null;
+          outgoing = [...outgoing];
+          publish({ error: o.error }, true);
+        }
+      }),
       // After the store's own handlers: the app's see the state they produced.
       ...CONVO_EVENTS.map((event) => c.on(event, (payload: unknown) => tap(event, payload))),
     );
@@ -509,7 +536,7 @@ export function createConvoStore(
     try {
       if (state.status === "stopped") throw state.error ?? closedError("the connection stopped");
       const c = current ?? (await opened);
-      await c.send(o.text, o.options);
+      await c.send(o.text, { ...o.options, idempotencyKey: o.key });
       // A send that went through ends a connection or send error, not the
       // agent's failure report (its turn is still to come).
       if (state.error && state.error.code !== "server") publish({ error: null });
@@ -599,7 +626,7 @@ export function createConvoStore(
     send(text, sendOptions) {
       if (closed) return handled(Promise.reject(closedError()));
       const o: Outgoing = {
-        key: `local-${++localCounter}-${Date.now().toString(36)}`,
+        key: sendOptions?.idempotencyKey ?? newKey(),
         text,
         options: sendOptions,
         createdAt: new Date().toISOString(),
@@ -666,7 +693,7 @@ export function createConvoStore(
 
 /** Every event of a convo (what `store.on` forwards; checked complete against `ConvoEventMap`). */
 export const CONVO_EVENTS = Object.freeze(
-  Object.keys({ message: 0, typing: 0, convo_state: 0, turn_done: 0, ready: 0, closed: 0, error: 0, status: 0, role: 0, delta: 0 } satisfies Record<keyof ConvoEventMap, 0>),
+  Object.keys({ message: 0, typing: 0, convo_state: 0, turn_done: 0, ready: 0, closed: 0, error: 0, status: 0, role: 0, delta: 0, restored_send: 0 } satisfies Record<keyof ConvoEventMap, 0>),
 ) as readonly (keyof ConvoEventMap)[];
 
 /** How a binding is told which convo to show. */

@@ -36,6 +36,14 @@ export async function typed() {
   c.on("status", (e) => { const st: string = e.status; void st; });
   c.on("role", (e) => { const r: "leader" | "follower" = e.role; const g: number = e.generation; void [r, g]; });
   c.on("delta", (e) => { const t: "message_delta" = e.type; const id: string = e.message_id; const i: number = e.index; const d: string = e.delta; void [t, id, i, d]; });
+  // The durable outbox: sends restored after a reload, and a send's own key.
+  c.on("restored_send", (e) => {
+    const k: string = e.key, text: string = e.text, at: string = e.created_at;
+    const st: "pending" | "sent" | "failed" = e.state;
+    const code: string | undefined = e.error?.code;
+    void [k, text, at, st, code];
+  });
+  await c.send("again", { idempotencyKey: "3f1c2b0e-0000-4000-8000-000000000001" });
   const myRole: "leader" | "follower" = c.role;
   void myRole;
   await c.send("hi", { files: [new Blob(["x"])] });

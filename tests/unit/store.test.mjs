@@ -45,7 +45,7 @@ class ScriptedConvo {
 }
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
-const view = (store) => store.getState().messages.map((m) => [m.key.startsWith("local-") ? "local" : m.key, m.status, m.content]);
+const view = (store) => store.getState().messages.map((m) => [/^[0-9a-f]{8}-[0-9a-f]{4}-4/.test(m.key) ? "local" : m.key, m.status, m.content]);
 
 async function openStore() {
   const convo = new ScriptedConvo();

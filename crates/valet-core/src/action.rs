@@ -139,6 +139,23 @@ pub enum Action {
     },
     /// Remember this [`ResumePoint`](crate::convo::ResumePoint) (JSON) for the next page of this tab.
     Persist(String),
+    /// Read the outbox an earlier page stored under `scope` (an identity's
+    /// hash: the storage key names the API, agent and convo too), then feed
+    /// `Input::OutboxLoaded`.
+    LoadOutbox {
+        /// The identity's hash.
+        scope: String,
+    },
+    /// Store the outbox under `scope` (`None`: nothing is left to send, so
+    /// remove it), and `scope` as the one this tab stored under last (the
+    /// next page's `ConvoConfig::stored_outbox`); feed
+    /// `Input::OutboxNotSaved` if that fails.
+    SaveOutbox {
+        /// The identity's hash.
+        scope: String,
+        /// What to store ([`Outbox::to_json`](crate::outbox::Outbox::to_json)).
+        json: Option<String>,
+    },
     /// Sent once: how the first connection went. `Ok` when the stream is
     /// live, paused, or retrying after a transient failure; `Err` when the
     /// convo stopped on an error retrying will not fix (404, 403, 401s).

@@ -45,7 +45,7 @@ use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Stage, Status};
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{Durable, Outbox, Outgoing};
 #[allow(unused_imports)]
 use crate::prelude::*;
 use crate::send::SendOutcome;
@@ -85,6 +85,13 @@ pub struct ConvoConfig {
     pub observe: bool,
     /// Where an earlier page of this tab left off (see [`ResumePoint`]).
     pub resume: Option<ResumePoint>,
+    /// Reads a token's claims: with it the outbox is durable (see
+    /// [`Durable`]); without, it lives as long as the machine.
+    pub claims_of: Option<crate::token::ClaimsOf>,
+    /// What the tab's last page stored of this convo's outbox (see
+    /// [`Action::SaveOutbox`]): the scope it last stored under, and what is
+    /// stored there.
+    pub stored_outbox: Option<(String, Option<String>)>,
 }
 
 /// What a tab had delivered of a convo when its page went away: kept by the
@@ -132,6 +139,8 @@ impl ConvoConfig {
             relay: false,
             observe: false,
             resume: None,
+            claims_of: None,
+            stored_outbox: None,
         }
     }
 }
@@ -246,6 +255,9 @@ pub enum Input {
     Send {
         /// The glue's id for it.
         id: u64,
+        /// Its idempotency key (the app's `idempotencyKey`), or none: a new
+        /// UUID v4.
+        key: Option<String>,
         /// A message or an upload.
         what: Outgoing,
         /// Resolved already: report a final failure as an `error` event.
@@ -271,6 +283,14 @@ pub enum Input {
     PageHide,
     /// Another tab joined or changed role: relay the status (leader side).
     Announce,
+    /// What [`Action::LoadOutbox`] found (`None`: nothing, or no storage).
+    OutboxLoaded {
+        /// What [`Action::SaveOutbox`] stored there.
+        json: Option<String>,
+    },
+    /// [`Action::SaveOutbox`] could not store (no storage, full, refused):
+    /// the outbox lives on in this page only.
+    OutboxNotSaved,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +363,10 @@ pub struct ConvoMachine {
     relaying: bool,
     /// What to relay at the end of this input.
     relay_buf: String,
+    /// Where the outbox is stored (with `claims_of`).
+    durable: Option<Durable>,
+    /// Storage failed (reported once).
+    storage_failed: bool,
     /// The last `convo_state` frame (with its `type`): the leader tells it
     /// to a tab that joins, so a tab opened after the convo closed shows the
     /// server's text as every other tab does; one heard again is not
@@ -399,6 +423,13 @@ impl ConvoMachine {
         let last_delivered = resume.as_ref().and_then(|r| r.id.clone().map(|id| (id, r.seq)));
         let resumed_until = resume.filter(|r| r.id.is_some());
         let relaying = cfg.relay;
+        let (durable, unreadable) = match cfg.claims_of {
+            Some(_) => {
+                let (d, readable) = Durable::new(cfg.stored_outbox.take());
+                (Some(d), !readable)
+            }
+            None => (None, false),
+        };
         let message_prefix = crate::cat!(
             "{\"type\":\"message\",\"action\":\"create\",\"agent_id\":",
             crate::error::json_string(&cfg.agent_id),
@@ -406,7 +437,7 @@ impl ConvoMachine {
             crate::error::json_string(&cfg.convo_id),
             ",\"message\":",
         );
-        ConvoMachine {
+        let mut machine = ConvoMachine {
             message_prefix,
             backoff: Backoff::new(cfg.backoff.clone()),
             reconcile_backoff: Backoff::new(cfg.backoff.clone()),
@@ -446,9 +477,15 @@ impl ConvoMachine {
             last_persist_ms: 0,
             relaying,
             relay_buf: String::new(),
+            durable,
+            storage_failed: false,
             last_convo_state: None,
             out: Vec::new(),
+        };
+        if unreadable {
+            machine.storage_trouble("the stored outbox is unreadable; it is dropped");
         }
+        machine
     }
 
     /// The metrics so far (`leader_changes` and `token_refreshes` are the
@@ -606,9 +643,9 @@ impl ConvoMachine {
                 }
             }
             Input::TimerFired(timer) => self.on_timer(now_ms, timer),
-            Input::Send { id, what, detached } => {
-                let key = self.rng.uuid_v4();
-                self.outbox.push(id, key, what, detached, &mut self.out);
+            Input::Send { id, key, what, detached } => {
+                let key = key.unwrap_or_else(|| self.rng.uuid_v4());
+                self.outbox.push(id, key, what, detached, now_ms, &mut self.out);
                 let queued = self.outbox.len();
                 self.observe("send_queued", crate::cat!("{\"queued\":", queued, "}"));
             }
@@ -628,7 +665,15 @@ impl ConvoMachine {
             }
             Input::PageHide => self.persist(),
             Input::Announce => self.relay_status(),
+            Input::OutboxLoaded { json } => {
+                let Some(durable) = &mut self.durable else { return Vec::new() };
+                if !durable.on_loaded(json.as_deref(), &mut self.outbox, &mut self.out) {
+                    self.storage_trouble("the stored outbox is unreadable; it is dropped");
+                }
+            }
+            Input::OutboxNotSaved => self.storage_trouble("the outbox could not be stored; it lives in this page only"),
         }
+        self.save_outbox();
         self.settled_observations();
         if !self.relay_buf.is_empty() {
             let sse = core::mem::take(&mut self.relay_buf);
@@ -691,6 +736,30 @@ impl ConvoMachine {
     fn observe(&mut self, kind: &'static str, payload: String) {
         if self.cfg.observe {
             self.out.push(Action::Observe { kind, payload });
+        }
+    }
+
+    /// The first token's identity names where the outbox is stored (see
+    /// [`Durable::on_identity`]).
+    fn outbox_identity(&mut self, token: &str) {
+        let (Some(claims_of), Some(durable)) = (self.cfg.claims_of, &mut self.durable) else { return };
+        if let Ok(claims) = claims_of(token) {
+            durable.on_identity(crate::token::identity_scope(&claims.identity), &mut self.outbox, &mut self.out);
+        }
+    }
+
+    /// Stores the outbox when it changed.
+    fn save_outbox(&mut self) {
+        if let Some(durable) = &mut self.durable {
+            durable.save(&self.outbox, &mut self.out);
+        }
+    }
+
+    /// Storage failed: reported once (`storage_error`), the SDK goes on.
+    fn storage_trouble(&mut self, message: &str) {
+        if !core::mem::replace(&mut self.storage_failed, true) {
+            self.log(message.into());
+            self.observe("storage_error", crate::json::Obj::new().str("message", message).finish());
         }
     }
 
@@ -957,6 +1026,7 @@ impl ConvoMachine {
     }
 
     fn on_token(&mut self, now_ms: u64, purpose: TokenFor, token: String) {
+        self.outbox_identity(&token);
         match purpose {
             TokenFor::Stream(a) if self.conn == Conn::Authorizing(a) => {
                 self.conn = Conn::Connecting(a);

@@ -41,11 +41,14 @@ pub enum EventName {
     /// A piece of a reply the agent is still writing (EXTENSION: a
     /// `message_delta` frame, from a server that streams replies).
     Delta,
+    /// A send an earlier page of this tab queued, queued again here, and
+    /// how it ends (EXTENSION: the durable outbox).
+    RestoredSend,
 }
 
 impl EventName {
     /// Every event, for validation of `on(name)`.
-    pub const ALL: [EventName; 10] = [
+    pub const ALL: [EventName; 11] = [
         EventName::Message,
         EventName::Typing,
         EventName::ConvoState,
@@ -56,11 +59,12 @@ impl EventName {
         EventName::Status,
         EventName::Role,
         EventName::Delta,
+        EventName::RestoredSend,
     ];
 
     /// Every event's name, for error messages: [`EventName::ALL`], joined
     /// (a unit test keeps the two together).
-    pub const LIST: &'static str = "message, typing, convo_state, turn_done, ready, closed, error, status, role, delta";
+    pub const LIST: &'static str = "message, typing, convo_state, turn_done, ready, closed, error, status, role, delta, restored_send";
 
     /// The name handlers subscribe with.
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl EventName {
             EventName::Status => "status",
             EventName::Role => "role",
             EventName::Delta => "delta",
+            EventName::RestoredSend => "restored_send",
         }
     }
 

@@ -27,6 +27,15 @@
 //!   resolves (too late to abort); otherwise it rejects with `aborted`.
 //! - The queue is a `Vec`: it is short (one convo's unsent messages), and a
 //!   `VecDeque` of its own would add its code to the wasm.
+//! - Durable (see [`Outbox::to_json`]): the messages not settled yet, each
+//!   with its key, text, draft and time, are what the machine has the glue
+//!   store whenever they change; a page after a reload queues them again
+//!   ([`Outbox::restore`]) with the same keys, so a server that knows the
+//!   keys stores each once however many pages tried it. Files are not kept:
+//!   a restored send whose files were not uploaded yet fails with `closed`.
+//!   A restored send has no promise: it reports through `restored_send`
+//!   events (`pending`, then `sent` or `failed`), and a failure as an
+//!   `error` event too.
 
 use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::action::{Action, Timer, TokenFor};
@@ -34,8 +43,12 @@ use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, EventName, Stage};
 #[allow(unused_imports)]
 use crate::prelude::*;
+use crate::json::Obj;
 use crate::send::SendOutcome;
 use crate::wire::SendRequest;
+
+/// The glue ids of restored sends start here (the glue counts its own from 1).
+pub const RESTORED_IDS: u64 = 1 << 52;
 
 /// 401s or 429s in a row before a send fails.
 pub const MAX_REFUSALS: u32 = 3;
@@ -78,6 +91,29 @@ struct Queued {
     on_wire: bool,
     cancelled: bool,
     detached: bool,
+    /// When it was queued (Unix ms), the first time.
+    at_ms: u64,
+    /// Queued again from storage: it reports through `restored_send` events.
+    restored: bool,
+    /// It went on the wire (here or on an earlier page).
+    tried: bool,
+}
+
+/// A send as stored, for a later page ([`Outbox::to_json`], [`Outbox::parse_stored`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Its idempotency key.
+    pub key: String,
+    /// Its text.
+    pub text: String,
+    /// The draft its files were uploaded to.
+    pub message_id: Option<String>,
+    /// It had files.
+    pub files: bool,
+    /// When it was first queued, Unix ms.
+    pub at_ms: u64,
+    /// It went on the wire: the server may have stored it.
+    pub tried: bool,
 }
 
 /// The queue of sends of one convo (see the module docs).
@@ -90,6 +126,8 @@ pub struct Outbox {
     /// ends that wait, not a sign that the server is reachable.
     rate_limited: bool,
     backoff: Backoff,
+    /// Bumped when what [`Outbox::to_json`] writes changes.
+    changes: u64,
 }
 
 impl Default for Outbox {
@@ -107,8 +145,97 @@ impl Outbox {
             held: false,
             rate_limited: false,
             backoff: Backoff::new(BackoffConfig { base_ms: 500, cap_ms: 15_000, immediate_jitter_ms: 0 }),
+            changes: 0,
         }
     }
+
+    /// A count that changes whenever what [`Outbox::to_json`] writes does.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Whether a send with this key is queued.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.queue.iter().any(|o| o.key == key)
+    }
+
+    /// `before`, then the messages not settled yet, as stored:
+    /// `{"v":1,"sends":[{"key","text","message_id","files","at","tried"}]}`
+    /// (uploads alone and aborted sends are not: no page after this one can
+    /// settle them); `None` when there is none.
+    pub fn to_json(&self, before: &[Stored]) -> Option<String> {
+        let before = before.iter().map(|s| (&s.key, &s.text, s.message_id.as_deref(), s.files, s.at_ms, s.tried));
+        let queued = self.queue.iter().filter(|o| !o.upload_only && !o.cancelled);
+        let queued = queued.map(|o| (&o.key, &o.text, o.message_id.as_deref(), o.files, o.at_ms, o.tried));
+        let mut out = String::from("{\"v\":1,\"sends\":[");
+        for (key, text, message_id, files, at, tried) in before.chain(queued) {
+            if !out.ends_with('[') {
+                out.push(',');
+            }
+            let send = Obj::new().str("key", key).str("text", text).str_or_null("message_id", message_id).bool("files", files);
+            out.push_str(&send.u64("at", at).bool("tried", tried).finish());
+        }
+        out.push_str("]}");
+        Some(out).filter(|o| !o.ends_with("[]}"))
+    }
+
+    /// Reads what [`Outbox::to_json`] wrote; `None` for anything else (an
+    /// older or newer shape, a corrupted text). Entries that are not sends
+    /// are skipped.
+    pub fn parse_stored(json: &str) -> Option<Vec<Stored>> {
+        let [v] = crate::json::read_n(json, ["v"])?;
+        if v.u64() != Some(1) {
+            return None;
+        }
+        let elements = crate::json::reader().elements(json, "sends", &["key", "text", "message_id", "files", "at", "tried"])?;
+        let mut sends = Vec::new();
+        for (_, vals) in elements {
+            let Ok::<[crate::json::Val; 6], _>([key, text, message_id, files, at, tried]) = vals.try_into() else { continue };
+            let (Some(key), Some(text)) = (key.into_string(), text.into_string()) else { continue };
+            if key.is_empty() || !(message_id.is_absent() || message_id.str().is_some_and(|m| !m.is_empty())) {
+                continue;
+            }
+            let (files, tried) = (files == crate::json::Val::Bool(true), tried != crate::json::Val::Bool(false));
+            sends.push(Stored { key, text, message_id: message_id.into_string(), files, at_ms: at.u64().unwrap_or(0), tried });
+        }
+        Some(sends)
+    }
+
+    /// Queues again the sends an earlier page stored (those not queued
+    /// already, by key), oldest first, as `restored_send`s (ids from
+    /// [`RESTORED_IDS`]), before this page's own sends that are not on the
+    /// wire. One with files not uploaded yet fails at once.
+    pub fn restore(&mut self, stored: Vec<Stored>, out: &mut Vec<Action>) {
+        let stored: Vec<Stored> = stored.into_iter().filter(|s| !self.has_key(&s.key)).collect();
+        if stored.is_empty() {
+            return;
+        }
+        let mut at = usize::from(self.queue.first().is_some_and(|o| o.on_wire));
+        if at == 0 && self.in_flight.is_some() {
+            // The head waits for its token: the restored go first (that
+            // token's answer is dropped).
+            self.in_flight = None;
+        }
+        for s in stored {
+            let id = RESTORED_IDS + self.changes;
+            self.changes += 1;
+            let mut o = Queued::new(id, s.key, s.text, s.files, false, s.message_id, true, s.at_ms);
+            o.restored = true;
+            // An earlier page may have had it stored: a refusal now does
+            // not say it is not.
+            (o.tried, o.ambiguous) = (s.tried, s.tried);
+            restored_event(&o, "pending", None, out);
+            if o.files && o.message_id.is_none() {
+                let error = ClientError::new(ErrorCode::Closed, "the page went away before this message's files were uploaded; files are not kept");
+                Self::settle_err(o, error, out);
+                continue;
+            }
+            self.queue.insert(at, o);
+            at += 1;
+        }
+        self.next(out);
+    }
+
 
     /// Sends not yet settled.
     pub fn len(&self) -> usize {
@@ -128,27 +255,14 @@ impl Outbox {
     /// Queues a send (`detached`: its promise already resolved, so a final
     /// failure is reported as an `error` event too) and starts it if it is
     /// the oldest.
-    pub fn push(&mut self, id: u64, key: String, what: Outgoing, detached: bool, out: &mut Vec<Action>) {
+    /// `at_ms` is now (Unix ms): the send's time, as stored.
+    pub fn push(&mut self, id: u64, key: String, what: Outgoing, detached: bool, at_ms: u64, out: &mut Vec<Action>) {
         let (text, files, message_id, upload_only) = match what {
             Outgoing::Message { text, files, draft } => (text, files, draft, false),
             Outgoing::Upload => (String::new(), true, None, true),
         };
-        self.queue.push(Queued {
-            id,
-            key,
-            text,
-            files,
-            upload_only,
-            message_id,
-            auth_failures: 0,
-            rate_limits: 0,
-            token: None,
-            reject: None,
-            ambiguous: false,
-            on_wire: false,
-            cancelled: false,
-            detached,
-        });
+        self.changes += 1;
+        self.queue.push(Queued::new(id, key, text, files, upload_only, message_id, detached, at_ms));
         self.next(out);
     }
 
@@ -193,9 +307,12 @@ impl Outbox {
         if self.in_flight != Some(id) {
             return;
         }
-        let Some(head) = self.queue.first_mut() else { return };
+        let Some(head) = self.queue.first_mut().filter(|o| !o.on_wire) else { return };
         head.token = Some(token.clone());
         head.on_wire = true;
+        if !head.files || head.message_id.is_some() {
+            self.changes += u64::from(!core::mem::replace(&mut head.tried, true));
+        }
         if head.files && head.message_id.is_none() {
             out.push(Action::Upload { id, token });
         } else {
@@ -240,12 +357,14 @@ impl Outbox {
                     Some(message_id) if head.upload_only => {
                         self.backoff.reset();
                         self.in_flight = None;
+                        self.changes += 1;
                         let head = self.queue.remove(0);
                         out.push(Action::SendSettled { id: head.id, result: Ok(Some(message_id)) });
                         self.next(out);
                     }
                     Some(message_id) => {
                         head.message_id = Some(message_id);
+                        self.changes += 1;
                         self.in_flight = None;
                         self.backoff.reset();
                         if head.cancelled {
@@ -260,8 +379,12 @@ impl Outbox {
             }
             SendOutcome::Ok => {
                 self.backoff.reset();
+                self.changes += 1;
                 let head = self.queue.remove(0);
                 self.in_flight = None;
+                if head.restored {
+                    restored_event(&head, "sent", None, out);
+                }
                 out.push(Action::SendSettled { id: head.id, result: Ok(None) });
                 self.next(out);
                 true
@@ -323,8 +446,10 @@ impl Outbox {
         let Some(pos) = self.queue.iter().position(|o| o.id == id) else { return };
         if self.in_flight == Some(id) {
             self.queue[pos].cancelled = true;
+            self.changes += 1;
             return;
         }
+        self.changes += 1;
         let o = self.queue.remove(pos);
         Self::settle_err(o, ClientError::new(ErrorCode::Aborted, "the send was aborted"), out);
         if pos == 0 {
@@ -344,6 +469,7 @@ impl Outbox {
         self.in_flight = None;
         self.held = false;
         self.rate_limited = false;
+        self.changes += 1;
         for mut o in core::mem::take(&mut self.queue) {
             o.ambiguous |= o.on_wire;
             Self::settle_err(o, ClientError::new(ErrorCode::Closed, "the convo was closed before the message was sent"), out);
@@ -353,6 +479,7 @@ impl Outbox {
     fn fail_head(&mut self, error: ClientError, out: &mut Vec<Action>) {
         self.in_flight = None;
         if !self.queue.is_empty() {
+            self.changes += 1;
             Self::settle_err(self.queue.remove(0), error, out);
         }
         self.next(out);
@@ -362,10 +489,150 @@ impl Outbox {
         if o.ambiguous {
             error.maybe_stored = Some(true);
         }
+        if o.restored {
+            restored_event(&o, "failed", Some(&error), out);
+        }
         if o.detached {
             let payload = ConvoErrorEvent::new(error.clone(), Stage::Send).to_json();
             out.push(Action::Emit { event: EventName::Error, payload });
         }
         out.push(Action::SendSettled { id: o.id, result: Err(error) });
     }
+}
+
+
+/// Where the outbox is stored (see the module docs), for one convo of one
+/// tab, by scope (an identity's hash). From the first token on, under its
+/// identity's scope, where what earlier pages stored is restored. Before
+/// it, under the scope the tab's last page stored under, beside what that
+/// page stored there (read, not restored: only a token of that identity
+/// restores it); or, in a tab that never had a token, under the unknown
+/// scope `""`, whose sends the first token's identity takes as its own
+/// (they were typed in this tab before any identity was known).
+#[derive(Debug, Default)]
+pub struct Durable {
+    /// The first token's identity's scope.
+    scope: Option<String>,
+    /// What was stored under `scope` is read.
+    loaded: bool,
+    /// Until the first token: the tab's last scope and what is stored there.
+    tentative: Option<(String, Vec<Stored>)>,
+    /// Sends stored under the unknown scope (by earlier pages), taken by
+    /// `scope`'s identity: `Some` until taken, when the tab stored under it.
+    adopted: Option<Vec<Stored>>,
+    /// The outbox's change count last stored.
+    saved: Option<u64>,
+}
+
+impl Durable {
+    /// From what the tab's last page stored: the scope it stored under and
+    /// what is stored there (see [`Outbox::to_json`]; none when it left
+    /// nothing to send), and whether that was readable (if not, it is
+    /// dropped).
+    pub fn new(last: Option<(String, Option<String>)>) -> (Durable, bool) {
+        let (scope, json) = last.unwrap_or_default();
+        let (sends, readable) = match json.as_deref().map(Outbox::parse_stored) {
+            None => (Vec::new(), true),
+            Some(Some(sends)) => (sends, true),
+            Some(None) => (Vec::new(), false),
+        };
+        (Durable { tentative: Some((scope, sends)), ..Durable::default() }, readable)
+    }
+
+    /// A token's identity's scope: the first one names where the outbox is
+    /// stored. Another identity's sends are put back as they were, never
+    /// restored here.
+    pub fn on_identity(&mut self, scope: String, outbox: &mut Outbox, out: &mut Vec<Action>) {
+        if self.scope.is_some() {
+            return;
+        }
+        self.saved = None;
+        self.scope = Some(scope.clone());
+        match self.tentative.take() {
+            Some((last, earlier)) if last == scope => {
+                self.loaded = true;
+                outbox.restore(earlier, out);
+                return;
+            }
+            Some((last, earlier)) if last.is_empty() => self.adopted = Some(earlier),
+            Some((last, earlier)) => out.push(Action::SaveOutbox { scope: last, json: Outbox::new().to_json(&earlier) }),
+            None => {}
+        }
+        out.push(Action::LoadOutbox { scope });
+    }
+
+    /// What [`Action::LoadOutbox`] found: restored, with the sends of the
+    /// unknown scope taken, oldest first. Returns whether it was readable
+    /// (if not, it is dropped).
+    pub fn on_loaded(&mut self, json: Option<&str>, outbox: &mut Outbox, out: &mut Vec<Action>) -> bool {
+        if self.loaded || self.scope.is_none() {
+            return true;
+        }
+        self.loaded = true;
+        let stored = json.map(Outbox::parse_stored);
+        let unreadable = matches!(stored, Some(None));
+        let mut sends = stored.flatten().unwrap_or_default();
+        if let Some(adopted) = self.adopted.take() {
+            // They (and this page's own) are stored under this scope at the
+            // end of this input.
+            out.push(Action::SaveOutbox { scope: String::new(), json: None });
+            // Both lists are oldest first: merged so.
+            for a in adopted {
+                if !sends.iter().any(|s| s.key == a.key) {
+                    let at = sends.iter().position(|s| s.at_ms > a.at_ms).unwrap_or(sends.len());
+                    sends.insert(at, a);
+                }
+            }
+        }
+        outbox.restore(sends, out);
+        !unreadable
+    }
+
+    /// Stores the outbox if it changed since it was last stored.
+    pub fn save(&mut self, outbox: &Outbox, out: &mut Vec<Action>) {
+        let (scope, before) = match (&self.scope, &self.tentative) {
+            (Some(scope), _) if self.loaded => (scope, &[][..]),
+            (None, Some((last, earlier))) => (last, &earlier[..]),
+            _ => return,
+        };
+        if self.saved == Some(outbox.changes()) {
+            return;
+        }
+        self.saved = Some(outbox.changes());
+        out.push(Action::SaveOutbox { scope: scope.clone(), json: outbox.to_json(before) });
+    }
+}
+
+impl Queued {
+    #[allow(clippy::too_many_arguments)]
+    fn new(id: u64, key: String, text: String, files: bool, upload_only: bool, message_id: Option<String>, detached: bool, at_ms: u64) -> Queued {
+        Queued {
+            id,
+            key,
+            text,
+            files,
+            upload_only,
+            message_id,
+            auth_failures: 0,
+            rate_limits: 0,
+            token: None,
+            reject: None,
+            ambiguous: false,
+            on_wire: false,
+            cancelled: false,
+            detached,
+            at_ms,
+            restored: false,
+            tried: false,
+        }
+    }
+}
+
+/// A `restored_send` event: `{ key, text, created_at, state, error? }`.
+fn restored_event(o: &Queued, state: &str, error: Option<&ClientError>, out: &mut Vec<Action>) {
+    let mut payload = Obj::new().str("key", &o.key).str("text", &o.text).str("created_at", &crate::text::iso_utc(o.at_ms)).str("state", state);
+    if let Some(e) = error {
+        payload = payload.raw("error", &e.to_json());
+    }
+    out.push(Action::Emit { event: EventName::RestoredSend, payload: payload.finish() });
 }

@@ -75,6 +75,34 @@ pub fn push_u64(out: &mut String, n: u64) {
     out.push(char::from(b'0' + (n % 10) as u8));
 }
 
+/// Unix ms as ISO 8601 in UTC, as JS's `Date.prototype.toISOString` has it
+/// (`2026-12-07T04:05:06.789Z`; years 0 to 9999).
+pub fn iso_utc(ms: u64) -> String {
+    // Days to a civil date: Howard Hinnant's `civil_from_days`, with March
+    // as the first month of a 400-year era (1970-01-01 is day 719,468).
+    let days = ms / 86_400_000 + 719_468;
+    let (era, doe) = (days / 146_097, days % 146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let in_day = ms % 86_400_000;
+    let mut out = String::with_capacity(24);
+    let parts = [(year, 4, '-'), (month, 2, '-'), (day, 2, 'T'), (in_day / 3_600_000, 2, ':'), (in_day / 60_000 % 60, 2, ':'), (in_day / 1000 % 60, 2, '.'), (in_day % 1000, 3, 'Z')];
+    for (n, width, sep) in parts {
+        for w in (1..width).rev() {
+            if n < 10u64.pow(w) {
+                out.push('0');
+            }
+        }
+        push_u64(&mut out, n);
+        out.push(sep);
+    }
+    out
+}
+
 /// Appends `byte` as two hex digits (`upper`: `A`–`F`).
 pub fn push_hex(out: &mut String, byte: u8, upper: bool) {
     let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
@@ -136,6 +164,19 @@ pub use alloc::string::String;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_utc_is_what_js_to_iso_string_writes() {
+        for (ms, iso) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (1_796_616_306_789, "2026-12-07T04:05:06.789Z"),
+            (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(iso_utc(ms), iso, "{ms}");
+        }
+    }
 
     #[test]
     fn split_ascii_splits_as_str_split_does() {

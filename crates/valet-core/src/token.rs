@@ -186,6 +186,10 @@ pub fn read_claims(jwt: &str) -> Result<UnverifiedClaims, TokenError> {
     serde_json::from_slice(&bytes).map_err(|e| TokenError::BadClaims(e.to_string()))
 }
 
+/// Reads a token's [`TokenClaims`] (the host's reader: [`claims_of`]
+/// natively, the browser's `atob` and `JSON.parse` in the wasm).
+pub type ClaimsOf = fn(&str) -> Result<TokenClaims, String>;
+
 /// A token's [`TokenClaims`], read natively (the browser SDK reads them in JS).
 pub fn claims_of(jwt: &str) -> Result<TokenClaims, String> {
     let c = read_claims(jwt).map_err(|e| e.to_string())?;
@@ -281,6 +285,14 @@ struct Last {
     exp_ms: u64,
     /// `fnv(identity):fnv(jwt)`.
     key: String,
+}
+
+/// An identity's short name ([`UnverifiedClaims::identity`]'s FNV-1a hash):
+/// what storage keys of one user's data carry, never the identity itself.
+pub fn identity_scope(identity: &str) -> String {
+    let mut out = String::new();
+    fnv(identity, &mut out);
+    out
 }
 
 /// FNV-1a, 64 bits, in decimal: a short, stable name (no token or issuer

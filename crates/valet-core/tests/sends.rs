@@ -24,7 +24,7 @@ impl H {
 
     /// Queues a send; returns the actions.
     fn send(&mut self, id: u64, text: &str) -> Vec<Action> {
-        self.feed(Input::Send { id, what: Outgoing::Message { text: text.into(), files: false, draft: None }, detached: false })
+        self.feed(Input::Send { id, key: None, what: Outgoing::Message { text: text.into(), files: false, draft: None }, detached: false })
     }
 
     /// Answers a send's token request with `tok`; returns the post's body.
@@ -232,7 +232,7 @@ fn close_settles_every_queued_send_with_closed() {
 #[test]
 fn a_detached_send_that_fails_is_reported_as_an_error_event() {
     let mut h = H::new();
-    h.feed(Input::Send { id: 1, what: Outgoing::Message { text: "hi".into(), files: false, draft: None }, detached: true });
+    h.feed(Input::Send { id: 1, key: None, what: Outgoing::Message { text: "hi".into(), files: false, draft: None }, detached: true });
     h.token(1, "t");
     let out = h.answer(1, http(404, ""));
     let ev = out.iter().find_map(|a| match a {
@@ -247,7 +247,7 @@ fn a_detached_send_that_fails_is_reported_as_an_error_event() {
 #[test]
 fn files_are_uploaded_first_and_the_draft_id_goes_with_the_text() {
     let mut h = H::new();
-    h.feed(Input::Send { id: 1, what: Outgoing::Message { text: "see attached".into(), files: true, draft: None }, detached: false });
+    h.feed(Input::Send { id: 1, key: None, what: Outgoing::Message { text: "see attached".into(), files: true, draft: None }, detached: false });
     let out = h.feed(Input::Token { purpose: TokenFor::Send(1), token: "t".into() });
     assert!(out.iter().any(|a| matches!(a, Action::Upload { id: 1, .. })));
     let out = h.feed(Input::Posted { id: 1, outcome: SendOutcome::Ok, body: r#"{"message_id":"draft-1"}"#.into() });
@@ -259,7 +259,7 @@ fn files_are_uploaded_first_and_the_draft_id_goes_with_the_text() {
 #[test]
 fn upload_files_settles_with_the_draft_id_and_a_later_send_finalizes_it() {
     let mut h = H::new();
-    h.feed(Input::Send { id: 1, what: Outgoing::Upload, detached: false });
+    h.feed(Input::Send { id: 1, key: None, what: Outgoing::Upload, detached: false });
     let out = h.feed(Input::Token { purpose: TokenFor::Send(1), token: "t".into() });
     assert!(out.iter().any(|a| matches!(a, Action::Upload { id: 1, .. })));
     // A 401 on the upload refreshes the token and uploads again.
@@ -276,6 +276,7 @@ fn upload_files_settles_with_the_draft_id_and_a_later_send_finalizes_it() {
     // The text that goes with it: no upload, the draft id in the body.
     h.feed(Input::Send {
         id: 2,
+        key: None,
         what: Outgoing::Message { text: "here it is".into(), files: false, draft: Some("draft-9".into()) },
         detached: false,
     });

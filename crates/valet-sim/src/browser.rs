@@ -28,7 +28,7 @@ use valet_core::action::{Action, Timer, TokenFor};
 use valet_core::convo::{ConvoConfig, ConvoMachine, Input, ResumePoint};
 use valet_core::election::{Election, ElectionConfig};
 use valet_core::events::EventName;
-use valet_core::outbox::Outgoing;
+use valet_core::outbox::{Outgoing, RESTORED_IDS};
 use valet_core::session::{Session, SessionAction, SessionInput};
 use valet_core::token::{claims_of, FetchFailure};
 use valet_core::token_source::{TokenAction, TokenInput, TokenSource, TokenTimer};
@@ -130,6 +130,8 @@ pub struct SendRec {
     pub key: Option<String>,
     /// Settled: resolved (`true`) or rejected (`false`).
     pub settled: Option<bool>,
+    /// Its text, once known (a restored send's, once posted).
+    pub text: Option<String>,
 }
 
 /// One page (one document) of a tab, with its session.
@@ -173,6 +175,14 @@ pub struct Tab {
     backlog: Vec<(u64, PageEv)>,
     /// `sessionStorage`: the resume point.
     pub storage: Option<String>,
+    /// `sessionStorage`: the outboxes stored, by scope, and the scope
+    /// stored under last.
+    pub outbox: Vec<(String, String)>,
+    /// See `outbox`.
+    pub outbox_scope: Option<String>,
+    /// A store of the outbox failed (storage full): sends of this tab may
+    /// not survive its reloads.
+    pub outbox_lost: bool,
 }
 
 fn b64(s: &str) -> String {
@@ -204,6 +214,12 @@ impl World {
         let pid = self.browser.next_pid;
         let mut cfg = ConvoConfig::new("agent", "convo");
         cfg.resume = self.tabs[slot].storage.as_deref().and_then(ResumePoint::parse);
+        cfg.claims_of = Some(claims_of);
+        let tab = &self.tabs[slot];
+        cfg.stored_outbox = tab.outbox_scope.clone().map(|s| {
+            let json = tab.outbox.iter().find(|(k, _)| *k == s).map(|(_, j)| j.clone());
+            (s, json)
+        });
         let convo = ConvoMachine::new(cfg, self.rng.next_u64());
         let election = Election::new(ElectionConfig { locks: self.browser.locks, ..Default::default() }, format!("tab{slot}p{pid}"));
         let page = Page {
@@ -245,6 +261,12 @@ impl World {
             Unload::Crash => {}
         }
         let Some(page) = self.tabs[slot].page.take() else { return };
+        // What the page left unsettled is for a later page of this tab to send.
+        for text in page.sends.iter().filter(|s| s.settled.is_none()).filter_map(|s| s.text.clone()) {
+            if !self.carried.contains(&(slot, text.clone())) {
+                self.carried.push((slot, text));
+            }
+        }
         self.tabs[slot].backlog.clear();
         self.tabs[slot].frozen = false;
         self.release_lock(ELECTION_LOCK, pid);
@@ -353,9 +375,10 @@ impl World {
         let slot = slots[self.rng.next_u64() as usize % slots.len()];
         let page = self.tabs[slot].page.as_mut().unwrap();
         let id = page.sends.len() as u64 + 1;
-        page.sends.push(SendRec { id, key: None, settled: None });
         let text = format!("hello {} from page {}", id, page.pid);
-        self.feed(slot, SessionInput::Convo(Input::Send { id, what: Outgoing::Message { text, files: false, draft: None }, detached: false }));
+        page.sends.push(SendRec { id, key: None, settled: None, text: Some(text.clone()) });
+        self.sent_texts.push(text.clone());
+        self.feed(slot, SessionInput::Convo(Input::Send { id, key: None, what: Outgoing::Message { text, files: false, draft: None }, detached: false }));
     }
 
     /// Something for page `pid` (gone: dropped; frozen: queued).
@@ -486,7 +509,15 @@ impl World {
                 }
             }
             Action::Post { id, token, json } => {
-                let key = serde_json::from_str::<Value>(&json).ok().and_then(|v| v["idempotency_key"].as_str().map(str::to_owned));
+                let body = serde_json::from_str::<Value>(&json).unwrap_or_default();
+                let key = body["idempotency_key"].as_str().map(str::to_owned);
+                if id >= RESTORED_IDS {
+                    let text = body["text"].as_str().unwrap_or("").to_owned();
+                    if !self.sent_texts.contains(&text) {
+                        self.violation(format!("page {pid} restored a send no app made: {json}"));
+                    }
+                    self.restored_rec(slot, id).text = Some(text);
+                }
                 let page = self.tabs[slot].page.as_mut().unwrap();
                 match page.sends.iter_mut().find(|s| s.id == id) {
                     Some(rec) => {
@@ -533,6 +564,20 @@ impl World {
                 }
                 self.tabs[slot].page.as_mut().unwrap().status = status;
             }
+            Action::Emit { event: EventName::RestoredSend, payload } => {
+                let v: Value = serde_json::from_str(&payload).unwrap();
+                let text = v["text"].as_str().unwrap_or("").to_owned();
+                if !self.sent_texts.contains(&text) {
+                    self.violation(format!("page {pid} restored a send no app made: {payload}"));
+                }
+                if v["state"] == "sent" {
+                    self.sends_restored += 1;
+                }
+                if v["state"] == "failed" {
+                    // Failed for good (and said so): not owed any more.
+                    self.carried.retain(|(_, t)| *t != text);
+                }
+            }
             Action::Emit { .. } | Action::EmitMany { .. } | Action::Observe { .. } | Action::Relay { .. } => {}
             Action::Log(line) => {
                 if line.contains("eyJ") {
@@ -541,7 +586,28 @@ impl World {
                 trace!(self, "page {pid} log: {line}");
             }
             Action::Persist(json) => self.tabs[slot].storage = Some(json),
+            Action::LoadOutbox { scope } => {
+                let json = self.tabs[slot].outbox.iter().find(|(s, _)| *s == scope).map(|(_, j)| j.clone());
+                self.at(0, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::OutboxLoaded { json })) });
+            }
+            Action::SaveOutbox { scope, json } => {
+                if json.is_some() && !self.healed() && self.rng.chance(0.01) {
+                    trace!(self, "page {pid}: sessionStorage is full");
+                    self.tabs[slot].outbox_lost = true;
+                    self.at(0, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::OutboxNotSaved)) });
+                    return;
+                }
+                let tab = &mut self.tabs[slot];
+                tab.outbox.retain(|(s, _)| *s != scope);
+                tab.outbox_scope = Some(scope.clone());
+                if let Some(json) = json {
+                    tab.outbox.push((scope, json));
+                }
+            }
             Action::SendSettled { id, result } => {
+                if id >= RESTORED_IDS {
+                    self.restored_rec(slot, id);
+                }
                 let page = self.tabs[slot].page.as_mut().unwrap();
                 let Some(rec) = page.sends.iter_mut().find(|s| s.id == id) else {
                     return self.violation(format!("page {pid} settled send {id} the app never made"));
@@ -551,6 +617,7 @@ impl World {
                 }
                 rec.settled = Some(result.is_ok());
                 let key = rec.key.clone();
+                let text = rec.text.clone();
                 match result {
                     Ok(_) => {
                         self.sends_resolved += 1;
@@ -561,6 +628,9 @@ impl World {
                     }
                     Err(e) => {
                         trace!(self, "page {pid} send {id} rejected: {:?} {}", e.code, e.message);
+                        if let Some(text) = &text {
+                            self.carried.retain(|(_, t)| t != text);
+                        }
                         if let Some(k) = key {
                             self.rejected.push((k, e.maybe_stored == Some(true), format!("page {pid} send {id}: {:?}", e.code)));
                         }
@@ -573,6 +643,17 @@ impl World {
                 }
             }
         }
+    }
+
+    /// The record of restored send `id` of tab `slot`'s page (made at its
+    /// first action: the page's app never made it).
+    fn restored_rec(&mut self, slot: usize, id: u64) -> &mut SendRec {
+        let page = self.tabs[slot].page.as_mut().unwrap();
+        if let Some(i) = page.sends.iter().position(|s| s.id == id) {
+            return &mut page.sends[i];
+        }
+        page.sends.push(SendRec { id, key: None, settled: None, text: None });
+        page.sends.last_mut().unwrap()
     }
 
     fn delivered_payloads(&mut self, slot: usize, pid: u64, list: &[Value]) {

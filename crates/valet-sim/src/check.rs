@@ -10,6 +10,10 @@
 //!   page stops; no log line carries a token.
 //! - After the heal, every live tab converges: it has every stored
 //!   message, its sends are settled, and the browser holds one stream.
+//! - A send a page left unsettled (a reload, a crash) is sent by a later
+//!   page of its tab: stored once, or failed for good (the durable outbox;
+//!   not owed by a tab whose storage failed, nor by one that closed).
+//!   No text is ever stored twice.
 
 use crate::server::STREAM_CAP;
 use crate::World;
@@ -41,12 +45,29 @@ impl World {
         let stored = self.server.messages.len();
         self.running().all(|p| p.delivered.len() == stored && p.sends.iter().all(|s| s.settled.is_some()))
             && self.running_streams() == 1
+            && self.owed().is_empty()
+    }
+
+    /// Sends left by a page that a running later page of its tab has not
+    /// stored (or failed) yet.
+    fn owed(&self) -> Vec<&str> {
+        self.carried
+            .iter()
+            .filter(|(slot, text)| {
+                let t = &self.tabs[*slot];
+                t.page.is_some() && !t.frozen && !t.outbox_lost && self.server.stored_with_text(text) == 0
+            })
+            .map(|(_, text)| text.as_str())
+            .collect()
     }
 
     /// What keeps a session from converging, for the report.
     pub fn not_converged_why(&self) -> String {
         let stored = self.server.messages.len();
         let mut why = vec![format!("{stored} stored, {} stream(s) of running pages", self.running_streams())];
+        for text in self.owed() {
+            why.push(format!("a send left by a reload is not stored: {text:?}"));
+        }
         for t in &self.tabs {
             if let Some(p) = &t.page {
                 why.push(format!(
@@ -73,6 +94,10 @@ impl World {
             .collect();
         for which in stored {
             self.violation(format!("{which} was rejected as not stored, and the server stored it"));
+        }
+        let twice: Vec<String> = self.sent_texts.iter().filter(|t| self.server.stored_with_text(t) > 1).cloned().collect();
+        for text in twice {
+            self.violation(format!("{text:?} was stored more than once"));
         }
     }
 }

@@ -71,6 +71,8 @@ pub struct Outcome {
     pub delivered: u64,
     /// Sends that resolved.
     pub sends_resolved: u64,
+    /// Sends a later page restored and saw stored.
+    pub sends_restored: u64,
     /// Simulated ms from the heal to convergence (`None`: never).
     pub convergence_ms: Option<u64>,
     /// Tabs at the start.
@@ -329,8 +331,15 @@ pub struct World {
     pub delivered: u64,
     /// Sends resolved.
     pub sends_resolved: u64,
+    /// Sends a later page restored and saw stored.
+    pub sends_restored: u64,
     /// Sends rejected: key, `maybe_stored`, which.
     pub rejected: Vec<(String, bool, String)>,
+    /// Every text an app sent (each is unique).
+    pub sent_texts: Vec<String>,
+    /// Sends a page left unsettled when it went (tab, text): a later page
+    /// of that tab owes them, until stored or failed for good.
+    pub carried: Vec<(usize, String)>,
 }
 
 /// How long after the heal a session may take to converge.
@@ -357,7 +366,10 @@ impl World {
             trace: Default::default(),
             delivered: 0,
             sends_resolved: 0,
+            sends_restored: 0,
             rejected: Vec::new(),
+            sent_texts: Vec::new(),
+            carried: Vec::new(),
         }
     }
 
@@ -608,6 +620,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         messages: w.server.messages.len() as u64,
         delivered: w.delivered,
         sends_resolved: w.sends_resolved,
+        sends_restored: w.sends_restored,
         convergence_ms: w.converged_at.zip(w.healed_at).map(|(c, h)| c - h),
         tabs,
         trace: std::mem::take(&mut w.trace),

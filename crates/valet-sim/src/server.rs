@@ -193,6 +193,12 @@ impl Server {
         self.messages.iter().filter(|m| m.key.as_deref() == Some(key)).count()
     }
 
+    /// How many stored messages have this text.
+    pub fn stored_with_text(&self, text: &str) -> usize {
+        let content = format!("\"content\":{},", serde_json::to_string(text).unwrap());
+        self.messages.iter().filter(|m| m.json.contains(&content)).count()
+    }
+
     /// Streams counted against the cap.
     pub fn alive_streams(&self) -> usize {
         self.streams.iter().filter(|s| s.alive).count()

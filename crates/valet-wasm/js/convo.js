@@ -1,6 +1,6 @@
 // @ts-check
-// A convo's JS: the page's events, the resume point in sessionStorage,
-// `send()`'s arguments checked and read, an upload's form.
+// A convo's JS: the page's events, the resume point and the outbox in
+// sessionStorage, `send()`'s arguments checked and read, an upload's form.
 // Imported by src/convo.rs (`#[wasm_bindgen(module = "/js/convo.js")]`).
 
 /**
@@ -56,10 +56,60 @@ export function resumePoint(key, json) {
 }
 
 /**
+ * The outbox stored under `prefix`: `[scope, json]` of the scope stored
+ * under last (`json` undefined: nothing there), or undefined (none, or no
+ * storage).
+ * @param {string} prefix
+ * @returns {[string, string | undefined] | undefined}
+ */
+export function lastOutbox(prefix) {
+  try {
+    const scope = sessionStorage.getItem(prefix);
+    return scope === null ? undefined : [scope, sessionStorage.getItem(`${prefix}:${scope}`) ?? undefined];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The outbox stored under `prefix` and `scope`.
+ * @param {string} prefix
+ * @param {string} scope
+ * @returns {string | undefined}
+ */
+export function loadOutbox(prefix, scope) {
+  try {
+    return sessionStorage.getItem(`${prefix}:${scope}`) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stores the outbox under `prefix` and `scope` (`json` undefined: removes
+ * it), and `scope` as the last. False when storage is missing, full or
+ * refused.
+ * @param {string} prefix
+ * @param {string} scope
+ * @param {string | undefined} json
+ * @returns {boolean}
+ */
+export function saveOutbox(prefix, scope, json) {
+  try {
+    if (json === undefined) sessionStorage.removeItem(`${prefix}:${scope}`);
+    else sessionStorage.setItem(`${prefix}:${scope}`, json);
+    sessionStorage.setItem(prefix, scope);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * `send(text, options)`'s arguments (`upload`: `uploadFiles(text)`'s
  * files), checked and read in one crossing: `[text, files, messageId,
- * signal, resolveWhenQueued]`, or the message of the `invalid_argument`
- * error. Throws what a getter of `options` throws.
+ * signal, resolveWhenQueued, idempotencyKey]`, or the message of the
+ * `invalid_argument` error. Throws what a getter of `options` throws.
  * @param {boolean} upload
  * @param {unknown} text
  * @param {unknown} options
@@ -73,13 +123,14 @@ export function sendArgs(upload, text, options) {
   if (upload) return blobs && files.length ? [undefined, files, undefined, undefined, false] : "uploadFiles(files): files must be a non-empty array of File or Blob";
   if (!blobs) return "send(text, { files }): files must be an array of File or Blob";
   if (typeof text !== "string") return "send(text): text must be a string";
-  const id = get("messageId"), signal = get("signal"), detached = get("resolveWhenQueued") ?? false;
+  const id = get("messageId"), signal = get("signal"), detached = get("resolveWhenQueued") ?? false, key = get("idempotencyKey");
   if (id !== undefined && (typeof id !== "string" || !id)) return "send(text, { messageId }): must be the string uploadFiles() resolved to";
   if (!text.trim() && !files.length && id === undefined) return "send(text): text must not be empty";
   if (files.length && id !== undefined) return "send(text, { files, messageId }): give files or a draft's messageId, not both";
   if (signal !== undefined && !(signal instanceof AbortSignal)) return "send(text, { signal }): signal must be an AbortSignal";
   if (typeof detached !== "boolean") return "send(text, { resolveWhenQueued }): must be a boolean";
-  return [text, files, id, signal, detached];
+  if (key !== undefined && (typeof key !== "string" || !/^[\x21-\x7e]{1,200}$/.test(key))) return "send(text, { idempotencyKey }): must be 1 to 200 printable ASCII characters";
+  return [text, files, id, signal, detached, key];
 }
 
 /**

@@ -54,7 +54,7 @@ export function valetErrorFrom(json) { return valetError(JSON.parse(json)); }
  */
 function payloadOf(event, json) {
   const p = JSON.parse(json);
-  if (event === "error" && p && typeof p.error === "object" && !("reason" in p)) p.error = valetError(p.error);
+  if ((event === "error" || event === "restored_send") && p && typeof p.error === "object" && !("reason" in p)) p.error = valetError(p.error);
   return p;
 }
 

@@ -66,6 +66,12 @@ fn resume_key(agent_id: &str, convo_id: &str) -> String {
     valet_core::cat!("valet-sdk:resume:", agent_id, ":", convo_id)
 }
 
+/// The `sessionStorage` key prefix of a convo's outbox (per tab, per API;
+/// the scope, an identity's hash, follows).
+fn outbox_key(cfg: &valet_core::client::ClientConfig, convo_id: &str) -> String {
+    valet_core::cat!("valet-sdk:outbox:", cfg.base_url, ":", cfg.agent_id, ":", convo_id)
+}
+
 #[wasm_bindgen(module = "/js/convo.js")]
 extern "C" {
     /// Follows the page's events (in a page: `window`'s `online`,
@@ -87,10 +93,23 @@ extern "C" {
     /// only costs the resume.
     #[wasm_bindgen(js_name = resumePoint)]
     fn resume_point(key: &str, json: Option<&str>) -> Option<String>;
+    /// The outbox stored under `prefix` in `sessionStorage`: `[scope, json]`
+    /// of the scope stored under last (`json` undefined: nothing there), or
+    /// undefined.
+    #[wasm_bindgen(js_name = lastOutbox)]
+    fn last_outbox(prefix: &str) -> Option<js_sys::Array>;
+    /// The outbox stored under `prefix` and `scope`.
+    #[wasm_bindgen(js_name = loadOutbox)]
+    fn load_outbox(prefix: &str, scope: &str) -> Option<String>;
+    /// Stores the outbox under `prefix` and `scope` (`json` undefined:
+    /// removes it), and `scope` as the last; false if storage failed.
+    #[wasm_bindgen(js_name = saveOutbox)]
+    fn save_outbox(prefix: &str, scope: &str, json: Option<&str>) -> bool;
     /// `send(text, options)`'s arguments (`upload`: `uploadFiles(text)`'s
     /// files), checked and read in one crossing: `[text, files, messageId,
-    /// signal, resolveWhenQueued]` (`text` undefined for an upload, absent
-    /// options undefined), or the message of the `invalid_argument` error.
+    /// signal, resolveWhenQueued, idempotencyKey]` (`text` undefined for an
+    /// upload, absent options undefined), or the message of the
+    /// `invalid_argument` error.
     /// Throws what a getter of `options` throws.
     #[wasm_bindgen(js_name = sendArgs, catch)]
     fn send_args(upload: bool, text: &JsValue, options: &JsValue) -> Result<JsValue, JsValue>;
@@ -140,6 +159,8 @@ impl ConvoInner {
         machine_cfg.relay = false;
         machine_cfg.observe = client.hook.is_set();
         machine_cfg.resume = resume_point(&resume_key(&cfg.agent_id, &convo_id), None).and_then(|json| ResumePoint::parse(&json));
+        machine_cfg.claims_of = Some(crate::tokens::claims_of);
+        machine_cfg.stored_outbox = last_outbox(&outbox_key(cfg, &convo_id)).map(|a| (a.get(0).as_string().unwrap_or_default(), a.get(1).as_string()));
         let seed = client.seed();
         let inner = Rc::new_cyclic(|this| ConvoInner {
             session: RefCell::new(Session::new(ConvoMachine::new(machine_cfg, seed), election)),
@@ -327,6 +348,17 @@ impl ConvoInner {
             Action::Persist(json) => {
                 resume_point(&resume_key(&self.client.config.agent_id, &self.convo_id), Some(&json));
             }
+            Action::LoadOutbox { scope } => {
+                let json = load_outbox(&outbox_key(&self.client.config, &self.convo_id), &scope);
+                let sink = self.this.clone();
+                crate::rt::spawn(async move { feed(&sink, Input::OutboxLoaded { json }) });
+            }
+            Action::SaveOutbox { scope, json } => {
+                if !save_outbox(&outbox_key(&self.client.config, &self.convo_id), &scope, json.as_deref()) {
+                    let sink = self.this.clone();
+                    crate::rt::spawn(async move { feed(&sink, Input::OutboxNotSaved) });
+                }
+            }
             Action::Upload { id, token } => {
                 let form = form_of(self.sends.read().iter().find(|(k, _)| *k == id).map(|(_, p)| &p.files).unwrap_or(&JsValue::UNDEFINED));
                 self.spawn_post(id, self.client.config.upload_url(&self.convo_id), token, http::Body::Form(form));
@@ -403,6 +435,7 @@ impl ConvoInner {
     async fn send(
         &self,
         what: Outgoing,
+        key: Option<String>,
         files: JsValue,
         signal: Option<web_sys::AbortSignal>,
         detached: bool,
@@ -421,7 +454,7 @@ impl ConvoInner {
             crate::rt::listen(&s, "abort", move |_| feed(&sink, Input::CancelSend { id }))
         });
         self.sends.write().push((id, PendingSend { settle: (!detached).then_some(tx), files, _abort: abort }));
-        self.handle(Input::Send { id, what, detached });
+        self.handle(Input::Send { id, key, what, detached });
         if detached {
             return Ok(None);
         }
@@ -567,7 +600,8 @@ fn submit(inner: Rc<ConvoInner>, upload: bool, text: JsValue, options: JsValue) 
             None => Outgoing::Upload,
         };
         let signal = args.get(3).dyn_into::<web_sys::AbortSignal>().ok();
-        let draft = inner.send(what, files, signal, args.get(4).is_truthy()).await.map_err(|e| to_js(&e))?;
+        let key = args.get(5).as_string();
+        let draft = inner.send(what, key, files, signal, args.get(4).is_truthy()).await.map_err(|e| to_js(&e))?;
         Ok(draft.map(JsValue::from).unwrap_or(JsValue::UNDEFINED))
     })
 }

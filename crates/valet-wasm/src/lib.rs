@@ -97,12 +97,34 @@ export interface ClientEventMap {
 /** The Valet JS SDK's event names. */
 export type ClientEventName = keyof ClientEventMap;
 
-/** Every event of a convo and its payload: the JS SDK's, plus `status`, `role` and `delta`. */
+/** Every event of a convo and its payload: the JS SDK's, plus `status`, `role`, `delta` and `restored_send`. */
 export interface ConvoEventMap extends ClientEventMap {
   status: ConvoStatusEvent;
   role: ConvoRoleEvent;
   /** A piece of a reply the agent is still writing (a server that streams replies; none otherwise). */
   delta: MessageDeltaEvent;
+  /** A send an earlier page of this tab left unsent, queued again here (`pending`), then `sent` or `failed`. */
+  restored_send: RestoredSendEvent;
+}
+
+/**
+ * `restored_send`: a send that an earlier page of this tab queued and did
+ * not see stored (a reload while offline, say), restored from
+ * `sessionStorage` once a token of the same user came, and sent again with
+ * the same idempotency key (`key`). It has no promise: `pending` when
+ * queued again, then `sent` (stored) or `failed` (with `error`, as an
+ * `error` event also says). Files are not kept: one whose files were not
+ * uploaded yet fails with `closed`.
+ */
+export interface RestoredSendEvent {
+  /** The send's idempotency key (the store's message `key`). */
+  key: string;
+  text: string;
+  /** When it was first sent (ISO 8601). */
+  created_at: string;
+  state: "pending" | "sent" | "failed";
+  /** With `failed`: why. */
+  error?: ValetError;
 }
 
 /** The options of `new ValetClient(...)`, by the JS SDK's name. */

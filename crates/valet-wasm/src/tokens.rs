@@ -53,7 +53,7 @@ extern "C" {
 }
 
 /// Reads the claims with the browser's `atob` and `JSON.parse`.
-fn claims_of(jwt: &str) -> Result<TokenClaims, String> {
+pub(crate) fn claims_of(jwt: &str) -> Result<TokenClaims, String> {
     let claims = jwt_claims(jwt);
     if let Some(why) = claims.as_string() {
         return Err(why);

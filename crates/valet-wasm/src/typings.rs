@@ -38,7 +38,7 @@ pub struct ValetClientOptions {
     pub stall_timeout_ms: Option<f64>,
     /// For observability tools: called with what happens under the API
     /// (`status`, `error`, `role`, `reconnect`, `duplicate_dropped`,
-    /// `gap_filled`, `token_refresh`, `send_queued`, `send_settled`). What it
+    /// `gap_filled`, `token_refresh`, `send_queued`, `send_settled`, `storage_error`). What it
     /// throws is caught and never breaks delivery.
     #[tsify(optional, type = "(kind: string, payload: unknown) => void")]
     pub on_event: (),
@@ -94,4 +94,11 @@ pub struct SendOptions {
     #[serde(default)]
     #[tsify(optional)]
     pub resolve_when_queued: Option<bool>,
+    /// The send's idempotency key, the same on every attempt and on the
+    /// page after a reload (default: a new UUID v4). Give one to know the
+    /// send again (the store uses its message `key`). 1 to 200 printable
+    /// ASCII characters, unique within the convo.
+    #[serde(default)]
+    #[tsify(optional)]
+    pub idempotency_key: Option<String>,
 }

@@ -1,0 +1,188 @@
+// The durable outbox: messages sent while the server is unreachable
+// survive a reload of the page, show as pending again under the same key,
+// and are stored once, in order, when the server is back; never under
+// another user. Headless Chromium, the npm package's store, the reference
+// server on a SQLite file (SIGKILLed while the sends wait, restarted on
+// the same data).
+import { after, afterEach, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LIVENESS_MS, loadSdk, sdkEnv } from "./harness.mjs";
+
+const AGENT = "00000000-0000-4000-8000-00000000a9e1";
+let env, server, site, browser, dir;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "valet-outbox-"));
+  env = await sdkEnv([], { db: join(dir, "valet.db") });
+  ({ server, site, browser } = env);
+});
+
+after(async () => {
+  await env?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let pages = [];
+afterEach(async () => {
+  for (const p of pages) await p.close().catch(() => {});
+  pages = [];
+  if (down) await up(); // a test failed while the server was down
+});
+
+let down = false;
+const up = async () => {
+  await server.restart();
+  down = false;
+};
+
+/**
+ * Sets up the app in `page` (after each load): a client whose `fetchJwt`
+ * returns `token` (an app that holds its user's token) or, with `token`
+ * null, asks the reference server (a token endpoint that is down with it);
+ * a store over `convoId`, every state and every `restored_send` recorded.
+ */
+async function app(page, { convoId, token, sourceKey }) {
+  await page.evaluate(async ({ base, AGENT, convoId, token, sourceKey }) => {
+    const pkg = await import("/pkg/index.js");
+    const { createConvoStore } = await import("/pkg/store.js");
+    const fetchJwt = token
+      ? () => token
+      : async () => {
+          const res = await fetch(`${base}/dev/jwt`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ source_key: sourceKey }) });
+          return (await res.json()).token;
+        };
+    const client = new pkg.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
+    const t = { states: [], restored: [], sent: {} };
+    t.s = createConvoStore(async () => {
+      const convo = await client.openConvo({ convoId });
+      convo.on("restored_send", (e) => t.restored.push({ key: e.key, text: e.text, state: e.state, code: e.error?.code ?? null }));
+      return convo;
+    });
+    // The user's own messages (the dev agent answers each).
+    t.view = () => t.s.getState().messages.filter((m) => m.from === "appuser").map((m) => ({ key: m.key, text: m.content, status: m.status }));
+    t.s.subscribe(() => t.states.push(t.view()));
+    t.send = (text) => t.s.send(text).then(() => (t.sent[text] = "resolved"), (e) => (t.sent[text] = e.code));
+    window.t = t;
+  }, { base: server.base, AGENT, convoId, token, sourceKey });
+}
+
+const until = (page, what, pred, arg) => page.waitForFunction(pred, arg, { timeout: LIVENESS_MS }).catch(async (e) => {
+  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await page.evaluate(() => window.t.view()))}`, { cause: e });
+});
+
+const userTexts = async (sourceKey, convoId) =>
+  (await server.history(sourceKey, convoId)).filter((m) => m.from === "appuser").map((m) => m.content);
+
+let users = 0;
+async function user(name) {
+  const sourceKey = `${name}-${++users}`;
+  const convoId = await server.session(sourceKey);
+  const { token } = await server.jwt(sourceKey);
+  return { sourceKey, convoId, token };
+}
+
+/** A page of the app, connected, that sends `texts` while the server is down. */
+async function leftWhileDown(u, texts, { token = u.token } = {}) {
+  const page = await env.page();
+  pages.push(page);
+  await app(page, { ...u, token });
+  await until(page, "connected", () => window.t.s.getState().status === "connected");
+  await server.kill();
+  down = true;
+  for (const text of texts) await page.evaluate((text) => void window.t.send(text), text);
+  const before = await page.evaluate(() => window.t.view());
+  assert.deepEqual(before.map((m) => [m.text, m.status]), texts.map((t) => [t, "pending"]));
+  return { page, keys: before.map((m) => m.key) };
+}
+
+async function reload(page, u, token) {
+  await loadSdk(page, site.origin);
+  await app(page, { ...u, token });
+}
+
+test("three sends while the server is down, a reload: pending again under the same keys, then each stored once, in order", async () => {
+  const u = await user("reload");
+  const texts = ["first, from the train", "second", "third"];
+  const { page, keys } = await leftWhileDown(u, texts);
+  await reload(page, u, u.token);
+  // The server is still down: the restored sends show, pending, as they were.
+  await until(page, "the restored sends", (n) => window.t.view().filter((m) => m.status === "pending").length === n, texts.length);
+  const restored = await page.evaluate(() => window.t.view());
+  assert.deepEqual(restored, texts.map((text, i) => ({ key: keys[i], text, status: "pending" })));
+  assert.equal(await page.evaluate(() => window.t.s.getState().status === "connected"), false);
+
+  await up();
+  await until(page, "the sends stored", (n) => window.t.view().filter((m) => m.status === "sent").length === n, texts.length);
+  assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts, "each stored once, in order");
+  // The server's copies took the pending bubbles' places: same keys, no flicker of a duplicate.
+  assert.deepEqual(await page.evaluate(() => window.t.view()), texts.map((text, i) => ({ key: keys[i], text, status: "sent" })));
+  const states = await page.evaluate(() => window.t.states);
+  assert.ok(states.every((s) => s.length <= texts.length), `never shown twice: ${JSON.stringify(states.find((s) => s.length > texts.length))}`);
+  assert.deepEqual(await page.evaluate(() => window.t.restored.map((r) => r.state)), [...texts.map(() => "pending"), ...texts.map(() => "sent")]);
+
+  // Nothing is left to send: a later reload restores nothing.
+  await reload(page, u, u.token);
+  await until(page, "the history", (n) => window.t.view().length === n, texts.length);
+  assert.deepEqual(await page.evaluate(() => window.t.restored), []);
+  assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts);
+});
+
+test("a token endpoint down with the server: the sends are restored when a token comes, and stored once", async () => {
+  const u = await user("nettoken");
+  const texts = ["one", "two"];
+  const { page } = await leftWhileDown(u, texts, { token: null });
+  await reload(page, u, null);
+  await page.waitForTimeout(300);
+  // No token, no user known: nothing of the outbox is shown yet.
+  assert.deepEqual(await page.evaluate(() => window.t.view()), []);
+  await up();
+  await until(page, "the sends stored", (n) => window.t.view().filter((m) => m.status === "sent").length === n, texts.length);
+  assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts);
+});
+
+test("another user's token in the same tab: the outbox is never shown or sent; its own user's is", async () => {
+  const a = await user("owner");
+  const b = await user("other");
+  const { page } = await leftWhileDown(a, ["a's private message"]);
+  await up();
+  // The same tab, signed in as b, on a's convo (a link shared, say).
+  const posts = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().includes("/stream_message")) posts.push(r.postData() ?? "");
+  });
+  await reload(page, a, b.token);
+  await page.waitForTimeout(1500);
+  assert.deepEqual(await page.evaluate(() => window.t.view()), [], "nothing of a's shown to b");
+  assert.deepEqual(await page.evaluate(() => window.t.restored), []);
+  assert.ok(!posts.some((p) => p.includes("private")), "nothing of a's sent with b's token");
+  assert.deepEqual(await userTexts(a.sourceKey, a.convoId), []);
+  // a again: a's message goes, once.
+  await reload(page, a, a.token);
+  await until(page, "a's send stored", () => window.t.view().some((m) => m.status === "sent"));
+  assert.deepEqual(await userTexts(a.sourceKey, a.convoId), ["a's private message"]);
+});
+
+test("a sessionStorage that refuses every write: the sends still go, and a storage_error is reported once", async () => {
+  const u = await user("quota");
+  const page = await env.page();
+  pages.push(page);
+  await page.evaluate(() => {
+    Storage.prototype.setItem = function () {
+      throw new DOMException("quota", "QuotaExceededError");
+    };
+  });
+  await page.evaluate(async ({ base, AGENT, convoId, token }) => {
+    const pkg = await import("/pkg/index.js");
+    const events = [];
+    const client = new pkg.ValetClient({ agentId: AGENT, fetchJwt: () => token, baseUrl: base, onEvent: (kind) => events.push(kind) });
+    const convo = await client.openConvo({ convoId });
+    window.t = { events, convo };
+    await convo.send("one");
+    await convo.send("two");
+  }, { base: server.base, AGENT, ...u });
+  assert.deepEqual(await userTexts(u.sourceKey, u.convoId), ["one", "two"]);
+  assert.equal((await page.evaluate(() => window.t.events)).filter((k) => k === "storage_error").length, 1);
+});
