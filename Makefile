@@ -239,10 +239,11 @@ test-browser: server wasm demo-site examples setup-npm setup-chromium
 	cd tests && npm test
 
 # The same SDK in Firefox and WebKit (tests/browser/engines.mjs): the
-# quickstart, the multi-tab cases, shared tokens and the mock client in both,
+# quickstart, the multi-tab cases, shared tokens, the mock client and sends
+# that survive a reload in both,
 # the short chaos run in Firefox.
 # What needs Chromium's DevTools (crash, debugger freeze) is skipped there.
-ENGINE_TESTS := browser/quickstart.test.mjs browser/tabs.test.mjs browser/tokens.test.mjs browser/mock.test.mjs
+ENGINE_TESTS := browser/quickstart.test.mjs browser/tabs.test.mjs browser/tokens.test.mjs browser/mock.test.mjs browser/outbox.test.mjs
 test-engines: server wasm setup-npm setup-engines
 	cd tests && VALET_BROWSER=firefox node --test --test-concurrency=1 $(ENGINE_TESTS) browser/chaos.test.mjs
 	cd tests && VALET_BROWSER=webkit node --test --test-concurrency=1 $(ENGINE_TESTS)

@@ -1,9 +1,9 @@
 // The durable outbox: messages sent while the server is unreachable
 // survive a reload of the page, show as pending again under the same key,
 // and are stored once, in order, when the server is back; never under
-// another user. Headless Chromium, the npm package's store, the reference
-// server on a SQLite file (SIGKILLed while the sends wait, restarted on
-// the same data).
+// another user. The npm package's store, the reference server on a SQLite
+// file (SIGKILLed while the sends wait, restarted on the same data); in
+// Chromium, and in Firefox and WebKit (`make test-engines`).
 import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -55,7 +55,14 @@ async function app(page, { convoId, token, sourceKey }) {
           return (await res.json()).token;
         };
     const client = new pkg.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
-    const t = { states: [], restored: [], sent: {} };
+    const t = { states: [], restored: [], sent: {}, posts: [] };
+    // The sends this page puts on the wire (their bodies).
+    const fetch0 = window.fetch;
+    window.fetch = (input, init) => {
+      const url = typeof input === "string" ? input : input.url;
+      if (url.endsWith("/stream_message") && typeof init?.body === "string") t.posts.push(init.body);
+      return fetch0(input, init);
+    };
     t.s = createConvoStore(async () => {
       const convo = await client.openConvo({ convoId });
       convo.on("restored_send", (e) => t.restored.push({ key: e.key, text: e.text, state: e.state, code: e.error?.code ?? null }));
@@ -149,20 +156,17 @@ test("another user's token in the same tab: the outbox is never shown or sent; i
   const { page } = await leftWhileDown(a, ["a's private message"]);
   await up();
   // The same tab, signed in as b, on a's convo (a link shared, say).
-  const posts = [];
-  page.on("request", (r) => {
-    if (r.method() === "POST" && r.url().includes("/stream_message")) posts.push(r.postData() ?? "");
-  });
   await reload(page, a, b.token);
   await page.waitForTimeout(1500);
   assert.deepEqual(await page.evaluate(() => window.t.view()), [], "nothing of a's shown to b");
   assert.deepEqual(await page.evaluate(() => window.t.restored), []);
-  assert.ok(!posts.some((p) => p.includes("private")), "nothing of a's sent with b's token");
+  assert.deepEqual(await page.evaluate(() => window.t.posts), [], "nothing of a's sent with b's token");
   assert.deepEqual(await userTexts(a.sourceKey, a.convoId), []);
   // a again: a's message goes, once.
   await reload(page, a, a.token);
   await until(page, "a's send stored", () => window.t.view().some((m) => m.status === "sent"));
   assert.deepEqual(await userTexts(a.sourceKey, a.convoId), ["a's private message"]);
+  assert.ok((await page.evaluate(() => window.t.posts)).some((p) => p.includes("private")), "the recorder sees a send");
 });
 
 test("a sessionStorage that refuses every write: the sends still go, and a storage_error is reported once", async () => {
