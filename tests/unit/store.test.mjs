@@ -28,10 +28,10 @@ class ScriptedConvo {
   listeners() {
     return [...this.handlers.values()].reduce((n, s) => n + s.size, 0);
   }
-  send(text) {
+  send(text, options) {
     let settle;
     const done = new Promise((ok, fail) => (settle = { ok, fail }));
-    this.sent.push({ text, ...settle });
+    this.sent.push({ text, key: options?.idempotencyKey, ...settle });
     return done;
   }
   close() {
@@ -69,6 +69,44 @@ test("a sent message shows at once as pending, and the server's copy takes its p
   const mine = store.getState().messages[1];
   assert.equal(mine.key, key, "same key: the view keeps the bubble");
   assert.equal(mine.id, "m2");
+});
+
+test("a send's key is its idempotency key: a UUID, or the one the app gave", async () => {
+  const { convo, store } = await openStore();
+  void store.send("one");
+  void store.send("two", { idempotencyKey: "app-key-2" });
+  const keys = store.getState().messages.map((m) => m.key);
+  assert.match(keys[0], /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(keys[1], "app-key-2");
+  await tick();
+  assert.deepEqual(convo.sent.map((s) => s.key), keys, "each send carries its bubble's key");
+});
+
+test("sends restored after a reload: pending under their keys, then sent in place, or failed and retried with the same key", async () => {
+  const { convo, store } = await openStore();
+  const restored = (key, text, state, error) => convo.emit("restored_send", { key, text, created_at: "2026-12-07T04:00:00.000Z", state, ...(error ? { error } : {}) });
+  restored("k-1", "from the train", "pending");
+  restored("k-2", "and this", "pending");
+  restored("k-1", "from the train", "pending"); // told again (another opening): still one
+  assert.deepEqual(view(store), [["k-1", "pending", "from the train"], ["k-2", "pending", "and this"]]);
+  assert.equal(store.getState().messages[0].createdAt, "2026-12-07T04:00:00.000Z");
+  // The first is stored: its copy takes its place and key.
+  restored("k-1", "from the train", "sent");
+  convo.deliver("m1", "appuser", "from the train");
+  // The second is refused for good.
+  const error = Object.assign(new Error("send failed with HTTP 422"), { name: "ValetError", code: "http" });
+  restored("k-2", "and this", "failed", error);
+  assert.deepEqual(view(store), [["k-1", "sent", "from the train"], ["k-2", "failed", "and this"]]);
+  assert.equal(store.getState().messages[1].error, error);
+  // Retried by its key, with that key.
+  const retry = store.retry("k-2");
+  assert.deepEqual(view(store)[1], ["k-2", "pending", "and this"]);
+  await tick();
+  assert.deepEqual(convo.sent.map((s) => [s.text, s.key]), [["and this", "k-2"]]);
+  convo.sent[0].ok();
+  await retry;
+  convo.deliver("m2", "appuser", "and this");
+  assert.deepEqual(view(store), [["k-1", "sent", "from the train"], ["k-2", "sent", "and this"]]);
 });
 
 test("the server's copy may come before send() resolves: still one bubble", async () => {
