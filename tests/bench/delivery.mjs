@@ -64,6 +64,10 @@ for (const contender of CONTENDERS) {
       r = await page.evaluate(([contender, base, n]) => window.bench(contender, base, n), [contender, base, N]);
     }
     if (process.env.BENCH_PHASES) console.log(contender, "opened", await page.evaluate(() => window.openedAt), "first", r.first - r.start, "last", r.last - r.start);
+    // BENCH_METRICS=1: our convos' metrics (history fetches show as gaps filled).
+    if (process.env.BENCH_METRICS && contender.startsWith("valet-sdk")) {
+      for (const [who, p] of [["page", page], ["follower", follower]]) if (p) console.log(contender, who, JSON.stringify(await p.evaluate(() => window.convo?.metrics())));
+    }
     if (r.count !== N) throw new Error(`${contender}: ${r.count} of ${N} messages`);
     results[contender].push(r);
     await page.close();

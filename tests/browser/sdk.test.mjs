@@ -308,6 +308,10 @@ test("send and uploadFiles check their arguments: each mistake rejects with inva
       both: await grab(convo.send("x", { files: [blob], messageId: "m" })),
       signal: await grab(convo.send("x", { signal: {} })),
       queued: await grab(convo.send("x", { resolveWhenQueued: "yes" })),
+      keyEmpty: await grab(convo.send("x", { idempotencyKey: "" })),
+      keySpace: await grab(convo.send("x", { idempotencyKey: "a b" })),
+      keyLong: await grab(convo.send("x", { idempotencyKey: "k".repeat(201) })),
+      keyNumber: await grab(convo.send("x", { idempotencyKey: 7 })),
       getter: await grab(convo.send("x", getterThrows)),
       uploadNone: await grab(convo.uploadFiles([])),
       uploadNotArray: await grab(convo.uploadFiles(blob)),
@@ -324,6 +328,10 @@ test("send and uploadFiles check their arguments: each mistake rejects with inva
     both: "invalid_argument: send(text, { files, messageId }): give files or a draft's messageId, not both",
     signal: "invalid_argument: send(text, { signal }): signal must be an AbortSignal",
     queued: "invalid_argument: send(text, { resolveWhenQueued }): must be a boolean",
+    keyEmpty: "invalid_argument: send(text, { idempotencyKey }): must be 1 to 200 printable ASCII characters",
+    keySpace: "invalid_argument: send(text, { idempotencyKey }): must be 1 to 200 printable ASCII characters",
+    keyLong: "invalid_argument: send(text, { idempotencyKey }): must be 1 to 200 printable ASCII characters",
+    keyNumber: "invalid_argument: send(text, { idempotencyKey }): must be 1 to 200 printable ASCII characters",
     getter: "thrown: a getter threw",
     uploadNone: "invalid_argument: uploadFiles(files): files must be a non-empty array of File or Blob",
     uploadNotArray: "invalid_argument: uploadFiles(files): files must be a non-empty array of File or Blob",
@@ -459,7 +467,7 @@ test("debug logs carry the prefix and never a token", async () => {
   await closeAll(page);
 });
 
-test("opening and closing a convo 4,000 times leaves the heap flat", async () => {
+test("opening and closing a convo 6,000 times leaves the heap flat", async () => {
   const page = await sdkPage();
   const cdp = await page.context().newCDPSession(page);
   const sourceKey = user("heap");
@@ -490,12 +498,12 @@ test("opening and closing a convo 4,000 times leaves the heap flat", async () =>
   };
   // Apps do not call free(): a closed convo's wasm side is freed when its JS
   // handle is collected. Wasm memory never shrinks, so it is the allocator's
-  // high-water mark: measured over 10,000 cycles it settles within the first
-  // 2,000 (one page more than after 1,000, in some runs) and stays flat to
-  // 10,000. So 2,000 cycles warm up, and a leak shows as growth in the next
-  // 2,000: one page is 32 bytes a cycle, so a leak of 64 bytes or more a
-  // cycle fails (what one kept id, closure or convo would cost).
-  await page.evaluate(() => window.cycle(2000));
+  // high-water mark: measured over 12,000 cycles it settles within the first
+  // 4,000 (one or two pages more than after 2,000, in some runs) and stays
+  // flat to 12,000. So 4,000 cycles warm up, and a leak shows as growth in
+  // the next 2,000: one page is 32 bytes a cycle, so a leak of 64 bytes or
+  // more a cycle fails (what one kept id, closure or convo would cost).
+  await page.evaluate(() => window.cycle(4000));
   const before = await measure();
   await page.evaluate(() => window.cycle(2000));
   const after = await measure();
