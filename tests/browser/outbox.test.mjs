@@ -110,7 +110,7 @@ async function reload(page, u, token) {
   await app(page, { ...u, token });
 }
 
-test("three sends while the server is down, a reload: pending again under the same keys, then each stored once, in order", async () => {
+test("three sends while the server is down, two reloads: pending again under the same keys, then each stored once, in order", async () => {
   const u = await user("reload");
   const texts = ["first, from the train", "second", "third"];
   const { page, keys } = await leftWhileDown(u, texts);
@@ -120,6 +120,10 @@ test("three sends while the server is down, a reload: pending again under the sa
   const restored = await page.evaluate(() => window.t.view());
   assert.deepEqual(restored, texts.map((text, i) => ({ key: keys[i], text, status: "pending" })));
   assert.equal(await page.evaluate(() => window.t.s.getState().status === "connected"), false);
+  // And again: however many reloads, the same sends under the same keys.
+  await reload(page, u, u.token);
+  await until(page, "the restored sends, again", (n) => window.t.view().filter((m) => m.status === "pending").length === n, texts.length);
+  assert.deepEqual(await page.evaluate(() => window.t.view()), restored);
 
   await up();
   await until(page, "the sends stored", (n) => window.t.view().filter((m) => m.status === "sent").length === n, texts.length);
