@@ -666,8 +666,8 @@ impl ConvoMachine {
             Input::PageHide => self.persist(),
             Input::Announce => self.relay_status(),
             Input::OutboxLoaded { json } => {
-                let Some(durable) = &mut self.durable else { return Vec::new() };
-                if !durable.on_loaded(json.as_deref(), &mut self.outbox, &mut self.out) {
+                let readable = self.durable.as_mut().is_none_or(|d| d.on_loaded(json.as_deref(), &mut self.outbox, &mut self.out));
+                if !readable {
                     self.storage_trouble("the stored outbox is unreadable; it is dropped");
                 }
             }

@@ -217,9 +217,11 @@ impl Outbox {
             self.in_flight = None;
         }
         for s in stored {
+            // The change count grows with each: a distinct id for each.
             let id = RESTORED_IDS + self.changes;
             self.changes += 1;
-            let mut o = Queued::new(id, s.key, s.text, s.files, false, s.message_id, true, s.at_ms);
+            let what = Outgoing::Message { text: s.text, files: s.files, draft: s.message_id };
+            let mut o = Queued::new(id, s.key, what, true, s.at_ms);
             o.restored = true;
             // An earlier page may have had it stored: a refusal now does
             // not say it is not.
@@ -235,7 +237,6 @@ impl Outbox {
         }
         self.next(out);
     }
-
 
     /// Sends not yet settled.
     pub fn len(&self) -> usize {
@@ -257,12 +258,8 @@ impl Outbox {
     /// the oldest.
     /// `at_ms` is now (Unix ms): the send's time, as stored.
     pub fn push(&mut self, id: u64, key: String, what: Outgoing, detached: bool, at_ms: u64, out: &mut Vec<Action>) {
-        let (text, files, message_id, upload_only) = match what {
-            Outgoing::Message { text, files, draft } => (text, files, draft, false),
-            Outgoing::Upload => (String::new(), true, None, true),
-        };
         self.changes += 1;
-        self.queue.push(Queued::new(id, key, text, files, upload_only, message_id, detached, at_ms));
+        self.queue.push(Queued::new(id, key, what, detached, at_ms));
         self.next(out);
     }
 
@@ -310,12 +307,11 @@ impl Outbox {
         let Some(head) = self.queue.first_mut().filter(|o| !o.on_wire) else { return };
         head.token = Some(token.clone());
         head.on_wire = true;
-        if !head.files || head.message_id.is_some() {
-            self.changes += u64::from(!core::mem::replace(&mut head.tried, true));
-        }
         if head.files && head.message_id.is_none() {
             out.push(Action::Upload { id, token });
         } else {
+            // The message itself goes out: the server may store it now.
+            self.changes += u64::from(!core::mem::replace(&mut head.tried, true));
             let body =
                 SendRequest { text: head.text.clone(), message_id: head.message_id.clone(), idempotency_key: Some(head.key.clone()) };
             let json = body.to_json();
@@ -500,7 +496,6 @@ impl Outbox {
     }
 }
 
-
 /// Where the outbox is stored (see the module docs), for one convo of one
 /// tab, by scope (an identity's hash). From the first token on, under its
 /// identity's scope, where what earlier pages stored is restored. Before
@@ -604,8 +599,11 @@ impl Durable {
 }
 
 impl Queued {
-    #[allow(clippy::too_many_arguments)]
-    fn new(id: u64, key: String, text: String, files: bool, upload_only: bool, message_id: Option<String>, detached: bool, at_ms: u64) -> Queued {
+    fn new(id: u64, key: String, what: Outgoing, detached: bool, at_ms: u64) -> Queued {
+        let (text, files, message_id, upload_only) = match what {
+            Outgoing::Message { text, files, draft } => (text, files, draft, false),
+            Outgoing::Upload => (String::new(), true, None, true),
+        };
         Queued {
             id,
             key,

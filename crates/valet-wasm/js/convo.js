@@ -65,7 +65,7 @@ export function resumePoint(key, json) {
 export function lastOutbox(prefix) {
   try {
     const scope = sessionStorage.getItem(prefix);
-    return scope === null ? undefined : [scope, sessionStorage.getItem(`${prefix}:${scope}`) ?? undefined];
+    return scope === null ? undefined : [scope, loadOutbox(prefix, scope)];
   } catch {
     return undefined;
   }

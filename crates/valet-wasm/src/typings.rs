@@ -38,8 +38,8 @@ pub struct ValetClientOptions {
     pub stall_timeout_ms: Option<f64>,
     /// For observability tools: called with what happens under the API
     /// (`status`, `error`, `role`, `reconnect`, `duplicate_dropped`,
-    /// `gap_filled`, `token_refresh`, `send_queued`, `send_settled`, `storage_error`). What it
-    /// throws is caught and never breaks delivery.
+    /// `gap_filled`, `token_refresh`, `send_queued`, `send_settled`,
+    /// `storage_error`). What it throws is caught and never breaks delivery.
     #[tsify(optional, type = "(kind: string, payload: unknown) => void")]
     pub on_event: (),
 }
