@@ -279,6 +279,18 @@ export class ValetClient {
     return (await this.#ready()).listConvos();
   }
 
+  /**
+   * Deletes everything the SDK stored for this origin, for every user: the
+   * local history of `persist: "local"` (IndexedDB), and the outboxes and
+   * resume points of this tab and of the origin's other open tabs
+   * (`sessionStorage`). Convos open now keep nothing more. Call it at
+   * sign-out, after closing the convos; resolves once the database is
+   * deleted.
+   */
+  async clearLocalData(): Promise<void> {
+    return (this.#client ?? (await this.#pending!)).clearLocalData();
+  }
+
   /** Frees the client's wasm memory (open convos keep working). */
   free(): void {
     if (this.#client) this.#client.free();

@@ -6,7 +6,13 @@
 // convo (the stream answers `ready` and one message at once, seq 1; the
 // history is empty), and a reload of a convo with 5 messages (its history
 // has them; the stream only `ready`): the first message is then the
-// history's first, shown.
+// history's first, shown. A third scenario is a warm reload (issue 27): the
+// same browser context loads the app once (unthrottled), then navigates to
+// it again under the profile, and the time is the whole history's (the 5
+// messages) rendered; the contenders are ours with `persist: "local"` (the
+// history from IndexedDB), ours without, and the baseline. The HTTP cache
+// stays disabled in it too (scripts and wasm downloaded again: what the
+// local history saves is the history's round trips, not the downloads).
 // Every run is a fresh browser context (nothing cached), throttled over
 // CDP: no throttling ("desktop"), and Lighthouse's mobile profile (150 ms
 // RTT, 1.6 Mbps down, 750 kbps up, CPU 4x slower: "mobile"). Contenders,
@@ -57,6 +63,7 @@ const MARK = `const mark = (k) => {
   if (t[k] !== undefined) return;
   t[k] = performance.now();
   if (k === "first") console.log("bench: first message");
+  if (k === "history") console.log("bench: history");
 };
 mark("script");
 const api = new URLSearchParams(location.search).get("api");
@@ -67,7 +74,8 @@ ${MARK}
 const valet = new ValetClient({ agentId: "a", baseUrl: api, fetchJwt });
 const convo = await valet.openConvo({ convoId: "c" });
 mark("opened");
-convo.on("message", () => mark("first"));
+let n = 0;
+convo.on("message", () => { mark("first"); if (++n === 5) mark("history"); });
 `,
   baseline: `import { fetchEventSource } from "@microsoft/fetch-event-source";
 ${MARK}
@@ -75,6 +83,7 @@ const seen = new Set();
 const headers = { authorization: "Bearer " + (await fetchJwt()) };
 fetch(api + "/api/v2/agent_convos/c", { headers }).then((r) => r.json()).then(({ messages }) => {
   for (const m of messages) if (!seen.has(m.id)) { seen.add(m.id); mark("first"); }
+  if (seen.size >= 5) mark("history");
 });
 fetchEventSource(api + "/api/v2/agent_convos/c/events", {
   headers,
@@ -96,7 +105,9 @@ async function buildApps(apiOrigin) {
   const require = createRequire(join(ROOT, "examples/package.json"));
   const { build } = await import(require.resolve("vite"));
   rmSync(OUT, { recursive: true, force: true });
-  const builds = [...Object.entries(APPS), ["ours-hint", APPS.ours]];
+  const persist = APPS.ours.replace('fetchJwt });', 'fetchJwt, persist: "local" });');
+  if (persist === APPS.ours) throw new Error("the persist app is not built");
+  const builds = [...Object.entries(APPS), ["ours-hint", APPS.ours], ["ours-persist", persist]];
   if (BEFORE) builds.push(["before", APPS.ours]);
   for (const [name, main] of builds) {
     const src = join(OUT, "src", name);
@@ -176,6 +187,8 @@ async function startApi() {
 }
 
 const apps = { ours: "ours", "ours + hint": "ours-hint", baseline: "baseline", ...(BEFORE ? { "ours, before": "before" } : {}) };
+/** The warm reload's contenders. */
+const reloadApps = { "ours + persist": "ours-persist", ours: "ours", baseline: "baseline" };
 const api = await startApi();
 await buildApps(api.base);
 const site = await startSite();
@@ -185,13 +198,26 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 
-/** One cold load of `app` under `profile`: its marks and bytes on the wire. */
-async function load(app, profile) {
+/**
+ * One cold load of `app` (a directory of OUT) under `profile`: its marks
+ * and bytes on the wire. `warm`: a first load of it in the same context,
+ * unthrottled, before the one measured (which waits for the whole history).
+ */
+async function load(app, profile, warm = false) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
   await cdp.send("Network.enable");
   await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
+  const done = warm ? "bench: history" : "bench: first message";
+  const url = `${site.origin}/${app}/?api=${encodeURIComponent(api.base)}`;
+  if (warm) {
+    const seen = page.waitForEvent("console", { predicate: (m) => m.text() === done, timeout: 60_000 });
+    await page.goto(url);
+    await seen;
+    // The local history's write (one IndexedDB transaction) lands.
+    await page.waitForTimeout(200);
+  }
   const p = PROFILES[profile];
   if (p) {
     await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: p.latency, downloadThroughput: p.downloadThroughput, uploadThroughput: p.uploadThroughput });
@@ -207,8 +233,8 @@ async function load(app, profile) {
     cdp.on("Network.responseReceived", (e) => { waterfall.push([((e.timestamp - t0) * 1000).toFixed(0), "←", e.response.status, e.response.url.replace(/\?.*/, "").slice(-60)]); });
     cdp.on("Network.loadingFinished", (e) => { waterfall.push([((e.timestamp - t0) * 1000).toFixed(0), "✓", e.encodedDataLength]); });
   }
-  const first = page.waitForEvent("console", { predicate: (m) => m.text() === "bench: first message", timeout: 60_000 });
-  await page.goto(`${site.origin}/${apps[app]}/?api=${encodeURIComponent(api.base)}`);
+  const first = page.waitForEvent("console", { predicate: (m) => m.text() === done, timeout: 60_000 });
+  await page.goto(url);
   await first;
   const t = await page.evaluate(() => window.t);
   if (process.env.BENCH_WATERFALL) console.log(app, profile, JSON.stringify(t), "\n" + waterfall.map((w) => w.join(" ")).join("\n"));
@@ -216,18 +242,22 @@ async function load(app, profile) {
   return { ...t, bytes };
 }
 
-const SCENARIOS = { "new convo": false, "reload, 5 in history": true };
+const SCENARIOS = { "new convo": false, "reload, 5 in history": true, "warm reload, 5 in history": true };
+// BENCH_SCENARIOS=warm (or new, reload): the scenarios whose name starts so.
+for (const s of Object.keys(SCENARIOS)) if (process.env.BENCH_SCENARIOS && !process.env.BENCH_SCENARIOS.split(",").some((p) => s.startsWith(p))) delete SCENARIOS[s];
 // BENCH_PROFILES=desktop (or mobile): one profile only.
 for (const p of Object.keys(PROFILES)) if (process.env.BENCH_PROFILES && !process.env.BENCH_PROFILES.split(",").includes(p)) delete PROFILES[p];
 const results = {};
 for (const [scenario, history] of Object.entries(SCENARIOS)) {
   withHistory = history;
   for (const profile of Object.keys(PROFILES)) {
-    const byApp = (results[`${profile}, ${scenario}`] = Object.fromEntries(Object.keys(apps).map((a) => [a, []])));
+    const warm = scenario.startsWith("warm");
+    const contenders = warm ? reloadApps : apps;
+    const byApp = (results[`${profile}, ${scenario}`] = Object.fromEntries(Object.keys(contenders).map((a) => [a, []])));
     for (let i = 0; i < RUNS + 1; i++) {
-      for (const app of Object.keys(apps)) {
-        const r = await load(app, profile);
-        if (i > 0) byApp[app].push(r); // the first round warms the servers and the disk
+      for (const [name, app] of Object.entries(contenders)) {
+        const r = await load(app, profile, warm);
+        if (i > 0) byApp[name].push(r); // the first round warms the servers and the disk
       }
     }
   }
@@ -240,11 +270,14 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`\nStartup: a cold page's first message (Vite-bundled apps, gzip, fresh context each run), ms from navigation start, median of ${RUNS}`);
 for (const [name, byApp] of Object.entries(results)) {
   const p = PROFILES[name.split(",")[0]];
+  // The warm reload is timed to the whole history, the others to the first message.
+  const k = name.includes("warm") ? "history" : "first";
   console.log(`\n${name}${p ? ` (${p.latency} ms RTT, ${(p.downloadThroughput * 8e-6).toFixed(1)} Mbps down, ${(p.uploadThroughput * 8e-3).toFixed(0)} kbps up, CPU ${p.cpu}x slower)` : " (no throttling)"}`);
-  console.log(`${"contender".padEnd(14)} ${"script".padStart(8)} ${"opened".padStart(8)} ${"first msg".padStart(10)} ${"bytes".padStart(9)} ${"first / baseline".padStart(17)}`);
-  const base = median(byApp.baseline.map((r) => r.first));
+  const label = k === "history" ? "history" : "first msg";
+  console.log(`${"contender".padEnd(14)} ${"script".padStart(8)} ${"opened".padStart(8)} ${label.padStart(10)} ${"bytes".padStart(9)} ${`${k} / baseline`.padStart(19)}`);
+  const base = median(byApp.baseline.map((r) => r[k]));
   for (const [app, runs] of Object.entries(byApp)) {
-    const m = (k) => median(runs.map((r) => r[k]));
-    console.log(`${app.padEnd(14)} ${m("script").toFixed(0).padStart(8)} ${m("opened").toFixed(0).padStart(8)} ${m("first").toFixed(0).padStart(10)} ${m("bytes").toFixed(0).padStart(9)} ${(m("first") / base).toFixed(2).padStart(16)}x`);
+    const m = (key) => median(runs.map((r) => r[key]));
+    console.log(`${app.padEnd(14)} ${m("script").toFixed(0).padStart(8)} ${m("opened").toFixed(0).padStart(8)} ${m(k).toFixed(0).padStart(10)} ${m("bytes").toFixed(0).padStart(9)} ${(m(k) / base).toFixed(2).padStart(18)}x`);
   }
 }

@@ -17,6 +17,15 @@ export const LIVENESS_MS = 20_000;
 
 const SERVER_BIN = process.env.VALET_SERVER_BIN ?? join(ROOT, "target/debug/valet-server");
 
+/** Polls `check()` (it may be async) until it holds; fails with `what` after LIVENESS_MS. */
+export async function eventually(what, check) {
+  const deadline = Date.now() + LIVENESS_MS;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /**
  * Starts the reference server (dev mode) on a free port, with in-memory
  * SQLite unless `db` names a file (`log`: its RUST_LOG, default `warn`). `kill()` SIGKILLs it; `restart()` starts

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LIVENESS_MS, loadSdk, sdkEnv } from "./harness.mjs";
+import { LIVENESS_MS, eventually, loadSdk, sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 let env, server, site, browser, dir;
@@ -44,8 +44,8 @@ const up = async () => {
  * null, asks the reference server (a token endpoint that is down with it);
  * a store over `convoId`, every state and every `restored_send` recorded.
  */
-async function app(page, { convoId, token, sourceKey }) {
-  await page.evaluate(async ({ base, AGENT, convoId, token, sourceKey }) => {
+async function app(page, { convoId, token, sourceKey, persist }) {
+  await page.evaluate(async ({ base, AGENT, convoId, token, sourceKey, persist }) => {
     const pkg = await import("/pkg/index.js");
     const { createConvoStore } = await import("/pkg/store.js");
     const fetchJwt = token
@@ -54,7 +54,7 @@ async function app(page, { convoId, token, sourceKey }) {
           const res = await fetch(`${base}/dev/jwt`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ source_key: sourceKey }) });
           return (await res.json()).token;
         };
-    const client = new pkg.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false });
+    const client = new pkg.ValetClient({ agentId: AGENT, fetchJwt, baseUrl: base, pauseOnHidden: false, ...(persist ? { persist } : {}) });
     const t = { states: [], restored: [], sent: {}, posts: [] };
     // The sends this page puts on the wire (their bodies).
     const fetch0 = window.fetch;
@@ -73,7 +73,7 @@ async function app(page, { convoId, token, sourceKey }) {
     t.s.subscribe(() => t.states.push(t.view()));
     t.send = (text) => t.s.send(text).then(() => (t.sent[text] = "resolved"), (e) => (t.sent[text] = e.code));
     window.t = t;
-  }, { base: server.base, AGENT, convoId, token, sourceKey });
+  }, { base: server.base, AGENT, convoId, token, sourceKey, persist });
 }
 
 const until = (page, what, pred, arg) => page.waitForFunction(pred, arg, { timeout: LIVENESS_MS }).catch(async (e) => {
@@ -92,10 +92,10 @@ async function user(name) {
 }
 
 /** A page of the app, connected, that sends `texts` while the server is down. */
-async function leftWhileDown(u, texts, { token = u.token } = {}) {
+async function leftWhileDown(u, texts, { token = u.token, persist } = {}) {
   const page = await env.page();
   pages.push(page);
-  await app(page, { ...u, token });
+  await app(page, { ...u, token, persist });
   await until(page, "connected", () => window.t.s.getState().status === "connected");
   await server.kill();
   down = true;
@@ -193,4 +193,40 @@ test("a sessionStorage that refuses every write: the sends still go, and a stora
   }, { base: server.base, AGENT, ...u });
   assert.deepEqual(await userTexts(u.sourceKey, u.convoId), ["one", "two"]);
   assert.equal((await page.evaluate(() => window.t.events)).filter((k) => k === "storage_error").length, 1);
+});
+
+test("persist: \"local\": sends left by a closed tab go from the next tab of the browser, once, in order", async () => {
+  const u = await user("closed");
+  const texts = ["typed on the train", "and this", "and that"];
+  const { page } = await leftWhileDown(u, texts, { persist: "local" });
+  // The outbox is kept in IndexedDB too: wait for it, then close the tab (its sessionStorage goes with it).
+  const kept = () => page.evaluate(() => new Promise((resolve) => {
+    const q = indexedDB.open("valet-sdk");
+    q.onsuccess = () => {
+      const d = q.result;
+      if (!d.objectStoreNames.contains("outboxes")) return d.close(), resolve(0);
+      const r = d.transaction("outboxes").objectStore("outboxes").getAll();
+      r.onsuccess = () => { d.close(); resolve(Math.max(0, ...r.result.map((json) => JSON.parse(json).sends.length))); };
+    };
+    q.onerror = () => resolve(0);
+  }));
+  await eventually("the outbox is kept in IndexedDB", async () => (await kept()) >= texts.length);
+  await page.close();
+  pages = pages.filter((p) => p !== page);
+  await up();
+  // Every tab was closed; the user opens the chat again in a new one.
+  const next = await env.page();
+  pages.push(next);
+  await app(next, { ...u, persist: "local" });
+  await until(next, "the sends stored", (n) => window.t.view().filter((m) => m.status === "sent").length === n, texts.length);
+  assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts, "each stored once, in order");
+  assert.deepEqual(await next.evaluate(() => window.t.restored.map((r) => r.state)), [...texts.map(() => "pending"), ...texts.map(() => "sent")]);
+  // Claimed once: another new tab finds nothing left.
+  const third = await env.page();
+  pages.push(third);
+  await app(third, { ...u, persist: "local" });
+  await until(third, "the history", (n) => window.t.view().length === n, texts.length);
+  await third.waitForTimeout(300);
+  assert.deepEqual(await third.evaluate(() => window.t.restored), []);
+  assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts);
 });

@@ -156,6 +156,32 @@ pub enum Action {
         /// What to store ([`Outbox::to_json`](crate::outbox::Outbox::to_json)).
         json: Option<String>,
     },
+    /// Read the local history kept under `scope` (an identity's hash; the
+    /// storage key names the API, agent and convo too), then feed
+    /// `Input::CacheLoaded` with its frames in row order.
+    LoadCache {
+        /// The identity's hash.
+        scope: String,
+    },
+    /// Write `frames` as the local history's rows from row `at` on (rows
+    /// already there are replaced), `bytes` being the size of all its rows
+    /// now (for the eviction of whole convos); feed `Input::CacheNotSaved`
+    /// if that fails.
+    CacheAppend {
+        /// The identity's hash.
+        scope: String,
+        /// The first row written.
+        at: usize,
+        /// `message` frames, as delivered.
+        frames: Vec<String>,
+        /// The bytes of every row kept for this convo.
+        bytes: usize,
+    },
+    /// Remove the local history kept under `scope` (it was unreadable).
+    DropCache {
+        /// The identity's hash.
+        scope: String,
+    },
     /// Sent once: how the first connection went. `Ok` when the stream is
     /// live, paused, or retrying after a transient failure; `Err` when the
     /// convo stopped on an error retrying will not fix (404, 403, 401s).

@@ -40,6 +40,8 @@ pub struct ClientConfig {
     pub transport: Transport,
     /// Silence after which a stream is considered dead.
     pub stall_timeout_ms: u64,
+    /// `persist: "local"`: keep a local history (see [`crate::cache`]).
+    pub local_history: bool,
 }
 
 /// Raw options as given by the caller (already read from JS).
@@ -61,6 +63,8 @@ pub struct RawOptions {
     pub transport: Option<String>,
     /// `stallTimeoutMs`.
     pub stall_timeout_ms: Option<f64>,
+    /// `persist`.
+    pub persist: Option<String>,
 }
 
 fn positive_ms(name: &str, v: Option<f64>, default: u64) -> Result<u64, String> {
@@ -93,7 +97,13 @@ impl ClientConfig {
                 return Err(crate::cat!("`transport` must be \"fetch\" or \"eventsource\", got ", crate::error::json_string(other)))
             }
         };
+        let local_history = match raw.persist.as_deref() {
+            None | Some("none") => false,
+            Some("local") => true,
+            Some(other) => return Err(crate::cat!("`persist` must be \"local\" or \"none\", got ", crate::error::json_string(other))),
+        };
         Ok(ClientConfig {
+            local_history,
             agent_id,
             base_url,
             fetch_jwt_timeout_ms: positive_ms("fetchJwtTimeoutMs", raw.fetch_jwt_timeout_ms, DEFAULT_FETCH_JWT_TIMEOUT_MS)?,
@@ -198,6 +208,10 @@ mod tests {
         assert!(e.contains("fetchJwt"));
         let e = ClientConfig::from_raw(RawOptions { transport: Some("ws".into()), ..raw() }).unwrap_err();
         assert!(e.contains("transport"));
+        let e = ClientConfig::from_raw(RawOptions { persist: Some("session".into()), ..raw() }).unwrap_err();
+        assert_eq!(e, "`persist` must be \"local\" or \"none\", got \"session\"");
+        assert!(!ClientConfig::from_raw(raw()).unwrap().local_history);
+        assert!(ClientConfig::from_raw(RawOptions { persist: Some("local".into()), ..raw() }).unwrap().local_history);
         let e = ClientConfig::from_raw(RawOptions { fetch_jwt_timeout_ms: Some(-1.0), ..raw() }).unwrap_err();
         assert!(e.contains("fetchJwtTimeoutMs"));
         assert!(ClientConfig::from_raw(RawOptions { base_url: Some("ftp://x".into()), ..raw() }).is_err());

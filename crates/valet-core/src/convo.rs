@@ -45,6 +45,7 @@ use crate::backoff::{Backoff, BackoffConfig, Rng};
 use crate::delivery::{Delivered, Delivery};
 use crate::error::{retry_after_seconds, ClientError, ErrorCode};
 use crate::events::{ConvoErrorEvent, ConvoStatusEvent, EventName, Stage, Status};
+use crate::cache::{Loaded, LocalHistory};
 use crate::outbox::{Durable, Outbox, Outgoing};
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -92,6 +93,9 @@ pub struct ConvoConfig {
     /// [`Action::SaveOutbox`]): the scope it last stored under, and what is
     /// stored there.
     pub stored_outbox: Option<(String, Option<String>)>,
+    /// Keep a local history (`persist: "local"`; needs `claims_of`): see
+    /// [`crate::cache`].
+    pub local_history: bool,
 }
 
 /// What a tab had delivered of a convo when its page went away: kept by the
@@ -141,6 +145,7 @@ impl ConvoConfig {
             resume: None,
             claims_of: None,
             stored_outbox: None,
+            local_history: false,
         }
     }
 }
@@ -287,10 +292,22 @@ pub enum Input {
     OutboxLoaded {
         /// What [`Action::SaveOutbox`] stored there.
         json: Option<String>,
+        /// With `persist: "local"`: what the same user's closed tabs left
+        /// unsent (each as [`Action::SaveOutbox`] stored it), claimed for
+        /// this page.
+        orphans: Vec<String>,
     },
     /// [`Action::SaveOutbox`] could not store (no storage, full, refused):
     /// the outbox lives on in this page only.
     OutboxNotSaved,
+    /// What [`Action::LoadCache`] read: the frames in row order, or why
+    /// storage failed.
+    CacheLoaded {
+        /// The rows, or what failed.
+        frames: Result<Vec<String>, String>,
+    },
+    /// [`Action::CacheAppend`] could not write (no storage, full, refused).
+    CacheNotSaved,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +382,8 @@ pub struct ConvoMachine {
     relay_buf: String,
     /// Where the outbox is stored (with `claims_of`).
     durable: Option<Durable>,
+    /// The local history (with `local_history`).
+    cache: Option<LocalHistory>,
     /// Storage failed (reported once).
     storage_failed: bool,
     /// The last `convo_state` frame (with its `type`): the leader tells it
@@ -423,6 +442,7 @@ impl ConvoMachine {
         let last_delivered = resume.as_ref().and_then(|r| r.id.clone().map(|id| (id, r.seq)));
         let resumed_until = resume.filter(|r| r.id.is_some());
         let relaying = cfg.relay;
+        let cache = (cfg.local_history && cfg.claims_of.is_some()).then(LocalHistory::new);
         let (durable, unreadable) = match cfg.claims_of {
             Some(_) => {
                 let (d, readable) = Durable::new(cfg.stored_outbox.take());
@@ -478,10 +498,12 @@ impl ConvoMachine {
             relaying,
             relay_buf: String::new(),
             durable,
+            cache: None,
             storage_failed: false,
             last_convo_state: None,
             out: Vec::new(),
         };
+        machine.cache = cache;
         if unreadable {
             machine.storage_trouble("the stored outbox is unreadable; it is dropped");
         }
@@ -665,15 +687,25 @@ impl ConvoMachine {
             }
             Input::PageHide => self.persist(),
             Input::Announce => self.relay_status(),
-            Input::OutboxLoaded { json } => {
-                let readable = self.durable.as_mut().is_none_or(|d| d.on_loaded(json.as_deref(), &mut self.outbox, &mut self.out));
+            Input::OutboxLoaded { json, orphans } => {
+                let readable = self.durable.as_mut().is_none_or(|d| d.on_loaded(json.as_deref(), &orphans, &mut self.outbox, &mut self.out));
                 if !readable {
                     self.storage_trouble("the stored outbox is unreadable; it is dropped");
                 }
             }
             Input::OutboxNotSaved => self.storage_trouble("the outbox could not be stored; it lives in this page only"),
+            Input::CacheLoaded { frames } => self.on_cache_loaded(frames),
+            Input::CacheNotSaved => {
+                if let Some(cache) = &mut self.cache {
+                    cache.on_not_saved();
+                }
+                self.storage_trouble("the local history could not be stored; nothing more is kept");
+            }
         }
         self.save_outbox();
+        if let Some(cache) = &mut self.cache {
+            cache.flush(&mut self.out);
+        }
         self.settled_observations();
         if !self.relay_buf.is_empty() {
             let sse = core::mem::take(&mut self.relay_buf);
@@ -739,12 +771,36 @@ impl ConvoMachine {
         }
     }
 
-    /// The first token's identity names where the outbox is stored (see
-    /// [`Durable::on_identity`]).
+    /// The first token's identity names where the outbox and the local
+    /// history are kept (see [`Durable::on_identity`] and
+    /// [`LocalHistory::on_identity`]).
     fn outbox_identity(&mut self, token: &str) {
         let (Some(claims_of), Some(durable)) = (self.cfg.claims_of, &mut self.durable) else { return };
         if let Ok(claims) = claims_of(token) {
-            durable.on_identity(crate::token::identity_scope(&claims.identity), &mut self.outbox, &mut self.out);
+            let scope = crate::token::identity_scope(&claims.identity);
+            if let Some(cache) = &mut self.cache {
+                cache.on_identity(&scope, &mut self.out);
+            }
+            durable.on_identity(scope, &mut self.outbox, &mut self.out);
+        }
+    }
+
+    /// The local history is read: delivered as a history read before the
+    /// (re)connect (see [`crate::cache`]), each of its messages marked
+    /// `from_cache`. A cache of the convo means this user had it open on
+    /// this browser: the opening resolves now, so the app shows it before
+    /// the network answers (a refusal that follows is an `error` event and
+    /// the status `stopped`, as on any later connection).
+    fn on_cache_loaded(&mut self, frames: Result<Vec<String>, String>) {
+        let Some(cache) = &mut self.cache else { return };
+        match cache.on_loaded(frames, &self.cfg.convo_id, &mut self.out) {
+            Loaded::Nothing => {}
+            Loaded::Trouble(why) => self.storage_trouble(why),
+            Loaded::Deliver(history) => {
+                let delivered = self.delivery.on_cached(history);
+                self.opened(Ok(()));
+                self.emit_delivered(delivered);
+            }
         }
     }
 
@@ -875,15 +931,29 @@ impl ConvoMachine {
             if i > 0 || before > 0 {
                 json.push(',');
             }
-            // `from_reconcile` is present only on reconcile output, and then `true`.
-            let tail = if d.from_reconcile { ",\"from_reconcile\":true}" } else { "}" };
+            // `from_reconcile` is present only on reconcile output, and then
+            // `true`; `from_cache` only on the local history's.
+            let tail = match (d.from_reconcile, d.from_cache) {
+                (_, true) => ",\"from_reconcile\":true,\"from_cache\":true}",
+                (true, false) => ",\"from_reconcile\":true}",
+                (false, false) => "}",
+            };
+            let cache = self.cache.as_mut().filter(|c| c.recording() && !d.from_cache);
+            // The frame as delivered (without our fields) is what the cache keeps.
             if d.message.framed {
                 // The server's frame as sent, `from_reconcile` added before its `}`.
                 let frame = d.message.json.trim_ascii_end();
-                json.push_str(frame.strip_suffix("}").unwrap_or(frame));
+                let head = frame.strip_suffix("}").unwrap_or(frame);
+                json.push_str(head);
+                if let Some(cache) = cache {
+                    cache.record(crate::cat!(head, "}"));
+                }
             } else {
                 json.push_str(&self.message_prefix);
                 json.push_str(&d.message.json);
+                if let Some(cache) = cache {
+                    cache.record(crate::cat!(self.message_prefix, &*d.message.json, "}"));
+                }
             }
             json.push_str(tail);
         }

@@ -93,6 +93,9 @@ pub struct Delivered<M = Message> {
     pub message: M,
     /// Whether it came from a reconcile fetch rather than the live stream.
     pub from_reconcile: bool,
+    /// Whether it came from the local history (the machine sets it: see
+    /// [`crate::cache`]).
+    pub from_cache: bool,
 }
 
 /// What a live message did.
@@ -266,7 +269,7 @@ impl<M: Keyed> Delivery<M> {
 
     /// The reconcile fetch answered with (part of) the history. Ends sync.
     pub fn on_reconcile(&mut self, history: Vec<M>) -> Vec<Delivered<M>> {
-        self.reconcile(history, true)
+        self.reconcile(history, true, false)
     }
 
     /// A history read before the latest (re)connect, when another reconcile
@@ -274,10 +277,18 @@ impl<M: Keyed> Delivery<M> {
     /// does not have stay held (it can not tell what came between its end
     /// and them), and the sync goes on until the next history.
     pub fn on_stale_reconcile(&mut self, history: Vec<M>) -> Vec<Delivered<M>> {
-        self.reconcile(history, false)
+        self.reconcile(history, false, false)
     }
 
-    fn reconcile(&mut self, history: Vec<M>, ends_sync: bool) -> Vec<Delivered<M>> {
+    /// A local history (see [`crate::cache`]): placed as a history read
+    /// before the latest (re)connect ([`Delivery::on_stale_reconcile`]),
+    /// its messages marked `from_cache` (and `from_reconcile`, even one
+    /// held as it came live: an earlier page delivered it).
+    pub fn on_cached(&mut self, history: Vec<M>) -> Vec<Delivered<M>> {
+        self.reconcile(history, false, true)
+    }
+
+    fn reconcile(&mut self, history: Vec<M>, ends_sync: bool, cached: bool) -> Vec<Delivered<M>> {
         self.syncing = !ends_sync;
         self.synced_once = true;
         let history_sorts = history.iter().all(|m| m.seq().is_some());
@@ -348,7 +359,11 @@ impl<M: Keyed> Delivery<M> {
                 self.refetch = true;
                 break;
             }
-            self.deliver(m, from_reconcile, &mut out);
+            let at = out.len();
+            self.deliver(m, from_reconcile || cached, &mut out);
+            if let Some(d) = out.get_mut(at) {
+                d.from_cache = cached;
+            }
         }
         if !ends_sync {
             self.flush_contiguous(&mut out);
@@ -419,7 +434,7 @@ impl<M: Keyed> Delivery<M> {
         } else {
             self.last_id = Some(id);
         }
-        out.push(Delivered { message, from_reconcile });
+        out.push(Delivered { message, from_reconcile, from_cache: false });
     }
 
     fn flush_contiguous(&mut self, out: &mut Vec<Delivered<M>>) {

@@ -31,6 +31,7 @@ mod prelude {
 
 pub mod action;
 pub mod backoff;
+pub mod cache;
 pub mod client;
 pub mod convo;
 pub mod delivery;

@@ -557,26 +557,27 @@ impl Durable {
     }
 
     /// What [`Action::LoadOutbox`] found: restored, with the sends of the
-    /// unknown scope taken, oldest first. Returns whether it was readable
-    /// (if not, it is dropped).
-    pub fn on_loaded(&mut self, json: Option<&str>, outbox: &mut Outbox, out: &mut Vec<Action>) -> bool {
+    /// unknown scope taken and those of closed tabs (`orphans`, the same
+    /// user's outboxes that the glue claimed: `persist: "local"`), oldest
+    /// first. Returns whether all was readable (what is not is dropped).
+    pub fn on_loaded(&mut self, json: Option<&str>, orphans: &[String], outbox: &mut Outbox, out: &mut Vec<Action>) -> bool {
         if self.loaded || self.scope.is_none() {
             return true;
         }
         self.loaded = true;
         let stored = json.map(Outbox::parse_stored);
-        let unreadable = matches!(stored, Some(None));
+        let mut unreadable = matches!(stored, Some(None));
         let mut sends = stored.flatten().unwrap_or_default();
         if let Some(adopted) = self.adopted.take() {
             // They (and this page's own) are stored under this scope at the
             // end of this input.
             out.push(Action::SaveOutbox { scope: String::new(), json: None });
-            // Both lists are oldest first: merged so.
-            for a in adopted {
-                if !sends.iter().any(|s| s.key == a.key) {
-                    let at = sends.iter().position(|s| s.at_ms > a.at_ms).unwrap_or(sends.len());
-                    sends.insert(at, a);
-                }
+            merge(&mut sends, adopted);
+        }
+        for orphan in orphans {
+            match Outbox::parse_stored(orphan) {
+                Some(theirs) => merge(&mut sends, theirs),
+                None => unreadable = true,
             }
         }
         outbox.restore(sends, out);
@@ -595,6 +596,17 @@ impl Durable {
         }
         self.saved = Some(outbox.changes());
         out.push(Action::SaveOutbox { scope: scope.clone(), json: outbox.to_json(before) });
+    }
+}
+
+/// Merges `more` into `sends` (both oldest first), leaving out the keys
+/// `sends` has.
+fn merge(sends: &mut Vec<Stored>, more: Vec<Stored>) {
+    for m in more {
+        if !sends.iter().any(|s| s.key == m.key) {
+            let at = sends.iter().position(|s| s.at_ms > m.at_ms).unwrap_or(sends.len());
+            sends.insert(at, m);
+        }
     }
 }
 

@@ -68,7 +68,7 @@ impl Tab {
         for json in loads {
             // The glue feeds it in a later task: its actions follow.
             let before = std::mem::take(&mut page.out);
-            page.feed(Input::OutboxLoaded { json });
+            page.feed(Input::OutboxLoaded { json, orphans: Vec::new() });
             let after = std::mem::replace(&mut page.out, before);
             page.out.extend(after.iter().cloned());
             let mut loaded = Page { m: ConvoMachine::new(ConvoConfig::new("x", "y"), 0), now: 0, out: after };
@@ -315,3 +315,32 @@ fn an_app_close_settles_them_and_leaves_nothing_stored() {
     assert!(tab.texts(&scope("u")).is_empty());
 }
 
+
+#[test]
+fn a_new_tab_restores_what_the_users_closed_tabs_left_each_key_once() {
+    // Two tabs left sends, and were closed (`persist: "local"` kept their outboxes).
+    let mut first = Tab::default();
+    page_left_offline(&mut first, "u", &["first tab, one", "first tab, two"]);
+    let mut second = Tab::default();
+    page_left_offline(&mut second, "u", &["second tab"]);
+    let (a, b) = (first.stored[0].1.clone(), second.stored[0].1.clone());
+
+    let mut tab = Tab::default();
+    let mut p = tab.open();
+    p.feed(Input::Token { purpose: TokenFor::Open, token: jwt("u") });
+    assert!(p.out.iter().any(|x| matches!(x, Action::LoadOutbox { .. })));
+    // What the glue claimed: both, one of them twice (never sent twice), and one unreadable.
+    p.feed(Input::OutboxLoaded { json: None, orphans: vec![a.clone(), b, a, "{\"v\":9}".into()] });
+    let restored: Vec<String> = p.restored_events().iter().map(|e| e["text"].as_str().unwrap().to_owned()).collect();
+    let mut sorted = restored.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["first tab, one", "first tab, two", "second tab"]);
+    assert!(restored.iter().position(|t| t == "first tab, one") < restored.iter().position(|t| t == "first tab, two"), "a tab's own order kept");
+    let observed: Vec<&str> = p.out.iter().filter_map(|x| match x { Action::Observe { kind, .. } => Some(*kind), _ => None }).collect();
+    assert_eq!(observed.iter().filter(|k| **k == "storage_error").count(), 1, "the unreadable one is reported");
+    // This page now keeps them, under its own tab.
+    tab.store(&mut p);
+    let mut kept = tab.texts(&scope("u"));
+    kept.sort();
+    assert_eq!(kept, ["first tab, one", "first tab, two", "second tab"]);
+}

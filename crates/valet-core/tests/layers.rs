@@ -11,7 +11,7 @@ use std::path::Path;
 /// Bottom first: text and JSON helpers, then what the wire and the errors
 /// are, then the parts of a convo, then the machines that use them.
 const LAYERS: &[&str] = &[
-    "text", "json", "error", "events", "wire", "backoff", "sse", "send", "delivery", "action", "outbox", "election", "token", "token_source", "convo", "session", "client",
+    "text", "json", "error", "events", "wire", "backoff", "sse", "send", "delivery", "action", "cache", "outbox", "election", "token", "token_source", "convo", "session", "client",
 ];
 
 /// `crate::cat!` is text's macro.

@@ -92,6 +92,12 @@ pub struct Browser {
     next_pid: u64,
     /// Per (sender, receiver): when the last post arrives.
     channel_at: HashMap<(u64, u64), u64>,
+    /// IndexedDB's local history rows, by (scope, row), when the app asks
+    /// for `persist: "local"`.
+    pub cache: Option<BTreeMap<(String, usize), String>>,
+    /// With `persist: "local"`, IndexedDB's copy of each tab's outbox, by
+    /// (tab slot, scope): what a closed tab left, for another to claim.
+    pub outboxes: BTreeMap<(usize, String), String>,
 }
 
 impl Browser {
@@ -107,6 +113,8 @@ impl Browser {
             held: BTreeMap::new(),
             next_pid: 0,
             channel_at: HashMap::new(),
+            cache: rng.chance(0.5).then(BTreeMap::new),
+            outboxes: BTreeMap::new(),
         }
     }
 }
@@ -215,6 +223,7 @@ impl World {
         let mut cfg = ConvoConfig::new("agent", "convo");
         cfg.resume = self.tabs[slot].storage.as_deref().and_then(ResumePoint::parse);
         cfg.claims_of = Some(claims_of);
+        cfg.local_history = self.browser.cache.is_some();
         let tab = &self.tabs[slot];
         cfg.stored_outbox = tab.outbox_scope.clone().map(|s| {
             let json = tab.outbox.iter().find(|(k, _)| *k == s).map(|(_, j)| j.clone());
@@ -588,7 +597,20 @@ impl World {
             Action::Persist(json) => self.tabs[slot].storage = Some(json),
             Action::LoadOutbox { scope } => {
                 let json = self.tabs[slot].outbox.iter().find(|(s, _)| *s == scope).map(|(_, j)| j.clone());
-                self.at(0, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::OutboxLoaded { json })) });
+                // `persist: "local"`: claimed, what the user's closed tabs left
+                // (a tab without a page: its lock is free).
+                let closed: Vec<(usize, String)> = self
+                    .browser
+                    .outboxes
+                    .keys()
+                    .filter(|(s, sc)| *s != slot && *sc == scope && self.tabs[*s].page.is_none())
+                    .cloned()
+                    .collect();
+                let orphans: Vec<String> = closed.iter().filter_map(|k| self.browser.outboxes.remove(k)).collect();
+                if !orphans.is_empty() {
+                    trace!(self, "page {pid} claims {} outbox(es) of closed tabs", orphans.len());
+                }
+                self.at(0, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::OutboxLoaded { json, orphans })) });
             }
             Action::SaveOutbox { scope, json } => {
                 if json.is_some() && !self.healed() && self.rng.chance(0.01) {
@@ -597,11 +619,58 @@ impl World {
                     self.at(0, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::OutboxNotSaved)) });
                     return;
                 }
+                if self.browser.cache.is_some() {
+                    match &json {
+                        Some(json) => self.browser.outboxes.insert((slot, scope.clone()), json.clone()),
+                        None => self.browser.outboxes.remove(&(slot, scope.clone())),
+                    };
+                }
                 let tab = &mut self.tabs[slot];
                 tab.outbox.retain(|(s, _)| *s != scope);
                 tab.outbox_scope = Some(scope.clone());
                 if let Some(json) = json {
                     tab.outbox.push((scope, json));
+                }
+            }
+            Action::LoadCache { scope } => {
+                let frames = if self.rng.chance(0.01) {
+                    trace!(self, "page {pid}: IndexedDB refuses to open");
+                    Err("blocked".to_owned())
+                } else {
+                    // What IndexedDB's reader takes: the rows from row 0 on, up to a hole.
+                    let rows = self.browser.cache.as_ref().expect("asked only with persist: local");
+                    let mut frames = Vec::new();
+                    while let Some(f) = rows.get(&(scope.clone(), frames.len())) {
+                        frames.push(f.clone());
+                    }
+                    if !frames.is_empty() && self.rng.chance(0.01) {
+                        trace!(self, "page {pid}: a row of the local history is corrupted");
+                        frames[0] = "{\"type\":\"message\",\"garbage".into();
+                    }
+                    Ok(frames)
+                };
+                let d = self.rng.range(1, 40);
+                self.at(d, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::CacheLoaded { frames })) });
+            }
+            Action::CacheAppend { scope, at, frames, .. } => {
+                if self.rng.chance(0.01) {
+                    trace!(self, "page {pid}: IndexedDB is full");
+                    self.at(1, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::CacheNotSaved)) });
+                    return;
+                }
+                let evict = self.rng.chance(0.005);
+                let rows = self.browser.cache.as_mut().expect("asked only with persist: local");
+                if evict {
+                    // Another convo's write evicted this one (or the app cleared the data).
+                    rows.retain(|(s, _), _| *s != scope);
+                }
+                for (i, f) in frames.into_iter().enumerate() {
+                    rows.insert((scope.clone(), at + i), f);
+                }
+            }
+            Action::DropCache { scope } => {
+                if let Some(rows) = self.browser.cache.as_mut() {
+                    rows.retain(|(s, _), _| *s != scope);
                 }
             }
             Action::SendSettled { id, result } => {
@@ -660,6 +729,9 @@ impl World {
         for v in list {
             let id = v["message"]["id"].as_str().unwrap_or("");
             let seq = id.strip_prefix('m').and_then(|s| s.parse::<u64>().ok());
+            if v["from_cache"] == true {
+                self.from_cache += 1;
+            }
             let page = self.tabs[slot].page.as_mut().unwrap();
             let expected = page.delivered.len() as u64 + 1;
             match seq {

@@ -73,6 +73,8 @@ pub struct Outcome {
     pub sends_resolved: u64,
     /// Sends a later page restored and saw stored.
     pub sends_restored: u64,
+    /// Messages delivered from a local history.
+    pub from_cache: u64,
     /// Simulated ms from the heal to convergence (`None`: never).
     pub convergence_ms: Option<u64>,
     /// Tabs at the start.
@@ -333,6 +335,8 @@ pub struct World {
     pub sends_resolved: u64,
     /// Sends a later page restored and saw stored.
     pub sends_restored: u64,
+    /// Messages delivered from a local history.
+    pub from_cache: u64,
     /// Sends rejected: key, `maybe_stored`, which.
     pub rejected: Vec<(String, bool, String)>,
     /// Every text an app sent (each is unique).
@@ -367,6 +371,7 @@ impl World {
             delivered: 0,
             sends_resolved: 0,
             sends_restored: 0,
+            from_cache: 0,
             rejected: Vec::new(),
             sent_texts: Vec::new(),
             carried: Vec::new(),
@@ -621,6 +626,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         delivered: w.delivered,
         sends_resolved: w.sends_resolved,
         sends_restored: w.sends_restored,
+        from_cache: w.from_cache,
         convergence_ms: w.converged_at.zip(w.healed_at).map(|(c, h)| c - h),
         tabs,
         trace: std::mem::take(&mut w.trace),

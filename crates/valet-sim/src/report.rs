@@ -20,6 +20,8 @@ pub struct Batch {
     pub sends_resolved: u64,
     /// Sends a later page restored and saw stored.
     pub sends_restored: u64,
+    /// Messages delivered from a local history.
+    pub from_cache: u64,
     /// Tabs at the start, summed.
     pub tabs: u64,
     /// Convergence times after the heal, ms.
@@ -40,6 +42,7 @@ impl Batch {
         self.delivered += o.delivered;
         self.sends_resolved += o.sends_resolved;
         self.sends_restored += o.sends_restored;
+        self.from_cache += o.from_cache;
         self.tabs += o.tabs as u64;
         if let Some(ms) = o.convergence_ms {
             self.convergence.push(ms);
@@ -63,13 +66,14 @@ impl Batch {
         conv.sort_unstable();
         let pct = |p: f64| if conv.is_empty() { 0 } else { conv[((conv.len() - 1) as f64 * p).round() as usize] };
         let mut out = format!(
-            "{} simulated sessions ({:.1} tabs each at the start) in {:.1} s: {} faults, {} messages stored, {} deliveries, {} sends resolved ({} restored by a later page), {} sessions with violations\n",
+            "{} simulated sessions ({:.1} tabs each at the start) in {:.1} s: {} faults, {} messages stored, {} deliveries ({} from a local history), {} sends resolved ({} restored by a later page), {} sessions with violations\n",
             self.sessions,
             self.tabs as f64 / self.sessions.max(1) as f64,
             secs,
             self.fault_count(),
             self.messages,
             self.delivered,
+            self.from_cache,
             self.sends_resolved,
             self.sends_restored,
             self.failed.len()
@@ -152,6 +156,7 @@ pub fn run_many(first: u64, n: u64, opts: &Options) -> Batch {
                 t.delivered += mine.delivered;
                 t.sends_resolved += mine.sends_resolved;
                 t.sends_restored += mine.sends_restored;
+                t.from_cache += mine.from_cache;
                 t.tabs += mine.tabs;
                 t.convergence.extend(mine.convergence);
                 if let Some((ms, seed)) = mine.slowest {

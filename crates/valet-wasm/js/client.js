@@ -34,7 +34,7 @@ export function shapeAnswer(session, text) {
 /**
  * `new ValetClient(options)`'s options, type-checked and read in one
  * crossing: `[onEvent, agentId, baseUrl, fetchJwtTimeoutMs, debug,
- * pauseOnHidden, transport, stallTimeoutMs, fetchJwt]` (absent ones
+ * pauseOnHidden, transport, stallTimeoutMs, persist, fetchJwt]` (absent ones
  * undefined), or the message of the `invalid_argument` error.
  * @param {unknown} o
  * @returns {unknown[] | string}
@@ -44,7 +44,7 @@ export function clientArgs(o) {
   const options = /** @type {Record<string, unknown>} */ (o);
   const out = [];
   for (const [k, t] of [["onEvent", "function"], ["agentId", "string"], ["baseUrl", "string"], ["fetchJwtTimeoutMs", "number"],
-    ["debug", "boolean"], ["pauseOnHidden", "boolean"], ["transport", "string"], ["stallTimeoutMs", "number"]]) {
+    ["debug", "boolean"], ["pauseOnHidden", "boolean"], ["transport", "string"], ["stallTimeoutMs", "number"], ["persist", "string"]]) {
     const v = options[k] ?? undefined;
     if (v !== undefined && typeof v !== t) return "`" + k + "` must be a " + t;
     out.push(v);

@@ -26,7 +26,7 @@ extern "C" {
     fn shape_answer(session: bool, text: &str) -> JsValue;
     /// `new ValetClient(options)`'s options, type-checked and read in one
     /// crossing: `[onEvent, agentId, baseUrl, fetchJwtTimeoutMs, debug,
-    /// pauseOnHidden, transport, stallTimeoutMs, fetchJwt]` (absent ones
+    /// pauseOnHidden, transport, stallTimeoutMs, persist, fetchJwt]` (absent ones
     /// undefined), or the message of the `invalid_argument` error. Throws
     /// what a getter of `options` throws.
     #[wasm_bindgen(js_name = clientArgs, catch)]
@@ -35,6 +35,16 @@ extern "C" {
     /// white space.
     #[wasm_bindgen(js_name = convoIdOf, catch)]
     fn convo_id_of(options: &JsValue) -> Result<Option<String>, JsValue>;
+}
+
+#[wasm_bindgen(module = "/js/local.js")]
+extern "C" {
+    /// Follows `clearLocalData()` of the origin's other tabs (in a page; once).
+    #[wasm_bindgen(js_name = followClears)]
+    fn follow_clears();
+    /// Deletes what the SDK stored for the origin (see `ValetClient::clear_local_data`).
+    #[wasm_bindgen(js_name = clearLocalData)]
+    fn clear_local_data() -> js_sys::Promise;
 }
 
 /// A client-level REST call (no body, not tied to a convo), its answer
@@ -67,7 +77,7 @@ impl ValetClient {
             return Err(js_error(ErrorCode::InvalidArgument, message));
         }
         let args: js_sys::Array = args.unchecked_into();
-        let fetch_jwt = args.get(8);
+        let fetch_jwt = args.get(9);
         // A function (`clientArgs` checked: `typeof`, so one of another realm too) or undefined.
         let on_event = args.get(0);
         let hook = Hook((!on_event.is_undefined()).then(|| on_event.unchecked_into()));
@@ -80,15 +90,29 @@ impl ValetClient {
             pause_on_hidden: args.get(5).as_bool(),
             transport: args.get(6).as_string(),
             stall_timeout_ms: args.get(7).as_f64(),
+            persist: args.get(8).as_string(),
         };
         let config = ClientConfig::from_raw(raw).map_err(|m| js_error(ErrorCode::InvalidArgument, m))?;
         let log = Logger { enabled: config.debug };
         let tokens = TokenSource::new(fetch_jwt.into(), config.fetch_jwt_timeout_ms, log, hook.clone(), &config.base_url, &config.agent_id);
+        follow_clears();
         let seed = (js_sys::Math::random() * (u64::MAX as f64)) as u64 ^ (js_sys::Date::now() as u64);
         log.log(&valet_core::cat!("client for agent ", config.agent_id, " at ", config.base_url));
         Ok(ValetClient {
             shared: Rc::new(ClientShared { config, tokens, log, hook, rng: RefCell::new(Rng::new(seed)), seeds: Cell::new(0) }),
         })
+    }
+
+    /// Deletes everything the SDK stored for this origin, for every user:
+    /// the local history of `persist: "local"` (IndexedDB), and the
+    /// outboxes and resume points of this tab and of the origin's other
+    /// open tabs (`sessionStorage`). Convos open now keep nothing more.
+    /// Call it at sign-out, after closing the convos. Resolves once the
+    /// database is deleted.
+    #[wasm_bindgen(js_name = clearLocalData, unchecked_return_type = "Promise<void>")]
+    pub fn clear_local_data(&self) -> js_sys::Promise {
+        self.shared.log.log("clearing local data");
+        clear_local_data()
     }
 
     /// Starts a new convo with the agent.

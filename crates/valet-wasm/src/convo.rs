@@ -54,6 +54,8 @@ pub struct ConvoInner {
     sends: RefCell<Vec<(u64, PendingSend)>>,
     next_send: Cell<u64>,
     this: Weak<ConvoInner>,
+    /// The generation of the local data it opened in (see `cacheGeneration`).
+    local_gen: u32,
     /// Itself, until it is closed or stops: an open convo goes on whether
     /// or not the app keeps its `Convo` (wasm-bindgen frees a collected
     /// handle, and an app may keep only its handlers).
@@ -119,6 +121,33 @@ extern "C" {
     fn form_of(files: &JsValue) -> web_sys::FormData;
 }
 
+#[wasm_bindgen(module = "/js/local.js")]
+extern "C" {
+    /// The generation of the local data: `clearLocalData()` (in any tab of
+    /// the origin) bumps it, and a convo stores nothing (local history,
+    /// outbox, resume point) once it is not the one it opened in.
+    #[wasm_bindgen(js_name = cacheGeneration)]
+    fn cache_generation() -> u32;
+    /// A convo's local history: a Promise of its frames in row order, or
+    /// of why storage failed (a string).
+    #[wasm_bindgen(js_name = cacheLoad)]
+    fn cache_load(scope: &str, api: &str, agent: &str, convo: &str) -> js_sys::Promise;
+    /// Writes frames from row `at` on: a Promise of false if that failed.
+    #[wasm_bindgen(js_name = cacheAppend)]
+    fn cache_append(scope: &str, api: &str, agent: &str, convo: &str, at: usize, frames: Vec<String>, bytes: usize) -> js_sys::Promise;
+    /// Deletes a convo's local history.
+    #[wasm_bindgen(js_name = cacheDrop)]
+    fn cache_drop(scope: &str, api: &str, agent: &str, convo: &str);
+    /// Keeps this tab's outbox under `scope` in IndexedDB too (`json`
+    /// undefined: removes it): a Promise of false if that failed.
+    #[wasm_bindgen(js_name = keepOutbox)]
+    fn keep_outbox(api: &str, agent: &str, convo: &str, scope: &str, json: Option<&str>) -> js_sys::Promise;
+    /// The outboxes closed tabs left under `scope`, claimed for this page:
+    /// a Promise of their JSON texts.
+    #[wasm_bindgen(js_name = claimOutboxes)]
+    fn claim_outboxes(api: &str, agent: &str, convo: &str, scope: &str) -> js_sys::Promise;
+}
+
 /// What `pageEvents` reports: kind, data, flag.
 type PageReport = dyn FnMut(u32, Option<String>, bool);
 
@@ -160,6 +189,7 @@ impl ConvoInner {
         machine_cfg.observe = client.hook.is_set();
         machine_cfg.resume = resume_point(&resume_key(&cfg.agent_id, &convo_id), None).and_then(|json| ResumePoint::parse(&json));
         machine_cfg.claims_of = Some(crate::tokens::claims_of);
+        machine_cfg.local_history = cfg.local_history;
         machine_cfg.stored_outbox = last_outbox(&outbox_key(cfg, &convo_id)).map(|a| (a.get(0).as_string().unwrap_or_default(), a.get(1).as_string()));
         let seed = client.seed();
         let inner = Rc::new_cyclic(|this| ConvoInner {
@@ -176,6 +206,7 @@ impl ConvoInner {
             sends: RefCell::new(Vec::new()),
             next_send: Cell::new(0),
             this: this.clone(),
+            local_gen: cache_generation(),
             alive: RefCell::new(None),
         });
         *inner.alive.write() = Some(inner.clone());
@@ -345,19 +376,69 @@ impl ConvoInner {
                 self.emitter.emit(event.as_str(), &payload)
             }
             Action::Observe { kind, payload } => self.client.hook.call(kind, &payload),
+            // Cleared since it opened (sign-out): nothing more is stored.
+            Action::Persist(_) | Action::SaveOutbox { .. } | Action::CacheAppend { .. } if cache_generation() != self.local_gen => {}
             Action::Persist(json) => {
                 resume_point(&resume_key(&self.client.config.agent_id, &self.convo_id), Some(&json));
             }
             Action::LoadOutbox { scope } => {
-                let json = load_outbox(&outbox_key(&self.client.config, &self.convo_id), &scope);
+                let cfg = &self.client.config;
+                let json = load_outbox(&outbox_key(cfg, &self.convo_id), &scope);
+                // `persist: "local"`: and what the user's closed tabs left.
+                let claim = cfg.local_history.then(|| claim_outboxes(&cfg.base_url, &cfg.agent_id, &self.convo_id, &scope));
                 let sink = self.this.clone();
-                crate::rt::spawn(async move { feed(&sink, Input::OutboxLoaded { json }) });
+                crate::rt::spawn(async move {
+                    let mut orphans = Vec::new();
+                    if let Some(claim) = claim {
+                        let claimed = wasm_bindgen_futures::JsFuture::from(claim).await.unwrap_or_default();
+                        orphans = js_sys::Array::from(&claimed).iter().filter_map(|o| o.as_string()).collect();
+                    }
+                    feed(&sink, Input::OutboxLoaded { json, orphans });
+                });
             }
             Action::SaveOutbox { scope, json } => {
-                if !save_outbox(&outbox_key(&self.client.config, &self.convo_id), &scope, json.as_deref()) {
-                    let sink = self.this.clone();
-                    crate::rt::spawn(async move { feed(&sink, Input::OutboxNotSaved) });
+                let cfg = &self.client.config;
+                let saved = save_outbox(&outbox_key(cfg, &self.convo_id), &scope, json.as_deref());
+                // `persist: "local"`: in IndexedDB too, for when every tab is closed.
+                let kept = cfg.local_history.then(|| keep_outbox(&cfg.base_url, &cfg.agent_id, &self.convo_id, &scope, json.as_deref()));
+                if saved && kept.is_none() {
+                    return;
                 }
+                let sink = self.this.clone();
+                crate::rt::spawn(async move {
+                    let kept = match kept {
+                        Some(kept) => wasm_bindgen_futures::JsFuture::from(kept).await.ok().and_then(|v| v.as_bool()) == Some(true),
+                        None => true,
+                    };
+                    if !(saved && kept) {
+                        feed(&sink, Input::OutboxNotSaved);
+                    }
+                });
+            }
+            Action::LoadCache { scope } => {
+                let (cfg, sink) = (&self.client.config, self.this.clone());
+                let read = cache_load(&scope, &cfg.base_url, &cfg.agent_id, &self.convo_id);
+                crate::rt::spawn(async move {
+                    let read = wasm_bindgen_futures::JsFuture::from(read).await.unwrap_or_default();
+                    let frames = match read.as_string() {
+                        Some(why) => Err(why),
+                        None => Ok(js_sys::Array::from(&read).iter().map(|r| r.as_string().unwrap_or_default()).collect()),
+                    };
+                    feed(&sink, Input::CacheLoaded { frames });
+                });
+            }
+            Action::CacheAppend { scope, at, frames, bytes } => {
+                let (cfg, sink) = (&self.client.config, self.this.clone());
+                let write = cache_append(&scope, &cfg.base_url, &cfg.agent_id, &self.convo_id, at, frames, bytes);
+                crate::rt::spawn(async move {
+                    if wasm_bindgen_futures::JsFuture::from(write).await.ok().and_then(|v| v.as_bool()) != Some(true) {
+                        feed(&sink, Input::CacheNotSaved);
+                    }
+                });
+            }
+            Action::DropCache { scope } => {
+                let cfg = &self.client.config;
+                cache_drop(&scope, &cfg.base_url, &cfg.agent_id, &self.convo_id);
             }
             Action::Upload { id, token } => {
                 let form = form_of(self.sends.read().iter().find(|(k, _)| *k == id).map(|(_, p)| &p.files).unwrap_or(&JsValue::UNDEFINED));

@@ -63,8 +63,8 @@ pub fn sdk_version() -> js_sys::JsString {
 const EVENT_TYPES: &'static str = r#"
 /** `ready`: the stream is (re)connected. */
 export type ReadyEvent = Extract<ServerFrame, { type: "ready" }>;
-/** `message`: each message once, in server order; `from_reconcile: true` only on history (reconcile output). */
-export type MessageEvent = Extract<ServerFrame, { type: "message" }> & { from_reconcile?: true };
+/** `message`: each message once, in server order; `from_reconcile: true` only on history (reconcile output), `from_cache: true` only on the local history of `persist: "local"`. */
+export type MessageEvent = Extract<ServerFrame, { type: "message" }> & { from_reconcile?: true; from_cache?: true };
 /** `typing`: an indicator started or stopped. */
 export type TypingEvent = Extract<ServerFrame, { type: "typing" }>;
 /** `convo_state`: the convo changed state (`closed_user_message` is text to show, `null` while open). */

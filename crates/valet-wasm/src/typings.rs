@@ -36,6 +36,12 @@ pub struct ValetClientOptions {
     /// A stream silent this long is replaced (default 45000 ms).
     #[tsify(optional)]
     pub stall_timeout_ms: Option<f64>,
+    /// `"local"`: keep each convo's history in IndexedDB, under the user's
+    /// identity, and show it on the next page before the network answers
+    /// (`from_cache: true`). Default `"none"`: chat text is personal data
+    /// on shared computers. `clearLocalData()` removes it.
+    #[tsify(optional, type = "\"local\" | \"none\"")]
+    pub persist: Option<String>,
     /// For observability tools: called with what happens under the API
     /// (`status`, `error`, `role`, `reconnect`, `duplicate_dropped`,
     /// `gap_filled`, `token_refresh`, `send_queued`, `send_settled`,
