@@ -199,12 +199,15 @@ export function unlessEngineCan(...needs) {
  * network: `page.setOffline`), `requests` (a page's `request` events),
  * `bindings` (`context.exposeBinding`), `tabs` (a page opened as a tab in
  * front of another, which is then hidden: `newPage({ tab: true })`,
- * `page.bringToFront()`; every page of headless Chromium is visible).
+ * `page.bringToFront()`; every page of headless Chromium is visible),
+ * `idbBlobs` (Blobs stored in IndexedDB: WebKit's automation session is
+ * ephemeral, and WebKit aborts the transaction of a Blob there, as in a
+ * private window).
  */
 const ENGINE_CAN = {
-  chromium: { cdp: true, offline: true, requests: true, bindings: true, tabs: false },
-  firefox: { cdp: false, offline: true, requests: true, bindings: true, tabs: true },
-  webkit: { cdp: false, offline: false, requests: false, bindings: false, tabs: false },
+  chromium: { cdp: true, offline: true, requests: true, bindings: true, tabs: false, idbBlobs: true },
+  firefox: { cdp: false, offline: true, requests: true, bindings: true, tabs: true, idbBlobs: true },
+  webkit: { cdp: false, offline: false, requests: false, bindings: false, tabs: false, idbBlobs: false },
 };
 
 /**

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LIVENESS_MS, eventually, loadSdk, sdkEnv } from "./harness.mjs";
+import { LIVENESS_MS, eventually, loadSdk, sdkEnv, unlessEngineCan } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 let env, server, site, browser, dir;
@@ -195,22 +195,34 @@ test("a sessionStorage that refuses every write: the sends still go, and a stora
   assert.equal((await page.evaluate(() => window.t.events)).filter((k) => k === "storage_error").length, 1);
 });
 
+/**
+ * Waits until `page`'s IndexedDB keeps an outbox of `sends` sends and the
+ * files of `files` sends (`persist: "local"`).
+ */
+async function keptInIndexedDb(page, sends, files) {
+  const kept = () => page.evaluate(() => new Promise((resolve) => {
+    const q = indexedDB.open("valet-sdk");
+    q.onsuccess = () => {
+      const d = q.result;
+      if (!d.objectStoreNames.contains("outboxes")) return d.close(), resolve([0, 0]);
+      const t = d.transaction(["outboxes", "files"]);
+      const o = t.objectStore("outboxes").getAll(), f = t.objectStore("files").count();
+      t.oncomplete = () => { d.close(); resolve([Math.max(0, ...o.result.map((json) => JSON.parse(json).sends.length)), f.result]); };
+    };
+    q.onerror = () => resolve([0, 0]);
+  }));
+  await eventually("the outbox kept in IndexedDB", async () => {
+    const [s, f] = await kept();
+    return s >= sends && f >= files;
+  });
+}
+
 test("persist: \"local\": sends left by a closed tab go from the next tab of the browser, once, in order", async () => {
   const u = await user("closed");
   const texts = ["typed on the train", "and this", "and that"];
   const { page } = await leftWhileDown(u, texts, { persist: "local" });
   // The outbox is kept in IndexedDB too: wait for it, then close the tab (its sessionStorage goes with it).
-  const kept = () => page.evaluate(() => new Promise((resolve) => {
-    const q = indexedDB.open("valet-sdk");
-    q.onsuccess = () => {
-      const d = q.result;
-      if (!d.objectStoreNames.contains("outboxes")) return d.close(), resolve(0);
-      const r = d.transaction("outboxes").objectStore("outboxes").getAll();
-      r.onsuccess = () => { d.close(); resolve(Math.max(0, ...r.result.map((json) => JSON.parse(json).sends.length))); };
-    };
-    q.onerror = () => resolve(0);
-  }));
-  await eventually("the outbox is kept in IndexedDB", async () => (await kept()) >= texts.length);
+  await keptInIndexedDb(page, texts.length, 0);
   await page.close();
   pages = pages.filter((p) => p !== page);
   await up();
@@ -229,4 +241,30 @@ test("persist: \"local\": sends left by a closed tab go from the next tab of the
   await third.waitForTimeout(300);
   assert.deepEqual(await third.evaluate(() => window.t.restored), []);
   assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts);
+});
+
+test("persist: \"local\": a send with a file, its tab closed before the upload: the next tab uploads the kept file and stores the message once", { skip: unlessEngineCan("idbBlobs") }, async () => {
+  const u = await user("file");
+  const tab = await env.page();
+  pages.push(tab);
+  await app(tab, { ...u, persist: "local" });
+  await until(tab, "connected", () => window.t.s.getState().status === "connected");
+  await server.kill();
+  down = true;
+  await tab.evaluate(() => void window.t.s.send("see the photo", { files: [new File(["pixels"], "photo.png", { type: "image/png" })] }));
+  await keptInIndexedDb(tab, 1, 1);
+  await tab.close();
+  pages = pages.filter((p) => p !== tab);
+  await up();
+  const next = await env.page();
+  pages.push(next);
+  await app(next, { ...u, persist: "local" });
+  await until(next, "the send stored", () => window.t.view().some((m) => m.status === "sent"));
+  const mine = (await server.history(u.sourceKey, u.convoId)).filter((m) => m.from === "appuser");
+  assert.deepEqual(mine.map((m) => [m.content, m.files.map((f) => [f.filename, f.byte_size, f.content_type])]), [["see the photo", [["photo.png", 6, "image/png"]]]]);
+  // Uploaded: the file is not kept any more.
+  await eventually("the kept file dropped", () => next.evaluate(() => new Promise((resolve) => {
+    const q = indexedDB.open("valet-sdk");
+    q.onsuccess = () => { const c = q.result.transaction("files").objectStore("files").count(); c.onsuccess = () => { q.result.close(); resolve(c.result === 0); }; };
+  })));
 });

@@ -182,6 +182,27 @@ pub enum Action {
         /// The identity's hash.
         scope: String,
     },
+    /// Keep send `id`'s files (the glue holds them) under its `key`, for a
+    /// later page: `persist: "local"` (see [`crate::outbox`]).
+    KeepFiles {
+        /// The send.
+        id: u64,
+        /// Its idempotency key.
+        key: String,
+    },
+    /// The files kept under `key` are not needed any more.
+    DropFiles {
+        /// The send's idempotency key.
+        key: String,
+    },
+    /// Restored send `id` had files: find those kept under `key`, hold them
+    /// for it, and feed `Input::FilesLoaded`.
+    LoadFiles {
+        /// The restored send.
+        id: u64,
+        /// Its idempotency key.
+        key: String,
+    },
     /// Sent once: how the first connection went. `Ok` when the stream is
     /// live, paused, or retrying after a transient failure; `Err` when the
     /// convo stopped on an error retrying will not fix (404, 403, 401s).

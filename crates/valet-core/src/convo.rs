@@ -308,6 +308,13 @@ pub enum Input {
     },
     /// [`Action::CacheAppend`] could not write (no storage, full, refused).
     CacheNotSaved,
+    /// What [`Action::LoadFiles`] found for restored send `id`.
+    FilesLoaded {
+        /// The restored send.
+        id: u64,
+        /// The glue holds its files now.
+        found: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -503,6 +510,9 @@ impl ConvoMachine {
             last_convo_state: None,
             out: Vec::new(),
         };
+        if cache.is_some() {
+            machine.outbox.keep_files();
+        }
         machine.cache = cache;
         if unreadable {
             machine.storage_trouble("the stored outbox is unreadable; it is dropped");
@@ -695,6 +705,7 @@ impl ConvoMachine {
             }
             Input::OutboxNotSaved => self.storage_trouble("the outbox could not be stored; it lives in this page only"),
             Input::CacheLoaded { frames } => self.on_cache_loaded(frames),
+            Input::FilesLoaded { id, found } => self.outbox.on_files(id, found, &mut self.out),
             Input::CacheNotSaved => {
                 if let Some(cache) = &mut self.cache {
                     cache.on_not_saved();

@@ -31,8 +31,11 @@
 //!   with its key, text, draft and time, are what the machine has the glue
 //!   store whenever they change; a page after a reload queues them again
 //!   ([`Outbox::restore`]) with the same keys, so a server that knows the
-//!   keys stores each once however many pages tried it. Files are not kept:
-//!   a restored send whose files were not uploaded yet fails with `closed`.
+//!   keys stores each once however many pages tried it. Files are kept only
+//!   with `persist: "local"` ([`Outbox::keep_files`]: the glue keeps them in
+//!   IndexedDB, under the send's key, until they are uploaded or the send
+//!   settles); otherwise, or when the glue could not keep them, a restored
+//!   send whose files were not uploaded yet fails with `closed`.
 //!   A restored send has no promise: it reports through `restored_send`
 //!   events (`pending`, then `sent` or `failed`), and a failure as an
 //!   `error` event too.
@@ -97,6 +100,11 @@ struct Queued {
     restored: bool,
     /// It went on the wire (here or on an earlier page).
     tried: bool,
+    /// The glue was asked to keep its files ([`Action::KeepFiles`]), or
+    /// holds them again: [`Action::DropFiles`] once they are not needed.
+    files_kept: bool,
+    /// Restored with files: waits for [`Outbox::on_files`].
+    awaiting_files: bool,
 }
 
 /// A send as stored, for a later page ([`Outbox::to_json`], [`Outbox::parse_stored`]).
@@ -128,6 +136,8 @@ pub struct Outbox {
     backoff: Backoff,
     /// Bumped when what [`Outbox::to_json`] writes changes.
     changes: u64,
+    /// Files are kept for a later page (see [`Outbox::keep_files`]).
+    keep_files: bool,
 }
 
 impl Default for Outbox {
@@ -146,6 +156,41 @@ impl Outbox {
             rate_limited: false,
             backoff: Backoff::new(BackoffConfig { base_ms: 500, cap_ms: 15_000, immediate_jitter_ms: 0 }),
             changes: 0,
+            keep_files: false,
+        }
+    }
+
+    /// From now on, the files of a send are kept for a later page while
+    /// they are not uploaded ([`Action::KeepFiles`]), and a restored send
+    /// with files asks for them ([`Action::LoadFiles`]) instead of failing.
+    pub fn keep_files(&mut self) {
+        self.keep_files = true;
+    }
+
+    /// What [`Action::LoadFiles`] found for send `id`: it goes on with them,
+    /// or fails (they were not kept).
+    pub fn on_files(&mut self, id: u64, found: bool, out: &mut Vec<Action>) {
+        let Some(pos) = self.queue.iter().position(|o| o.id == id && o.awaiting_files) else { return };
+        if found {
+            let o = &mut self.queue[pos];
+            o.awaiting_files = false;
+            o.files_kept = true;
+        } else {
+            self.changes += 1;
+            let o = self.queue.remove(pos);
+            Self::settle_err(o, Self::files_not_kept(), out);
+        }
+        self.next(out);
+    }
+
+    fn files_not_kept() -> ClientError {
+        ClientError::new(ErrorCode::Closed, "the page went away before this message's files were uploaded; files are not kept")
+    }
+
+    /// Its files are not needed any more (uploaded, or the send settled).
+    fn files_done(o: &mut Queued, out: &mut Vec<Action>) {
+        if core::mem::take(&mut o.files_kept) | core::mem::take(&mut o.awaiting_files) {
+            out.push(Action::DropFiles { key: o.key.clone() });
         }
     }
 
@@ -228,9 +273,12 @@ impl Outbox {
             (o.tried, o.ambiguous) = (s.tried, s.tried);
             restored_event(&o, "pending", None, out);
             if o.files && o.message_id.is_none() {
-                let error = ClientError::new(ErrorCode::Closed, "the page went away before this message's files were uploaded; files are not kept");
-                Self::settle_err(o, error, out);
-                continue;
+                if !self.keep_files {
+                    Self::settle_err(o, Self::files_not_kept(), out);
+                    continue;
+                }
+                o.awaiting_files = true;
+                out.push(Action::LoadFiles { id, key: o.key.clone() });
             }
             self.queue.insert(at, o);
             at += 1;
@@ -259,7 +307,12 @@ impl Outbox {
     /// `at_ms` is now (Unix ms): the send's time, as stored.
     pub fn push(&mut self, id: u64, key: String, what: Outgoing, detached: bool, at_ms: u64, out: &mut Vec<Action>) {
         self.changes += 1;
-        self.queue.push(Queued::new(id, key, what, detached, at_ms));
+        let mut o = Queued::new(id, key, what, detached, at_ms);
+        if self.keep_files && o.files && !o.upload_only {
+            o.files_kept = true;
+            out.push(Action::KeepFiles { id, key: o.key.clone() });
+        }
+        self.queue.push(o);
         self.next(out);
     }
 
@@ -267,7 +320,8 @@ impl Outbox {
         if self.in_flight.is_some() || self.held {
             return;
         }
-        if let Some(head) = self.queue.first_mut() {
+        // In order: a restored send waiting for its files holds the rest.
+        if let Some(head) = self.queue.first_mut().filter(|o| !o.awaiting_files) {
             self.in_flight = Some(head.id);
             out.push(Action::GetToken { purpose: TokenFor::Send(head.id), reject: head.reject.take() });
         }
@@ -360,6 +414,7 @@ impl Outbox {
                     }
                     Some(message_id) => {
                         head.message_id = Some(message_id);
+                        Self::files_done(head, out);
                         self.changes += 1;
                         self.in_flight = None;
                         self.backoff.reset();
@@ -481,7 +536,8 @@ impl Outbox {
         self.next(out);
     }
 
-    fn settle_err(o: Queued, mut error: ClientError, out: &mut Vec<Action>) {
+    fn settle_err(mut o: Queued, mut error: ClientError, out: &mut Vec<Action>) {
+        Self::files_done(&mut o, out);
         if o.ambiguous {
             error.maybe_stored = Some(true);
         }
@@ -634,6 +690,8 @@ impl Queued {
             at_ms,
             restored: false,
             tried: false,
+            files_kept: false,
+            awaiting_files: false,
         }
     }
 }

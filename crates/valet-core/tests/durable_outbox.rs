@@ -32,6 +32,8 @@ struct Page {
 struct Tab {
     stored: Vec<(String, String)>,
     last: Option<String>,
+    /// The app asks for `persist: "local"` (files are kept).
+    persist: bool,
 }
 
 impl Tab {
@@ -39,6 +41,7 @@ impl Tab {
         let mut cfg = ConvoConfig::new("agent", "convo");
         cfg.claims_of = Some(claims_of);
         cfg.observe = true;
+        cfg.local_history = self.persist;
         cfg.stored_outbox = self.last.clone().map(|s| {
             let json = self.stored.iter().find(|(k, _)| *k == s).map(|(_, j)| j.clone());
             (s, json)
@@ -284,7 +287,7 @@ fn an_apps_idempotency_key_is_the_sends_key() {
 
 #[test]
 fn unreadable_storage_loses_only_the_stored_outbox_and_is_reported_once() {
-    let mut tab = Tab { stored: vec![(scope("u"), "{\"v\":1,\"sends\":".into())], last: Some(scope("u")) };
+    let mut tab = Tab { stored: vec![(scope("u"), "{\"v\":1,\"sends\":".into())], last: Some(scope("u")), persist: false };
     let mut p = tab.open();
     p.send(&mut tab, 1, "still goes", None);
     let reports = |p: &Page| p.out.iter().filter(|a| matches!(a, Action::Observe { kind: "storage_error", .. })).count();
@@ -295,7 +298,7 @@ fn unreadable_storage_loses_only_the_stored_outbox_and_is_reported_once() {
     p.feed(Input::OutboxNotSaved);
     assert_eq!(reports(&p), 0);
     for json in ["{\"v\":2,\"sends\":[]}", "[]", "null", "{\"v\":1,\"sends\":[{\"key\":7}]}"] {
-        let tab = Tab { stored: vec![(scope("u"), json.into())], last: Some(scope("u")) };
+        let tab = Tab { stored: vec![(scope("u"), json.into())], last: Some(scope("u")), persist: false };
         let mut p = tab.open();
         p.feed(Input::Token { purpose: TokenFor::Open, token: jwt("u") });
         assert!(p.restored_events().is_empty(), "{json}");
@@ -343,4 +346,57 @@ fn a_new_tab_restores_what_the_users_closed_tabs_left_each_key_once() {
     let mut kept = tab.texts(&scope("u"));
     kept.sort();
     assert_eq!(kept, ["first tab, one", "first tab, two", "second tab"]);
+}
+
+#[test]
+fn with_persist_local_a_sends_files_are_kept_and_the_next_page_uploads_them() {
+    for found in [true, false] {
+        let mut tab = Tab { persist: true, ..Tab::default() };
+        let mut p = tab.open();
+        p.feed(Input::Send { id: 1, key: None, what: Outgoing::Message { text: "the photo".into(), files: true, draft: None }, detached: false });
+        tab.store(&mut p);
+        let key = p.out.iter().find_map(|a| match a {
+            Action::KeepFiles { id: 1, key } => Some(key.clone()),
+            _ => None,
+        });
+        let key = key.expect("the glue is asked to keep the files");
+        p.token(&mut tab, 1, "u");
+        assert!(p.out.iter().any(|a| matches!(a, Action::Upload { id: 1, .. })));
+        p.answer(&mut tab, 1, offline());
+        // The page goes before the upload went through.
+
+        let mut p = tab.open();
+        p.feed(Input::Token { purpose: TokenFor::Open, token: jwt("u") });
+        tab.store(&mut p);
+        let id = p.out.iter().find_map(|a| match a {
+            Action::LoadFiles { id, key: k } if *k == key => Some(*id),
+            _ => None,
+        });
+        let id = id.expect("the restored send asks for its files");
+        assert_eq!(p.asks_token_for(), None, "it waits for them");
+        p.feed(Input::FilesLoaded { id, found });
+        if !found {
+            let failed = p.restored_events();
+            assert_eq!(failed[0]["state"], "failed");
+            assert_eq!(failed[0]["error"]["code"], "closed");
+            assert!(p.out.iter().any(|a| matches!(a, Action::DropFiles { key: k } if *k == key)));
+            continue;
+        }
+        assert_eq!(p.asks_token_for(), Some(id));
+        p.feed(Input::Token { purpose: TokenFor::Send(id), token: jwt("u") });
+        assert!(p.out.iter().any(|a| matches!(a, Action::Upload { id: i, .. } if *i == id)), "the kept files go up");
+        p.feed(Input::Posted { id, outcome: SendOutcome::Ok, body: r#"{"message_id":"draft-1"}"#.into() });
+        assert!(p.out.iter().any(|a| matches!(a, Action::DropFiles { key: k } if *k == key)), "uploaded: not kept any more");
+        p.feed(Input::Token { purpose: TokenFor::Send(id), token: jwt("u") });
+        let (posted, body) = p.posted().expect("then the message");
+        assert_eq!((posted, body["message_id"].as_str(), body["idempotency_key"].as_str()), (id, Some("draft-1"), Some(key.as_str())));
+    }
+}
+
+#[test]
+fn without_persist_no_files_are_kept() {
+    let tab = Tab::default();
+    let mut p = tab.open();
+    p.feed(Input::Send { id: 1, key: None, what: Outgoing::Message { text: "the photo".into(), files: true, draft: None }, detached: false });
+    assert!(!p.out.iter().any(|a| matches!(a, Action::KeepFiles { .. })));
 }

@@ -546,7 +546,10 @@ impl World {
                     self.at(d, Ev::Server(ServerEv::Post { pid, id, token, json }));
                 }
             }
-            Action::Upload { id, .. } => self.violation(format!("page {pid} uploaded files for send {id}, which has none")),
+            Action::Upload { id, .. } | Action::KeepFiles { id, .. } | Action::LoadFiles { id, .. } => {
+                self.violation(format!("page {pid} handled files for send {id}, which has none"))
+            }
+            Action::DropFiles { .. } => self.violation(format!("page {pid} dropped files no send had")),
             Action::SetTimer { timer, delay_ms } => {
                 let d = self.timer_delay(slot, delay_ms);
                 let page = self.tabs[slot].page.as_mut().unwrap();

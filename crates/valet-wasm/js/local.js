@@ -12,12 +12,14 @@
 //   MAX_BYTES;
 // - `outboxes`: each tab's outbox as the core stores it (the same JSON as
 //   in its `sessionStorage`), under [api, agent, convo, tab, scope], so a
-//   tab of the origin can claim what a closed tab left unsent.
+//   tab of the origin can claim what a closed tab left unsent;
+// - `files`: the files of a send not uploaded yet, under [api, agent,
+//   convo, idempotency key], until they are uploaded or the send settles.
 // Which rows to write, what they mean and which sends to restore is
 // valet-core's (`cache.rs`, `outbox.rs`): this file stores and reads.
 
 const NAME = "valet-sdk";
-const STORES = ["rows", "convos", "outboxes"];
+const STORES = ["rows", "convos", "outboxes", "files"];
 /** Convos kept, at most (for every user of the origin together). */
 export const MAX_CONVOS = 50;
 /** The bytes of the frames kept, at most (idem). */
@@ -298,6 +300,68 @@ export async function claimOutboxes(api, agent, convo, scope) {
     }
   } catch {}
   return claimed;
+}
+
+/** The files of one send kept, at most (bytes). */
+export const MAX_SEND_FILES = 10 << 20;
+/** The files of every send kept, at most (bytes, for the origin). */
+export const MAX_FILES = 50 << 20;
+
+/**
+ * Keeps a send's files (Blobs, or Files with their names) under its
+ * idempotency key, within MAX_SEND_FILES and MAX_FILES: past them, or when
+ * storage fails, they are not kept (the next page fails that send).
+ * @param {string} api
+ * @param {string} agent
+ * @param {string} convo
+ * @param {string} key
+ * @param {Blob[]} files
+ */
+export async function keepFiles(api, agent, convo, key, files) {
+  try {
+    const size = files.reduce((n, f) => n + f.size, 0);
+    if (size > MAX_SEND_FILES) return;
+    const t = (await db()).transaction("files", "readwrite");
+    const store = t.objectStore("files");
+    const all = store.getAll();
+    all.onsuccess = () => {
+      const kept = all.result.flat().reduce((n, f) => n + f.size, 0);
+      if (kept + size <= MAX_FILES) store.put(files, [api, agent, convo, key]);
+    };
+    await committed(t);
+  } catch {}
+}
+
+/**
+ * Deletes the files kept under a send's key.
+ * @param {string} api
+ * @param {string} agent
+ * @param {string} convo
+ * @param {string} key
+ */
+export async function dropFiles(api, agent, convo, key) {
+  try {
+    const t = (await db()).transaction("files", "readwrite");
+    t.objectStore("files").delete([api, agent, convo, key]);
+    await committed(t);
+  } catch {}
+}
+
+/**
+ * The files kept under a send's key, or undefined.
+ * @param {string} api
+ * @param {string} agent
+ * @param {string} convo
+ * @param {string} key
+ * @returns {Promise<Blob[] | undefined>}
+ */
+export async function loadFiles(api, agent, convo, key) {
+  try {
+    const files = await result((await db()).transaction("files").objectStore("files").get([api, agent, convo, key]));
+    return Array.isArray(files) && files.every((f) => f instanceof Blob) ? files : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Removes the SDK's keys of this tab's `sessionStorage` (outboxes, resume points). */

@@ -146,6 +146,16 @@ extern "C" {
     /// a Promise of their JSON texts.
     #[wasm_bindgen(js_name = claimOutboxes)]
     fn claim_outboxes(api: &str, agent: &str, convo: &str, scope: &str) -> js_sys::Promise;
+    /// Keeps a send's files under its idempotency key (within the caps).
+    #[wasm_bindgen(js_name = keepFiles)]
+    fn keep_files(api: &str, agent: &str, convo: &str, key: &str, files: &JsValue);
+    /// Deletes the files kept under a send's key.
+    #[wasm_bindgen(js_name = dropFiles)]
+    fn drop_files(api: &str, agent: &str, convo: &str, key: &str);
+    /// The files kept under a send's key: a Promise of them, or of
+    /// undefined.
+    #[wasm_bindgen(js_name = loadFiles)]
+    fn load_files(api: &str, agent: &str, convo: &str, key: &str) -> js_sys::Promise;
 }
 
 /// What `pageEvents` reports: kind, data, flag.
@@ -439,6 +449,31 @@ impl ConvoInner {
             Action::DropCache { scope } => {
                 let cfg = &self.client.config;
                 cache_drop(&scope, &cfg.base_url, &cfg.agent_id, &self.convo_id);
+            }
+            Action::KeepFiles { id, key } => {
+                let cfg = &self.client.config;
+                if let Some((_, pending)) = self.sends.read().iter().find(|(k, _)| *k == id) {
+                    keep_files(&cfg.base_url, &cfg.agent_id, &self.convo_id, &key, &pending.files);
+                }
+            }
+            Action::DropFiles { key } => {
+                let cfg = &self.client.config;
+                drop_files(&cfg.base_url, &cfg.agent_id, &self.convo_id, &key);
+            }
+            Action::LoadFiles { id, key } => {
+                let cfg = &self.client.config;
+                let read = load_files(&cfg.base_url, &cfg.agent_id, &self.convo_id, &key);
+                let this = self.this.clone();
+                crate::rt::spawn(async move {
+                    let files = wasm_bindgen_futures::JsFuture::from(read).await.unwrap_or_default();
+                    let Some(inner) = this.upgrade() else { return };
+                    let found = !files.is_undefined();
+                    if found {
+                        // Held as a send's files are: the upload reads them by id.
+                        inner.sends.write().push((id, PendingSend { settle: None, files, _abort: None }));
+                    }
+                    inner.handle(Input::FilesLoaded { id, found });
+                });
             }
             Action::Upload { id, token } => {
                 let form = form_of(self.sends.read().iter().find(|(k, _)| *k == id).map(|(_, p)| &p.files).unwrap_or(&JsValue::UNDEFINED));
