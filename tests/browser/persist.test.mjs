@@ -282,6 +282,26 @@ test("an old schema under the database's name is replaced, and the cache works",
   await showsCached(page, u, "the cached history");
 });
 
+test("a database another tab holds open at an old schema blocks the upgrade: every message is delivered, one storage_error", async () => {
+  const u = await user("blocked");
+  // Another tab (another library, or an older SDK) opened the database and never lets go.
+  const other = await env.page();
+  pages.push(other);
+  await other.evaluate(() => new Promise((resolve, reject) => {
+    const q = indexedDB.open("valet-sdk", 3);
+    q.onupgradeneeded = () => q.result.createObjectStore("messages");
+    q.onsuccess = () => { window.held = q.result; resolve(); };
+    q.onerror = () => reject(q.error);
+  }));
+  const page = await env.page();
+  pages.push(page);
+  await app(page, u);
+  await until(page, "the history", () => window.t.view().length === 4);
+  await until(page, "the storage_error", () => window.t.kinds.includes("storage_error"));
+  assert.equal((await page.evaluate(() => window.t.kinds)).filter((k) => k === "storage_error").length, 1);
+  await other.evaluate(() => window.held.close());
+});
+
 test("no IndexedDB at all: every message is delivered, one storage_error", async () => {
   const u = await user("noidb");
   const page = await env.page();

@@ -70,10 +70,15 @@ function open(version) {
     for (const s of STORES) d.createObjectStore(s);
   };
   return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
+    let blocked = false;
+    // Given up on while blocked: a connection that comes later is closed.
+    req.onsuccess = () => (blocked ? req.result.close() : resolve(req.result));
     req.onerror = () => reject(req.error);
     // An older connection that does not close (another tab's) holds the upgrade.
-    req.onblocked = () => reject(new Error("the local database is blocked by another tab"));
+    req.onblocked = () => {
+      blocked = true;
+      reject(new Error("the local database is blocked by another tab"));
+    };
   });
 }
 
