@@ -44,6 +44,13 @@ export async function typed() {
     void [k, text, at, st, code];
   });
   await c.send("again", { idempotencyKey: "3f1c2b0e-0000-4000-8000-000000000001" });
+  // The local history: an option, a flag on cached messages, a way to clear it.
+  const local = new ValetClient({ agentId: "a", fetchJwt: () => "jwt", persist: "local" });
+  c.on("message", (e) => { const cached: true | undefined = e.from_cache; void cached; });
+  const cleared: Promise<void> = local.clearLocalData();
+  await cleared;
+  // @ts-expect-error: persist is "local" or "none"
+  new ValetClient({ agentId: "a", fetchJwt: () => "jwt", persist: "session" });
   const myRole: "leader" | "follower" = c.role;
   void myRole;
   await c.send("hi", { files: [new Blob(["x"])] });

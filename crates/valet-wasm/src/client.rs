@@ -175,6 +175,8 @@ mod tests {
             "{ agentId: 'a', fetchJwt: () => 'x', baseUrl: 'ftp://x' }",
             "{ agentId: 'a', fetchJwt: () => 'x', debug: 'yes' }",
             "{ agentId: 'a', fetchJwt: () => 'x', fetchJwtTimeoutMs: -5 }",
+            "{ agentId: 'a', fetchJwt: () => 'x', persist: 'session' }",
+            "{ agentId: 'a', fetchJwt: () => 'x', persist: true }",
             "null",
         ] {
             assert_eq!(code_of(ValetClient::new(options(bad))), "invalid_argument", "{bad}");
