@@ -36,6 +36,10 @@
 //!   as history (`from_reconcile: true`), even if it arrives live, so a
 //!   reload never emits a live message twice; with `Last-Event-ID` the
 //!   server replays what came during the reload, which is new, so live.
+//! - `persist: "local"` ([`ConvoConfig::local_history`]): what a page
+//!   delivers is written for the next page ([`crate::cache`]), which
+//!   delivers it first, as a history read before its (re)connect, and
+//!   resolves the opening with it.
 //! - Extensions are used only when the server shows it has them: `?after=`
 //!   is a harmless query parameter, but `Last-Event-ID` (a header a strict
 //!   CORS policy may refuse) is sent only after frames carried `id:`.
@@ -505,15 +509,14 @@ impl ConvoMachine {
             relaying,
             relay_buf: String::new(),
             durable,
-            cache: None,
+            cache,
             storage_failed: false,
             last_convo_state: None,
             out: Vec::new(),
         };
-        if cache.is_some() {
+        if machine.cache.is_some() {
             machine.outbox.keep_files();
         }
-        machine.cache = cache;
         if unreadable {
             machine.storage_trouble("the stored outbox is unreadable; it is dropped");
         }
@@ -785,7 +788,7 @@ impl ConvoMachine {
     /// The first token's identity names where the outbox and the local
     /// history are kept (see [`Durable::on_identity`] and
     /// [`LocalHistory::on_identity`]).
-    fn outbox_identity(&mut self, token: &str) {
+    fn storage_identity(&mut self, token: &str) {
         let (Some(claims_of), Some(durable)) = (self.cfg.claims_of, &mut self.durable) else { return };
         if let Ok(claims) = claims_of(token) {
             let scope = crate::token::identity_scope(&claims.identity);
@@ -1107,7 +1110,7 @@ impl ConvoMachine {
     }
 
     fn on_token(&mut self, now_ms: u64, purpose: TokenFor, token: String) {
-        self.outbox_identity(&token);
+        self.storage_identity(&token);
         match purpose {
             TokenFor::Stream(a) if self.conn == Conn::Authorizing(a) => {
                 self.conn = Conn::Connecting(a);

@@ -119,13 +119,13 @@ export const cacheGeneration = () => generation;
  * or a clear may have left a later writer's rows alone): the frames, or
  * why they can not be read (a string). A row that is not a string reads
  * as "" (the core finds it unreadable).
- * @param {string} scope
  * @param {string} api
  * @param {string} agent
  * @param {string} convo
+ * @param {string} scope
  * @returns {Promise<string[] | string>}
  */
-export async function cacheLoad(scope, api, agent, convo) {
+export async function cacheLoad(api, agent, convo, scope) {
   try {
     const id = [scope, api, agent, convo];
     const t = (await db()).transaction(STORES, "readwrite");
@@ -150,16 +150,16 @@ export async function cacheLoad(scope, api, agent, convo) {
  * Writes `frames` from row `at` on, and the convo's size (`bytes`), then
  * evicts whole convos past the caps. False when it fails (full, refused,
  * missing).
- * @param {string} scope
  * @param {string} api
  * @param {string} agent
  * @param {string} convo
+ * @param {string} scope
  * @param {number} at
  * @param {string[]} frames
  * @param {number} bytes
  * @returns {Promise<boolean>}
  */
-export async function cacheAppend(scope, api, agent, convo, at, frames, bytes) {
+export async function cacheAppend(api, agent, convo, scope, at, frames, bytes) {
   try {
     const id = [scope, api, agent, convo];
     const d = await db();
@@ -205,12 +205,12 @@ async function evict(d, keep) {
 
 /**
  * Deletes a convo's rows (they were unreadable).
- * @param {string} scope
  * @param {string} api
  * @param {string} agent
  * @param {string} convo
+ * @param {string} scope
  */
-export async function cacheDrop(scope, api, agent, convo) {
+export async function cacheDrop(api, agent, convo, scope) {
   try {
     const id = [scope, api, agent, convo];
     const t = (await db()).transaction(STORES, "readwrite");

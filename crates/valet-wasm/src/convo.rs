@@ -131,13 +131,13 @@ extern "C" {
     /// A convo's local history: a Promise of its frames in row order, or
     /// of why storage failed (a string).
     #[wasm_bindgen(js_name = cacheLoad)]
-    fn cache_load(scope: &str, api: &str, agent: &str, convo: &str) -> js_sys::Promise;
+    fn cache_load(api: &str, agent: &str, convo: &str, scope: &str) -> js_sys::Promise;
     /// Writes frames from row `at` on: a Promise of false if that failed.
     #[wasm_bindgen(js_name = cacheAppend)]
-    fn cache_append(scope: &str, api: &str, agent: &str, convo: &str, at: usize, frames: Vec<String>, bytes: usize) -> js_sys::Promise;
+    fn cache_append(api: &str, agent: &str, convo: &str, scope: &str, at: usize, frames: Vec<String>, bytes: usize) -> js_sys::Promise;
     /// Deletes a convo's local history.
     #[wasm_bindgen(js_name = cacheDrop)]
-    fn cache_drop(scope: &str, api: &str, agent: &str, convo: &str);
+    fn cache_drop(api: &str, agent: &str, convo: &str, scope: &str);
     /// Keeps this tab's outbox under `scope` in IndexedDB too (`json`
     /// undefined: removes it): a Promise of false if that failed.
     #[wasm_bindgen(js_name = keepOutbox)]
@@ -392,10 +392,10 @@ impl ConvoInner {
                 resume_point(&resume_key(&self.client.config.agent_id, &self.convo_id), Some(&json));
             }
             Action::LoadOutbox { scope } => {
-                let cfg = &self.client.config;
-                let json = load_outbox(&outbox_key(cfg, &self.convo_id), &scope);
+                let json = load_outbox(&outbox_key(&self.client.config, &self.convo_id), &scope);
                 // `persist: "local"`: and what the user's closed tabs left.
-                let claim = cfg.local_history.then(|| claim_outboxes(&cfg.base_url, &cfg.agent_id, &self.convo_id, &scope));
+                let (api, agent, convo) = self.names();
+                let claim = self.client.config.local_history.then(|| claim_outboxes(api, agent, convo, &scope));
                 let sink = self.this.clone();
                 crate::rt::spawn(async move {
                     let mut orphans = Vec::new();
@@ -407,17 +407,17 @@ impl ConvoInner {
                 });
             }
             Action::SaveOutbox { scope, json } => {
-                let cfg = &self.client.config;
-                let saved = save_outbox(&outbox_key(cfg, &self.convo_id), &scope, json.as_deref());
+                let saved = save_outbox(&outbox_key(&self.client.config, &self.convo_id), &scope, json.as_deref());
                 // `persist: "local"`: in IndexedDB too, for when every tab is closed.
-                let kept = cfg.local_history.then(|| keep_outbox(&cfg.base_url, &cfg.agent_id, &self.convo_id, &scope, json.as_deref()));
+                let (api, agent, convo) = self.names();
+                let kept = self.client.config.local_history.then(|| keep_outbox(api, agent, convo, &scope, json.as_deref()));
                 if saved && kept.is_none() {
                     return;
                 }
                 let sink = self.this.clone();
                 crate::rt::spawn(async move {
                     let kept = match kept {
-                        Some(kept) => wasm_bindgen_futures::JsFuture::from(kept).await.ok().and_then(|v| v.as_bool()) == Some(true),
+                        Some(kept) => crate::rt::resolves_true(kept).await,
                         None => true,
                     };
                     if !(saved && kept) {
@@ -426,8 +426,8 @@ impl ConvoInner {
                 });
             }
             Action::LoadCache { scope } => {
-                let (cfg, sink) = (&self.client.config, self.this.clone());
-                let read = cache_load(&scope, &cfg.base_url, &cfg.agent_id, &self.convo_id);
+                let (api, agent, convo) = self.names();
+                let (read, sink) = (cache_load(api, agent, convo, &scope), self.this.clone());
                 crate::rt::spawn(async move {
                     let read = wasm_bindgen_futures::JsFuture::from(read).await.unwrap_or_default();
                     let frames = match read.as_string() {
@@ -438,31 +438,31 @@ impl ConvoInner {
                 });
             }
             Action::CacheAppend { scope, at, frames, bytes } => {
-                let (cfg, sink) = (&self.client.config, self.this.clone());
-                let write = cache_append(&scope, &cfg.base_url, &cfg.agent_id, &self.convo_id, at, frames, bytes);
+                let (api, agent, convo) = self.names();
+                let (write, sink) = (cache_append(api, agent, convo, &scope, at, frames, bytes), self.this.clone());
                 crate::rt::spawn(async move {
-                    if wasm_bindgen_futures::JsFuture::from(write).await.ok().and_then(|v| v.as_bool()) != Some(true) {
+                    if !crate::rt::resolves_true(write).await {
                         feed(&sink, Input::CacheNotSaved);
                     }
                 });
             }
             Action::DropCache { scope } => {
-                let cfg = &self.client.config;
-                cache_drop(&scope, &cfg.base_url, &cfg.agent_id, &self.convo_id);
+                let (api, agent, convo) = self.names();
+                cache_drop(api, agent, convo, &scope);
             }
             Action::KeepFiles { id, key } => {
-                let cfg = &self.client.config;
+                let (api, agent, convo) = self.names();
                 if let Some((_, pending)) = self.sends.read().iter().find(|(k, _)| *k == id) {
-                    keep_files(&cfg.base_url, &cfg.agent_id, &self.convo_id, &key, &pending.files);
+                    keep_files(api, agent, convo, &key, &pending.files);
                 }
             }
             Action::DropFiles { key } => {
-                let cfg = &self.client.config;
-                drop_files(&cfg.base_url, &cfg.agent_id, &self.convo_id, &key);
+                let (api, agent, convo) = self.names();
+                drop_files(api, agent, convo, &key);
             }
             Action::LoadFiles { id, key } => {
-                let cfg = &self.client.config;
-                let read = load_files(&cfg.base_url, &cfg.agent_id, &self.convo_id, &key);
+                let (api, agent, convo) = self.names();
+                let read = load_files(api, agent, convo, &key);
                 let this = self.this.clone();
                 crate::rt::spawn(async move {
                     let files = wasm_bindgen_futures::JsFuture::from(read).await.unwrap_or_default();
@@ -499,6 +499,11 @@ impl ConvoInner {
                 }
             }
         }
+    }
+
+    /// What names this convo's local data: the API, the agent, the convo.
+    fn names(&self) -> (&str, &str, &str) {
+        (&self.client.config.base_url, &self.client.config.agent_id, &self.convo_id)
     }
 
     /// This tab's role.

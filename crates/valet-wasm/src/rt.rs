@@ -43,6 +43,11 @@ fn spawn_boxed(future: Pin<Box<dyn Future<Output = ()>>>) {
     wasm_bindgen_futures::spawn_local(future)
 }
 
+/// Whether a `Promise` resolves to `true` (not to anything else, nor rejects).
+pub(crate) async fn resolves_true(promise: js_sys::Promise) -> bool {
+    JsFuture::from(promise).await.ok().and_then(|v| v.as_bool()) == Some(true)
+}
+
 /// A `Promise` of a future's result.
 pub(crate) fn promise(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> js_sys::Promise {
     promise_boxed(Box::pin(future))
