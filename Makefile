@@ -11,7 +11,7 @@ WASM_OUT := target/wasm
 DEMO_ADDR ?= 127.0.0.1:8787
 # The size budget of `make test`: wasm + JS glue (+ snippets), gzip -9, in
 # bytes. It only goes down: lower it when the SDK gets lighter.
-SIZE_BUDGET := 72624
+SIZE_BUDGET := 71450
 # The long chaos run of `make bench`: seeds (each with both transports) and ms of faults per run.
 CHAOS_SEEDS ?= 3
 CHAOS_MS ?= 90000
@@ -92,7 +92,7 @@ server:
 # targets each depend on it, and the wasm-opt pass alone takes seconds).
 WASM_INPUTS := $(shell find crates/valet-core crates/valet-wasm -name '*.rs' -o -name Cargo.toml -o -name '*.js') \
   Cargo.toml Cargo.lock .cargo/config.toml tests/node_modules/.package-lock.json \
-  crates/valet-wasm/build/traps.mjs crates/valet-wasm/build/imports.mjs pkg-template/typings.mjs pkg-template/minify.mjs Makefile
+  crates/valet-wasm/build/traps.mjs crates/valet-wasm/build/imports.mjs crates/valet-wasm/build/lazy.mjs pkg-template/typings.mjs pkg-template/minify.mjs Makefile
 WASM_OPT := tests/node_modules/.bin/wasm-opt -Os --converge --low-memory-unused --one-caller-inline-max-function-size 20 --strip-target-features
 wasm: $(WASM_OUT)/.built
 
@@ -103,6 +103,7 @@ $(WASM_OUT)/.built: $(WASM_INPUTS) | setup-rust setup-wasm-bindgen
 	cargo build --release --target $(WASM_TARGET) -p valet-wasm
 	rm -rf $(WASM_OUT)/raw $(WASM_OUT)/web
 	wasm-bindgen --target web --remove-producers-section --out-dir $(WASM_OUT)/raw target/$(WASM_TARGET)/release/valet_wasm.wasm
+	node crates/valet-wasm/build/lazy.mjs $(WASM_OUT)/raw
 	cp -r $(WASM_OUT)/raw $(WASM_OUT)/web
 	node crates/valet-wasm/build/traps.mjs $(WASM_OUT)/web
 	node crates/valet-wasm/build/imports.mjs $(WASM_OUT)/web
@@ -148,8 +149,13 @@ examples: pack setup-examples
 	@node tests/bench/bundle-sizes.mjs
 
 # The size budget (a test: deterministic for a given toolchain).
+# The snippets a page loads with the glue; the lazy ones (crates/valet-wasm/build/lazy.mjs:
+# loaded only by the apps that use them) are measured on their own by `make size`.
+LAZY_JS := idb.js
+STARTUP_SNIPPETS = $$(find $(WASM_OUT)/web/snippets -name '*.js' $(foreach f,$(LAZY_JS),! -name $(f)) | sort)
+
 test-size: wasm
-	@total=$$(( $$(gzip -9c $(WASM_OUT)/web/valet_wasm_bg.wasm | wc -c) + $$(gzip -9c $(WASM_OUT)/web/valet_wasm.js | wc -c) + $$(cat $$(find $(WASM_OUT)/web/snippets -name '*.js' | sort) | gzip -9c | wc -c) )); \
+	@total=$$(( $$(gzip -9c $(WASM_OUT)/web/valet_wasm_bg.wasm | wc -c) + $$(gzip -9c $(WASM_OUT)/web/valet_wasm.js | wc -c) + $$(cat $(STARTUP_SNIPPETS) | gzip -9c | wc -c) )); \
 	if [ $$total -gt $(SIZE_BUDGET) ]; then echo "size budget: wasm + glue is $$total bytes gzipped, over the $(SIZE_BUDGET) budget"; exit 1; fi; \
 	echo "size budget: wasm + glue $$total bytes gzipped (budget $(SIZE_BUDGET))"
 
@@ -158,8 +164,8 @@ test-size: wasm
 size: pkg
 	@for f in $(WASM_OUT)/web/valet_wasm_bg.wasm $(WASM_OUT)/web/valet_wasm.js $$(find $(WASM_OUT)/web/snippets -name '*.js' | sort); do \
 	  printf "%-48s %8d bytes  %8d gzipped\n" "$$f" "$$(stat -c %s $$f)" "$$(gzip -9c $$f | wc -c)"; done
-	@printf "%-48s %8s        %8d gzipped\n" "total (wasm + JS glue, snippets as one file)" "" \
-	  "$$(( $$(gzip -9c $(WASM_OUT)/web/valet_wasm_bg.wasm | wc -c) + $$(gzip -9c $(WASM_OUT)/web/valet_wasm.js | wc -c) + $$(cat $$(find $(WASM_OUT)/web/snippets -name '*.js' | sort) | gzip -9c | wc -c) ))"
+	@printf "%-48s %8s        %8d gzipped\n" "total (wasm + JS glue, snippets as one file; not $(LAZY_JS))" "" \
+	  "$$(( $$(gzip -9c $(WASM_OUT)/web/valet_wasm_bg.wasm | wc -c) + $$(gzip -9c $(WASM_OUT)/web/valet_wasm.js | wc -c) + $$(cat $(STARTUP_SNIPPETS) | gzip -9c | wc -c) ))"
 	@node tests/bench/sizes.mjs
 
 ## ---- bench ----------------------------------------------------------------

@@ -10,9 +10,12 @@ const PKG = resolve(fileURLToPath(import.meta.url), "../../../pkg");
 const gz = (b) => gzipSync(b, { level: 9 }).length;
 const br = (b) => brotliCompressSync(b, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
 const read = (f) => readFileSync(join(PKG, f));
-const snippets = readdirSync(join(PKG, "wasm/snippets"), { recursive: true })
-  .filter((f) => f.endsWith(".js"))
-  .map((f) => read(join("wasm/snippets", f)));
+// The lazily loaded snippets (crates/valet-wasm/build/lazy.mjs, the Makefile's
+// LAZY_JS) apart: only the apps that use them download them.
+const LAZY = ["idb.js"];
+const files = readdirSync(join(PKG, "wasm/snippets"), { recursive: true }).filter((f) => f.endsWith(".js"));
+const snippets = files.filter((f) => !LAZY.some((l) => f.endsWith(`/${l}`))).map((f) => read(join("wasm/snippets", f)));
+const lazy = files.filter((f) => LAZY.some((l) => f.endsWith(`/${l}`))).map((f) => read(join("wasm/snippets", f)));
 
 const rows = [
   ["wasm (valet_wasm_bg.wasm)", read("wasm/valet_wasm_bg.wasm")],
@@ -23,6 +26,7 @@ const rows = [
   ["@valet.red/sdk/react (react.js)", read("react.js")],
   ["@valet.red/sdk/vue (vue.js)", read("vue.js")],
   ["@valet.red/sdk/testing (testing.js; tests only)", read("testing.js")],
+  ['persist: "local" (idb.js; loaded on use)', Buffer.concat(lazy)],
 ];
 const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
 console.log("\nWhat the package ships, per part (bytes as downloaded)");

@@ -10,13 +10,16 @@
 //   (a missing or misnamed import is a LinkError), after both steps and in
 //   the shipped build (after wasm-opt and terser too).
 //
+// - lazy.mjs: each module a snippet imports lazily (`import("./x.js")`) is
+//   shipped beside it, and nothing imports it statically.
+//
 // Run by `make test-build` (part of `make test`), after `make wasm`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
@@ -86,4 +89,25 @@ test("imports.mjs: short import names, and the glue provides exactly those", asy
 test("the shipped build instantiates with its glue", async () => {
   const module = await instantiate(shipped);
   assert.ok(WebAssembly.Module.imports(module).some((i) => i.module === "a"));
+});
+
+test("lazy.mjs: each module a snippet imports lazily is shipped beside it, and no snippet imports it statically", () => {
+  const snippets = join(shipped, "snippets");
+  const files = [];
+  const walk = (d) => {
+    for (const name of readdirSync(d)) {
+      const path = join(d, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (name.endsWith(".js")) files.push(path);
+    }
+  };
+  walk(snippets);
+  const lazy = files.flatMap((f) => [...readFileSync(f, "utf8").matchAll(/\bimport\(\s*["']\.\/([\w-]+\.js)["']\s*\)/g)].map((m) => join(dirname(f), m[1])));
+  assert.ok(lazy.some((f) => f.endsWith("/idb.js")), "the IndexedDB module is imported lazily");
+  for (const f of lazy) assert.ok(existsSync(f), `${f} is shipped`);
+  // Loaded lazily only: neither the glue nor a snippet imports it statically.
+  for (const f of [join(shipped, "valet_wasm.js"), ...files]) {
+    const text = readFileSync(f, "utf8");
+    for (const l of lazy) assert.ok(!new RegExp(`from\\s*["'][^"']*${basename(l).replace(".", "\\.")}["']`).test(text), `${f} imports ${basename(l)} statically`);
+  }
 });
