@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LIVENESS_MS, eventually, loadSdk, sdkEnv, unlessEngineCan } from "./harness.mjs";
+import { ENGINE, LIVENESS_MS, eventually, loadSdk, sdkEnv, unlessEngineCan } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 let env, server, site, browser, dir;
@@ -139,6 +139,33 @@ test("three sends while the server is down, two reloads: pending again under the
   await until(page, "the history", (n) => window.t.view().length === n, texts.length);
   assert.deepEqual(await page.evaluate(() => window.t.restored), []);
   assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts);
+});
+
+test("three sends while the browser is offline, a reload: pending again under the same keys, then each stored once, in order", { skip: ENGINE === "chromium" ? false : "the browser context's offline mode is Playwright's (Chromium runs it)" }, async () => {
+  const u = await user("offline");
+  const texts = ["one, offline", "two", "three"];
+  const page = await env.page();
+  pages.push(page);
+  await app(page, u);
+  await until(page, "connected", () => window.t.s.getState().status === "connected");
+  await browser.context.setOffline(true);
+  try {
+    for (const text of texts) await page.evaluate((text) => void window.t.send(text), text);
+    const before = await page.evaluate(() => window.t.view());
+    assert.deepEqual(before.map((m) => [m.text, m.status]), texts.map((t) => [t, "pending"]));
+    // The reload needs the page's own server: back online, the API still unreachable.
+    await server.kill();
+    down = true;
+    await browser.context.setOffline(false);
+    await reload(page, u, u.token);
+    await until(page, "the restored sends", (n) => window.t.view().filter((m) => m.status === "pending").length === n, texts.length);
+    assert.deepEqual(await page.evaluate(() => window.t.view()), before);
+  } finally {
+    await browser.context.setOffline(false);
+  }
+  await up();
+  await until(page, "the sends stored", (n) => window.t.view().filter((m) => m.status === "sent").length === n, texts.length);
+  assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts, "each stored once, in order");
 });
 
 test("a token endpoint down with the server: the sends are restored when a token comes, and stored once", async () => {
