@@ -3,12 +3,14 @@
 // request), then what is new, each message once, the same keys updated in
 // place; another user's token sees nothing of it; a full quota, a corrupted
 // database, an old schema and a missing IndexedDB cost only the cache;
-// `clearLocalData()` removes everything. The npm package's store and the
-// reference server; in Chromium, and in Firefox and WebKit (`make
-// test-engines`).
+// `clearLocalData()` removes everything; the origin's convos are bounded.
+// The npm package's store and the reference server; in Chromium, and in
+// Firefox and WebKit (`make test-engines`).
 import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { LIVENESS_MS, eventually, loadSdk, sdkEnv } from "./harness.mjs";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { LIVENESS_MS, ROOT, eventually, loadSdk, sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 let env, server, site, browser;
@@ -335,4 +337,39 @@ test("clearLocalData() removes the local history and the SDK's sessionStorage, h
   assert.deepEqual(await page.evaluate(() => window.t.view()), [], "nothing cached any more");
   await hold.release();
   await until(page, "the history", () => window.t.view().length === 4);
+});
+
+test("bounded: past 50 convos or 16 MiB for the origin, the convos used least recently are evicted, never the one written", async () => {
+  const page = await env.page();
+  pages.push(page);
+  const [snippets] = readdirSync(join(ROOT, "pkg/wasm/snippets"));
+  const kept = await page.evaluate(async (path) => {
+    const idb = await import(path);
+    const frame = (c) => JSON.stringify({ type: "message", convo_id: c, message: { id: `${c}-m1` } });
+    const write = (c, bytes) => idb.cacheAppend("https://api.test", "agent", c, "scope", 0, [frame(c)], bytes);
+    // 51 convos written one after the other (each a millisecond apart: `used` orders them).
+    for (let i = 0; i <= idb.MAX_CONVOS; i++) {
+      if (!(await write(`c${i}`, 1000))) return "a write failed";
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const present = async () => {
+      const out = [];
+      for (let i = 0; i <= idb.MAX_CONVOS; i++) {
+        const rows = await idb.cacheLoad("https://api.test", "agent", `c${i}`, "scope");
+        if (rows.length) out.push(`c${i}`);
+      }
+      return out;
+    };
+    const byCount = await present();
+    // One convo as large as the origin's cap: every other one goes, it stays.
+    await write("big", idb.MAX_BYTES);
+    const big = await idb.cacheLoad("https://api.test", "agent", "big", "scope");
+    return { byCount, afterBig: await present(), big: big.length };
+  }, `/pkg/wasm/snippets/${snippets}/js/idb.js`);
+  assert.equal(typeof kept, "object", kept);
+  assert.equal(kept.byCount.length, 50);
+  assert.ok(!kept.byCount.includes("c0"), "the least recently used went");
+  assert.ok(kept.byCount.includes("c50"), "the one written stays");
+  assert.deepEqual(kept.afterBig, [], "past the bytes cap, every other convo went");
+  assert.equal(kept.big, 1);
 });
