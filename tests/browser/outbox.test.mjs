@@ -91,11 +91,23 @@ async function user(name) {
   return { sourceKey, convoId, token };
 }
 
-/** A page of the app, connected, that sends `texts` while the server is down. */
-async function leftWhileDown(u, texts, { token = u.token, persist } = {}) {
+/** A new page of the app for user `u` (`options` as `app` takes them), closed after the test. */
+async function opened(u, options = {}) {
   const page = await env.page();
   pages.push(page);
-  await app(page, { ...u, token, persist });
+  await app(page, { ...u, ...options });
+  return page;
+}
+
+/** Closes `page`'s tab: its `sessionStorage` goes with it. */
+async function closeTab(page) {
+  await page.close();
+  pages = pages.filter((p) => p !== page);
+}
+
+/** A page of the app, connected, that sends `texts` while the server is down. */
+async function leftWhileDown(u, texts, { token = u.token, persist } = {}) {
+  const page = await opened(u, { token, persist });
   await until(page, "connected", () => window.t.s.getState().status === "connected");
   await server.kill();
   down = true;
@@ -144,9 +156,7 @@ test("three sends while the server is down, two reloads: pending again under the
 test("three sends while the browser is offline, a reload: pending again under the same keys, then each stored once, in order", { skip: ENGINE === "chromium" ? false : "the browser context's offline mode is Playwright's (Chromium runs it)" }, async () => {
   const u = await user("offline");
   const texts = ["one, offline", "two", "three"];
-  const page = await env.page();
-  pages.push(page);
-  await app(page, u);
+  const page = await opened(u);
   await until(page, "connected", () => window.t.s.getState().status === "connected");
   await browser.context.setOffline(true);
   try {
@@ -250,20 +260,15 @@ test("persist: \"local\": sends left by a closed tab go from the next tab of the
   const { page } = await leftWhileDown(u, texts, { persist: "local" });
   // The outbox is kept in IndexedDB too: wait for it, then close the tab (its sessionStorage goes with it).
   await keptInIndexedDb(page, texts.length, 0);
-  await page.close();
-  pages = pages.filter((p) => p !== page);
+  await closeTab(page);
   await up();
   // Every tab was closed; the user opens the chat again in a new one.
-  const next = await env.page();
-  pages.push(next);
-  await app(next, { ...u, persist: "local" });
+  const next = await opened(u, { persist: "local" });
   await until(next, "the sends stored", (n) => window.t.view().filter((m) => m.status === "sent").length === n, texts.length);
   assert.deepEqual(await userTexts(u.sourceKey, u.convoId), texts, "each stored once, in order");
   assert.deepEqual(await next.evaluate(() => window.t.restored.map((r) => r.state)), [...texts.map(() => "pending"), ...texts.map(() => "sent")]);
   // Claimed once: another new tab finds nothing left.
-  const third = await env.page();
-  pages.push(third);
-  await app(third, { ...u, persist: "local" });
+  const third = await opened(u, { persist: "local" });
   await until(third, "the history", (n) => window.t.view().length === n, texts.length);
   await third.waitForTimeout(300);
   assert.deepEqual(await third.evaluate(() => window.t.restored), []);
@@ -272,20 +277,15 @@ test("persist: \"local\": sends left by a closed tab go from the next tab of the
 
 test("persist: \"local\": a send with a file, its tab closed before the upload: the next tab uploads the kept file and stores the message once", { skip: unlessEngineCan("idbBlobs") }, async () => {
   const u = await user("file");
-  const tab = await env.page();
-  pages.push(tab);
-  await app(tab, { ...u, persist: "local" });
+  const tab = await opened(u, { persist: "local" });
   await until(tab, "connected", () => window.t.s.getState().status === "connected");
   await server.kill();
   down = true;
   await tab.evaluate(() => void window.t.s.send("see the photo", { files: [new File(["pixels"], "photo.png", { type: "image/png" })] }));
   await keptInIndexedDb(tab, 1, 1);
-  await tab.close();
-  pages = pages.filter((p) => p !== tab);
+  await closeTab(tab);
   await up();
-  const next = await env.page();
-  pages.push(next);
-  await app(next, { ...u, persist: "local" });
+  const next = await opened(u, { persist: "local" });
   await until(next, "the send stored", () => window.t.view().some((m) => m.status === "sent"));
   const mine = (await server.history(u.sourceKey, u.convoId)).filter((m) => m.from === "appuser");
   assert.deepEqual(mine.map((m) => [m.content, m.files.map((f) => [f.filename, f.byte_size, f.content_type])]), [["see the photo", [["photo.png", 6, "image/png"]]]]);

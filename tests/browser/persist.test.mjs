@@ -38,6 +38,28 @@ afterEach(async () => {
   await page.close();
 });
 
+/** A new page with the SDK loaded, closed after the test. */
+async function newPage() {
+  const page = await env.page();
+  pages.push(page);
+  return page;
+}
+
+/** How many `storage_error`s the app's `onEvent` got. */
+const storageErrors = async (page) => (await page.evaluate(() => window.t.kinds)).filter((k) => k === "storage_error").length;
+
+/**
+ * Opens the database in `page` at version 3 with an older layout (one
+ * `messages` store); `hold`: keeps that connection open, as a tab that
+ * never lets go does.
+ */
+const openOldSchema = (page, hold) => page.evaluate((hold) => new Promise((resolve, reject) => {
+  const q = indexedDB.open("valet-sdk", 3);
+  q.onupgradeneeded = () => q.result.createObjectStore("messages").put("old", 1);
+  q.onsuccess = () => { if (hold) window.held = q.result; else q.result.close(); resolve(); };
+  q.onerror = () => reject(q.error);
+}), hold);
+
 let users = 0;
 /** A user with a convo of `n` exchanges (the user's text and the dev agent's answer, each). */
 async function user(name, n = 2) {
@@ -127,8 +149,7 @@ const rows = (page) => page.evaluate(() => new Promise((resolve) => {
 
 /** A page whose app delivered the user's convo (`count` messages) and wrote it to the local history. */
 async function cached(u, count) {
-  const page = await env.page();
-  pages.push(page);
+  const page = await newPage();
   await app(page, u);
   await until(page, "the history", (n) => window.t.view().length === n, count);
   await eventually("the local history is written", async () => (await rows(page)).length >= count);
@@ -187,8 +208,7 @@ test("a reload shows the cached history before the history request answers, then
 
 test("without persist: nothing is stored, and a reload shows nothing before the history answers", async () => {
   const u = await user("plain");
-  const page = await env.page();
-  pages.push(page);
+  const page = await newPage();
   await app(page, { ...u, persist: null });
   await until(page, "the history", () => window.t.view().length === 4);
   const hold = await reload(page, u, { persist: "none" });
@@ -220,8 +240,7 @@ test("another user's token on the same browser reads nothing of the first user's
 
 test("a full quota: every message is delivered, one storage_error, and nothing is cached", async () => {
   const u = await user("quota");
-  const page = await env.page();
-  pages.push(page);
+  const page = await newPage();
   await page.evaluate(() => {
     IDBObjectStore.prototype.put = function () {
       throw new DOMException("the quota is exceeded", "QuotaExceededError");
@@ -232,7 +251,7 @@ test("a full quota: every message is delivered, one storage_error, and nothing i
   await until(page, "the storage_error", () => window.t.kinds.includes("storage_error"));
   await page.evaluate(() => window.t.s.send("one more"));
   await until(page, "the answer", () => window.t.view().length === 6);
-  assert.equal((await page.evaluate(() => window.t.kinds)).filter((k) => k === "storage_error").length, 1);
+  assert.equal(await storageErrors(page), 1);
   assert.deepEqual(await rows(page), []);
 });
 
@@ -258,7 +277,7 @@ test("a corrupted row: reported once, the network's history delivered, and the c
   await hold.release();
   await until(page, "the history", () => window.t.view().length === 4);
   assert.ok(await page.evaluate(() => window.t.events.every((e) => !e.cache)));
-  assert.equal((await page.evaluate(() => window.t.kinds)).filter((k) => k === "storage_error").length, 1);
+  assert.equal(await storageErrors(page), 1);
   // Written again: the next reload shows it from the cache.
   await eventually("the cache is written again", async () => {
     const r = await rows(page);
@@ -269,57 +288,42 @@ test("a corrupted row: reported once, the network's history delivered, and the c
 
 test("an old schema under the database's name is replaced, and the cache works", async () => {
   const u = await user("schema");
-  const page = await env.page();
-  pages.push(page);
-  await page.evaluate(() => new Promise((resolve, reject) => {
-    const q = indexedDB.open("valet-sdk", 3);
-    q.onupgradeneeded = () => q.result.createObjectStore("messages").put("old", 1);
-    q.onsuccess = () => { q.result.close(); resolve(); };
-    q.onerror = () => reject(q.error);
-  }));
+  const page = await newPage();
+  await openOldSchema(page, false);
   await app(page, u);
   await until(page, "the history", () => window.t.view().length === 4);
   await eventually("the local history is written", async () => (await rows(page)).length >= 4);
-  assert.ok(!(await page.evaluate(() => window.t.kinds)).includes("storage_error"));
+  assert.equal(await storageErrors(page), 0);
   await showsCached(page, u, "the cached history");
 });
 
 test("a database another tab holds open at an old schema blocks the upgrade: every message is delivered, one storage_error", async () => {
   const u = await user("blocked");
   // Another tab (another library, or an older SDK) opened the database and never lets go.
-  const other = await env.page();
-  pages.push(other);
-  await other.evaluate(() => new Promise((resolve, reject) => {
-    const q = indexedDB.open("valet-sdk", 3);
-    q.onupgradeneeded = () => q.result.createObjectStore("messages");
-    q.onsuccess = () => { window.held = q.result; resolve(); };
-    q.onerror = () => reject(q.error);
-  }));
-  const page = await env.page();
-  pages.push(page);
+  const other = await newPage();
+  await openOldSchema(other, true);
+  const page = await newPage();
   await app(page, u);
   await until(page, "the history", () => window.t.view().length === 4);
   await until(page, "the storage_error", () => window.t.kinds.includes("storage_error"));
-  assert.equal((await page.evaluate(() => window.t.kinds)).filter((k) => k === "storage_error").length, 1);
+  assert.equal(await storageErrors(page), 1);
   await other.evaluate(() => window.held.close());
 });
 
 test("no IndexedDB at all: every message is delivered, one storage_error", async () => {
   const u = await user("noidb");
-  const page = await env.page();
-  pages.push(page);
+  const page = await newPage();
   await page.evaluate(() => void Object.defineProperty(window, "indexedDB", { value: undefined }));
   await app(page, u);
   await until(page, "the history", () => window.t.view().length === 4);
   await until(page, "the storage_error", () => window.t.kinds.includes("storage_error"));
-  assert.equal((await page.evaluate(() => window.t.kinds)).filter((k) => k === "storage_error").length, 1);
+  assert.equal(await storageErrors(page), 1);
 });
 
 test("clearLocalData() removes the local history and the SDK's sessionStorage, here and in the origin's other tabs", async () => {
   const u = await user("clear");
   const page = await cached(u, 4);
-  const other = await env.page();
-  pages.push(other);
+  const other = await newPage();
   await app(other, { ...u, persist: null });
   await other.evaluate(() => sessionStorage.setItem("valet-sdk:outbox:marker", "x"));
   await page.evaluate(() => sessionStorage.setItem("valet-sdk:resume:marker", "x"));
@@ -340,16 +344,16 @@ test("clearLocalData() removes the local history and the SDK's sessionStorage, h
 });
 
 test("bounded: past 50 convos or 16 MiB for the origin, the convos used least recently are evicted, never the one written", async () => {
-  const page = await env.page();
-  pages.push(page);
+  const page = await newPage();
   const [snippets] = readdirSync(join(ROOT, "pkg/wasm/snippets"));
   const kept = await page.evaluate(async (path) => {
     const idb = await import(path);
     const frame = (c) => JSON.stringify({ type: "message", convo_id: c, message: { id: `${c}-m1` } });
     const write = (c, bytes) => idb.cacheAppend("https://api.test", "agent", c, "scope", 0, [frame(c)], bytes);
-    // 51 convos written one after the other (each a millisecond apart: `used` orders them).
+    // 51 convos written one after the other (each a millisecond apart: `used` orders them);
+    // a write that fails rejects, and so does this evaluation.
     for (let i = 0; i <= idb.MAX_CONVOS; i++) {
-      if (!(await write(`c${i}`, 1000))) return "a write failed";
+      await write(`c${i}`, 1000);
       await new Promise((r) => setTimeout(r, 2));
     }
     const present = async () => {

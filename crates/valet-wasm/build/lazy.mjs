@@ -10,19 +10,16 @@
 // crates/valet-wasm/js/ to beside that snippet; a module that is not there
 // fails the build. What it saves: docs/size.md.
 //
-// Usage: node crates/valet-wasm/build/lazy.mjs <dir> (after wasm-bindgen)
+// Usage: node crates/valet-wasm/build/lazy.mjs <dir> (after wasm-bindgen).
+// Imported (build/output.test.mjs), it only exports its readers.
 import { copyFileSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
 
-const dir = process.argv[2];
-if (!dir) {
-  console.error("usage: node crates/valet-wasm/build/lazy.mjs <dir>");
-  process.exit(2);
-}
 const SOURCES = new URL("../js/", import.meta.url).pathname;
 
 /** The .js files under `d`. */
-function jsFiles(d) {
+export function jsFiles(d) {
   return readdirSync(d).flatMap((name) => {
     const path = join(d, name);
     if (statSync(path).isDirectory()) return jsFiles(path);
@@ -33,18 +30,30 @@ function jsFiles(d) {
 /** The modules `source` imports dynamically by a relative name: `import("./x.js")`. */
 export const lazyImports = (source) => [...source.matchAll(/\bimport\(\s*["']\.\/([\w-]+\.js)["']\s*\)/g)].map((m) => m[1]);
 
-const queue = existsSync(join(dir, "snippets")) ? jsFiles(join(dir, "snippets")) : [];
-let copied = 0;
-while (queue.length) {
-  const file = queue.shift();
-  for (const name of lazyImports(readFileSync(file, "utf8"))) {
-    const target = join(dirname(file), name);
-    if (existsSync(target)) continue;
-    const source = join(SOURCES, name);
-    if (!existsSync(source)) throw new Error(`${file} imports ./${name}, which crates/valet-wasm/js/ does not have`);
-    copyFileSync(source, target);
-    queue.push(target);
-    copied += 1;
+/** Copies into `dir`'s snippets each module they import lazily. */
+function copyLazy(dir) {
+  const queue = existsSync(join(dir, "snippets")) ? jsFiles(join(dir, "snippets")) : [];
+  let copied = 0;
+  while (queue.length) {
+    const file = queue.shift();
+    for (const name of lazyImports(readFileSync(file, "utf8"))) {
+      const target = join(dirname(file), name);
+      if (existsSync(target)) continue;
+      const source = join(SOURCES, name);
+      if (!existsSync(source)) throw new Error(`${file} imports ./${name}, which crates/valet-wasm/js/ does not have`);
+      copyFileSync(source, target);
+      queue.push(target);
+      copied += 1;
+    }
   }
+  if (copied === 0) throw new Error("no snippet imports a module lazily: is this step still needed?");
 }
-if (copied === 0) throw new Error("no snippet imports a module lazily: is this step still needed?");
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const dir = process.argv[2];
+  if (!dir) {
+    console.error("usage: node crates/valet-wasm/build/lazy.mjs <dir>");
+    process.exit(2);
+  }
+  copyLazy(dir);
+}

@@ -17,11 +17,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
+import { jsFiles, lazyImports } from "./lazy.mjs";
 
 const require = createRequire(new URL("../../../tests/package.json", import.meta.url));
 const { default: binaryen } = await import(pathToFileURL(require.resolve("binaryen")).href);
@@ -92,17 +93,8 @@ test("the shipped build instantiates with its glue", async () => {
 });
 
 test("lazy.mjs: each module a snippet imports lazily is shipped beside it, and no snippet imports it statically", () => {
-  const snippets = join(shipped, "snippets");
-  const files = [];
-  const walk = (d) => {
-    for (const name of readdirSync(d)) {
-      const path = join(d, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith(".js")) files.push(path);
-    }
-  };
-  walk(snippets);
-  const lazy = files.flatMap((f) => [...readFileSync(f, "utf8").matchAll(/\bimport\(\s*["']\.\/([\w-]+\.js)["']\s*\)/g)].map((m) => join(dirname(f), m[1])));
+  const files = jsFiles(join(shipped, "snippets"));
+  const lazy = files.flatMap((f) => lazyImports(readFileSync(f, "utf8")).map((name) => join(dirname(f), name)));
   assert.ok(lazy.some((f) => f.endsWith("/idb.js")), "the IndexedDB module is imported lazily");
   for (const f of lazy) assert.ok(existsSync(f), `${f} is shipped`);
   // Loaded lazily only: neither the glue nor a snippet imports it statically.

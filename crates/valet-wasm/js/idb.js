@@ -28,7 +28,6 @@ export const MAX_BYTES = 16 << 20;
 /** @type {Promise<IDBDatabase> | undefined} */
 let opening;
 
-
 /**
  * A request's result.
  * @template T
@@ -105,43 +104,38 @@ function db() {
  */
 const rowsOf = (convo) => IDBKeyRange.bound([...convo, 0], [...convo, Infinity]);
 
-
 /**
  * A convo's rows from row 0 on, up to the first missing one (an eviction
- * or a clear may have left a later writer's rows alone): the frames, or
- * why they can not be read (a string). A row that is not a string reads
- * as "" (the core finds it unreadable).
+ * or a clear may have left a later writer's rows alone); rejects when
+ * they can not be read. A row that is not a string reads as "" (the core
+ * finds it unreadable).
  * @param {string} api
  * @param {string} agent
  * @param {string} convo
  * @param {string} scope
- * @returns {Promise<string[] | string>}
+ * @returns {Promise<string[]>}
  */
 export async function cacheLoad(api, agent, convo, scope) {
-  try {
-    const id = [scope, api, agent, convo];
-    const t = (await db()).transaction(STORES, "readwrite");
-    const rows = t.objectStore("rows"), convos = t.objectStore("convos");
-    const keys = result(rows.getAllKeys(rowsOf(id))), values = result(rows.getAll(rowsOf(id)));
-    const meta = convos.get(id);
-    meta.onsuccess = () => { if (meta.result) convos.put({ ...meta.result, used: Date.now() }, id); };
-    const [, k, v] = await Promise.all([committed(t), keys, values]);
-    /** @type {string[]} */
-    const frames = [];
-    while (frames.length < k.length && /** @type {unknown[]} */ (k[frames.length])[4] === frames.length) {
-      const f = v[frames.length];
-      frames.push(typeof f === "string" ? f : "");
-    }
-    return frames;
-  } catch (e) {
-    return String(e);
+  const id = [scope, api, agent, convo];
+  const t = (await db()).transaction(STORES, "readwrite");
+  const rows = t.objectStore("rows"), convos = t.objectStore("convos");
+  const keys = result(rows.getAllKeys(rowsOf(id))), values = result(rows.getAll(rowsOf(id)));
+  const meta = convos.get(id);
+  meta.onsuccess = () => { if (meta.result) convos.put({ ...meta.result, used: Date.now() }, id); };
+  const [, k, v] = await Promise.all([committed(t), keys, values]);
+  /** @type {string[]} */
+  const frames = [];
+  while (frames.length < k.length && /** @type {unknown[]} */ (k[frames.length])[4] === frames.length) {
+    const f = v[frames.length];
+    frames.push(typeof f === "string" ? f : "");
   }
+  return frames;
 }
 
 /**
  * Writes `frames` from row `at` on, and the convo's size (`bytes`), then
- * evicts whole convos past the caps. False when it fails (full, refused,
- * missing).
+ * evicts whole convos past the caps. Rejects when it fails (full,
+ * refused, missing).
  * @param {string} api
  * @param {string} agent
  * @param {string} convo
@@ -149,22 +143,16 @@ export async function cacheLoad(api, agent, convo, scope) {
  * @param {number} at
  * @param {string[]} frames
  * @param {number} bytes
- * @returns {Promise<boolean>}
  */
 export async function cacheAppend(api, agent, convo, scope, at, frames, bytes) {
-  try {
-    const id = [scope, api, agent, convo];
-    const d = await db();
-    const t = d.transaction(STORES, "readwrite");
-    const rows = t.objectStore("rows");
-    frames.forEach((f, i) => rows.put(f, [...id, at + i]));
-    t.objectStore("convos").put({ used: Date.now(), bytes }, id);
-    await committed(t);
-    await evict(d, id);
-    return true;
-  } catch {
-    return false;
-  }
+  const id = [scope, api, agent, convo];
+  const d = await db();
+  const t = d.transaction(STORES, "readwrite");
+  const rows = t.objectStore("rows");
+  frames.forEach((f, i) => rows.put(f, [...id, at + i]));
+  t.objectStore("convos").put({ used: Date.now(), bytes }, id);
+  await committed(t);
+  await evict(d, id);
 }
 
 /**
@@ -203,13 +191,11 @@ async function evict(d, keep) {
  * @param {string} scope
  */
 export async function cacheDrop(api, agent, convo, scope) {
-  try {
-    const id = [scope, api, agent, convo];
-    const t = (await db()).transaction(STORES, "readwrite");
-    t.objectStore("rows").delete(rowsOf(id));
-    t.objectStore("convos").delete(id);
-    await committed(t);
-  } catch {}
+  const id = [scope, api, agent, convo];
+  const t = (await db()).transaction(STORES, "readwrite");
+  t.objectStore("rows").delete(rowsOf(id));
+  t.objectStore("convos").delete(id);
+  await committed(t);
 }
 
 /** This tab's id (see `tabId`). @type {string | undefined} */
@@ -239,32 +225,27 @@ function tabId() {
 
 /**
  * Keeps this tab's outbox under `scope` (as the core stores it in
- * `sessionStorage`; `json` undefined: removes it). False when it fails.
+ * `sessionStorage`; `json` undefined: removes it). Rejects when it fails.
  * @param {string} api
  * @param {string} agent
  * @param {string} convo
  * @param {string} scope
  * @param {string | undefined} json
- * @returns {Promise<boolean>}
  */
 export async function keepOutbox(api, agent, convo, scope, json) {
-  try {
-    const id = [api, agent, convo, tabId(), scope];
-    const t = (await db()).transaction("outboxes", "readwrite");
-    if (json === undefined) t.objectStore("outboxes").delete(id);
-    else t.objectStore("outboxes").put(json, id);
-    await committed(t);
-    return true;
-  } catch {
-    return false;
-  }
+  const id = [api, agent, convo, tabId(), scope];
+  const t = (await db()).transaction("outboxes", "readwrite");
+  if (json === undefined) t.objectStore("outboxes").delete(id);
+  else t.objectStore("outboxes").put(json, id);
+  await committed(t);
 }
 
 /**
  * The outboxes closed tabs left under `scope` for this convo, each taken
  * (deleted) under its tab's lock, so that one page only claims it. None
  * without Web Locks (a closed tab can not be told from an open one) or
- * storage.
+ * storage; a failure midway returns what was taken so far (it is deleted:
+ * only this page has it).
  * @param {string} api
  * @param {string} agent
  * @param {string} convo
@@ -315,18 +296,16 @@ export const MAX_FILES = 50 << 20;
  * @param {Blob[]} files
  */
 export async function keepFiles(api, agent, convo, key, files) {
-  try {
-    const size = files.reduce((n, f) => n + f.size, 0);
-    if (size > MAX_SEND_FILES) return;
-    const t = (await db()).transaction("files", "readwrite");
-    const store = t.objectStore("files");
-    const all = store.getAll();
-    all.onsuccess = () => {
-      const kept = all.result.flat().reduce((n, f) => n + f.size, 0);
-      if (kept + size <= MAX_FILES) store.put(files, [api, agent, convo, key]);
-    };
-    await committed(t);
-  } catch {}
+  const size = files.reduce((n, f) => n + f.size, 0);
+  if (size > MAX_SEND_FILES) return;
+  const t = (await db()).transaction("files", "readwrite");
+  const store = t.objectStore("files");
+  const all = store.getAll();
+  all.onsuccess = () => {
+    const kept = all.result.flat().reduce((n, f) => n + f.size, 0);
+    if (kept + size <= MAX_FILES) store.put(files, [api, agent, convo, key]);
+  };
+  await committed(t);
 }
 
 /**
@@ -337,11 +316,9 @@ export async function keepFiles(api, agent, convo, key, files) {
  * @param {string} key
  */
 export async function dropFiles(api, agent, convo, key) {
-  try {
-    const t = (await db()).transaction("files", "readwrite");
-    t.objectStore("files").delete([api, agent, convo, key]);
-    await committed(t);
-  } catch {}
+  const t = (await db()).transaction("files", "readwrite");
+  t.objectStore("files").delete([api, agent, convo, key]);
+  await committed(t);
 }
 
 /**
@@ -353,12 +330,8 @@ export async function dropFiles(api, agent, convo, key) {
  * @returns {Promise<Blob[] | undefined>}
  */
 export async function loadFiles(api, agent, convo, key) {
-  try {
-    const files = await result((await db()).transaction("files").objectStore("files").get([api, agent, convo, key]));
-    return Array.isArray(files) && files.every((f) => f instanceof Blob) ? files : undefined;
-  } catch {
-    return undefined;
-  }
+  const files = await result((await db()).transaction("files").objectStore("files").get([api, agent, convo, key]));
+  return Array.isArray(files) && files.every((f) => f instanceof Blob) ? files : undefined;
 }
 
 /** Closes this page's connection (before `clearLocalData()` deletes the database). */

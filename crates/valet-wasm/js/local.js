@@ -3,7 +3,8 @@
 // `clearLocalData()` removes. Imported by src/convo.rs and src/client.rs
 // (`#[wasm_bindgen(module = "/js/local.js")]`). The IndexedDB code is in
 // idb.js, imported on first use: only with `persist: "local"` (each call
-// below is made only then, but `clearLocalData()`).
+// below is made only then, but `clearLocalData()`). What a failure (of the
+// import, or of storage) comes to is decided here, once per call.
 
 /** Bumped by `clearLocalData()`: convos opened before it store nothing more (the glue checks). */
 let generation = 0;
@@ -38,7 +39,7 @@ export const cacheGeneration = () => generation;
  * @param {string} scope
  * @returns {Promise<string[] | string>}
  */
-export const cacheLoad = (api, agent, convo, scope) => idb().then((m) => m.cacheLoad(api, agent, convo, scope), String);
+export const cacheLoad = (api, agent, convo, scope) => idb().then((m) => m.cacheLoad(api, agent, convo, scope)).catch(String);
 
 /**
  * Writes frames from row `at` on: false when it fails.
@@ -52,7 +53,7 @@ export const cacheLoad = (api, agent, convo, scope) => idb().then((m) => m.cache
  * @returns {Promise<boolean>}
  */
 export const cacheAppend = (api, agent, convo, scope, at, frames, bytes) =>
-  idb().then((m) => m.cacheAppend(api, agent, convo, scope, at, frames, bytes), () => false);
+  idb().then((m) => m.cacheAppend(api, agent, convo, scope, at, frames, bytes)).then(() => true, () => false);
 
 /**
  * Deletes a convo's local history.
@@ -61,7 +62,7 @@ export const cacheAppend = (api, agent, convo, scope, at, frames, bytes) =>
  * @param {string} convo
  * @param {string} scope
  */
-export const cacheDrop = (api, agent, convo, scope) => void idb().then((m) => m.cacheDrop(api, agent, convo, scope), () => {});
+export const cacheDrop = (api, agent, convo, scope) => void idb().then((m) => m.cacheDrop(api, agent, convo, scope)).catch(() => {});
 
 /**
  * Keeps this tab's outbox in IndexedDB too: false when it fails.
@@ -72,7 +73,7 @@ export const cacheDrop = (api, agent, convo, scope) => void idb().then((m) => m.
  * @param {string | undefined} json
  * @returns {Promise<boolean>}
  */
-export const keepOutbox = (api, agent, convo, scope, json) => idb().then((m) => m.keepOutbox(api, agent, convo, scope, json), () => false);
+export const keepOutbox = (api, agent, convo, scope, json) => idb().then((m) => m.keepOutbox(api, agent, convo, scope, json)).then(() => true, () => false);
 
 /**
  * The outboxes the user's closed tabs left, claimed for this page.
@@ -82,7 +83,7 @@ export const keepOutbox = (api, agent, convo, scope, json) => idb().then((m) => 
  * @param {string} scope
  * @returns {Promise<string[]>}
  */
-export const claimOutboxes = (api, agent, convo, scope) => idb().then((m) => m.claimOutboxes(api, agent, convo, scope), () => []);
+export const claimOutboxes = (api, agent, convo, scope) => idb().then((m) => m.claimOutboxes(api, agent, convo, scope)).catch(() => []);
 
 /**
  * Keeps a send's files under its idempotency key (within the caps).
@@ -92,7 +93,7 @@ export const claimOutboxes = (api, agent, convo, scope) => idb().then((m) => m.c
  * @param {string} key
  * @param {Blob[]} files
  */
-export const keepFiles = (api, agent, convo, key, files) => void idb().then((m) => m.keepFiles(api, agent, convo, key, files), () => {});
+export const keepFiles = (api, agent, convo, key, files) => void idb().then((m) => m.keepFiles(api, agent, convo, key, files)).catch(() => {});
 
 /**
  * Deletes the files kept under a send's key.
@@ -101,7 +102,7 @@ export const keepFiles = (api, agent, convo, key, files) => void idb().then((m) 
  * @param {string} convo
  * @param {string} key
  */
-export const dropFiles = (api, agent, convo, key) => void idb().then((m) => m.dropFiles(api, agent, convo, key), () => {});
+export const dropFiles = (api, agent, convo, key) => void idb().then((m) => m.dropFiles(api, agent, convo, key)).catch(() => {});
 
 /**
  * The files kept under a send's key, or undefined.
@@ -111,7 +112,7 @@ export const dropFiles = (api, agent, convo, key) => void idb().then((m) => m.dr
  * @param {string} key
  * @returns {Promise<Blob[] | undefined>}
  */
-export const loadFiles = (api, agent, convo, key) => idb().then((m) => m.loadFiles(api, agent, convo, key), () => undefined);
+export const loadFiles = (api, agent, convo, key) => idb().then((m) => m.loadFiles(api, agent, convo, key)).catch(() => undefined);
 
 /** Removes the SDK's keys of this tab's `sessionStorage` (outboxes, resume points, the tab's id). */
 function clearSession() {
