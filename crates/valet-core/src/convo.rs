@@ -382,8 +382,11 @@ pub struct ConvoMachine {
     now_ms: u64,
     history_loaded: bool,
     metrics: ConvoMetrics,
-    /// Until passed: what an earlier page of this tab delivered.
+    /// Until the first history is in: what an earlier page of this tab
+    /// delivered.
     resumed_until: Option<ResumePoint>,
+    /// A message past `resumed_until` was delivered.
+    resume_passed: bool,
     /// The last message delivered (for the resume point).
     last_delivered: Option<(String, Option<u64>)>,
     last_persist_ms: u64,
@@ -504,6 +507,7 @@ impl ConvoMachine {
             history_loaded: false,
             metrics: ConvoMetrics::default(),
             resumed_until,
+            resume_passed: false,
             last_delivered,
             last_persist_ms: 0,
             relaying,
@@ -896,19 +900,22 @@ impl ConvoMachine {
             return;
         }
         for d in delivered.iter_mut() {
-            if let Some(until) = &self.resumed_until {
+            let Some(until) = &self.resumed_until else { break };
+            let passed = match (d.message.seq, until.seq) {
+                (Some(seq), Some(last)) => seq > last,
+                _ => self.resume_passed,
+            };
+            if passed {
+                // It came while the tab was away: new to the user, live
+                // whether the stream's replay or the history brings it
+                // (the local history's rows say where they are from).
+                self.resume_passed = true;
+                d.from_reconcile = d.from_cache;
+            } else {
                 // An earlier page of this tab delivered it: history, never live again.
-                let passed = match (d.message.seq, until.seq) {
-                    (Some(seq), Some(last)) => seq > last,
-                    _ => false,
-                };
-                if passed {
-                    self.resumed_until = None;
-                } else {
-                    d.from_reconcile = true;
-                    if until.id.as_deref() == Some(d.message.id.as_str()) {
-                        self.resumed_until = None;
-                    }
+                d.from_reconcile = true;
+                if until.id.as_deref() == Some(d.message.id.as_str()) {
+                    self.resume_passed = true;
                 }
             }
         }

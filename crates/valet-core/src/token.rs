@@ -14,6 +14,10 @@
 //!   including a retry after a 401 (the JS SDK's defect 3).
 //! - A token the server rejected (401, `auth_expiring`) is never used again:
 //!   if `fetchJwt` hands it back, that is an `auth` error, not a loop (defect 2).
+//!   Nor is a token that expires no later than it (one another tab told
+//!   in the same second, say): the server said the refused one is expiring,
+//!   or judged it by a clock that a token as old fails as well; the
+//!   replacement must be newer ([`TokenManager::refused`]).
 //! - `fetchJwt` rejecting with a `ValetError` of code `auth` is the app
 //!   saying "this user is signed out": an `auth` error, which stops what
 //!   asked for the token ([`FetchFailure::SignedOut`]). Anything else may
@@ -337,6 +341,9 @@ pub struct TokenManager {
     held: Option<Held>,
     last: Option<Last>,
     rejected: Vec<String>,
+    /// The `exp` (server time) of the latest token this tab's requests
+    /// were refused: no token expiring at or before it is used or taken.
+    refused_exp_ms: u64,
     in_flight: bool,
     clock: ServerClock,
 }
@@ -350,7 +357,7 @@ impl Default for TokenManager {
 impl TokenManager {
     /// No token yet.
     pub fn new() -> Self {
-        TokenManager { held: None, last: None, rejected: Vec::new(), in_flight: false, clock: ServerClock::default() }
+        TokenManager { held: None, last: None, rejected: Vec::new(), refused_exp_ms: 0, in_flight: false, clock: ServerClock::default() }
     }
 
     /// An answer's `Date` (Unix ms) read at the device's `now_ms`. Returns
@@ -417,6 +424,21 @@ impl TokenManager {
         true
     }
 
+    /// The server refused `token`, expiring at `exp_ms` (server time, when
+    /// it can be read), to a request of this tab: it is never used again
+    /// ([`TokenManager::reject`]), and neither is a token that expires no
+    /// later (the held one, one another tab tells): its replacement must
+    /// be newer. Returns whether the token itself was news.
+    pub fn refused(&mut self, token: &str, exp_ms: Option<u64>) -> bool {
+        if let Some(exp_ms) = exp_ms {
+            self.refused_exp_ms = self.refused_exp_ms.max(exp_ms);
+            if self.held.as_ref().is_some_and(|h| h.exp_ms <= exp_ms) {
+                self.held = None;
+            }
+        }
+        self.reject(token)
+    }
+
     /// The name, among the tabs, of the token to replace now (the held
     /// one, or the last one held): hashes of its identity and of the token.
     /// Tabs that must replace the same token ask for the same lock; `None`
@@ -461,6 +483,7 @@ impl TokenManager {
         };
         if claims.identity != last.identity
             || self.rejected.iter().any(|r| r == jwt)
+            || exp_ms <= self.refused_exp_ms
             || (self.clock.known() && exp_ms <= self.clock.to_server(now_ms))
         {
             return Heard::Ignored;
@@ -783,6 +806,31 @@ mod tests {
         let fresh = user_jwt(t0 / 1000 + 600, "u1") + "x";
         assert!(m.adopt(t0, &fresh, &claims(&fresh)));
         assert_eq!(m.lock_granted(t0, &key), TokenStep::Use(fresh), "replaced while waiting for the lock");
+    }
+
+    /// A request refused its token while the tab holds another (told by a
+    /// tab that fetched in the same second): one as old is no replacement.
+    #[test]
+    fn a_refused_token_is_replaced_by_a_newer_one_only() {
+        let t0 = 1_800_000_000_000;
+        let exp = t0 / 1000 + 600;
+        let claims = |t: &str| claims_of(t).unwrap();
+        let mut m = TokenManager::new();
+        m.request(t0, None);
+        let streamed = user_jwt(exp, "u1") + "b";
+        m.fetched(t0, Ok(streamed.clone())).unwrap();
+        let twin = user_jwt(exp, "u1") + "a";
+        assert!(m.adopt(t0, &twin, &claims(&twin)), "as new, first in byte order: the tabs agree on it");
+        assert!(m.refused(&streamed, Some(exp * 1000)));
+        assert_eq!(m.request(t0, None), TokenStep::Fetch, "the twin expires as soon: not used");
+        let older = user_jwt(exp - 60, "u1");
+        assert!(!m.adopt(t0, &twin, &claims(&twin)) && !m.adopt(t0, &older, &claims(&older)), "nor taken when told");
+        let newer = user_jwt(exp + 1, "u1");
+        assert!(m.adopt(t0, &newer, &claims(&newer)));
+        assert_eq!(m.request(t0, None), TokenStep::Use(newer.clone()));
+        // A newer token held is kept when an older one is refused.
+        assert!(m.refused(&twin, Some(exp * 1000)));
+        assert_eq!(m.request(t0, None), TokenStep::Use(newer));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! Decisions:
 //! - One `fetchJwt` call for every concurrent request (single flight); a
 //!   token the server refused is never handed out again, and the other
-//!   tabs are told of it.
+//!   tabs are told of it; nor is one that expires no later than it.
 //! - Tabs share tokens: a token that must be replaced is fetched under a
 //!   Web Lock named after it ([`TokenManager::share_key`]), so one tab
 //!   fetches while the others wait for the token it tells on the channel.
@@ -174,7 +174,8 @@ impl TokenSource {
         match input {
             TokenInput::Get { id, reject } => {
                 if let Some(bad) = reject {
-                    if self.manager.reject(&bad) {
+                    let exp_ms = (self.claims_of)(&bad).ok().and_then(|c| c.exp).and_then(|e| u64::try_from(e).ok()).map(|e| e.saturating_mul(1000));
+                    if self.manager.refused(&bad, exp_ms) {
                         self.out.push(TokenAction::Post(TokenMessage::Rejected(bad).to_json()));
                     }
                 }

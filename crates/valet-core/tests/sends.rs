@@ -425,6 +425,47 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
     assert_eq!(persisted, Some(ResumePoint { id: Some("m3".into()), seq: Some(3), event_id: Some("3".into()) }));
 }
 
+/// What came while the tab was away is new to the user however it comes:
+/// here the history asked for with the stream answers before the stream
+/// replays anything, with and without `seq`.
+#[test]
+fn a_resumed_tab_delivers_what_came_during_the_reload_live_when_the_history_brings_it() {
+    use valet_core::convo::ResumePoint;
+    for with_seq in [true, false] {
+        let mut cfg = ConvoConfig::new("agent", "convo");
+        cfg.resume = Some(ResumePoint { id: Some("m2".into()), seq: with_seq.then_some(2), event_id: Some("2".into()) });
+        let mut m = ConvoMachine::new(cfg, 1);
+        let out = m.handle(1, Input::Start);
+        let early = out
+            .iter()
+            .find_map(|x| match x {
+                Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
+                _ => None,
+            })
+            .expect("the history is asked for with the stream");
+        m.handle(2, Input::Token { purpose: TokenFor::Reconcile(early), token: "t".into() });
+        let seq = |s: u64| if with_seq { format!(",\"seq\":{s}") } else { String::new() };
+        let hist: Vec<String> = (1..=4)
+            .map(|s| format!("{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[]{}}}", seq(s)))
+            .collect();
+        let out = m.handle(3, Input::ReconcileDone { req: early, status: 200, body: format!("{{\"messages\":[{}]}}", hist.join(",")) });
+        let delivered: Vec<(String, bool)> = out
+            .iter()
+            .flat_map(|x| match x {
+                Action::Emit { event: EventName::Message, payload } => vec![serde_json::from_str::<Value>(payload).unwrap()],
+                Action::EmitMany { event: EventName::Message, json_array, .. } => serde_json::from_str::<Vec<Value>>(json_array).unwrap(),
+                _ => vec![],
+            })
+            .map(|v| (v["message"]["id"].as_str().unwrap().to_owned(), v["from_reconcile"] == true))
+            .collect();
+        assert_eq!(
+            delivered,
+            vec![("m1".into(), true), ("m2".into(), true), ("m3".into(), false), ("m4".into(), false)],
+            "the earlier page had m1 and m2; m3 and m4 came during the reload (seq: {with_seq})"
+        );
+    }
+}
+
 /// A send made while `fetchJwt` fails (the device offline at the opening)
 /// waits in the outbox for as long as the failures may pass, and goes out
 /// once, with its key, when a token comes; the app's "signed out" (`auth`)

@@ -89,6 +89,24 @@ fn a_token_told_by_another_tab_ends_the_wait_for_the_lock() {
     assert!(s.handle(T0 + 160, TokenInput::Heard("garbage".into())).is_empty());
 }
 
+/// The stream's token refused (`auth_expiring`) while the tab holds
+/// another tab's token of the same second: a new one is fetched, and one
+/// told as old does not end the wait.
+#[test]
+fn a_refused_token_is_not_replaced_by_one_as_old() {
+    let (mut s, a) = with_first_token();
+    let twin = jwt(T0 / 1000 + 900, "0");
+    assert!(twin < a, "first in byte order");
+    s.handle(T0 + 10, TokenInput::Heard(TokenMessage::Token(twin.clone()).to_json()));
+    assert_eq!(settled(&s.handle(T0 + 20, get(2, None))), [(2, Ok(twin.clone()))], "the tabs agree on the twin");
+    let out = s.handle(T0 + 100, get(3, Some(&a)));
+    assert!(settled(&out).is_empty() && lock_request(&out).is_some(), "the twin is as old: a new one is fetched");
+    assert!(settled(&s.handle(T0 + 150, TokenInput::Heard(TokenMessage::Token(twin).to_json()))).is_empty());
+    let b = jwt(T0 / 1000 + 1000, "b");
+    let out = s.handle(T0 + 200, TokenInput::Heard(TokenMessage::Token(b.clone()).to_json()));
+    assert_eq!(settled(&out), [(3, Ok(b))]);
+}
+
 #[test]
 fn a_tab_with_the_better_token_tells_it_back() {
     let (mut s, a) = with_first_token();
