@@ -249,7 +249,7 @@ test-browser: server wasm demo-site examples setup-npm setup-chromium
 # that survive a reload in both,
 # the short chaos run in Firefox.
 # What needs Chromium's DevTools (crash, debugger freeze) is skipped there.
-ENGINE_TESTS := browser/quickstart.test.mjs browser/tabs.test.mjs browser/tokens.test.mjs browser/mock.test.mjs browser/outbox.test.mjs browser/persist.test.mjs
+ENGINE_TESTS := browser/quickstart.test.mjs browser/tabs.test.mjs browser/tokens.test.mjs browser/mock.test.mjs browser/outbox.test.mjs browser/persist.test.mjs browser/element.test.mjs
 test-engines: server wasm setup-npm setup-engines
 	cd tests && VALET_BROWSER=firefox node --test --test-concurrency=1 $(ENGINE_TESTS) browser/chaos.test.mjs
 	cd tests && VALET_BROWSER=webkit node --test --test-concurrency=1 $(ENGINE_TESTS)

@@ -1,9 +1,11 @@
-//! Dev-mode endpoints: `POST /dev/jwt` plays the customer backend,
+//! Dev-mode endpoints: `POST /dev/jwt` plays the customer backend (and
+//! `GET /dev/jwt` one that knows its user by a session cookie),
 //! `GET /dev/stats` reads counters, `/dev/admin/*` (its own secret) injects
 //! faults and drives convos for tests.
 
-use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{Query, Request, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,6 +37,48 @@ pub struct JwtRequest {
 
 /// `POST /dev/jwt`: a token for the dev company, as a customer backend mints it.
 pub async fn mint_jwt(State(state): State<AppState>, ApiJson(req): ApiJson<JwtRequest>) -> Result<Response, ApiError> {
+    Ok(Json(token_for(&state, req)?).into_response())
+}
+
+/// The cookie that names the user of `GET /dev/jwt`.
+const USER_COOKIE: &str = "valet_dev_user";
+
+/// Query of `GET /dev/jwt`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionJwt {
+    /// The appuser, instead of the cookie's.
+    #[serde(default)]
+    pub source_key: Option<String>,
+}
+
+/// `GET /dev/jwt`: a token for the user a session cookie names, as an
+/// app's own backend answers a signed-in page (what `<valet-chat jwt-url>`
+/// calls). A browser without the cookie gets a new anonymous user, kept a
+/// year; `?source_key=` names one instead.
+pub async fn session_jwt(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<SessionJwt>) -> Result<Response, ApiError> {
+    let cookie = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(USER_COOKIE)?.strip_prefix('='))
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_owned);
+    let new_user = q.source_key.is_none() && cookie.is_none();
+    let source_key = q.source_key.or(cookie).unwrap_or_else(|| format!("dev-{}", uuid::Uuid::new_v4()));
+    let body = token_for(&state, JwtRequest { source_key: source_key.clone(), ttl_seconds: None, agent_id: None })?;
+    let mut res = Json(body).into_response();
+    res.headers_mut().insert(CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    if new_user {
+        let cookie = format!("{USER_COOKIE}={source_key}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+            res.headers_mut().insert(SET_COOKIE, v);
+        }
+    }
+    Ok(res)
+}
+
+fn token_for(state: &AppState, req: JwtRequest) -> Result<serde_json::Value, ApiError> {
     let company = &state.config.companies[0];
     let agent_id = req.agent_id.unwrap_or_else(|| company.agents[0].clone());
     if req.source_key.is_empty() {
@@ -54,7 +98,7 @@ pub async fn mint_jwt(State(state): State<AppState>, ApiJson(req): ApiJson<JwtRe
         nbf: None,
     };
     let token = mint(&company.secret, &claims);
-    Ok(Json(serde_json::json!({"token": token, "agent_id": agent_id, "expires_at": claims.exp})).into_response())
+    Ok(serde_json::json!({"token": token, "agent_id": agent_id, "expires_at": claims.exp}))
 }
 
 /// `GET /dev/stats`.
@@ -193,5 +237,5 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/convos/{id}/state", post(set_convo_state))
         .route("/convos/{id}/messages", post(inject_message))
         .layer(axum::middleware::from_fn_with_state(state, require_admin));
-    Router::new().route("/jwt", post(mint_jwt)).route("/stats", get(stats)).nest("/admin", admin)
+    Router::new().route("/jwt", post(mint_jwt).get(session_jwt)).route("/stats", get(stats)).nest("/admin", admin)
 }

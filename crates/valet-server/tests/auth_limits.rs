@@ -184,6 +184,31 @@ async fn dev_jwt_mints_working_tokens_and_admin_needs_its_secret() {
     assert_eq!(code_of(res).await, (StatusCode::BAD_REQUEST, "invalid_fault".into()));
 }
 
+/// `GET /dev/jwt` plays a backend with a session cookie: a new browser
+/// gets a user and keeps it; another cookie is another user.
+#[tokio::test]
+async fn dev_jwt_get_knows_the_user_by_a_cookie() {
+    let s = Server::start().await;
+    let user_of = |v: &Value| valet_core::token::read_claims(v["token"].as_str().unwrap()).unwrap().source_key.unwrap();
+    let res = s.http.get(s.url("/dev/jwt")).send().await.unwrap();
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/"), "{cookie}");
+    let first: Value = res.json().await.unwrap();
+    let user = user_of(&first);
+    assert!(user.starts_with("dev-") && cookie.starts_with(&format!("valet_dev_user={user};")), "{user} {cookie}");
+    s.session(first["token"].as_str().unwrap()).await;
+    let again = s.http.get(s.url("/dev/jwt")).header("cookie", format!("a=b; valet_dev_user={user}")).send().await.unwrap();
+    assert!(again.headers().get("set-cookie").is_none(), "a known user keeps its cookie");
+    assert_eq!(user_of(&again.json().await.unwrap()), user);
+    let named: Value = s.http.get(s.url("/dev/jwt?source_key=u-7")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(user_of(&named), "u-7");
+    // A cookie that could not be a user is a new user, not an error.
+    let junk = s.http.get(s.url("/dev/jwt")).header("cookie", "valet_dev_user=<x>").send().await.unwrap();
+    assert!(junk.headers().get("set-cookie").is_some());
+    assert_ne!(user_of(&junk.json().await.unwrap()), "<x>");
+}
+
 #[tokio::test]
 async fn without_dev_mode_there_are_no_dev_endpoints() {
     let s = Server::with(|c| c.dev = false).await;
