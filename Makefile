@@ -279,7 +279,7 @@ test-docs: docs
 	@grep -q "openConvo" target/docs/js/classes/index.ValetClient.html
 	@grep -q "events" target/docs/js/classes/index.Convo.html
 	@grep -q "Embed a chat with a Valet AI agent" target/docs/js/index.html || { echo "docs: the landing page is not the README"; exit 1; }
-	@for m in index store react vue testing; do grep -q 'tsd-comment' target/docs/js/modules/$$m.html || { echo "docs: module $$m has no description"; exit 1; }; done
+	@for m in index store react vue element testing; do grep -q 'tsd-comment' target/docs/js/modules/$$m.html || { echo "docs: module $$m has no description"; exit 1; }; done
 	@! grep -rlE 'setErrorClass|initSync|notOpen|resolveConvoSpec|specOpener' target/docs/js || { echo "docs: internal functions are listed as API"; exit 1; }
 	@echo "docs: the reference is complete"
 

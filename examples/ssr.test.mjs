@@ -20,6 +20,10 @@ test("every entry point imports in Node, without window", async () => {
   const store = await import("@valet.red/sdk/store");
   const react = await import("@valet.red/sdk/react");
   const vue = await import("@valet.red/sdk/vue");
+  // The element's module defines nothing where there is no DOM, and throws nothing.
+  const element = await import("@valet.red/sdk/element");
+  assert.equal(typeof element.ValetChatElement, "function");
+  assert.equal(typeof globalThis.customElements, "undefined");
   assert.equal(typeof sdk.ValetClient, "function");
   assert.equal(typeof sdk.createConvoStore, "function");
   assert.equal(typeof store.retainConvoStore, "function");

@@ -25,6 +25,7 @@ const rows = [
   ["@valet.red/sdk/store (store.js)", read("store.js")],
   ["@valet.red/sdk/react (react.js)", read("react.js")],
   ["@valet.red/sdk/vue (vue.js)", read("vue.js")],
+  ["@valet.red/sdk/element (element.js)", read("element.js")],
   ["@valet.red/sdk/testing (testing.js; tests only)", read("testing.js")],
   ['persist: "local" (idb.js; loaded on use)', Buffer.concat(lazy)],
 ];

@@ -148,6 +148,7 @@ test("the demo page: a conversation, a reconnect, a second tab, on a phone", asy
   // On a desktop too.
   await page.setViewportSize({ width: 1280, height: 800 });
   await page.screenshot({ path: join(ROOT, "target/demo-desktop.png") });
+  await page.locator("valet-chat").screenshot({ path: join(ROOT, "target/demo-element.png") }); // docs/element.png
 
   // Resolved: the server's words show, and the input is closed, with a way on.
   await type(page, "/resolve");

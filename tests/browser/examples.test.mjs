@@ -139,6 +139,38 @@ test("React (Vite production build): one stream, closed on unmount", async () =>
   await page.close();
 });
 
+// The same element in each framework as a plain element, its client set
+// as a property by the framework.
+for (const [name, dir, greeting] of [
+  ["React 19 under Strict Mode", "react/dist", "Hi from a React app!"],
+  ["Vue 3", "vue/dist", "Hi from a Vue app!"],
+  ["Svelte 5", "svelte/dist", "Hi from a Svelte app!"],
+]) {
+  test(`${name}: <valet-chat> as a plain element opens one convo and one stream, closed on unmount`, async () => {
+    const origin = await serve(dir);
+    await server.waitStats("no stream left from an earlier example", (s) => s.live_streams === 0);
+    const start = await server.stats();
+    sessionsBefore = start.requests.sessions ?? 0;
+    const { page, errors } = await openPage(`${origin}/element.html?api=${server.base}`);
+    await page.waitForSelector("valet-chat[data-status=connected]", { timeout: LIVENESS_MS });
+    // The shadow root's controls, as a person finds them.
+    assert.equal(await page.locator("valet-chat .greeting").innerText(), greeting);
+    await converse(page, `hello from the element in ${name}`);
+    const stats = await server.stats();
+    assert.equal(stats.streams_opened_total - start.streams_opened_total, 1, "one stream (in React: through Strict Mode's double effects)");
+    assert.equal(await sessionsStarted(), 1, "one convo started");
+    await page.getByRole("button", { name: "Hide chat" }).click();
+    await server.waitStats("the stream closed on unmount", (s) => s.live_streams === 0);
+    await page.getByRole("button", { name: "Show chat" }).click();
+    await page.waitForSelector("valet-chat[data-status=connected]", { timeout: LIVENESS_MS });
+    await page.waitForFunction(() => document.querySelector("valet-chat").shadowRoot.querySelectorAll("li[data-key]").length === 2);
+    assert.equal(await sessionsStarted(), 1, "shown again: the user's open convo, not a new one");
+    assert.equal((await server.stats()).streams_opened_total - start.streams_opened_total, 2, "one stream per mount");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+}
+
 const HINTED = [
   ["no bundler", ".", "/vanilla.html"],
   ["React (Vite)", "react/dist", "/"],

@@ -1,0 +1,4 @@
+import { mount } from "svelte";
+import Element from "./Element.svelte";
+
+mount(Element, { target: document.getElementById("app") });
