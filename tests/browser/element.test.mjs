@@ -116,8 +116,13 @@ async function axe(page, state) {
   assert.deepEqual(violations, [], `axe, ${state}`);
 }
 
-/** axe in light and dark, and a screenshot of each. */
-async function checkState(page, state) {
+/**
+ * axe in light and dark, and a screenshot of each; `tree`: what the
+ * accessibility tree must say in this state (patterns of its YAML).
+ */
+async function checkState(page, state, tree = []) {
+  const snapshot = await page.locator("valet-chat").ariaSnapshot();
+  for (const want of tree) assert.match(snapshot, want, `${state}: the accessibility tree`);
   for (const scheme of ["light", "dark"]) {
     await page.emulateMedia({ colorScheme: scheme });
     await axe(page, `${state}, ${scheme}`);
@@ -207,7 +212,7 @@ test("keyboard only: Enter sends, Shift+Enter is a new line, a refused send is r
   const failed = await page.evaluate(() => window.chat.shadowRoot.querySelector('li[data-status="failed"]').innerText);
   assert.match(failed, /Are you there\?/);
   assert.match(failed, /Not sent: /);
-  await checkState(page, "failed");
+  await checkState(page, "failed", [/listitem:[\s\S]*Are you there\?[\s\S]*Not sent[\s\S]*button "Retry"/]);
   // Shift+Tab from the send box: the attach button, then the Retry button.
   await page.keyboard.press("Shift+Tab");
   await page.keyboard.press("Shift+Tab");
@@ -219,6 +224,44 @@ test("keyboard only: Enter sends, Shift+Enter is a new line, a refused send is r
   assert.equal((await server.history(user, convoId)).filter((m) => m.content === "Are you there?").length, 1, "stored once");
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test("pending, typing, a reply being written: each state checked while it shows, nothing read out before the reply is whole", { skip: CHROMIUM_ONLY }, async () => {
+  // An agent slow enough to look at: it thinks 2.5 s, then writes a word every 150 ms.
+  const slow = await startServer(["--static-dir", site, "--agent-delay-ms", "2500", "--agent-token-ms", "150"]);
+  const page = await browser.context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  try {
+    await page.goto(`${slow.base}/chat.html?user=slow`);
+    await until(page, `chat.dataset.status === "connected"`);
+    // The send held on its way: pending.
+    let held;
+    await page.route("**/stream_message", (route) => (held = route));
+    const text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen";
+    await typeAndEnter(page, text);
+    await until(page, `root.querySelector('li.appuser[data-status="pending"]')`);
+    assert.match(await page.locator("valet-chat").ariaSnapshot(), /listitem:[\s\S]*one two three[\s\S]*Sending…/);
+    await checkState(page, "pending");
+    await eventually("the held send", () => held);
+    await held.continue();
+    await page.unroute("**/stream_message");
+    // The agent thinks: the typing line.
+    await until(page, `!root.querySelector(".typing").hidden`);
+    await checkState(page, "typing", [/Valet Dev Agent is thinking/]);
+    // It writes: the reply grows in place; nothing is announced yet.
+    await until(page, `root.querySelector('li.ai_agent[data-status="streaming"]')`);
+    assert.equal(await page.evaluate(() => window.chat.shadowRoot.querySelector(".announcer").childElementCount), 0);
+    await checkState(page, "streaming");
+    await until(page, `root.querySelector('li.ai_agent[data-status="sent"]')`);
+    assert.deepEqual(await page.evaluate(() => [...window.chat.shadowRoot.querySelector(".announcer").children].map((p) => p.textContent)), [
+      `Valet Dev Agent: ${replyTo(text)}`,
+    ]);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+    await slow.stop();
+  }
 });
 
 test("a hostile agent message renders inert: text, never HTML; links only http(s), opened apart", { skip: CHROMIUM_ONLY }, async () => {
@@ -297,7 +340,7 @@ test("states: reconnecting, escalated, closed with the server's text and a new c
   try {
     await until(page, `chat.dataset.status === "reconnecting"`);
     assert.equal((await status()).banner, "Connection lost. Reconnecting…");
-    await checkState(page, "reconnecting");
+    await checkState(page, "reconnecting", [/- status: Connection lost\. Reconnecting…/]);
   } finally {
     await server.restart();
   }
@@ -319,7 +362,7 @@ test("states: reconnecting, escalated, closed with the server's text and a new c
   await until(page, `root.querySelector("textarea").disabled`);
   s = await status();
   assert.ok(s.notice && !s.input && s.newConvo && s.error === null, JSON.stringify(s));
-  await checkState(page, "closed");
+  await checkState(page, "closed", [/- status: This conversation has been resolved/, /textbox "Message" \[disabled\]/, /button "Start a new conversation"/]);
   await page.locator("valet-chat").getByRole("button", { name: "Start a new conversation" }).click();
   await until(page, `chat.convoId !== arg && !root.querySelector("textarea").disabled && !root.querySelector(".empty").hidden`, first);
   assert.deepEqual(await bubbles(page), [], "a new, empty conversation");
@@ -331,7 +374,7 @@ test("states: reconnecting, escalated, closed with the server's text and a new c
   await until(page, `chat.store?.getState().cannotSend?.reason === "locked_out"`);
   s = await status();
   assert.ok(s.notice && !s.input && !s.newConvo, JSON.stringify(s));
-  await checkState(page, "locked-out");
+  await checkState(page, "locked-out", [/- status: /, /textbox "Message" \[disabled\]/]);
   await page.close();
 
   // Signed out (the token endpoint answers 401): stopped, said in words, with Try again.
@@ -343,7 +386,7 @@ test("states: reconnecting, escalated, closed with the server's text and a new c
   }));
   assert.match(out.banner, /Disconnected\.\s+Try again/);
   assert.equal(out.error, "You are signed out of the chat.");
-  await checkState(signedOut.page, "signed-out");
+  await checkState(signedOut.page, "signed-out", [/- status:\s+- text: Disconnected\.\s+- button "Try again"/, /- alert: You are signed out of the chat\./]);
   await signedOut.page.close();
   assert.deepEqual([...errors, ...signedOut.errors], []);
 });
