@@ -66,6 +66,18 @@ fn settled(out: &[Action], id: u64) -> Option<Result<(), valet_core::error::Clie
     })
 }
 
+/// The messages `out` delivers: their ids, and whether each came as history.
+fn delivered_as(out: &[Action]) -> Vec<(String, bool)> {
+    out.iter()
+        .flat_map(|x| match x {
+            Action::Emit { event: EventName::Message, payload } => vec![serde_json::from_str::<Value>(payload).unwrap()],
+            Action::EmitMany { event: EventName::Message, json_array, .. } => serde_json::from_str::<Vec<Value>>(json_array).unwrap(),
+            _ => vec![],
+        })
+        .map(|v| (v["message"]["id"].as_str().unwrap().to_owned(), v["from_reconcile"] == true))
+        .collect()
+}
+
 fn reconnect_delay(out: &[Action]) -> Option<u64> {
     out.iter().find_map(|a| match a {
         Action::SetTimer { timer: Timer::Reconnect, delay_ms } => Some(*delay_ms),
@@ -402,15 +414,7 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
         .map(|s| format!("{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}"))
         .collect();
     let out = m.handle(7, Input::ReconcileDone { req, status: 200, body: format!("{{\"messages\":[{}]}}", hist.join(",")) });
-    let delivered: Vec<(String, bool)> = out
-        .iter()
-        .flat_map(|x| match x {
-            Action::Emit { event: EventName::Message, payload } => vec![serde_json::from_str::<Value>(payload).unwrap()],
-            Action::EmitMany { event: EventName::Message, json_array, .. } => serde_json::from_str::<Vec<Value>>(json_array).unwrap(),
-            _ => vec![],
-        })
-        .map(|v| (v["message"]["id"].as_str().unwrap().to_owned(), v["from_reconcile"] == true))
-        .collect();
+    let delivered = delivered_as(&out);
     assert_eq!(
         delivered,
         vec![("m1".into(), true), ("m2".into(), true), ("m3".into(), false)],
@@ -449,15 +453,7 @@ fn a_resumed_tab_delivers_what_came_during_the_reload_live_when_the_history_brin
             .map(|s| format!("{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[]{}}}", seq(s)))
             .collect();
         let out = m.handle(3, Input::ReconcileDone { req: early, status: 200, body: format!("{{\"messages\":[{}]}}", hist.join(",")) });
-        let delivered: Vec<(String, bool)> = out
-            .iter()
-            .flat_map(|x| match x {
-                Action::Emit { event: EventName::Message, payload } => vec![serde_json::from_str::<Value>(payload).unwrap()],
-                Action::EmitMany { event: EventName::Message, json_array, .. } => serde_json::from_str::<Vec<Value>>(json_array).unwrap(),
-                _ => vec![],
-            })
-            .map(|v| (v["message"]["id"].as_str().unwrap().to_owned(), v["from_reconcile"] == true))
-            .collect();
+        let delivered = delivered_as(&out);
         assert_eq!(
             delivered,
             vec![("m1".into(), true), ("m2".into(), true), ("m3".into(), false), ("m4".into(), false)],
