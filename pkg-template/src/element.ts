@@ -345,6 +345,8 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
   /** Why picked files were left out, while it is shown. */
   #fileProblem: string | null = null;
   #fresh = false;
+  /** The agent's name as its last message gave it (a reply being written has none yet). */
+  #agentName: string | null = null;
   #restart = false;
   #startTask = 0;
   #el: Record<string, HTMLElement>;
@@ -747,7 +749,7 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
     this.dataset.status = state.status;
     // The messages, each once, in order; a bubble keeps its element.
     if (!prev || prev.messages !== state.messages) this.#renderMessages(state.messages, prev);
-    el.empty.hidden = !(state.convoId && state.messages.length === 0 && state.status === "connected" && !this.greeting);
+    el.empty.hidden = !(state.convoId && state.messages.length === 0 && state.status === "connected" && state.canSend && !this.greeting);
     el.empty.textContent = s.empty;
     el.typing.hidden = !state.typing;
     el.typing.textContent = state.typing ? (state.typing.label ?? (state.typing.kind === "thinking" ? s.thinking : s.typing)) : "";
@@ -819,7 +821,8 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
     li.dataset.status = m.status;
     li.dataset.from = m.from;
     li.querySelector(".text")!.replaceChildren(...linkify(m.content));
-    const who = m.from === "appuser" ? s.you : (m.participant?.name ?? s.agent);
+    if (m.from === "ai_agent" && m.participant?.name) this.#agentName = m.participant.name;
+    const who = m.from === "appuser" ? s.you : (m.participant?.name ?? (m.from === "ai_agent" ? this.#agentName : null) ?? s.agent);
     const when =
       m.status === "pending" ? s.sending
       : m.status === "failed" ? `${s.notSent}: ${m.error ? describeError(m.error, s) : s.errorOther}`

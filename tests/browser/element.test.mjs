@@ -374,6 +374,7 @@ test("states: reconnecting, escalated, closed with the server's text and a new c
   await until(page, `chat.store?.getState().cannotSend?.reason === "locked_out"`);
   s = await status();
   assert.ok(s.notice && !s.input && !s.newConvo, JSON.stringify(s));
+  assert.ok(await page.evaluate(() => window.chat.shadowRoot.querySelector(".empty").hidden), "no invitation to write where one can't");
   await checkState(page, "locked-out", [/- status: /, /textbox "Message" \[disabled\]/]);
   await page.close();
 
