@@ -458,6 +458,15 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
   }
 
   connectedCallback(): void {
+    // Properties a page set before this module defined the element are
+    // the instance's own: take them through the setters.
+    for (const name of ["client", "fetchJwt", "strings", "greeting"] as const) {
+      if (Object.prototype.hasOwnProperty.call(this, name)) {
+        const value: unknown = this[name];
+        delete (this as Record<string, unknown>)[name];
+        (this as Record<string, unknown>)[name] = value;
+      }
+    }
     // A move in the DOM (or a framework's remount in the same task) keeps
     // the chat: the store is released a task later, and retained again.
     if (this.#release && this.#store) return;

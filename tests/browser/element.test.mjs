@@ -445,6 +445,27 @@ test("one element, one stream: moved in the page it keeps its convo; removed, it
   await page.close();
 });
 
+test("properties set before the element is defined (a framework rendering before the import) still apply", { skip: CHROMIUM_ONLY }, async () => {
+  const { page, user, errors } = await open();
+  await until(page, `chat.dataset.status === "connected"`);
+  // An element of another name, upgraded after its properties were set.
+  await page.evaluate(async (user) => {
+    const el = document.createElement("late-chat");
+    el.greeting = "set before the upgrade";
+    el.fetchJwt = () => fetch("/dev/jwt?source_key=" + encodeURIComponent(user)).then((r) => r.json()).then((j) => j.token);
+    el.setAttribute("agent-id", "00000000-0000-4000-8000-00000000a9e1");
+    el.setAttribute("base-url", "/");
+    el.id = "late";
+    document.body.append(el);
+    const { ValetChatElement } = await import("/sdk/element.js");
+    customElements.define("late-chat", class extends ValetChatElement {});
+  }, user);
+  await eventually("the late element connected", () => page.evaluate(() => document.getElementById("late").dataset.status === "connected"));
+  assert.equal(await page.evaluate(() => document.getElementById("late").shadowRoot.querySelector(".greeting").textContent), "set before the upgrade");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test("not set up: it says what it needs instead of failing silently", { skip: CHROMIUM_ONLY }, async () => {
   const { page } = await open();
   await page.evaluate(() => {
