@@ -217,6 +217,7 @@ test("keyboard only: Enter sends, Shift+Enter is a new line, a refused send is r
   await page.keyboard.press("Shift+Tab");
   await page.keyboard.press("Shift+Tab");
   assert.equal(await page.evaluate(() => window.chat.shadowRoot.activeElement?.textContent), "Retry");
+  assert.equal(await page.evaluate(() => getComputedStyle(window.chat.shadowRoot.activeElement).outlineStyle), "solid", "focus is visible");
   await page.keyboard.press("Enter");
   await until(page, `[...root.querySelectorAll("li.ai_agent")].some((li) => li.textContent.includes('You said: "Are you there?"'))`);
   const texts = (await bubbles(page)).map(([, s, t]) => `${s} ${t}`);
@@ -418,6 +419,12 @@ test("themable and translatable: custom properties, ::part(), strings; a phone a
   });
   assert.equal(side, "left");
   await axe(page, "translated, right to left");
+  // The typing dots move, unless the user asked for less motion.
+  const dots = () => page.evaluate(() => getComputedStyle(window.chat.shadowRoot.querySelector(".typing"), "::after").animationName);
+  assert.equal(await dots(), "valet-dots");
+  await page.emulateMedia({ reducedMotion: "reduce" });
+  assert.equal(await dots(), "none");
+  await page.emulateMedia({ reducedMotion: "no-preference" });
   for (const [name, width] of [["phone", 320], ["desktop", 1280]]) {
     await page.setViewportSize({ width, height: 720 });
     const fits = await page.evaluate(() => window.chat.shadowRoot.querySelector(".chat").scrollWidth <= window.chat.clientWidth + 1);
@@ -441,6 +448,25 @@ test("one element, one stream: moved in the page it keeps its convo; removed, it
   assert.equal((await server.stats()).streams_opened_total - opened, 1, "the move opened no stream");
   await page.evaluate(() => window.chat.remove());
   await server.waitStats("the stream closed", (s) => s.live_streams === 0);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("convo-id: set to another convo, the element shows that one (its history once), and sends go there", { skip: CHROMIUM_ONLY }, async () => {
+  const { page, user, errors } = await open();
+  await until(page, `chat.dataset.status === "connected"`);
+  const first = await page.evaluate(() => window.chat.convoId);
+  await typeAndEnter(page, "in the first");
+  await until(page, `root.querySelectorAll("li.ai_agent[data-status=sent]").length === 1`);
+  const second = await server.session(user);
+  await server.admin(`/convos/${second}/messages`, { content: "from a teammate", from: "human_agent" });
+  await page.evaluate((id) => (window.chat.convoId = id), second);
+  await until(page, `chat.convoId === arg && chat.dataset.status === "connected" && root.querySelectorAll("li[data-key]").length === 1`, second);
+  assert.deepEqual(await bubbles(page), [["human_agent", "sent", "from a teammate"]]);
+  await typeAndEnter(page, "in the second");
+  await until(page, `root.querySelectorAll("li.ai_agent[data-status=sent]").length === 1`);
+  assert.deepEqual((await server.history(user, second)).map((m) => m.content), ["from a teammate", "in the second", replyTo("in the second")]);
+  assert.deepEqual((await server.history(user, first)).map((m) => m.content), ["in the first", replyTo("in the first")]);
   assert.deepEqual(errors, []);
   await page.close();
 });
