@@ -23,6 +23,7 @@ import initWasm, { ValetClient as WasmClient, setErrorClass, type InitInput } fr
 import type { ConvoEvent, ConvoEventsOptions, ConvoSummary, OpenConvoOptions, StartSessionResult, ValetClientOptions } from "./wasm/valet_wasm.js";
 import { ValetError } from "./error.js";
 import { CONVO_EVENTS } from "./store.js";
+import { prefetchOpening, prefetchPlan, type PrefetchPlan } from "./prefetch.js";
 import { Convo as WasmConvo, type Convo } from "./wasm/valet_wasm.js";
 
 export type * from "./wasm/valet_wasm.js";
@@ -213,6 +214,10 @@ export class ValetClient {
   #pending: Promise<WasmClient> | undefined;
   /** Starts the first token's fetch while the wasm loads (see `#ready`). */
   #fetchEarly: (() => void) | undefined;
+  /** That token, while it is the answer to the client's first `fetchJwt()` call. */
+  #early: { token: Promise<unknown>; at: number } | undefined;
+  /** What a stream asked for while the wasm loads needs (see `prefetch.ts`). */
+  #plan: PrefetchPlan | null = null;
 
   constructor(options: ValetClientOptions) {
     if (loaded) {
@@ -225,19 +230,19 @@ export class ValetClient {
       if (typeof fetchJwt === "function") {
         // The token a first method call fetched while the wasm loaded is
         // the client's first `fetchJwt()` answer, if asked for in time.
-        let early: { token: Promise<unknown>; at: number } | undefined;
         this.#fetchEarly = () => {
           this.#fetchEarly = undefined;
           const token = Promise.resolve().then(() => fetchJwt());
           token.catch(() => {}); // the client's call reports it
-          early = { token, at: Date.now() };
+          this.#early = { token, at: Date.now() };
         };
         snapshot.fetchJwt = () => {
-          const e = early;
-          early = undefined;
+          const e = this.#early;
+          this.#early = undefined;
           this.#fetchEarly = undefined;
           return e && Date.now() - e.at < EARLY_TOKEN_MS ? e.token : fetchJwt();
         };
+        this.#plan = prefetchPlan(snapshot);
       }
       this.#pending = init().then(() => (this.#client = new WasmClient(snapshot)));
       this.#pending.catch(() => {}); // reported by the first method call
@@ -271,7 +276,17 @@ export class ValetClient {
    * with `convo.on(...)`; history arrives as `message` events.
    */
   async openConvo(options: OpenConvoOptions): Promise<Convo> {
-    return (await this.#ready()).openConvo(options);
+    const client = this.#ready();
+    // While the wasm loads, the stream and the history are asked for with
+    // the early token (a guess the convo takes if it makes those requests).
+    const convoId: unknown = options?.convoId;
+    const early = this.#early;
+    const drop = this.#plan && early && typeof convoId === "string" ? prefetchOpening(this.#plan, convoId, early.token, () => loaded) : undefined;
+    try {
+      return await (await client).openConvo(options);
+    } finally {
+      drop?.();
+    }
   }
 
   /** The user's convos with the agent, newest first. */

@@ -1,7 +1,9 @@
 // Startup: the npm package's entry calls the app's fetchJwt while its
 // WebAssembly is still downloading (the token's round trip off the critical
 // path), and that token is the one the client opens with: one call, not
-// two. A client that is only constructed fetches no token. Headless
+// two. openConvo asks for the stream and the history with it ahead, and
+// the convo takes them (a tab another tab leads asks for nothing; a guess
+// not taken is aborted). A client that is only constructed fetches no token. Headless
 // Chromium, the reference server, the package as built (pkg/), its wasm
 // held back by the test until it says so.
 import { after, before, test } from "node:test";
@@ -101,4 +103,98 @@ test("a client only constructed fetches no token", async (t) => {
   }, { base: server.base, AGENT });
   assert.equal(await p.evaluate(() => window.t.calls), 0);
   assert.equal(await p.evaluate(() => window.t.pkg.isLoaded()), true);
+});
+
+/** The server's counters now: streams opened, and requests per route. */
+async function counts() {
+  const s = await server.stats();
+  return { streams: s.streams_opened_total, events: s.requests.events ?? 0, history: s.requests.get_convo ?? 0, live: s.live_streams_by_convo };
+}
+
+/** Opens `convoId` in the page while its wasm is held (`options`: more client options); its messages in `t.messages`. */
+const openHeld = (p, convoId, options = {}) =>
+  p.evaluate(({ base, AGENT, convoId, options }) => {
+    const t = window.t;
+    t.client = new t.pkg.ValetClient({ agentId: AGENT, fetchJwt: t.fetchJwt, baseUrl: base, pauseOnHidden: false, ...options });
+    t.messages = [];
+    t.client.openConvo({ convoId }).then((c) => { t.convo = c; c.on("message", ({ message }) => t.messages.push(message)); }, (e) => { t.failed = e.code; });
+  }, { base: server.base, AGENT, convoId, options });
+
+test("openConvo while the wasm loads: the stream and the history are asked for with the early token, and the convo takes both", async (t) => {
+  const { p, release, wasmServed } = await page(t);
+  const sourceKey = `startup-${users}`;
+  const convoId = await server.session(sourceKey);
+  await server.admin(`/convos/${convoId}/messages`, { content: "from before", from: "human_agent" });
+  const before = await counts();
+  await openHeld(p, convoId);
+  // The stream is open on the server, and the history read, while the wasm is still held.
+  await server.waitStats("the stream asked for ahead", (s) => (s.live_streams_by_convo[convoId] ?? 0) === 1 && (s.requests.get_convo ?? 0) > before.history);
+  assert.equal(wasmServed(), false, "the wasm is still held");
+  release();
+  await p.waitForFunction(() => window.t.convo?.status === "connected" || window.t.failed, null, { timeout: 20_000 });
+  assert.equal(await p.evaluate(() => window.t.failed), undefined);
+  await p.waitForFunction(() => window.t.messages.length >= 1, null, { timeout: 20_000 });
+  await p.evaluate(() => window.t.convo.send("after a cold start"));
+  await p.waitForFunction(() => window.t.messages.some((m) => m.content === 'You said: "after a cold start"'), null, { timeout: 20_000 });
+  assert.deepEqual(await p.evaluate(() => window.t.messages.map((m) => m.content)), ["from before", "after a cold start", 'You said: "after a cold start"'], "each once, in order");
+  const now = await counts();
+  assert.equal(now.streams - before.streams, 1, "one stream: the one asked for ahead was taken");
+  assert.equal(now.events - before.events, 1);
+  assert.equal(now.live[convoId], 1);
+  assert.equal(await p.evaluate(() => window.t.calls), 1, "one fetchJwt call");
+});
+
+test("a tab whose convo another tab leads asks for nothing ahead; a guess not taken is aborted", async (t) => {
+  const leader = await page(t);
+  leader.release();
+  const sourceKey = `startup-${users}`;
+  const convoId = await server.session(sourceKey);
+  await leader.p.evaluate(({ base, AGENT, convoId, sourceKey }) => {
+    const t = window.t;
+    t.client = new t.pkg.ValetClient({ agentId: AGENT, fetchJwt: t.fetchJwt, baseUrl: base, pauseOnHidden: false });
+    return t.client.openConvo({ convoId }).then((c) => { t.convo = c; });
+  }, { base: server.base, AGENT, convoId, sourceKey });
+  await leader.p.waitForFunction(() => window.t.convo.status === "connected");
+  const before = await counts();
+  // A second tab of the same user and convo, its wasm held: it will follow.
+  const follower = await page(t);
+  await follower.p.evaluate(({ base, sourceKey }) => {
+    window.t.fetchJwt = async () => {
+      window.t.calls++;
+      const res = await fetch(`${base}/dev/jwt`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ source_key: sourceKey }) });
+      return (await res.json()).token;
+    };
+  }, { base: server.base, sourceKey });
+  await openHeld(follower.p, convoId);
+  await follower.p.waitForFunction(() => window.t.calls === 1);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await counts()).streams, before.streams, "no stream asked for ahead: another tab leads");
+  follower.release();
+  await follower.p.waitForFunction(() => window.t.convo?.status === "connected", null, { timeout: 20_000 });
+  assert.equal(await follower.p.evaluate(() => window.t.convo.role), "follower");
+  assert.equal((await counts()).streams, before.streams, "still the leader's stream alone");
+
+  // A page that will not stream at first (hidden, paused): its guess is aborted once openConvo settles.
+  const hidden = await page(t);
+  const other = await server.session(`startup-hidden-${users}`);
+  await hidden.p.evaluate(({ base, key }) => {
+    Object.defineProperty(document, "visibilityState", { get: () => "hidden" });
+    Object.defineProperty(document, "hidden", { get: () => true });
+    window.t.fetchJwt = async () => {
+      window.t.calls++;
+      const res = await fetch(`${base}/dev/jwt`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ source_key: key }) });
+      return (await res.json()).token;
+    };
+  }, { base: server.base, key: `startup-hidden-${users}` });
+  await openHeld(hidden.p, other, { pauseOnHidden: true });
+  await server.waitStats("the guess reached the server", (s) => (s.live_streams_by_convo[other] ?? 0) === 1);
+  hidden.release();
+  await hidden.p.waitForFunction(() => window.t.convo || window.t.failed, null, { timeout: 20_000 });
+  assert.equal(await hidden.p.evaluate(() => window.t.convo.status), "paused");
+  // Aborted when openConvo settled, well before the 15 s after which an unclaimed guess goes anyway.
+  const deadline = Date.now() + 10_000;
+  while (((await server.stats()).live_streams_by_convo[other] ?? 0) !== 0) {
+    assert.ok(Date.now() < deadline, "the guess not taken is aborted once openConvo settles");
+    await new Promise((r) => setTimeout(r, 50));
+  }
 });

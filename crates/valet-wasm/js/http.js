@@ -48,7 +48,9 @@ async function request(method, url, token, json, form, signal, sse, lastEventId)
  * @returns {Promise<(number | string | undefined)[]>}
  */
 export async function httpSend(method, url, token, json, form, signal, drainOk) {
-  const r = await request(method, url, token, json, form, signal);
+  const ahead = method === "GET" && token != null ? takePrefetched(url, token, undefined) : null;
+  if (ahead) signal?.addEventListener("abort", () => ahead.ctrl.abort("valet-sdk: aborted"));
+  const r = ahead ? await ahead.response.catch((e) => { throw described(e, "network error"); }) : await request(method, url, token, json, form, signal);
   /** @type {(number | string | undefined)[]} */
   const reply = [r.status, r.headers.get("retry-after") ?? undefined, r.headers.get("date") ?? undefined];
   if (drainOk && r.ok) r.arrayBuffer().catch(() => {});
@@ -87,6 +89,24 @@ export function sliced(text, feed) {
 }
 
 /**
+ * A request the package's entry made while the wasm loaded (the stream,
+ * the history: `pkg-template/src/prefetch.ts`), if it is this very
+ * request: taken (it is no longer aborted as unused), else `null`.
+ * @param {string} url
+ * @param {string} token
+ * @param {string | undefined} lastEventId
+ * @returns {{ response: Promise<Response>, ctrl: AbortController } | null}
+ */
+function takePrefetched(url, token, lastEventId) {
+  /** @type {Map<string, { token: string, lastEventId: string | null, response: Promise<Response>, ctrl: AbortController }> | undefined} */
+  const registry = /** @type {any} */ (globalThis)[Symbol.for("valet-sdk:prefetched-streams")];
+  const ahead = registry?.get(url);
+  if (!ahead || ahead.token !== token || ahead.lastEventId !== (lastEventId ?? null)) return null;
+  registry?.delete(url);
+  return ahead;
+}
+
+/**
  * Opens the event stream, reporting to `cb(kind, …)`: 0 open; 1 text (a
  * chunk, or what EventSource dispatched, as SSE text, in slices; returns
  * whether to yield a macrotask); 2 ended; 3 failed (why); 4 refused (body, status,
@@ -118,7 +138,10 @@ export function openStream(eventSource, url, ticketUrl, token, lastEventId, type
   /** @param {Response} r */
   const refused = async (r) => call(4, await r.text().catch(() => ""), r.status, r.headers.get("retry-after") ?? undefined);
   const fetchStream = async () => {
-    const r = dated(await request("GET", url, token, null, null, ctrl.signal, true, lastEventId));
+    const ahead = takePrefetched(url, token, lastEventId);
+    if (ahead) ctrl.signal.addEventListener("abort", () => ahead.ctrl.abort("valet-sdk: aborted"));
+    const answer = ahead ? ahead.response.catch((e) => { throw described(e, "network error"); }) : request("GET", url, token, null, null, ctrl.signal, true, lastEventId);
+    const r = dated(await answer);
     if (r.status !== 200 || !/^text\/event-stream/i.test(r.headers.get("content-type") ?? "")) return refused(r);
     call(0);
     if (!r.body) return call(2);
