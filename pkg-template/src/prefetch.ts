@@ -24,10 +24,10 @@
  * @internal
  */
 
-/** Where the glue's transport finds the prefetched streams (one registry per page, whatever copy of the package). */
-const REGISTRY = Symbol.for("valet-sdk:prefetched-streams");
+/** Where the glue finds what was asked for ahead (one registry per page, whatever copy of the package). */
+const REGISTRY = Symbol.for("valet-sdk:prefetched");
 
-/** A stream asked for ahead: the request's parts, and its answer. */
+/** A request made ahead: the parts the glue matches, and its answer. */
 interface Prefetched {
   token: string;
   lastEventId: string | null;

@@ -13,7 +13,9 @@ const described = (e, or) => e instanceof Error ? e.name + ": " + e.message : ty
 
 /**
  * `fetch` with the SDK's headers (`sse`: the stream's, resuming after
- * `lastEventId` if any); a failure throws its description.
+ * `lastEventId` if any), or the answer the package's entry asked for
+ * ahead when it is this very GET (`takePrefetched`); a failure throws its
+ * description.
  * @param {string} method
  * @param {string} url
  * @param {string | null | undefined} token
@@ -25,6 +27,13 @@ const described = (e, or) => e instanceof Error ? e.name + ": " + e.message : ty
  * @returns {Promise<Response>}
  */
 async function request(method, url, token, json, form, signal, sse, lastEventId) {
+  const ahead = method === "GET" && token != null ? takePrefetched(url, token, lastEventId) : null;
+  if (ahead) {
+    if (signal?.aborted) ahead.ctrl.abort("valet-sdk: aborted");
+    else signal?.addEventListener("abort", () => ahead.ctrl.abort("valet-sdk: aborted"));
+    try { return await ahead.response; }
+    catch (e) { throw described(e, "network error"); }
+  }
   /** @type {Record<string, string>} */
   const headers = {};
   if (token != null) headers.authorization = "Bearer " + token;
@@ -48,9 +57,7 @@ async function request(method, url, token, json, form, signal, sse, lastEventId)
  * @returns {Promise<(number | string | undefined)[]>}
  */
 export async function httpSend(method, url, token, json, form, signal, drainOk) {
-  const ahead = method === "GET" && token != null ? takePrefetched(url, token, undefined) : null;
-  if (ahead) signal?.addEventListener("abort", () => ahead.ctrl.abort("valet-sdk: aborted"));
-  const r = ahead ? await ahead.response.catch((e) => { throw described(e, "network error"); }) : await request(method, url, token, json, form, signal);
+  const r = await request(method, url, token, json, form, signal);
   /** @type {(number | string | undefined)[]} */
   const reply = [r.status, r.headers.get("retry-after") ?? undefined, r.headers.get("date") ?? undefined];
   if (drainOk && r.ok) r.arrayBuffer().catch(() => {});
@@ -94,12 +101,12 @@ export function sliced(text, feed) {
  * request: taken (it is no longer aborted as unused), else `null`.
  * @param {string} url
  * @param {string} token
- * @param {string | undefined} lastEventId
+ * @param {string | null | undefined} lastEventId
  * @returns {{ response: Promise<Response>, ctrl: AbortController } | null}
  */
 function takePrefetched(url, token, lastEventId) {
   /** @type {Map<string, { token: string, lastEventId: string | null, response: Promise<Response>, ctrl: AbortController }> | undefined} */
-  const registry = /** @type {any} */ (globalThis)[Symbol.for("valet-sdk:prefetched-streams")];
+  const registry = /** @type {any} */ (globalThis)[Symbol.for("valet-sdk:prefetched")];
   const ahead = registry?.get(url);
   if (!ahead || ahead.token !== token || ahead.lastEventId !== (lastEventId ?? null)) return null;
   registry?.delete(url);
@@ -138,10 +145,7 @@ export function openStream(eventSource, url, ticketUrl, token, lastEventId, type
   /** @param {Response} r */
   const refused = async (r) => call(4, await r.text().catch(() => ""), r.status, r.headers.get("retry-after") ?? undefined);
   const fetchStream = async () => {
-    const ahead = takePrefetched(url, token, lastEventId);
-    if (ahead) ctrl.signal.addEventListener("abort", () => ahead.ctrl.abort("valet-sdk: aborted"));
-    const answer = ahead ? ahead.response.catch((e) => { throw described(e, "network error"); }) : request("GET", url, token, null, null, ctrl.signal, true, lastEventId);
-    const r = dated(await answer);
+    const r = dated(await request("GET", url, token, null, null, ctrl.signal, true, lastEventId));
     if (r.status !== 200 || !/^text\/event-stream/i.test(r.headers.get("content-type") ?? "")) return refused(r);
     call(0);
     if (!r.body) return call(2);
