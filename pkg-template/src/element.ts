@@ -347,7 +347,7 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
   #fresh = false;
   /** The agent's name as its last message gave it (a reply being written has none yet). */
   #agentName: string | null = null;
-  #restart = false;
+  /** The latest start asked for (an older one's microtask does nothing). */
   #startTask = 0;
   #el: Record<string, HTMLElement>;
 
@@ -499,12 +499,9 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
       this.#client = null;
       this.#clientOwned = false;
     }
-    this.#restart = true;
     const task = ++this.#startTask;
     queueMicrotask(() => {
-      if (task !== this.#startTask || !this.isConnected || !this.#restart) return;
-      this.#restart = false;
-      this.#start();
+      if (task === this.#startTask && this.isConnected) this.#start();
     });
   }
 

@@ -71,14 +71,14 @@ after(async () => {
   rmSync(site, { recursive: true, force: true });
 });
 
-/** A page with the element for a new user (`query`: more attributes). */
-async function open(query = {}) {
+/** A page with the element for a new user (`query`: more attributes), from `base`'s server. */
+async function open(query = {}, base = server.base) {
   const user = `element-${++users}`;
   const page = await browser.context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   const params = new URLSearchParams({ user, ...query });
-  await page.goto(`${server.base}/chat.html?${params}`);
+  await page.goto(`${base}/chat.html?${params}`);
   return { page, user, errors };
 }
 
@@ -230,11 +230,8 @@ test("keyboard only: Enter sends, Shift+Enter is a new line, a refused send is r
 test("pending, typing, a reply being written: each state checked while it shows, nothing read out before the reply is whole", { skip: CHROMIUM_ONLY }, async () => {
   // An agent slow enough to look at: it thinks 2.5 s, then writes a word every 150 ms.
   const slow = await startServer(["--static-dir", site, "--agent-delay-ms", "2500", "--agent-token-ms", "150"]);
-  const page = await browser.context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
+  const { page, errors } = await open({}, slow.base);
   try {
-    await page.goto(`${slow.base}/chat.html?user=slow`);
     await until(page, `chat.dataset.status === "connected"`);
     // The send held on its way: pending.
     let held;

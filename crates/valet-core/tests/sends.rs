@@ -59,6 +59,14 @@ fn token_asked(out: &[Action], id: u64) -> Option<Option<String>> {
     })
 }
 
+/// The history request `out` asks a token for, if any.
+fn reconcile_asked(out: &[Action]) -> Option<u64> {
+    out.iter().find_map(|x| match x {
+        Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
+        _ => None,
+    })
+}
+
 fn settled(out: &[Action], id: u64) -> Option<Result<(), valet_core::error::ClientError>> {
     out.iter().find_map(|a| match a {
         Action::SendSettled { id: x, result } if *x == id => Some(result.clone().map(|_| ())),
@@ -388,14 +396,8 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
             _ => None,
         })
         .unwrap();
-    let reconcile = |out: &[Action]| {
-        out.iter().find_map(|x| match x {
-            Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
-            _ => None,
-        })
-    };
     // The history asked for with the stream (no history is in yet).
-    let early = reconcile(&out);
+    let early = reconcile_asked(&out);
     let out = m.handle(2, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
     assert!(
         out.iter().any(|x| matches!(x, Action::OpenStream { last_event_id: Some(id), .. } if id == "2")),
@@ -403,7 +405,7 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
     );
     m.handle(3, Input::StreamOpened { attempt: a });
     let out = m.handle(4, Input::StreamText { attempt: a, text: "event: ready\ndata: {\"conn_id\":\"c\"}\n\n".into() });
-    let req = reconcile(&out).or(early).unwrap();
+    let req = reconcile_asked(&out).or(early).unwrap();
     // The server replays m2 (already delivered before the reload) and m3 (new) live.
     let frame = |s: u64| {
         format!("id: {s}\nevent: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}}}\n\n")
@@ -440,13 +442,7 @@ fn a_resumed_tab_delivers_what_came_during_the_reload_live_when_the_history_brin
         cfg.resume = Some(ResumePoint { id: Some("m2".into()), seq: with_seq.then_some(2), event_id: Some("2".into()) });
         let mut m = ConvoMachine::new(cfg, 1);
         let out = m.handle(1, Input::Start);
-        let early = out
-            .iter()
-            .find_map(|x| match x {
-                Action::GetToken { purpose: TokenFor::Reconcile(n), .. } => Some(*n),
-                _ => None,
-            })
-            .expect("the history is asked for with the stream");
+        let early = reconcile_asked(&out).expect("the history is asked for with the stream");
         m.handle(2, Input::Token { purpose: TokenFor::Reconcile(early), token: "t".into() });
         let seq = |s: u64| if with_seq { format!(",\"seq\":{s}") } else { String::new() };
         let hist: Vec<String> = (1..=4)
