@@ -232,7 +232,9 @@ export class ValetClient {
         // the client's first `fetchJwt()` answer, if asked for in time.
         this.#fetchEarly = () => {
           this.#fetchEarly = undefined;
-          const token = Promise.resolve().then(() => fetchJwt());
+          // Called now, not in a microtask: the request goes out before
+          // the rest of the opening's synchronous work.
+          const token = (async () => fetchJwt())();
           token.catch(() => {}); // the client's call reports it
           this.#early = { token, at: Date.now() };
         };
@@ -281,7 +283,7 @@ export class ValetClient {
     // the early token (a guess the convo takes if it makes those requests).
     const convoId: unknown = options?.convoId;
     const early = this.#early;
-    const drop = this.#plan && early && typeof convoId === "string" ? prefetchOpening(this.#plan, convoId, early.token, () => loaded) : undefined;
+    const drop = this.#plan && early && typeof convoId === "string" ? prefetchOpening(this.#plan, convoId, early.token) : undefined;
     try {
       return await (await client).openConvo(options);
     } finally {

@@ -27,11 +27,16 @@
 /** Where the glue finds what was asked for ahead (one registry per page, whatever copy of the package). */
 const REGISTRY = Symbol.for("valet-sdk:prefetched");
 
-/** A request made ahead: the parts the glue matches, and its answer. */
+/**
+ * A request made ahead: the parts the glue matches, and its answer; or,
+ * `response` null, one about to be made once the token is in. The glue
+ * deletes such an entry when the convo makes that request first: the
+ * guess is then not made.
+ */
 interface Prefetched {
   token: string;
   lastEventId: string | null;
-  response: Promise<Response>;
+  response: Promise<Response> | null;
   ctrl: AbortController;
 }
 
@@ -57,11 +62,11 @@ export function prefetchPlan(options: { agentId?: unknown; baseUrl?: unknown; tr
   return /^https?:\/\//.test(base) ? { base, agentId: options.agentId } : null;
 }
 
-/** A path segment as the client encodes it (unreserved bytes kept, the rest `%XX`). */
-const segment = (s: string) =>
-  Array.from(new TextEncoder().encode(s), (b) =>
-    /[A-Za-z0-9\-._~]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`,
-  ).join("");
+/**
+ * A path segment as the client encodes it (RFC 3986's unreserved bytes
+ * kept, the rest `%XX`): `encodeURIComponent` keeps five more.
+ */
+const segment = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /** The convo's history URL (the first read: the whole history), as the client builds it. */
 export function historyUrl(plan: PrefetchPlan, convoId: string): string {
@@ -70,38 +75,43 @@ export function historyUrl(plan: PrefetchPlan, convoId: string): string {
 
 /**
  * Sends the stream's and the history's requests for `convoId` once `token`
- * resolves, unless `skip()` says the wasm is ready by then (it asks
- * itself) or the guess is unlikely right. Returns the function that
- * aborts what is still unclaimed.
+ * resolves, unless the convo has made them by then (the wasm was ready
+ * first and its machine asked itself) or the guess is unlikely right.
+ * Returns the function that aborts what is still unclaimed.
  */
-export function prefetchOpening(plan: PrefetchPlan, convoId: string, token: Promise<unknown>, skip: () => boolean): () => void {
-  const history = historyUrl(plan, convoId);
+export function prefetchOpening(plan: PrefetchPlan, convoId: string, token: Promise<unknown>): () => void {
+  let history: string;
+  try {
+    history = historyUrl(plan, convoId);
+  } catch {
+    return () => {}; // not well-formed UTF-16: no guess
+  }
   const url = `${history}/events`;
+  const map = registry();
+  // Another client of this page guesses already.
+  if (map.has(url)) return () => {};
+  // Registered now, made later: the glue deletes an entry the convo asks for first.
   const entries = new Map<string, Prefetched>();
+  for (const at of [url, history]) {
+    if (map.has(at)) continue;
+    const entry: Prefetched = { token: "", lastEventId: null, response: null, ctrl: new AbortController() };
+    entries.set(at, entry);
+    map.set(at, entry);
+  }
   let dropped = false;
   const drop = () => {
     dropped = true;
-    const map = registry();
     for (const [at, entry] of entries) {
       if (map.get(at) !== entry) continue;
       map.delete(at);
       entry.ctrl.abort("valet-sdk: not used");
     }
   };
-  /** Asks for `at` now; what the glue's request would send. */
-  const ask = (at: string, headers: Record<string, string>, jwt: string, lastEventId: string | null) => {
-    const ctrl = new AbortController();
-    const response = fetch(at, { method: "GET", mode: "cors", headers, signal: ctrl.signal });
-    response.catch(() => {}); // the request that takes it reports it
-    const entry = { token: jwt, lastEventId, response, ctrl };
-    entries.set(at, entry);
-    registry().set(at, entry);
-  };
   void (async () => {
-    if (typeof navigator === "undefined" || !navigator.locks?.query || typeof sessionStorage === "undefined" || registry().has(url)) return;
+    if (typeof navigator === "undefined" || !navigator.locks?.query || typeof sessionStorage === "undefined") return drop();
     // Another tab leads this convo: it streams, and this tab will follow.
     const { held } = await navigator.locks.query();
-    if (held?.some((l) => l.name === `valet:${plan.agentId}:${convoId}`)) return;
+    if (held?.some((l) => l.name === `valet:${plan.agentId}:${convoId}`)) return drop();
     // Where this tab's last page was (a reload resumes after its last event).
     let lastEventId: string | null = null;
     const resume = sessionStorage.getItem(`valet-sdk:resume:${plan.agentId}:${convoId}`);
@@ -109,16 +119,24 @@ export function prefetchOpening(plan: PrefetchPlan, convoId: string, token: Prom
       const point: unknown = JSON.parse(resume);
       const id = (point as { event_id?: unknown } | null)?.event_id;
       if (typeof id === "string") lastEventId = id;
-      else if (id != null) return;
+      else if (id != null) return drop();
     }
     const raw = await token;
-    if (typeof raw !== "string" || dropped || skip() || registry().has(url)) return;
+    if (typeof raw !== "string" || dropped) return drop();
     const jwt = raw.trim();
-    const stream: Record<string, string> = { authorization: `Bearer ${jwt}`, accept: "text/event-stream" };
-    if (lastEventId !== null) stream["last-event-id"] = lastEventId;
-    ask(url, stream, jwt, lastEventId);
-    if (!registry().has(history)) ask(history, { authorization: `Bearer ${jwt}` }, jwt, null);
+    for (const [at, entry] of entries) {
+      // Gone: the convo asked for it first.
+      if (map.get(at) !== entry) continue;
+      const headers: Record<string, string> = { authorization: `Bearer ${jwt}` };
+      if (at === url) {
+        headers.accept = "text/event-stream";
+        if (lastEventId !== null) headers["last-event-id"] = entry.lastEventId = lastEventId;
+      }
+      entry.token = jwt;
+      entry.response = fetch(at, { method: "GET", mode: "cors", headers, signal: entry.ctrl.signal });
+      entry.response.catch(() => {}); // the request that takes it reports it
+    }
     setTimeout(drop, PREFETCH_MS);
-  })().catch(() => {}); // a guess that failed to be made is no guess
+  })().catch(drop); // a guess that failed to be made is no guess
   return drop;
 }

@@ -144,6 +144,75 @@ test("openConvo while the wasm loads: the stream and the history are asked for w
   assert.equal(await p.evaluate(() => window.t.calls), 1, "one fetchJwt call");
 });
 
+/**
+ * Holds the page's token until `window.t.giveToken()`, and records which
+ * module made each request for the convo's stream: `t.streamsFrom`.
+ */
+const holdToken = (p) =>
+  p.evaluate(() => {
+    const t = window.t;
+    const fetchJwt = t.fetchJwt;
+    let give;
+    const gate = new Promise((ok) => { give = ok; });
+    t.giveToken = give;
+    t.fetchJwt = async () => { await gate; return fetchJwt(); };
+    t.streamsFrom = [];
+    const fetch = window.fetch;
+    window.fetch = function (url, init) {
+      if (String(url).endsWith("/events")) t.streamsFrom.push(/prefetch\.js/.test(new Error().stack ?? "") ? "ahead" : "convo");
+      return fetch.call(this, url, init);
+    };
+  });
+
+test("the wasm ready before the token: the stream is asked for ahead once the token is in, and taken", async (t) => {
+  const { p, release } = await page(t);
+  const convoId = await server.session(`startup-${users}`);
+  await holdToken(p);
+  const before = await counts();
+  await openHeld(p, convoId);
+  release();
+  // The wasm is in, and the convo waits for its token.
+  await p.waitForFunction(() => window.t.pkg.isLoaded(), null, { timeout: 20_000 });
+  await new Promise((r) => setTimeout(r, 200));
+  await p.evaluate(() => window.t.giveToken());
+  await p.waitForFunction(() => window.t.convo?.status === "connected" || window.t.failed, null, { timeout: 20_000 });
+  assert.equal(await p.evaluate(() => window.t.failed), undefined);
+  assert.deepEqual(await p.evaluate(() => window.t.streamsFrom), ["ahead"], "one stream request, the one asked for ahead");
+  assert.equal((await counts()).streams - before.streams, 1, "one stream on the server, taken by the convo");
+  await p.evaluate(() => window.t.convo.send("after the token"));
+  await p.waitForFunction(() => window.t.messages.some((m) => m.content === 'You said: "after the token"'), null, { timeout: 20_000 });
+});
+
+test("a convo that asks before the guess is made: no guess", async (t) => {
+  const { p, release } = await page(t);
+  const convoId = await server.session(`startup-${users}`);
+  await holdToken(p);
+  // The guess waits on the lock query, whose answer says what it did
+  // before the convo took its lock (no lock held); the convo does not
+  // wait. The convo's stream's answer is held.
+  await p.evaluate(() => {
+    window.t.slowQuery = new Promise((ok) => { window.t.endQuery = ok; });
+    navigator.locks.query = () => window.t.slowQuery.then(() => ({ held: [], pending: [] }));
+  });
+  let answer;
+  const held = new Promise((ok) => { answer = ok; });
+  await p.route("**/events", async (route) => { await held; await route.continue(); });
+  const before = await counts();
+  await openHeld(p, convoId);
+  release();
+  await p.waitForFunction(() => window.t.pkg.isLoaded(), null, { timeout: 20_000 });
+  await p.evaluate(() => window.t.giveToken());
+  await p.waitForFunction(() => window.t.streamsFrom.length === 1, null, { timeout: 20_000 });
+  // The guess could go now (the token is in, openConvo pending): it does not.
+  await p.evaluate(() => window.t.endQuery());
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(await p.evaluate(() => window.t.streamsFrom), ["convo"], "the convo's own request, no guess after it");
+  answer();
+  await p.waitForFunction(() => window.t.convo?.status === "connected" || window.t.failed, null, { timeout: 20_000 });
+  assert.equal(await p.evaluate(() => window.t.failed), undefined);
+  assert.equal((await counts()).streams - before.streams, 1);
+});
+
 test("a tab whose convo another tab leads asks for nothing ahead; a guess not taken is aborted", async (t) => {
   const leader = await page(t);
   leader.release();

@@ -4,6 +4,8 @@
 // held until the app subscribed.
 // Imported by src/emitter.rs (`#[wasm_bindgen(module = "/js/emitter.js")]`).
 
+import { nextTask } from "./rt.js";
+
 /**
  * An SDK error as the core writes it (`ClientError::to_json`).
  * @typedef {{ code: string, message: string, status?: number, retry_after_seconds?: number, body?: string, maybe_stored?: boolean }} WireError
@@ -68,7 +70,7 @@ export class Emitter {
     /** @type {[string, string, boolean][] | null} */
     this.held = held ? [] : null;
   }
-  releaseSoon() { setTimeout(() => this.release(), 0); }
+  releaseSoon() { void nextTask().then(() => this.release()); }
   get isHeld() { return !!this.held; }
   release() {
     const held = this.held;

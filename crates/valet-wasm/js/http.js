@@ -3,6 +3,8 @@
 // EventSource with a single-use ticket), reported to the glue by callback.
 // Imported by src/http.rs (`#[wasm_bindgen(module = "/js/http.js")]`).
 
+import { nextTask } from "./rt.js";
+
 /**
  * A failure's description (never a token: none is in an error of fetch).
  * @param {unknown} e
@@ -98,19 +100,26 @@ export function sliced(text, feed) {
 /**
  * A request the package's entry made while the wasm loaded (the stream,
  * the history: `pkg-template/src/prefetch.ts`), if it is this very
- * request: taken (it is no longer aborted as unused), else `null`.
+ * request: taken (it is no longer aborted as unused), else `null`. One
+ * the entry has yet to make (its token not in) is called off: the convo
+ * asks itself.
  * @param {string} url
  * @param {string} token
  * @param {string | null | undefined} lastEventId
  * @returns {{ response: Promise<Response>, ctrl: AbortController } | null}
  */
 function takePrefetched(url, token, lastEventId) {
-  /** @type {Map<string, { token: string, lastEventId: string | null, response: Promise<Response>, ctrl: AbortController }> | undefined} */
+  /** @type {Map<string, { token: string, lastEventId: string | null, response: Promise<Response> | null, ctrl: AbortController }> | undefined} */
   const registry = /** @type {any} */ (globalThis)[Symbol.for("valet-sdk:prefetched")];
   const ahead = registry?.get(url);
-  if (!ahead || ahead.token !== token || ahead.lastEventId !== (lastEventId ?? null)) return null;
+  if (!ahead) return null;
+  if (!ahead.response) {
+    registry?.delete(url);
+    return null;
+  }
+  if (ahead.token !== token || ahead.lastEventId !== (lastEventId ?? null)) return null;
   registry?.delete(url);
-  return ahead;
+  return { response: ahead.response, ctrl: ahead.ctrl };
 }
 
 /**
@@ -155,7 +164,7 @@ export function openStream(eventSource, url, ticketUrl, token, lastEventId, type
       try { chunk = await reader.read(); } catch (e) { return call(3, typeof e === "string" ? e : "stream read failed"); }
       if (chunk.done) return call(2);
       // The convo holds its events (`openConvo` pending): a macrotask per chunk lets it release them.
-      if (sliced(decoder.decode(chunk.value, { stream: true }), (t) => call(1, t))) await new Promise((go) => setTimeout(go, 0));
+      if (sliced(decoder.decode(chunk.value, { stream: true }), (t) => call(1, t))) await nextTask();
     }
   };
   // EventSource's events as SSE text, one crossing per batch: the events one
