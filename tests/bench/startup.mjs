@@ -24,7 +24,9 @@
 // - baseline: a minimal JS client, fetch-event-source + JSON.parse + a
 //   Set, and a fetch of the history beside the stream (no tab election, no
 //   token lifecycle, no ordering of the two: a floor, not a product).
-// Printed per profile: medians of BENCH_RUNS (5) of the script's start,
+// Printed per profile: medians of BENCH_RUNS (5; the desktop profile 3
+// times as many: its loads take a tenth of a second, and one load's
+// figures swing by ±10 ms on a shared 2-core machine) of the script's start,
 // `openConvo` resolved (ours; the baseline's stream open), the first
 // message's handler, each from navigation start, and the bytes on the wire
 // (the page, scripts, wasm, token, history: what the page downloaded
@@ -42,6 +44,8 @@ import { READY, messageFrame, messageOf } from "./bench-api.mjs";
 import { valetPreload } from "../../examples/react/valet-preload.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+/** The runs of a profile: a desktop load is quick and noisy, so it runs more. */
+const runsOf = (profile) => (profile === "desktop" ? 3 * RUNS : RUNS);
 // BENCH_BEFORE=<a pkg/ directory>: that build of ours too (e.g. an older
 // commit's, `make pkg` in a worktree), as one more contender, "ours, before".
 const BEFORE = process.env.BENCH_BEFORE;
@@ -254,7 +258,7 @@ for (const [scenario, history] of Object.entries(SCENARIOS)) {
     const warm = scenario.startsWith("warm");
     const contenders = warm ? reloadApps : apps;
     const byApp = (results[`${profile}, ${scenario}`] = Object.fromEntries(Object.keys(contenders).map((a) => [a, []])));
-    for (let i = 0; i < RUNS + 1; i++) {
+    for (let i = 0; i < runsOf(profile) + 1; i++) {
       for (const [name, app] of Object.entries(contenders)) {
         const r = await load(app, profile, warm);
         if (i > 0) byApp[name].push(r); // the first round warms the servers and the disk
@@ -267,7 +271,7 @@ await site.close();
 api.close();
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-console.log(`\nStartup: a cold page's first message (Vite-bundled apps, gzip, fresh context each run), ms from navigation start, median of ${RUNS}`);
+console.log(`\nStartup: a cold page's first message (Vite-bundled apps, gzip, fresh context each run), ms from navigation start, medians of ${RUNS} runs (desktop: ${runsOf("desktop")})`);
 for (const [name, byApp] of Object.entries(results)) {
   const p = PROFILES[name.split(",")[0]];
   // The warm reload is timed to the whole history, the others to the first message.
