@@ -1,7 +1,8 @@
 // make bench: how soon a cold page shows its first message. Each client is
 // bundled as an app's bundler does it (Vite, from examples/node_modules,
 // into target/bench-startup/), served gzip-encoded from 127.0.0.1 with a
-// stand-in of the Valet API, and a `/jwt` on the page's origin (the app's
+// stand-in of the Valet API (both from a worker thread: startup-servers.mjs),
+// and a `/jwt` on the page's origin (the app's
 // backend: `fetchJwt` is a real request, as in apps). Two scenarios: a new
 // convo (the stream answers `ready` and one message at once, seq 1; the
 // history is empty), and a reload of a convo with 5 messages (its history
@@ -33,13 +34,11 @@
 // compressed, the stream aside), with the first message's ratio to the
 // baseline's.
 import { createRequire } from "node:module";
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { extname, join } from "node:path";
-import { gzipSync } from "node:zlib";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
 import { chromium } from "playwright-core";
 import { ROOT } from "../browser/harness.mjs";
-import { READY, messageFrame, messageOf } from "./bench-api.mjs";
 // The README's Vite recipe for the hint, as examples/react uses it.
 import { valetPreload } from "../../examples/react/valet-preload.mjs";
 
@@ -54,10 +53,6 @@ const PROFILES = {
   desktop: null,
   mobile: { latency: 150, downloadThroughput: (1.6 * 1e6) / 8, uploadThroughput: (750 * 1e3) / 8, cpu: 4 },
 };
-
-// A token the bench API never checks; far `exp`, so no refresh.
-const payload = Buffer.from(JSON.stringify({ exp: 4102444800, sub: "u" })).toString("base64url");
-const JWT = `eyJhbGciOiJIUzI1NiJ9.${payload}.sig`;
 
 /** The apps, as source a bundler builds. `api` comes in the page's query. */
 // The first message is told on the console: the bench waits for that, not
@@ -137,65 +132,17 @@ async function buildApps(apiOrigin) {
   if (!readFileSync(join(OUT, "ours-hint/index.html"), "utf8").includes('rel="preload"')) throw new Error("the hint is not in the page");
 }
 
-const MIME = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".wasm": "application/wasm" };
-
-/** Serves OUT/<app>/ at /<app>/ gzip-encoded, and `/jwt`. */
-async function startSite() {
-  const cache = new Map();
-  const server = createServer((req, res) => {
-    const path = new URL(req.url, "http://x").pathname;
-    if (path === "/jwt") return void res.writeHead(200, { "content-type": "text/plain", "cache-control": "no-store" }).end(JWT);
-    const [, app, ...rest] = path.split("/");
-    let file = join(OUT, app ?? "", ...rest);
-    if (!file.startsWith(OUT) || app === "src") return void res.writeHead(403).end();
-    try {
-      if (statSync(file).isDirectory()) file = join(file, "index.html");
-      if (!cache.has(file)) cache.set(file, gzipSync(readFileSync(file), { level: 9 }));
-    } catch {
-      return void res.writeHead(404).end();
-    }
-    res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "content-encoding": "gzip", "cache-control": "no-store" });
-    res.end(cache.get(file));
-  });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  return { origin: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
-}
-
-/** The scenario the stand-in API plays: a new convo, or one with 5 messages. */
-let withHistory = false;
-
-/** The stand-in API: `ready` and message 1 at once, an empty history; or (`withHistory`) `ready` alone and a history of 5. */
-async function startApi() {
-  const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "*" };
-  const streams = new Set();
-  const server = createServer((req, res) => {
-    if (req.method === "OPTIONS") return void res.writeHead(204, { ...cors, "access-control-max-age": "600" }).end();
-    if (req.url.includes("/events")) {
-      res.writeHead(200, { ...cors, "content-type": "text/event-stream", "cache-control": "no-cache" });
-      res.write(withHistory ? READY : READY + messageFrame(1));
-      streams.add(res);
-      res.on("close", () => streams.delete(res));
-      return;
-    }
-    if (req.url.startsWith("/api/v2/agent_convos/c")) {
-      const messages = withHistory ? [1, 2, 3, 4, 5].map(messageOf) : [];
-      return void res.writeHead(200, { ...cors, "content-type": "application/json" }).end(JSON.stringify({ messages }));
-    }
-    res.writeHead(404, cors).end();
-  });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  return {
-    base: `http://127.0.0.1:${server.address().port}`,
-    close: () => { for (const s of streams) s.destroy(); server.close(); },
-  };
-}
-
 const apps = { ours: "ours", "ours + hint": "ours-hint", baseline: "baseline", ...(BEFORE ? { "ours, before": "before" } : {}) };
 /** The warm reload's contenders. */
 const reloadApps = { "ours + persist": "ours-persist", ours: "ours", baseline: "baseline" };
-const api = await startApi();
+// The site and the API answer from a thread of their own (see startup-servers.mjs).
+const servers = new Worker(new URL("./startup-servers.mjs", import.meta.url), { workerData: { out: OUT } });
+const origins = await new Promise((ok, fail) => { servers.once("message", ok); servers.once("error", fail); });
+const api = { base: origins.api };
+const site = { origin: origins.site };
+/** Sets the scenario the stand-in API plays (`withHistory`: a reload's 5 messages). */
+const playing = (withHistory) => new Promise((ok) => { servers.once("message", ok); servers.postMessage({ withHistory }); });
 await buildApps(api.base);
-const site = await startSite();
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
   headless: true,
@@ -253,7 +200,7 @@ for (const s of Object.keys(SCENARIOS)) if (process.env.BENCH_SCENARIOS && !proc
 for (const p of Object.keys(PROFILES)) if (process.env.BENCH_PROFILES && !process.env.BENCH_PROFILES.split(",").includes(p)) delete PROFILES[p];
 const results = {};
 for (const [scenario, history] of Object.entries(SCENARIOS)) {
-  withHistory = history;
+  await playing(history);
   for (const profile of Object.keys(PROFILES)) {
     const warm = scenario.startsWith("warm");
     const contenders = warm ? reloadApps : apps;
@@ -267,8 +214,7 @@ for (const [scenario, history] of Object.entries(SCENARIOS)) {
   }
 }
 await browser.close();
-await site.close();
-api.close();
+servers.postMessage("close");
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`\nStartup: a cold page's first message (Vite-bundled apps, gzip, fresh context each run), ms from navigation start, medians of ${RUNS} runs (desktop: ${runsOf("desktop")})`);
