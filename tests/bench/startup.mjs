@@ -32,7 +32,9 @@
 // message's handler, each from navigation start, and the bytes on the wire
 // (the page, scripts, wasm, token, history: what the page downloaded
 // compressed, the stream aside), with the first message's ratio to the
-// baseline's.
+// baseline's: the medians', and the median (and quartiles) of each run's
+// ratio to the baseline's run of the same round, which what else the
+// machine runs at that moment weighs on alike.
 import { createRequire } from "node:module";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -216,7 +218,9 @@ for (const [scenario, history] of Object.entries(SCENARIOS)) {
 await browser.close();
 servers.postMessage("close");
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** The value a fraction `q` of `xs` is at or under (nearest rank). */
+const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+const median = (xs) => quantile(xs, 0.5);
 console.log(`\nStartup: a cold page's first message (Vite-bundled apps, gzip, fresh context each run), ms from navigation start, medians of ${RUNS} runs (desktop: ${runsOf("desktop")})`);
 for (const [name, byApp] of Object.entries(results)) {
   const p = PROFILES[name.split(",")[0]];
@@ -224,10 +228,14 @@ for (const [name, byApp] of Object.entries(results)) {
   const k = name.includes("warm") ? "history" : "first";
   console.log(`\n${name}${p ? ` (${p.latency} ms RTT, ${(p.downloadThroughput * 8e-6).toFixed(1)} Mbps down, ${(p.uploadThroughput * 8e-3).toFixed(0)} kbps up, CPU ${p.cpu}x slower)` : " (no throttling)"}`);
   const label = k === "history" ? "history" : "first msg";
-  console.log(`${"contender".padEnd(14)} ${"script".padStart(8)} ${"opened".padStart(8)} ${label.padStart(10)} ${"bytes".padStart(9)} ${`${k} / baseline`.padStart(19)}`);
+  console.log(`${"contender".padEnd(14)} ${"script".padStart(8)} ${"opened".padStart(8)} ${label.padStart(10)} ${"bytes".padStart(9)} ${`${k} / baseline`.padStart(19)} ${"paired (p25–p75)".padStart(24)}`);
   const base = median(byApp.baseline.map((r) => r[k]));
   for (const [app, runs] of Object.entries(byApp)) {
     const m = (key) => median(runs.map((r) => r[key]));
-    console.log(`${app.padEnd(14)} ${m("script").toFixed(0).padStart(8)} ${m("opened").toFixed(0).padStart(8)} ${m(k).toFixed(0).padStart(10)} ${m("bytes").toFixed(0).padStart(9)} ${(m(k) / base).toFixed(2).padStart(18)}x`);
+    // Each run over the baseline's of the same round (loaded back to back):
+    // what the machine was doing then weighs on both.
+    const paired = runs.map((r, i) => r[k] / byApp.baseline[i][k]);
+    const spread = `${median(paired).toFixed(2)}x (${quantile(paired, 0.25).toFixed(2)}–${quantile(paired, 0.75).toFixed(2)})`;
+    console.log(`${app.padEnd(14)} ${m("script").toFixed(0).padStart(8)} ${m("opened").toFixed(0).padStart(8)} ${m(k).toFixed(0).padStart(10)} ${m("bytes").toFixed(0).padStart(9)} ${(m(k) / base).toFixed(2).padStart(18)}x ${spread.padStart(24)}`);
   }
 }
