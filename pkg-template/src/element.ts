@@ -43,7 +43,7 @@
  */
 import { ValetClient } from "./index.js";
 import { ValetError } from "./error.js";
-import { retainConvoStore, type ChatMessage, type ConvoOpening, type ConvoStore, type ConvoStoreState, type StoreError } from "./store.js";
+import { convoStateOf, retainConvoStore, type ChatMessage, type ConvoOpening, type ConvoStore, type ConvoStoreState, type StoreError } from "./store.js";
 import type { AttachmentPolicy, ConvoState, LockoutSnapshot, MessageFile } from "./wasm/valet_wasm.js";
 
 /** Every text the element shows; `{n}` is replaced where a number goes. */
@@ -319,7 +319,7 @@ const HTML = `
 </div>`;
 
 /** A failed start or a missing setting: shown, and tried again on a change. */
-type Setup = { client: ValetClient; owned: boolean } | { error: string };
+type Setup = { client: ValetClient } | { error: string };
 
 /**
  * The element (see the module documentation). Defined as `valet-chat` when
@@ -506,7 +506,7 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
   }
 
   #setup(): Setup {
-    if (this.#client) return { client: this.#client, owned: this.#clientOwned };
+    if (this.#client) return { client: this.#client };
     const agentId = this.getAttribute("agent-id");
     const jwtUrl = this.getAttribute("jwt-url");
     const fetchJwt = this.#fetchJwt ?? (jwtUrl ? jwtFromUrl(jwtUrl) : null);
@@ -518,7 +518,7 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
       return { error: e instanceof Error ? e.message : String(e) };
     }
     this.#clientOwned = true;
-    return { client: this.#client, owned: true };
+    return { client: this.#client };
   }
 
   /** `base-url`, resolved as a link is (`base-url="/"`: the page's own origin). */
@@ -549,7 +549,7 @@ export class ValetChatElement extends (globalThis.HTMLElement ?? (class {} as ty
       this.#convoId = target.convoId;
       this.#policy = target.policy;
       const convo = await client.openConvo({ convoId: target.convoId });
-      const convoState = target.convoState ?? client.listConvos().then((l) => l.find((c) => c.id === target.convoId)?.state ?? null, () => null);
+      const convoState = target.convoState ?? convoStateOf(client, target.convoId);
       return { convo, lockout: target.lockout, convoState };
     };
     const { store, release } = retainConvoStore(client, known ? `element:${known.convoId}` : {}, known?.lockout, { streaming: true }, opener);

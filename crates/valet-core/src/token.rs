@@ -105,6 +105,13 @@ pub struct TokenClaims {
     pub identity: String,
 }
 
+impl TokenClaims {
+    /// `exp` in Unix ms (server time); `None` without one, or before 1970.
+    pub fn exp_ms(&self) -> Option<u64> {
+        self.exp.and_then(|e| u64::try_from(e).ok()).map(|e| e.saturating_mul(1000))
+    }
+}
+
 /// What a tab made of a token another tab told ([`TokenManager::hear`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {
@@ -478,7 +485,7 @@ impl TokenManager {
     pub fn hear(&mut self, now_ms: u64, jwt: &str, claims: &TokenClaims) -> Heard {
         let jwt = jwt.trim_ascii();
         let Some(last) = &self.last else { return Heard::Ignored };
-        let Some(exp_ms) = claims.exp.and_then(|e| u64::try_from(e).ok()).map(|e| e.saturating_mul(1000)) else {
+        let Some(exp_ms) = claims.exp_ms() else {
             return Heard::Ignored;
         };
         if claims.identity != last.identity

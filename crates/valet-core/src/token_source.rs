@@ -174,7 +174,7 @@ impl TokenSource {
         match input {
             TokenInput::Get { id, reject } => {
                 if let Some(bad) = reject {
-                    let exp_ms = (self.claims_of)(&bad).ok().and_then(|c| c.exp).and_then(|e| u64::try_from(e).ok()).map(|e| e.saturating_mul(1000));
+                    let exp_ms = (self.claims_of)(&bad).ok().and_then(|c| c.exp_ms());
                     if self.manager.refused(&bad, exp_ms) {
                         self.out.push(TokenAction::Post(TokenMessage::Rejected(bad).to_json()));
                     }
