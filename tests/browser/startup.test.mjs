@@ -3,7 +3,9 @@
 // path), and that token is the one the client opens with: one call, not
 // two. openConvo asks for the stream and the history with it ahead, and
 // the convo takes them (a tab another tab leads asks for nothing; a guess
-// not taken is aborted). A client that is only constructed fetches no token. Headless
+// not taken is aborted). A client that is only constructed fetches no token.
+// A convo opened once the wasm is in calls fetchJwt before the rest of its
+// setup, and asks for the tab lock while the token comes. Headless
 // Chromium, the reference server, the package as built (pkg/), its wasm
 // held back by the test until it says so.
 import { after, before, test } from "node:test";
@@ -181,6 +183,45 @@ test("the wasm ready before the token: the stream is asked for ahead once the to
   assert.equal((await counts()).streams - before.streams, 1, "one stream on the server, taken by the convo");
   await p.evaluate(() => window.t.convo.send("after the token"));
   await p.waitForFunction(() => window.t.messages.some((m) => m.content === 'You said: "after the token"'), null, { timeout: 20_000 });
+});
+
+test("a convo opened once the wasm is in: fetchJwt first, and the tab lock while the token comes", async (t) => {
+  const { p, release } = await page(t);
+  release();
+  const convoId = await server.session(`startup-${users}`);
+  await holdToken(p);
+  await p.evaluate(async ({ base, AGENT }) => {
+    const t = window.t;
+    t.client = new t.pkg.ValetClient({ agentId: AGENT, fetchJwt: () => { t.order.push("fetchJwt"); return t.fetchJwt(); }, baseUrl: base, pauseOnHidden: false });
+    await t.pkg.init();
+    // What the opening does, in order: the token's call, the convo's
+    // channel, its lock request.
+    t.order = [];
+    const Channel = window.BroadcastChannel;
+    window.BroadcastChannel = class extends Channel {
+      constructor(name) { super(name); t.order.push(`channel ${name.split(":")[0]}`); }
+    };
+    const request = navigator.locks.request.bind(navigator.locks);
+    navigator.locks.request = (name, ...rest) => { t.order.push(`lock ${name.split(":")[0]}`); return request(name, ...rest); };
+  }, { base: server.base, AGENT });
+  const before = await counts();
+  await p.evaluate((convoId) => {
+    const t = window.t;
+    t.messages = [];
+    t.client.openConvo({ convoId }).then((c) => { t.convo = c; c.on("message", ({ message }) => t.messages.push(message)); }, (e) => { t.failed = e.code; });
+  }, convoId);
+  // The token is held: the lock is asked for, and granted, meanwhile.
+  await p.waitForFunction(async (name) => (await navigator.locks.query()).held.some((l) => l.name === name), `valet:${AGENT}:${convoId}`, { timeout: 20_000 });
+  assert.deepEqual(await p.evaluate(() => window.t.order), ["fetchJwt", "channel valet-events", "lock valet"], "the token's call before the rest");
+  assert.equal(await p.evaluate(() => window.t.convo), undefined, "not open before its token");
+  await p.evaluate(() => window.t.giveToken());
+  await p.waitForFunction(() => window.t.convo?.status === "connected" || window.t.failed, null, { timeout: 20_000 });
+  assert.equal(await p.evaluate(() => window.t.failed), undefined);
+  assert.equal(await p.evaluate(() => window.t.order.filter((o) => o === "lock valet").length), 1, "one request: the one made while the token came");
+  assert.equal((await counts()).streams - before.streams, 1);
+  await p.evaluate(() => window.t.convo.send("opened after the load"));
+  await p.waitForFunction(() => window.t.messages.some((m) => m.content === 'You said: "opened after the load"'), null, { timeout: 20_000 });
+  assert.equal(await p.evaluate(() => window.t.calls), 1, "one fetchJwt call");
 });
 
 test("a convo that asks before the guess is made: no guess", async (t) => {

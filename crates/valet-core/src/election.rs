@@ -352,6 +352,11 @@ impl Election {
         self.role == Some(Role::Follower) && self.acked.is_some()
     }
 
+    /// Whether leadership is a Web Lock (else heartbeats alone elect).
+    pub fn uses_locks(&self) -> bool {
+        self.cfg.locks
+    }
+
     /// The role, once decided.
     pub fn role(&self) -> Option<Role> {
         self.role

@@ -25,7 +25,12 @@
 //!   all the same, and its first token request gets that failure (it backs
 //!   off instead of calling `fetchJwt` again at once). Until the token
 //!   answers, the tab has not joined the election: what the channel says
-//!   is not heard.
+//!   is not heard, and it says nothing.
+//! - The election's Web Lock is asked for at the opening, right after the
+//!   token: its round trip to the browser overlaps the token's, so a tab
+//!   alone leads as soon as its token is in. The answer is kept until the
+//!   election starts; the election's own first request is that one. A
+//!   refused opening withdraws it (or lets the lock go).
 //! - A page hidden when the convo starts starts hidden (paused, with
 //!   `pauseOnHidden`), and a tab without a channel leads by itself.
 
@@ -117,14 +122,28 @@ pub struct Session {
     /// The opening's token failed in a way that may pass: the convo's
     /// first token request gets this failure.
     open_failure: Option<ClientError>,
+    /// The lock asked for at the opening, until the election starts.
+    early_lock: EarlyLock,
     out: Vec<SessionAction>,
+}
+
+/// The election's lock, asked for before the election starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum EarlyLock {
+    /// Not asked for early (no election, no Web Locks, or started).
+    #[default]
+    None,
+    /// Asked for; no answer yet.
+    Asked,
+    /// Granted before the election started.
+    Granted,
 }
 
 impl Session {
     /// A session over `convo`; with `election`, it elects a leader with the
     /// other tabs of the browser (`None`: no channel, this tab is alone).
     pub fn new(convo: ConvoMachine, election: Option<Election>) -> Self {
-        Session { convo, election, lock_epoch: 0, started: false, hidden: false, open_failure: None, out: Vec::new() }
+        Session { convo, election, lock_epoch: 0, started: false, hidden: false, open_failure: None, early_lock: EarlyLock::None, out: Vec::new() }
     }
 
     /// The convo machine (its status, what it delivered).
@@ -167,11 +186,21 @@ impl Session {
             SessionInput::Start { hidden } => {
                 self.hidden = hidden;
                 self.out.push(SessionAction::Convo(Action::GetToken { purpose: TokenFor::Open, reject: None }));
+                if !self.started && self.early_lock == EarlyLock::None && self.election.as_ref().is_some_and(Election::uses_locks) {
+                    self.log("requesting the tab lock while the token comes".into());
+                    self.lock_epoch += 1;
+                    self.early_lock = EarlyLock::Asked;
+                    self.out.push(SessionAction::RequestLock { steal: false, epoch: self.lock_epoch });
+                }
             }
             SessionInput::Convo(Input::Token { purpose: TokenFor::Open, .. }) => self.begin(now_ms),
             SessionInput::Convo(Input::TokenFailed { purpose: TokenFor::Open, error }) => {
                 if error.signed_out() {
                     self.log(crate::cat!("the opening is refused: ", error.message));
+                    if core::mem::take(&mut self.early_lock) != EarlyLock::None {
+                        self.lock_epoch += 1;
+                        self.out.push(SessionAction::ReleaseLock);
+                    }
                     self.out.push(SessionAction::Convo(Action::Opened(Err(error))));
                 } else {
                     self.open_failure = Some(error);
@@ -196,7 +225,10 @@ impl Session {
                 let current = epoch == self.lock_epoch;
                 let what = if granted { "granted" } else { "lost" };
                 self.log(crate::cat!("tab lock ", what, " (current: ", current, ")"));
-                if current {
+                if current && self.early_lock == EarlyLock::Asked {
+                    // Before the election: kept for its start (a loss: it asks again).
+                    self.early_lock = if granted { EarlyLock::Granted } else { EarlyLock::None };
+                } else if current {
                     self.tab_input(now_ms, if granted { TabInput::LockGranted } else { TabInput::LockLost });
                 }
             }
@@ -226,7 +258,12 @@ impl Session {
             self.convo_input(now_ms, Input::Visibility { hidden: true });
         }
         if self.election.is_some() {
+            let early = self.early_lock;
             self.tab_input(now_ms, TabInput::Start { visible: !self.hidden });
+            self.early_lock = EarlyLock::None;
+            if early == EarlyLock::Granted {
+                self.tab_input(now_ms, TabInput::LockGranted);
+            }
         } else {
             self.convo_input(now_ms, Input::Start);
         }
@@ -273,6 +310,8 @@ impl Session {
         }
         for action in actions {
             match action {
+                // The election's first request: the one asked for at the opening.
+                TabAction::RequestLock { steal: false } if self.early_lock != EarlyLock::None => {}
                 TabAction::RequestLock { steal } => {
                     self.log(crate::cat!("requesting the tab lock (steal: ", steal, ")"));
                     self.lock_epoch += 1;

@@ -23,6 +23,9 @@
 //!   not refused, not expired): it ends the wait for the lock, and every
 //!   waiting request gets it. A tab whose own token is the better one tells
 //!   it back.
+//! - A convo opening needs a token first: told of it (`Active(+1)`), the
+//!   source fetches one at once unless it holds one or a fetch is on its
+//!   way, and the convo's own request then joins that fetch.
 //! - While any convo is open, a refresh timer follows the token: due at
 //!   [`TokenManager::refresh_due_at`], and waking at least every minute so
 //!   that a corrected server clock takes effect.
@@ -70,7 +73,8 @@ pub enum TokenInput {
     },
     /// A timer fired.
     Timer(TokenTimer),
-    /// A convo opened (`+1`) or closed (`-1`).
+    /// A convo opened (`+1`: without a token, one is fetched now) or
+    /// closed (`-1`).
     Active(i32),
     /// The server's clock as the page knows it now.
     Clock(ServerClock),
@@ -245,6 +249,9 @@ impl TokenSource {
                         self.out.push(TokenAction::ClearTimer(TokenTimer::Refresh));
                     }
                 } else {
+                    if delta > 0 && self.manager.request(now_ms, None) == TokenStep::Fetch {
+                        self.start_fetch();
+                    }
                     self.arm_refresh(now_ms);
                 }
             }

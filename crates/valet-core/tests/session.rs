@@ -20,11 +20,14 @@ fn tabbed(seed: u64, tab: &str) -> Session {
     Session::new(machine(seed), Some(Election::new(ElectionConfig::default(), tab)))
 }
 
-/// Opens: the opening's token first, then the convo and the election start.
+/// Opens: the opening's token first (and the tab lock while it comes),
+/// then the convo and the election start. The actions of both steps.
 fn start(s: &mut Session, now: u64, hidden: bool) -> Vec<SessionAction> {
-    let out = s.handle(now, SessionInput::Start { hidden });
-    assert_eq!(out, [SessionAction::Convo(Action::GetToken { purpose: TokenFor::Open, reject: None })], "a token first");
-    s.handle(now, SessionInput::Convo(Input::Token { purpose: TokenFor::Open, token: "t".into() }))
+    let mut out = s.handle(now, SessionInput::Start { hidden });
+    assert_eq!(out[0], SessionAction::Convo(Action::GetToken { purpose: TokenFor::Open, reject: None }), "a token first");
+    assert!(broadcasts(&out).is_empty() && stream_token(&out).is_none(), "nothing else before the token: {out:?}");
+    out.extend(s.handle(now, SessionInput::Convo(Input::Token { purpose: TokenFor::Open, token: "t".into() })));
+    out
 }
 
 fn stream_token(out: &[SessionAction]) -> Option<u64> {
@@ -217,18 +220,73 @@ fn a_follower_holds_relays_until_a_new_leader_has_it_listening() {
 }
 
 /// `fetchJwt` saying the user is signed out refuses the opening before
-/// anything starts: no lock asked for, nothing said to the other tabs.
+/// anything starts: nothing said to the other tabs, and the lock asked for
+/// while the token came is let go (granted meanwhile or not).
 #[test]
 fn a_signed_out_user_is_refused_before_the_convo_starts() {
-    let mut s = tabbed(8, "a");
+    for granted_first in [false, true] {
+        let mut s = tabbed(8, "a");
+        let epoch = lock_request(&s.handle(0, SessionInput::Start { hidden: false })).expect("the lock, with the token");
+        // Before the token answers, the tab has not joined: it hears nobody.
+        let heartbeat = envelope("b", 5, Body::Heartbeat { visible: true, relay: 0, ack: None });
+        assert!(s.handle(1, SessionInput::Channel(heartbeat)).is_empty());
+        if granted_first {
+            assert!(quiet(&s.handle(1, SessionInput::Lock { epoch, granted: true })), "kept for the election");
+        }
+        let error = ClientError::new(ErrorCode::Auth, "fetchJwt: signed out: bye");
+        let out = s.handle(2, SessionInput::Convo(Input::TokenFailed { purpose: TokenFor::Open, error: error.clone() }));
+        assert!(out.contains(&SessionAction::Convo(Action::Opened(Err(error)))), "{out:?}");
+        assert!(out.contains(&SessionAction::ReleaseLock), "the lock is let go: {out:?}");
+        assert!(lock_request(&out).is_none() && broadcasts(&out).is_empty() && stream_token(&out).is_none());
+        // A grant of the withdrawn request makes nobody lead.
+        assert!(quiet(&s.handle(3, SessionInput::Lock { epoch, granted: true })));
+        assert_eq!(s.role(), Role::Follower);
+    }
+}
+
+/// Only debug lines: nothing for the glue to do.
+fn quiet(out: &[SessionAction]) -> bool {
+    out.iter().all(|a| matches!(a, SessionAction::Convo(Action::Log(_))))
+}
+
+/// The tab lock is asked for at the opening, after the token: granted
+/// while the token comes, the tab leads the moment the token is in (its
+/// `role` event, the stream's token asked for, and the hello said), with
+/// no second request; an early loss asks again once the election starts.
+#[test]
+fn the_tab_lock_comes_while_the_token_does() {
+    let mut s = tabbed(10, "a");
+    let out = s.handle(0, SessionInput::Start { hidden: false });
+    assert!(matches!(out[0], SessionAction::Convo(Action::GetToken { purpose: TokenFor::Open, .. })), "the token first: {out:?}");
+    let epoch = lock_request(&out).expect("and the lock");
+    assert!(quiet(&s.handle(1, SessionInput::Lock { epoch, granted: true })), "nothing before the token");
+    assert_eq!(s.role(), Role::Follower);
+    let out = s.handle(2, SessionInput::Convo(Input::Token { purpose: TokenFor::Open, token: "t".into() }));
+    assert_eq!(emitted(&out, EventName::Role)[0]["role"], "leader", "{out:?}");
+    assert!(stream_token(&out).is_some(), "the leader streams at once");
+    assert!(lock_request(&out).is_none(), "one request: {out:?}");
+    assert!(!broadcasts(&out).is_empty(), "says hello, then leads");
+    assert_eq!(s.role(), Role::Leader);
+
+    // Lost (the request failed) before the token: asked for again at the start.
+    let mut s = tabbed(11, "b");
+    let epoch = lock_request(&s.handle(0, SessionInput::Start { hidden: false })).unwrap();
+    assert!(quiet(&s.handle(1, SessionInput::Lock { epoch, granted: false })));
+    let out = s.handle(2, SessionInput::Convo(Input::Token { purpose: TokenFor::Open, token: "t".into() }));
+    let again = lock_request(&out).expect("asks again");
+    assert!(again > epoch && stream_token(&out).is_none(), "{out:?}");
+    let out = s.handle(3, SessionInput::Lock { epoch: again, granted: true });
+    assert!(stream_token(&out).is_some());
+
+    // Closed before the token: the request is withdrawn.
+    let mut s = tabbed(12, "c");
     s.handle(0, SessionInput::Start { hidden: false });
-    // Before the token answers, the tab has not joined: it hears nobody.
-    let heartbeat = envelope("b", 5, Body::Heartbeat { visible: true, relay: 0, ack: None });
-    assert!(s.handle(1, SessionInput::Channel(heartbeat)).is_empty());
-    let error = ClientError::new(ErrorCode::Auth, "fetchJwt: signed out: bye");
-    let out = s.handle(2, SessionInput::Convo(Input::TokenFailed { purpose: TokenFor::Open, error: error.clone() }));
-    assert!(out.contains(&SessionAction::Convo(Action::Opened(Err(error)))), "{out:?}");
-    assert!(lock_request(&out).is_none() && broadcasts(&out).is_empty() && stream_token(&out).is_none());
+    assert!(s.handle(1, SessionInput::Close).contains(&SessionAction::ReleaseLock));
+
+    // Without Web Locks nothing is asked for early.
+    let cfg = ElectionConfig { locks: false, ..ElectionConfig::default() };
+    let mut s = Session::new(machine(13), Some(Election::new(cfg, "d")));
+    assert!(lock_request(&s.handle(0, SessionInput::Start { hidden: false })).is_none());
 }
 
 /// Any other failure starts the convo, and its first token request gets

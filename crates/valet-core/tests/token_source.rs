@@ -140,6 +140,25 @@ fn a_failed_fetch_fails_the_waiters_and_lets_the_next_tab_try() {
     assert_eq!(settled(&out), [(3, Err(ErrorCode::Auth))], "signed out is `auth`");
 }
 
+/// A convo opening tells the source first: with no token, `fetchJwt` is
+/// called at once, and the convo's request joins that call (one call, its
+/// answer to the request); with a token, nothing is fetched.
+#[test]
+fn a_convo_opening_fetches_its_token_at_once() {
+    let mut s = TokenSource::new(claims_of, true, TIMEOUT);
+    assert_eq!(s.handle(T0, TokenInput::Active(1)), [TokenAction::CallFetchJwt], "no token: fetched now, no lock for a first one");
+    assert!(s.handle(T0, get(1, None)).is_empty(), "the request waits for that call");
+    let a = jwt(T0 / 1000 + 900, "a");
+    let out = s.handle(T0 + 50, TokenInput::Fetched(Ok(a.clone())));
+    assert_eq!(settled(&out), [(1, Ok(a.clone()))]);
+    assert_eq!(s.fetches(), 1);
+    // A second convo: the token is held, nothing is fetched.
+    let out = s.handle(T0 + 60, TokenInput::Active(1));
+    assert!(!out.contains(&TokenAction::CallFetchJwt) && lock_request(&out).is_none(), "{out:?}");
+    assert_eq!(settled(&s.handle(T0 + 60, get(2, None))), [(2, Ok(a))]);
+    assert_eq!(s.fetches(), 1);
+}
+
 #[test]
 fn the_refresh_timer_runs_while_a_convo_is_open() {
     let (mut s, _) = with_first_token();

@@ -254,8 +254,9 @@ impl World {
         tab.hidden = hidden;
         tab.backlog.clear();
         trace!(self, "tab {slot} loads page {pid} (hidden: {hidden})");
-        self.feed(slot, SessionInput::Start { hidden });
+        // As the glue does: the token source first (it fetches when it has no token).
         self.token_input(slot, TokenInput::Active(1));
+        self.feed(slot, SessionInput::Start { hidden });
     }
 
     /// The page of tab `slot` goes away.

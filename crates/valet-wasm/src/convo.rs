@@ -188,6 +188,8 @@ fn now_ms() -> u64 {
 
 impl ConvoInner {
     pub(crate) fn open(client: Rc<ClientShared>, convo_id: String) -> Rc<ConvoInner> {
+        // First: without a token, `fetchJwt` is called now (the session asks for one first).
+        client.tokens.set_active(1);
         let cfg = &client.config;
         let mut machine_cfg = ConvoConfig::new(cfg.agent_id.clone(), convo_id.clone());
         machine_cfg.pause_on_hidden = cfg.pause_on_hidden;
@@ -220,7 +222,13 @@ impl ConvoInner {
             alive: RefCell::new(None),
         });
         *inner.alive.write() = Some(inner.clone());
-        let sink = Rc::downgrade(&inner);
+        inner
+    }
+
+    /// Follows the page's events and the tab channel's messages (after the
+    /// session's start: its token request goes out first).
+    fn follow_page(self: &Rc<Self>) {
+        let sink = Rc::downgrade(self);
         let callback = Closure::<PageReport>::new(move |kind: u32, data: Option<String>, flag: bool| {
             let input = match kind {
                 0 => SessionInput::Online,
@@ -231,10 +239,8 @@ impl ConvoInner {
             };
             feed_session(&sink, input);
         });
-        let stop = page_events(inner.tab.read().as_ref().map(|tab| &tab.channel), callback.as_ref());
-        *inner.page.write() = Some(Subscription::new(stop, callback));
-        client.tokens.set_active(1);
-        inner
+        let stop = page_events(self.tab.read().as_ref().map(|tab| &tab.channel), callback.as_ref());
+        *self.page.write() = Some(Subscription::new(stop, callback));
     }
 
     /// Handles one input of the convo machine and carries out the actions.
@@ -318,9 +324,10 @@ impl ConvoInner {
         match action {
             Action::GetToken { purpose, reject } => {
                 let sink = self.this.clone();
-                let tokens = self.client.tokens.clone();
+                // Asked for now: a `fetchJwt` call goes out before the rest.
+                let answer = self.client.tokens.get(reject);
                 crate::rt::spawn(async move {
-                    let input = match tokens.get(reject).await {
+                    let input = match answer.await {
                         Ok(token) => Input::Token { purpose, token },
                         Err(error) => Input::TokenFailed { purpose, error },
                     };
@@ -604,6 +611,7 @@ impl Convo {
         let (tx, rx) = crate::rt::oneshot();
         *inner.opened.write() = Some(tx);
         inner.run(SessionInput::Start { hidden: page_hidden().unwrap_or(false) });
+        inner.follow_page();
         let outcome = rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")));
         match outcome {
             Ok(()) => {

@@ -15,6 +15,7 @@ use crate::prelude::*;
 use crate::rt::Shared;
 use alloc::rc::{Rc, Weak};
 use core::cell::{Cell, RefCell};
+use core::future::Future;
 
 use crate::rt::Listener;
 #[cfg(target_arch = "wasm32")]
@@ -156,13 +157,15 @@ impl TokenSource {
 
     /// A token (cached, or fetched once for all concurrent callers). With
     /// `reject`, the server refused that token: it is never returned again.
-    pub async fn get(&self, reject: Option<String>) -> Result<String, ClientError> {
+    /// Asked for when called (a `fetchJwt` call it needs is made then, not
+    /// when the answer is first awaited).
+    pub fn get(&self, reject: Option<String>) -> impl Future<Output = Result<String, ClientError>> + 'static {
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
         let (tx, rx) = crate::rt::oneshot();
         self.waiters.write().push((id, tx));
         self.run(TokenInput::Get { id, reject });
-        rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned")))
+        async move { rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Auth, "token fetch abandoned"))) }
     }
 
     /// A convo opened (`+1`) or closed (`-1`): refresh ahead only while any is open.
@@ -193,8 +196,10 @@ impl TokenSource {
         match action {
             TokenAction::CallFetchJwt => {
                 let Some(this) = self.this.upgrade() else { return };
+                // Called now: its request goes out before what runs after.
+                let answer = self.call_fetch_jwt();
                 crate::rt::spawn(async move {
-                    let raw = this.call_fetch_jwt().await;
+                    let raw = answer.await;
                     this.run(TokenInput::Fetched(raw));
                 });
             }
@@ -261,17 +266,22 @@ impl TokenSource {
         timers.iter().position(|(t, _)| *t == timer).map(|at| timers.remove(at).1)
     }
 
-    async fn call_fetch_jwt(&self) -> Result<String, FetchFailure> {
-        match JsFuture::from(call_fetch_jwt(&self.fetch_jwt, self.timeout_ms as f64)).await {
-            Ok(jwt) => Ok(jwt.as_string().unwrap_or_default()),
-            Err(e) => Err(match e.as_f64() {
-                Some(0.0) => FetchFailure::TimedOut(self.timeout_ms),
-                Some(_) => FetchFailure::NotAString,
-                None if js_sys::Array::is_array(&e) => {
-                    FetchFailure::SignedOut(js_sys::Array::from(&e).get(0).as_string().unwrap_or_default())
-                }
-                None => FetchFailure::Threw(e.as_string().unwrap_or_default()),
-            }),
+    /// Calls `fetchJwt` now; the future reads its answer.
+    fn call_fetch_jwt(&self) -> impl Future<Output = Result<String, FetchFailure>> + 'static {
+        let timeout_ms = self.timeout_ms;
+        let answer = JsFuture::from(call_fetch_jwt(&self.fetch_jwt, timeout_ms as f64));
+        async move {
+            match answer.await {
+                Ok(jwt) => Ok(jwt.as_string().unwrap_or_default()),
+                Err(e) => Err(match e.as_f64() {
+                    Some(0.0) => FetchFailure::TimedOut(timeout_ms),
+                    Some(_) => FetchFailure::NotAString,
+                    None if js_sys::Array::is_array(&e) => {
+                        FetchFailure::SignedOut(js_sys::Array::from(&e).get(0).as_string().unwrap_or_default())
+                    }
+                    None => FetchFailure::Threw(e.as_string().unwrap_or_default()),
+                }),
+            }
         }
     }
 }
