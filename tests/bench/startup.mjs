@@ -83,6 +83,32 @@ const click = (ready) => `
 await ${ready};
 await new Promise((ok) => setTimeout(ok, 300));
 mark("open");`;
+/**
+ * The minimal JS client's app; `wait`: what it does before it opens (the
+ * opened-after-the-load scenario's wait).
+ */
+const baselineApp = (wait = "") => `import { fetchEventSource } from "@microsoft/fetch-event-source";
+${MARK}
+${wait}
+const seen = new Set();
+const headers = { authorization: "Bearer " + (await fetchJwt()) };
+fetch(api + "/api/v2/agent_convos/c", { headers }).then((r) => r.json()).then(({ messages }) => {
+  for (const m of messages) if (!seen.has(m.id)) { seen.add(m.id); mark("first"); }
+  if (seen.size >= 5) mark("history");
+});
+fetchEventSource(api + "/api/v2/agent_convos/c/events", {
+  headers,
+  openWhenHidden: true,
+  onopen: async () => mark("opened"),
+  onmessage(ev) {
+    if (ev.event !== "message") return;
+    const data = JSON.parse(ev.data);
+    if (seen.has(data.message.id)) return;
+    seen.add(data.message.id);
+    mark("first");
+  },
+});
+`;
 const APPS = {
   "ours-click": `import { ValetClient, init } from "@valet.red/sdk";
 ${MARK}
@@ -100,49 +126,8 @@ mark("opened");
 let n = 0;
 convo.on("message", () => { mark("first"); if (++n === 5) mark("history"); });
 `,
-  baseline: `import { fetchEventSource } from "@microsoft/fetch-event-source";
-${MARK}
-const seen = new Set();
-const headers = { authorization: "Bearer " + (await fetchJwt()) };
-fetch(api + "/api/v2/agent_convos/c", { headers }).then((r) => r.json()).then(({ messages }) => {
-  for (const m of messages) if (!seen.has(m.id)) { seen.add(m.id); mark("first"); }
-  if (seen.size >= 5) mark("history");
-});
-fetchEventSource(api + "/api/v2/agent_convos/c/events", {
-  headers,
-  openWhenHidden: true,
-  onopen: async () => mark("opened"),
-  onmessage(ev) {
-    if (ev.event !== "message") return;
-    const data = JSON.parse(ev.data);
-    if (seen.has(data.message.id)) return;
-    seen.add(data.message.id);
-    mark("first");
-  },
-});
-`,  "baseline-click": `import { fetchEventSource } from "@microsoft/fetch-event-source";
-${MARK}
-${click('new Promise((ok) => (document.readyState === "complete" ? ok() : addEventListener("load", ok)))')}
-const seen = new Set();
-const headers = { authorization: "Bearer " + (await fetchJwt()) };
-fetch(api + "/api/v2/agent_convos/c", { headers }).then((r) => r.json()).then(({ messages }) => {
-  for (const m of messages) if (!seen.has(m.id)) { seen.add(m.id); mark("first"); }
-  if (seen.size >= 5) mark("history");
-});
-fetchEventSource(api + "/api/v2/agent_convos/c/events", {
-  headers,
-  openWhenHidden: true,
-  onopen: async () => mark("opened"),
-  onmessage(ev) {
-    if (ev.event !== "message") return;
-    const data = JSON.parse(ev.data);
-    if (seen.has(data.message.id)) return;
-    seen.add(data.message.id);
-    mark("first");
-  },
-});
-`,
-
+  baseline: baselineApp(),
+  "baseline-click": baselineApp(click('new Promise((ok) => (document.readyState === "complete" ? ok() : addEventListener("load", ok)))')),
 };
 
 /** Builds each app with Vite into OUT/<app>/ ("ours-hint": ours with the README's plugin). */
