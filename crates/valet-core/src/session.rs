@@ -30,7 +30,8 @@
 //!   token: its round trip to the browser overlaps the token's, so a tab
 //!   alone leads as soon as its token is in. The answer is kept until the
 //!   election starts; the election's own first request is that one. A
-//!   refused opening withdraws it (or lets the lock go).
+//!   refused opening, or a page going away (`pagehide`) before its token,
+//!   withdraws it (or lets the lock go).
 //! - A page hidden when the convo starts starts hidden (paused, with
 //!   `pauseOnHidden`), and a tab without a channel leads by itself.
 
@@ -197,10 +198,7 @@ impl Session {
             SessionInput::Convo(Input::TokenFailed { purpose: TokenFor::Open, error }) => {
                 if error.signed_out() {
                     self.log(crate::cat!("the opening is refused: ", error.message));
-                    if core::mem::take(&mut self.early_lock) != EarlyLock::None {
-                        self.lock_epoch += 1;
-                        self.out.push(SessionAction::ReleaseLock);
-                    }
+                    self.drop_early_lock();
                     self.out.push(SessionAction::Convo(Action::Opened(Err(error))));
                 } else {
                     self.open_failure = Some(error);
@@ -212,6 +210,9 @@ impl Session {
             SessionInput::PageHide => {
                 self.convo_input(now_ms, Input::PageHide);
                 self.tab_input(now_ms, TabInput::PageHide);
+                // A page going away holds no lock it asked for early (the
+                // election asks again if it starts).
+                self.drop_early_lock();
             }
             SessionInput::PageShow { visible } => self.tab_input(now_ms, TabInput::PageShow { visible }),
             SessionInput::Visibility { hidden } => {
@@ -225,8 +226,10 @@ impl Session {
                 let current = epoch == self.lock_epoch;
                 let what = if granted { "granted" } else { "lost" };
                 self.log(crate::cat!("tab lock ", what, " (current: ", current, ")"));
-                if current && self.early_lock == EarlyLock::Asked {
-                    // Before the election: kept for its start (a loss: it asks again).
+                if current && self.early_lock != EarlyLock::None {
+                    // Before the election: kept for its start. Lost (the
+                    // request failed, or a tab stole the lock granted
+                    // early): the election asks again when it starts.
                     self.early_lock = if granted { EarlyLock::Granted } else { EarlyLock::None };
                 } else if current {
                     self.tab_input(now_ms, if granted { TabInput::LockGranted } else { TabInput::LockLost });
@@ -266,6 +269,14 @@ impl Session {
             }
         } else {
             self.convo_input(now_ms, Input::Start);
+        }
+    }
+
+    /// Withdraws the lock asked for at the opening (or lets it go).
+    fn drop_early_lock(&mut self) {
+        if core::mem::take(&mut self.early_lock) != EarlyLock::None {
+            self.lock_epoch += 1;
+            self.out.push(SessionAction::ReleaseLock);
         }
     }
 

@@ -278,6 +278,27 @@ fn the_tab_lock_comes_while_the_token_does() {
     let out = s.handle(3, SessionInput::Lock { epoch: again, granted: true });
     assert!(stream_token(&out).is_some());
 
+    // Granted, then stolen (another tab's lease ran out) before the token:
+    // it does not lead on the lost grant; it asks again.
+    let mut s = tabbed(14, "e");
+    let epoch = lock_request(&s.handle(0, SessionInput::Start { hidden: false })).unwrap();
+    assert!(quiet(&s.handle(1, SessionInput::Lock { epoch, granted: true })));
+    assert!(quiet(&s.handle(2, SessionInput::Lock { epoch, granted: false })));
+    let out = s.handle(3, SessionInput::Convo(Input::Token { purpose: TokenFor::Open, token: "t".into() }));
+    assert!(lock_request(&out).is_some_and(|again| again > epoch), "asks again: {out:?}");
+    assert!(stream_token(&out).is_none() && emitted(&out, EventName::Role).is_empty(), "no lead on a lost lock: {out:?}");
+    assert_eq!(s.role(), Role::Follower);
+
+    // The page goes away before the token: withdrawn; shown again and
+    // given its token, it asks anew.
+    let mut s = tabbed(15, "f");
+    let epoch = lock_request(&s.handle(0, SessionInput::Start { hidden: false })).unwrap();
+    assert!(s.handle(1, SessionInput::PageHide).contains(&SessionAction::ReleaseLock));
+    assert!(quiet(&s.handle(2, SessionInput::Lock { epoch, granted: true })), "a late grant of it: nothing");
+    s.handle(3, SessionInput::PageShow { visible: true });
+    let out = s.handle(4, SessionInput::Convo(Input::Token { purpose: TokenFor::Open, token: "t".into() }));
+    assert!(lock_request(&out).is_some_and(|again| again > epoch) && stream_token(&out).is_none(), "{out:?}");
+
     // Closed before the token: the request is withdrawn.
     let mut s = tabbed(12, "c");
     s.handle(0, SessionInput::Start { hidden: false });
