@@ -26,10 +26,10 @@
 //!   off instead of calling `fetchJwt` again at once). Until the token
 //!   answers, the tab has not joined the election: what the channel says
 //!   is not heard, and it says nothing.
-//! - The election's Web Lock is asked for at the opening, right after the
-//!   token: its round trip to the browser overlaps the token's, so a tab
-//!   alone leads as soon as its token is in. The answer is kept until the
-//!   election starts; the election's own first request is that one. A
+//! - The election's Web Lock is asked for at the opening, just after the
+//!   token: its round trip to the browser overlaps the token's, so a
+//!   tab alone leads as soon as its token is in. The answer is kept until
+//!   the election starts; the election's own first request is that one. A
 //!   refused opening, or a page going away (`pagehide`) before its token,
 //!   withdraws it (or lets the lock go).
 //! - A page hidden when the convo starts starts hidden (paused, with
@@ -189,9 +189,8 @@ impl Session {
                 self.out.push(SessionAction::Convo(Action::GetToken { purpose: TokenFor::Open, reject: None }));
                 if !self.started && self.early_lock == EarlyLock::None && self.election.as_ref().is_some_and(Election::uses_locks) {
                     self.log("requesting the tab lock while the token comes".into());
-                    self.lock_epoch += 1;
                     self.early_lock = EarlyLock::Asked;
-                    self.out.push(SessionAction::RequestLock { steal: false, epoch: self.lock_epoch });
+                    self.request_lock(false);
                 }
             }
             SessionInput::Convo(Input::Token { purpose: TokenFor::Open, .. }) => self.begin(now_ms),
@@ -239,9 +238,8 @@ impl Session {
                 if !self.convo.is_closed() {
                     self.tab_input(now_ms, TabInput::Close);
                     if self.election.take().is_some() {
-                        self.lock_epoch += 1;
                         self.out.push(SessionAction::ClearTabTimer);
-                        self.out.push(SessionAction::ReleaseLock);
+                        self.release_lock();
                     }
                     self.convo_input(now_ms, Input::Close);
                 }
@@ -275,9 +273,22 @@ impl Session {
     /// Withdraws the lock asked for at the opening (or lets it go).
     fn drop_early_lock(&mut self) {
         if core::mem::take(&mut self.early_lock) != EarlyLock::None {
-            self.lock_epoch += 1;
-            self.out.push(SessionAction::ReleaseLock);
+            self.release_lock();
         }
+    }
+
+    /// Asks for the tab lock, replacing (withdrawing) any earlier request:
+    /// a new epoch, so an answer to an older one changes nothing.
+    fn request_lock(&mut self, steal: bool) {
+        self.lock_epoch += 1;
+        self.out.push(SessionAction::RequestLock { steal, epoch: self.lock_epoch });
+    }
+
+    /// Releases the tab lock (or withdraws the request): a new epoch, so a
+    /// late answer to the request changes nothing.
+    fn release_lock(&mut self) {
+        self.lock_epoch += 1;
+        self.out.push(SessionAction::ReleaseLock);
     }
 
     /// Hands `input` to the convo machine; a chunk it relays goes out as an
@@ -325,13 +336,9 @@ impl Session {
                 TabAction::RequestLock { steal: false } if self.early_lock != EarlyLock::None => {}
                 TabAction::RequestLock { steal } => {
                     self.log(crate::cat!("requesting the tab lock (steal: ", steal, ")"));
-                    self.lock_epoch += 1;
-                    self.out.push(SessionAction::RequestLock { steal, epoch: self.lock_epoch });
+                    self.request_lock(steal);
                 }
-                TabAction::ReleaseLock => {
-                    self.lock_epoch += 1;
-                    self.out.push(SessionAction::ReleaseLock);
-                }
+                TabAction::ReleaseLock => self.release_lock(),
                 TabAction::Broadcast(env) => self.out.push(SessionAction::Broadcast(env.to_json())),
                 TabAction::Lead { gen } => {
                     self.log(crate::cat!("this tab leads (generation ", gen, ")"));
