@@ -124,13 +124,19 @@ for (const noLocks of [false, true]) {
     const c = await newConvo("closed-leader");
     const { leader, rest } = await threeTabsWithLeader(c, noLocks);
     await send(rest[0], "before");
-    await leader.close(); // pagehide: resigns and releases the lock
+    const roles = async () => Promise.all(rest.map((p) => p.evaluate(() => window.t.rec.role.slice())));
+    const rolesBefore = await roles();
+    await leader.close(); // pagehide: resigns (naming its heir) and releases the lock
     await send(rest[1], "during handover");
     await server.admin(`/convos/${c.convoId}/messages`, { content: "from a human, during handover" });
     await leaderOf(rest);
     await send(rest[0], "after");
     await sameMessagesOnce(rest, 7);
     await settledStreams(c.convoId, 1);
+    // One tab took over: not every follower at once, each opening a stream
+    // held against the user's cap of two until the duel settles.
+    const took = (await roles()).filter((r, k) => r.slice(rolesBefore[k].length).includes("leader"));
+    assert.equal(took.length, 1, "one tab took the lead");
     for (const p of rest) await p.close();
   });
 

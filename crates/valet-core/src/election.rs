@@ -24,6 +24,13 @@
 //!   for `startup_ms` (first start) or `lease_ms` claims; two leaders that
 //!   hear each other keep the one with the higher (generation, tab id), so two
 //!   leaders never stand for longer than one heartbeat.
+//!   A leader that resigns names its heir, a follower it heard within a
+//!   lease (a visible one first): only that tab claims at once, the others
+//!   wait for its heartbeat, or a lease if it never comes. Were every
+//!   follower to claim, each would open a stream before the duel settles,
+//!   and a stream given up while its request is in flight can stay open on
+//!   the server for seconds (a browser may keep the socket to drain it),
+//!   against a cap of two streams per user and agent.
 //! - A hidden leader hands over to a visible follower when one exists
 //!   (`pauseOnHidden`): it resigns, and the visible tab takes the lock. A
 //!   leader whose page is hiding (`pagehide`, never `unload`) resigns at once;
@@ -88,8 +95,14 @@ pub enum Body {
         /// It starts to listen: answer with a heartbeat `ack`ing it.
         hello: bool,
     },
-    /// The leader is stepping down (closing, or hidden with a visible follower).
-    Resign,
+    /// The leader is stepping down (closing, or hidden with a visible
+    /// follower), naming the tab to lead next.
+    Resign {
+        /// Without Web Locks, the one tab that claims at once (a tab the
+        /// leader heard lately, a visible one first); the others wait for
+        /// its heartbeat, or a lease. `None`: every visible tab claims.
+        next: Option<String>,
+    },
     /// Frames (and the leader's status, as event `status`), relayed by the
     /// leader as received, as SSE text: `event: message\ndata: {...}\n\n`
     /// per frame, one envelope per chunk.
@@ -122,7 +135,13 @@ impl Envelope {
                 }
             }
             Body::Presence { visible, hello } => out += &crate::cat!("\"presence\",\"visible\":", visible, ",\"hello\":", hello),
-            Body::Resign => out += "\"resign\"",
+            Body::Resign { next } => {
+                out += "\"resign\"";
+                if let Some(n) = next {
+                    out += ",\"next\":";
+                    out += &q(n);
+                }
+            }
             Body::Events { sse } => {
                 out += "\"events\",\"sse\":";
                 out += &q(sse);
@@ -141,11 +160,11 @@ pub fn parse_envelope(json: &str) -> Option<Envelope> {
     // the one array, not the values not yet moved out (code per return).
     let mut vals = crate::json::read_n(
         json,
-        ["sdk", "v", "tab", "gen", "body.kind", "body.visible", "body.relay", "body.ack", "body.hello", "body.sse"],
+        ["sdk", "v", "tab", "gen", "body.kind", "body.visible", "body.relay", "body.ack", "body.hello", "body.sse", "body.next"],
     )?;
     let mut take = |i: usize| core::mem::replace(&mut vals[i], Val::Missing).into_string();
-    let (tab, ack, sse) = (take(2), take(7), take(9));
-    let [sdk, v, _, gen, kind, visible, relay, _, hello, _] = &vals;
+    let (tab, ack, sse, next) = (take(2), take(7), take(9), take(10));
+    let [sdk, v, _, gen, kind, visible, relay, _, hello, _, _] = &vals;
     if sdk.str() != Some("valet-sdk") || v.u64() != Some(ENVELOPE_VERSION as u64) {
         return None;
     }
@@ -156,7 +175,7 @@ pub fn parse_envelope(json: &str) -> Option<Envelope> {
     let body = match (kind.str()?, bool_of(visible)) {
         ("heartbeat", Some(visible)) => Body::Heartbeat { visible, relay: relay.u64()?, ack },
         ("presence", Some(visible)) => Body::Presence { visible, hello: bool_of(hello)? },
-        ("resign", _) => Body::Resign,
+        ("resign", _) => Body::Resign { next },
         ("events", _) => Body::Events { sse: sse? },
         _ => return None,
     };
@@ -282,6 +301,9 @@ pub struct Election {
     leader: Option<(String, bool)>,
     /// When a visible follower was last heard (for the hidden leader's handover).
     visible_follower_ms: Option<u64>,
+    /// Leader side: the tab to name in a `Resign` (the last visible one
+    /// heard, else the last heard), whether it was visible, and when.
+    heir: Option<(String, bool, u64)>,
     lock_requested: bool,
     /// When this tab last passed the lock on to a visible tab (hidden handover).
     passed_ms: Option<u64>,
@@ -321,6 +343,7 @@ impl Election {
             last_leader_ms: None,
             leader: None,
             visible_follower_ms: None,
+            heir: None,
             lock_requested: false,
             passed_ms: None,
             started_ms: 0,
@@ -458,13 +481,20 @@ impl Election {
             TabInput::PageShow { visible } => return self.handle(now_ms, TabInput::Start { visible }),
             TabInput::Close => {
                 if self.role == Some(Role::Leader) {
-                    self.broadcast(Body::Resign);
+                    self.broadcast(Body::Resign { next: self.heir_now(now_ms) });
                     self.out.push(TabAction::ReleaseLock);
                 }
                 self.closed = true;
             }
         }
         core::mem::take(&mut self.out)
+    }
+
+    /// The tab to name in a `Resign`: the one last heard within a lease,
+    /// a visible one first.
+    fn heir_now(&self, now_ms: u64) -> Option<String> {
+        let (tab, _, at) = self.heir.as_ref()?;
+        (now_ms.saturating_sub(*at) < self.cfg.lease_ms).then(|| tab.clone())
     }
 
     fn visible_follower_recent(&self, now_ms: u64) -> bool {
@@ -512,6 +542,7 @@ impl Election {
         self.last_heard = None;
         self.gen = (self.gen + 1).max(now_ms);
         self.role = Some(Role::Leader);
+        self.heir = None;
         self.last_leader_ms = None;
         self.leader = None;
         self.acked = None;
@@ -602,6 +633,13 @@ impl Election {
                     self.visible_follower_ms = Some(now_ms);
                 }
                 if self.role == Some(Role::Leader) {
+                    // A hidden tab does not displace a visible heir heard lately.
+                    let keep = self.heir.as_ref().is_some_and(|(t, vis, at)| {
+                        *vis && !visible && *t != env.tab && now_ms.saturating_sub(*at) < self.cfg.lease_ms
+                    });
+                    if !keep {
+                        self.heir = Some((env.tab.clone(), visible, now_ms));
+                    }
                     self.quiet_beats = 0;
                     self.set_relaying(true);
                     if hello {
@@ -615,14 +653,21 @@ impl Election {
                     }
                 }
             }
-            Body::Resign => {
+            Body::Resign { next } => {
                 if self.leader.as_ref().is_some_and(|(t, _)| *t == env.tab) {
                     // The lock passes to the next tab in its queue; if that
                     // one never leads (frozen while it waited), a lease
                     // from now on lets a visible follower take it.
                     self.last_leader_ms = Some(now_ms);
                     self.leader = None;
-                    if !self.cfg.locks && self.visible {
+                    // Without locks the named tab claims at once and the
+                    // others wait for its heartbeat (or, if it never leads,
+                    // the lease): one new stream, not one per tab.
+                    let claim = match next {
+                        Some(heir) => heir == self.tab,
+                        None => self.visible,
+                    };
+                    if !self.cfg.locks && claim {
                         self.lead(now_ms);
                     }
                 }
@@ -649,7 +694,7 @@ impl Election {
     }
 
     fn resign(&mut self, now_ms: u64, requeue: bool) {
-        self.broadcast(Body::Resign);
+        self.broadcast(Body::Resign { next: self.heir_now(now_ms) });
         self.follow_with(now_ms, requeue);
     }
 
@@ -1031,7 +1076,8 @@ mod tests {
                 r#"{"kind":"heartbeat","visible":false,"relay":3,"ack":"u"}"#,
             ),
             (Body::Presence { visible: false, hello: true }, r#"{"kind":"presence","visible":false,"hello":true}"#),
-            (Body::Resign, r#"{"kind":"resign"}"#),
+            (Body::Resign { next: None }, r#"{"kind":"resign"}"#),
+            (Body::Resign { next: Some("u".into()) }, r#"{"kind":"resign","next":"u"}"#),
             (Body::Events { sse: "event: message\ndata: {}\n\n".into() }, r#"{"kind":"events","sse":"event: message\ndata: {}\n\n"}"#),
         ] {
             let text = env(body.clone()).to_json();
@@ -1082,6 +1128,80 @@ mod tests {
         b.alive[0] = false;
         b.run(1000);
         assert_eq!(b.leaders(), vec![1]);
+    }
+
+    /// Without Web Locks, a resigning leader names one heir: only it claims,
+    /// the others follow it (the channel delivers in order, not at once:
+    /// here every tab has the resignation before any hears the heir). An
+    /// heir that never leads is replaced after a lease.
+    #[test]
+    fn without_locks_a_resigning_leader_names_the_one_tab_that_claims() {
+        let cfg = ElectionConfig { locks: false, ..Default::default() };
+        let tabs = ["a", "b", "c"];
+        let set_up = |hidden_c: bool| {
+            let mut e: Vec<Election> = tabs.iter().map(|t| Election::new(cfg.clone(), *t)).collect();
+            let mut t = 0;
+            e[0].handle(t, TabInput::Start { visible: true });
+            t += 300;
+            assert!(e[0].handle(t, TabInput::Tick).iter().any(|a| matches!(a, TabAction::Lead { .. })));
+            let beat = Envelope { tab: "a".into(), gen: e[0].generation(), body: Body::Heartbeat { visible: true, relay: 0, ack: None } };
+            for (i, visible) in [(1, true), (2, !hidden_c)] {
+                e[i].handle(t, TabInput::Start { visible });
+                e[i].handle(t, TabInput::Channel(beat.to_json()));
+                assert_eq!(e[i].role(), Some(Role::Follower));
+                t += 10;
+                let hello = Envelope { tab: tabs[i].into(), gen: e[0].generation(), body: Body::Presence { visible, hello: true } };
+                e[0].handle(t, TabInput::Channel(hello.to_json()));
+            }
+            (e, t)
+        };
+        let resignation = |out: Vec<TabAction>| {
+            out.into_iter()
+                .find_map(|a| match a {
+                    TabAction::Broadcast(env) if matches!(env.body, Body::Resign { .. }) => Some(env),
+                    _ => None,
+                })
+                .expect("a resignation")
+        };
+        let leads = |out: &[TabAction]| out.iter().any(|a| matches!(a, TabAction::Lead { .. }));
+
+        // The heir is the last tab heard (c), or the visible one (b) when c is hidden.
+        for (hidden_c, heir, other) in [(false, 2, 1), (true, 1, 2)] {
+            let (mut e, t) = set_up(hidden_c);
+            let resign = resignation(e[0].handle(t + 5, TabInput::PageHide));
+            assert_eq!(resign.body, Body::Resign { next: Some(tabs[heir].into()) });
+            let heir_out = e[heir].handle(t + 6, TabInput::Channel(resign.to_json()));
+            let other_out = e[other].handle(t + 6, TabInput::Channel(resign.to_json()));
+            assert!(leads(&heir_out), "the heir claims at once");
+            assert!(!leads(&other_out), "the other waits: {other_out:?}");
+            let beat = heir_out.into_iter().find_map(|a| match a {
+                TabAction::Broadcast(env) if matches!(env.body, Body::Heartbeat { .. }) => Some(env),
+                _ => None,
+            });
+            e[other].handle(t + 7, TabInput::Channel(beat.expect("the heir's heartbeat").to_json()));
+            assert_eq!(e[other].role(), Some(Role::Follower));
+            for ms in (0..5000).step_by(100) {
+                assert!(!leads(&e[other].handle(t + 8 + ms, TabInput::Tick)), "a heard heir is not contested");
+                if ms % 1000 == 0 {
+                    let beat = Envelope { tab: tabs[heir].into(), gen: e[heir].generation(), body: Body::Heartbeat { visible: true, relay: 0, ack: None } };
+                    e[other].handle(t + 8 + ms, TabInput::Channel(beat.to_json()));
+                }
+            }
+        }
+
+        // The heir closed in the same instant: the other claims after a lease.
+        let (mut e, t) = set_up(false);
+        let resign = resignation(e[0].handle(t + 5, TabInput::Close));
+        assert!(!leads(&e[1].handle(t + 6, TabInput::Channel(resign.to_json()))));
+        let claimed_at = (1..50).map(|k| t + 6 + k * 100).find(|&at| leads(&e[1].handle(at, TabInput::Tick)));
+        let waited = claimed_at.expect("someone leads") - (t + 6);
+        assert!((cfg.lease_ms..cfg.lease_ms + 200).contains(&waited), "after a lease: {waited} ms");
+
+        // A resignation that names nobody (an older tab's): every visible tab claims, as before.
+        let (mut e, t) = set_up(false);
+        let old = Envelope { tab: "a".into(), gen: e[0].generation(), body: Body::Resign { next: None } };
+        assert!(leads(&e[1].handle(t + 6, TabInput::Channel(old.to_json()))));
+        assert!(leads(&e[2].handle(t + 6, TabInput::Channel(old.to_json()))));
     }
 
     #[test]
@@ -1180,7 +1300,7 @@ mod tests {
     fn a_new_leader_is_heard_whatever_generation_the_followers_saw() {
         let hb = |tab: &str, gen| Envelope { tab: tab.into(), gen, body: Body::Heartbeat { visible: true, relay: 0, ack: None } }.to_json();
         let msg = |tab: &str, gen| Envelope { tab: tab.into(), gen, body: Body::Events { sse: "m".into() } }.to_json();
-        let resign = |tab: &str, gen| Envelope { tab: tab.into(), gen, body: Body::Resign }.to_json();
+        let resign = |tab: &str, gen| Envelope { tab: tab.into(), gen, body: Body::Resign { next: None } }.to_json();
         let mut lone = Election::new(ElectionConfig::default(), "new");
         lone.handle(50_000, TabInput::Start { visible: true });
         let out = lone.handle(50_010, TabInput::LockGranted);
