@@ -48,6 +48,7 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let mut parts = request;
     let headers = parts.headers.clone();
+    let http1 = parts.version <= axum::http::Version::HTTP_11;
     let principal = match (&query.ticket, headers.contains_key(axum::http::header::AUTHORIZATION)) {
         (Some(ticket), false) => {
             let who = state
@@ -79,6 +80,14 @@ pub async fn events(
     tokio::spawn(run_stream(state, principal, convo_id, guard, tx, resume_after));
     let mut res = Sse::new(ReceiverStream::new(rx)).into_response();
     res.headers_mut().insert("x-accel-buffering", "no".parse().expect("static header"));
+    if http1 {
+        // A stream's connection carries nothing after it. Kept alive, a
+        // browser that gives the stream up may hold the socket for seconds
+        // to drain it (Chromium: up to 5 s, and it may send the next
+        // stream's request twice meanwhile), each stream counted against
+        // the user's cap; told so, it closes the socket at once.
+        res.headers_mut().insert(axum::http::header::CONNECTION, "close".parse().expect("static header"));
+    }
     Ok(res)
 }
 

@@ -130,6 +130,8 @@ impl Server {
             return Err(res);
         }
         assert_eq!(res.headers()["content-type"], "text/event-stream");
+        // Over HTTP/1.1 the stream's connection is not kept for reuse.
+        assert_eq!(res.headers()["connection"], "close");
         Ok(Stream::spawn(res))
     }
 }
