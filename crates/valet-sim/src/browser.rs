@@ -293,7 +293,9 @@ impl World {
         for sid in 0..self.server.streams.len() {
             let s = &self.server.streams[sid];
             if s.alive && s.pid == pid && s.attempt == attempt {
-                let d = self.latency();
+                // Given up while its answer was on the way: the browser may drain the socket.
+                let draining = self.now < s.answered_at;
+                let d = self.latency() + if draining { self.rng.range(0, crate::server::DRAIN_MS) } else { 0 };
                 self.at(d, Ev::Server(ServerEv::ClientClosed { sid }));
             }
         }

@@ -75,6 +75,8 @@ pub struct Outcome {
     pub sends_restored: u64,
     /// Messages delivered from a local history.
     pub from_cache: u64,
+    /// Streams the server refused at its cap (each one waits `Retry-After: 30`).
+    pub cap_refusals: u64,
     /// Simulated ms from the heal to convergence (`None`: never).
     pub convergence_ms: Option<u64>,
     /// Tabs at the start.
@@ -337,6 +339,8 @@ pub struct World {
     pub sends_restored: u64,
     /// Messages delivered from a local history.
     pub from_cache: u64,
+    /// Streams refused at the cap.
+    pub cap_refusals: u64,
     /// Sends rejected: key, `maybe_stored`, which.
     pub rejected: Vec<(String, bool, String)>,
     /// Every text an app sent (each is unique).
@@ -371,6 +375,7 @@ impl World {
             delivered: 0,
             sends_resolved: 0,
             sends_restored: 0,
+            cap_refusals: 0,
             from_cache: 0,
             rejected: Vec::new(),
             sent_texts: Vec::new(),
@@ -626,6 +631,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         delivered: w.delivered,
         sends_resolved: w.sends_resolved,
         sends_restored: w.sends_restored,
+        cap_refusals: w.cap_refusals,
         from_cache: w.from_cache,
         convergence_ms: w.converged_at.zip(w.healed_at).map(|(c, h)| c - h),
         tabs,

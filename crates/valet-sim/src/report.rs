@@ -22,6 +22,8 @@ pub struct Batch {
     pub sends_restored: u64,
     /// Messages delivered from a local history.
     pub from_cache: u64,
+    /// Streams refused at the server's cap.
+    pub cap_refusals: u64,
     /// Tabs at the start, summed.
     pub tabs: u64,
     /// Convergence times after the heal, ms.
@@ -43,6 +45,7 @@ impl Batch {
         self.sends_resolved += o.sends_resolved;
         self.sends_restored += o.sends_restored;
         self.from_cache += o.from_cache;
+        self.cap_refusals += o.cap_refusals;
         self.tabs += o.tabs as u64;
         if let Some(ms) = o.convergence_ms {
             self.convergence.push(ms);
@@ -79,12 +82,13 @@ impl Batch {
             self.failed.len()
         );
         out += &format!(
-            "convergence after the heal (simulated): p50 {:.1} s, p90 {:.1} s, p99 {:.1} s, max {:.1} s (seed {})\nfaults by kind:\n",
+            "convergence after the heal (simulated): p50 {:.1} s, p90 {:.1} s, p99 {:.1} s, max {:.1} s (seed {})\nstreams refused at the server's cap (each waits 30 s): {}\nfaults by kind:\n",
             pct(0.5) as f64 / 1000.0,
             pct(0.9) as f64 / 1000.0,
             pct(0.99) as f64 / 1000.0,
             conv.last().copied().unwrap_or(0) as f64 / 1000.0,
-            self.slowest.map_or(0, |s| s.1)
+            self.slowest.map_or(0, |s| s.1),
+            self.cap_refusals
         );
         let mut kinds: Vec<_> = self.faults.iter().collect();
         kinds.sort_by(|a, b| b.1.cmp(a.1));
@@ -157,6 +161,7 @@ pub fn run_many(first: u64, n: u64, opts: &Options) -> Batch {
                 t.sends_resolved += mine.sends_resolved;
                 t.sends_restored += mine.sends_restored;
                 t.from_cache += mine.from_cache;
+                t.cap_refusals += mine.cap_refusals;
                 t.tabs += mine.tabs;
                 t.convergence.extend(mine.convergence);
                 if let Some((ms, seed)) = mine.slowest {

@@ -17,6 +17,11 @@ use valet_core::session::SessionInput;
 pub const STREAM_CAP: usize = 2;
 /// Interval of `ping` frames.
 pub const PING_MS: u64 = 15_000;
+/// How long a browser may keep the socket of a stream given up while its
+/// answer was on the way, to drain it for reuse (Chromium: up to 5 s, on a
+/// server that keeps the connection alive): the server holds the stream,
+/// against the cap, until then.
+pub const DRAIN_MS: u64 = 5_000;
 
 /// An endpoint a refusal applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +60,8 @@ pub struct Stream {
     pub held: Vec<String>,
     /// When its last bytes arrive (bytes keep their order).
     pub next_at: u64,
+    /// When its answer (`StreamOpened`) reaches the page.
+    pub answered_at: u64,
 }
 
 /// What the server is asked, or does by itself.
@@ -503,6 +510,7 @@ impl World {
             Some(s)
         } else if self.server.alive_streams() >= STREAM_CAP {
             trace!(self, "server: stream cap for page {pid}");
+            self.cap_refusals += 1;
             Some(429)
         } else {
             None
@@ -515,7 +523,7 @@ impl World {
         self.succeeded(pid, Endpoint::Stream);
         let sid = self.server.streams.len();
         let lat = self.latency();
-        self.server.streams.push(Stream { pid, attempt, alive: true, stalled: false, held: Vec::new(), next_at: self.now + lat });
+        self.server.streams.push(Stream { pid, attempt, alive: true, stalled: false, held: Vec::new(), next_at: self.now + lat, answered_at: self.now + lat });
         self.at(lat, Ev::Page { pid, what: PageEv::Input(SessionInput::Convo(Input::StreamOpened { attempt })) });
         self.write(sid, format!("event: ready\ndata: {{\"type\":\"ready\",\"conn_id\":\"c{sid}\"}}\n\n"));
         if let (true, Some(last)) = (self.server.ids, last_event_id.and_then(|l| l.parse::<u64>().ok())) {
