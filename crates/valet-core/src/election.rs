@@ -490,15 +490,20 @@ impl Election {
         core::mem::take(&mut self.out)
     }
 
+    /// Whether `at_ms` is less than a lease before `now_ms`.
+    fn within_lease(&self, now_ms: u64, at_ms: u64) -> bool {
+        now_ms.saturating_sub(at_ms) < self.cfg.lease_ms
+    }
+
     /// The tab to name in a `Resign`: the one last heard within a lease,
     /// a visible one first.
     fn heir_now(&self, now_ms: u64) -> Option<String> {
         let (tab, _, at) = self.heir.as_ref()?;
-        (now_ms.saturating_sub(*at) < self.cfg.lease_ms).then(|| tab.clone())
+        self.within_lease(now_ms, *at).then(|| tab.clone())
     }
 
     fn visible_follower_recent(&self, now_ms: u64) -> bool {
-        self.visible_follower_ms.is_some_and(|t| now_ms.saturating_sub(t) < self.cfg.lease_ms)
+        self.visible_follower_ms.is_some_and(|t| self.within_lease(now_ms, t))
     }
 
     fn arm(&mut self) {
@@ -587,7 +592,7 @@ impl Election {
         if gen >= self.gen || self.leader.as_ref().is_some_and(|(t, _)| t == tab) {
             return true;
         }
-        let live = self.leader.is_some() && self.last_leader_ms.is_some_and(|t| now_ms.saturating_sub(t) < self.cfg.lease_ms);
+        let live = self.leader.is_some() && self.last_leader_ms.is_some_and(|t| self.within_lease(now_ms, t));
         !live
     }
 
@@ -635,7 +640,7 @@ impl Election {
                 if self.role == Some(Role::Leader) {
                     // A hidden tab does not displace a visible heir heard lately.
                     let keep = self.heir.as_ref().is_some_and(|(t, vis, at)| {
-                        *vis && !visible && *t != env.tab && now_ms.saturating_sub(*at) < self.cfg.lease_ms
+                        *vis && !visible && *t != env.tab && self.within_lease(now_ms, *at)
                     });
                     if !keep {
                         self.heir = Some((env.tab.clone(), visible, now_ms));
