@@ -10,7 +10,7 @@
 // held back by the test until it says so.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { sdkEnv } from "./harness.mjs";
+import { eventually, sdkEnv } from "./harness.mjs";
 
 const AGENT = "00000000-0000-4000-8000-00000000a9e1";
 let env, server;
@@ -211,7 +211,8 @@ test("a convo opened once the wasm is in: fetchJwt first, and the tab lock while
     t.client.openConvo({ convoId }).then((c) => { t.convo = c; c.on("message", ({ message }) => t.messages.push(message)); }, (e) => { t.failed = e.code; });
   }, convoId);
   // The token is held: the lock is asked for, and granted, meanwhile.
-  await p.waitForFunction(async (name) => (await navigator.locks.query()).held.some((l) => l.name === name), `valet:${AGENT}:${convoId}`, { timeout: 20_000 });
+  // (Polled from here: a page function returning a promise is truthy to waitForFunction.)
+  await eventually("the convo's lock held", () => p.evaluate(async (name) => (await navigator.locks.query()).held.some((l) => l.name === name), `valet:${AGENT}:${convoId}`));
   assert.deepEqual(await p.evaluate(() => window.t.order), ["fetchJwt", "channel valet-events", "lock valet"], "the token's call before the rest");
   assert.equal(await p.evaluate(() => window.t.convo), undefined, "not open before its token");
   await p.evaluate(() => window.t.giveToken());
