@@ -108,6 +108,21 @@ test("429 on the stream waits the server's Retry-After", async () => {
   await closeAll(page);
 });
 
+test("a stream refused at the cap waits its Retry-After even when a send is stored meanwhile", async () => {
+  const { page, convoId } = await opened("retry-after-send");
+  await server.admin("/faults", { route: "events", status: 429, retry_after: 20, count: 1, body: { code: "too_many_streams" } });
+  const before = (await server.stats()).requests.events;
+  await server.admin("/streams/end", { convo_id: convoId, reason: "shutdown" });
+  await waitIn(page, "window.t.rec.status.some((s) => s.status === 'reconnecting' && s.retry_in_ms >= 20000)", "the 20 s wait");
+  assert.equal((await server.stats()).requests.events - before, 1, "the refused attempt");
+  // The server answers a send: it is reachable, but the wait is its own.
+  await send(page, "during the wait");
+  await page.waitForTimeout(1500);
+  assert.equal((await server.stats()).requests.events - before, 1, "no early retry after the send");
+  assert.equal(await page.evaluate(() => window.t.convo.status), "reconnecting");
+  await closeAll(page);
+});
+
 test("401 on the stream: the token is refreshed and the new one is used", async () => {
   const { page, convoId } = await opened("unauthorized");
   const calls0 = await page.evaluate(() => window.t.calls.count);

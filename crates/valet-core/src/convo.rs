@@ -13,7 +13,8 @@
 //! - A refused stream keeps its HTTP status (defect 1): 401 refreshes the
 //!   token and retries at once, three in a row stop with an `auth` error;
 //!   403 and 404 (and other 4xx but 408) stop; 429 waits `Retry-After`
-//!   (body value first, capped); 408, 5xx and network errors back off.
+//!   (body value first, capped), a wait no sign of the server's
+//!   reachability cuts short; 408, 5xx and network errors back off.
 //! - `closed{server_cap|shutdown}` reconnect "at once" with jitter;
 //!   `closed{auth_expiring}` also rejects the token, forcing a refresh
 //!   (defect 2); `stalled`, unknown reasons and streams that end without
@@ -376,7 +377,9 @@ pub struct ConvoMachine {
     reconcile_auth_failures: u32,
     reconcile_backoff: Backoff,
     outbox: Outbox,
-    /// When the pending reconnect is due (to cut a long wait short).
+    /// When the pending reconnect is due, where a sign that the server is
+    /// reachable may cut that wait short: not a wait the server asked for
+    /// (429's `Retry-After`), which only its timer ends.
     reconnect_due_ms: Option<u64>,
     /// The time of the input being handled.
     now_ms: u64,
@@ -1195,6 +1198,8 @@ impl ConvoMachine {
                     None => nominal,
                 };
                 self.schedule(delay);
+                // The server's wait: an early try would be refused again.
+                self.reconnect_due_ms = None;
                 self.opened(Ok(()));
             }
             408 | 500..=599 => self.schedule_backoff(),

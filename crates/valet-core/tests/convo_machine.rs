@@ -6,6 +6,8 @@ use serde_json::Value;
 use valet_core::convo::{Action, ConvoConfig, ConvoMachine, Input, Timer, TokenFor};
 use valet_core::error::{ClientError, ErrorCode};
 use valet_core::events::EventName;
+use valet_core::outbox::Outgoing;
+use valet_core::send::SendOutcome;
 
 const T1: &str = "tok-1";
 
@@ -161,6 +163,41 @@ fn too_many_requests_waits_retry_after_body_value_first() {
     h.feed(Input::Token { purpose: TokenFor::Stream(a2), token: T1.into() });
     let out = h.feed(Input::StreamRefused { attempt: a2, status: 429, retry_after: Some("600".into()), body: String::new() });
     assert!(reconnect_delay(&out).unwrap() <= 30_500, "Retry-After is capped");
+}
+
+/// A stream refused at the cap waits the server's `Retry-After`: a sign
+/// that the server is reachable (the history answered, a send stored, the
+/// browser online) does not cut that wait short, as it does a wait after
+/// a network failure (each early try would be refused again, and told to
+/// wait again).
+#[test]
+fn a_stream_refused_at_the_cap_waits_even_when_the_server_shows_it_is_back() {
+    let mut h = Harness::new(4);
+    let out = h.feed(Input::Start);
+    let a = stream_token_request(&out).unwrap();
+    let history = reconcile_token_request(&out).expect("the history asked for with the stream");
+    h.feed(Input::Token { purpose: TokenFor::Stream(a), token: T1.into() });
+    let out = h.feed(Input::StreamRefused { attempt: a, status: 429, retry_after: Some("30".into()), body: String::new() });
+    assert!(reconnect_delay(&out).unwrap() >= 30_000);
+    h.now += 1_000;
+    h.feed(Input::Token { purpose: TokenFor::Reconcile(history), token: T1.into() });
+    let out = h.feed(Input::ReconcileDone { req: history, status: 200, body: r#"{"messages":[]}"#.into() });
+    assert_eq!(reconnect_delay(&out), None, "the history's answer does not cut the wait short");
+    h.now += 1_000;
+    let out = h.feed(Input::Online);
+    assert_eq!(reconnect_delay(&out), None, "nor the browser online");
+    h.feed(Input::Send { id: 1, key: None, what: Outgoing::Message { text: "hi".into(), files: false, draft: None }, detached: false });
+    h.feed(Input::Token { purpose: TokenFor::Send(1), token: T1.into() });
+    let out = h.feed(Input::Posted { id: 1, outcome: SendOutcome::Ok, body: String::new() });
+    assert_eq!(reconnect_delay(&out), None, "nor a send stored");
+    assert!(h.log.iter().filter_map(|a| match a {
+        Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
+        _ => None,
+    }).all(|n| n == a), "no second stream asked for");
+    // The timer ends the wait.
+    h.now += 28_500;
+    let out = h.feed(Input::TimerFired(Timer::Reconnect));
+    assert!(stream_token_request(&out).is_some());
 }
 
 #[test]
