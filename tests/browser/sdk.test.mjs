@@ -93,11 +93,21 @@ test("a stream dropped without `closed` backs off and recovers every message", a
   await closeAll(page);
 });
 
-test("429 on the stream waits the server's Retry-After", async () => {
-  const { page, convoId } = await opened("retry-after");
-  await server.admin("/faults", { route: "events", status: 429, retry_after: 2, count: 1, body: { code: "too_many_streams" } });
+/**
+ * Ends the convo's stream (`shutdown`: the SDK reconnects at once) with its
+ * next request refused at the cap, `Retry-After: secs`; returns the
+ * server's count of events requests before.
+ */
+async function refuseReconnect(convoId, secs) {
+  await server.admin("/faults", { route: "events", status: 429, retry_after: secs, count: 1, body: { code: "too_many_streams" } });
   const before = (await server.stats()).requests.events;
   await server.admin("/streams/end", { convo_id: convoId, reason: "shutdown" });
+  return before;
+}
+
+test("429 on the stream waits the server's Retry-After", async () => {
+  const { page, convoId } = await opened("retry-after");
+  const before = await refuseReconnect(convoId, 2);
   await waitIn(page, "window.t.rec.ready.length === 2", "reconnect after the wait");
   const r = await rec(page);
   const waits = r.status.filter((s) => s.status === "reconnecting" && s.retry_in_ms !== undefined).map((s) => s.retry_in_ms);
@@ -110,9 +120,7 @@ test("429 on the stream waits the server's Retry-After", async () => {
 
 test("a stream refused at the cap waits its Retry-After even when a send is stored meanwhile", async () => {
   const { page, convoId } = await opened("retry-after-send");
-  await server.admin("/faults", { route: "events", status: 429, retry_after: 20, count: 1, body: { code: "too_many_streams" } });
-  const before = (await server.stats()).requests.events;
-  await server.admin("/streams/end", { convo_id: convoId, reason: "shutdown" });
+  const before = await refuseReconnect(convoId, 20);
   await waitIn(page, "window.t.rec.status.some((s) => s.status === 'reconnecting' && s.retry_in_ms >= 20000)", "the 20 s wait");
   assert.equal((await server.stats()).requests.events - before, 1, "the refused attempt");
   // The server answers a send: it is reachable, but the wait is its own.
