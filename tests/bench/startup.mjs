@@ -29,6 +29,10 @@
 // - baseline: a minimal JS client, fetch-event-source + JSON.parse + a
 //   Set, and a fetch of the history beside the stream (no tab election, no
 //   token lifecycle, no ordering of the two: a floor, not a product).
+// - and, in the new convo scenario, ours: wasm only: the app calls `init()`
+//   alone, and its "first msg" is when that resolved (the wasm downloaded,
+//   compiled and instantiated; no client, no token): what of ours' time
+//   is the wasm's arrival, and what is the opening after it.
 // Between two loads the bench waits 100 ms (the closed context's processes
 // wind down first), and it prints how busy the machine's cores were
 // during the loads (from /proc/stat: the desktop loads keep both of this
@@ -127,6 +131,12 @@ let n = 0;
 convo.on("message", () => { mark("first"); if (++n === 5) mark("history"); });
 `,
   baseline: baselineApp(),
+  "ours-wasm": `import { init } from "@valet.red/sdk";
+${MARK}
+await init();
+mark("opened");
+mark("first");
+`,
   "baseline-click": baselineApp(click('new Promise((ok) => (document.readyState === "complete" ? ok() : addEventListener("load", ok)))')),
 };
 
@@ -252,7 +262,7 @@ for (const [scenario, history] of Object.entries(SCENARIOS)) {
   await playing(history);
   for (const profile of Object.keys(PROFILES)) {
     const warm = scenario.startsWith("warm");
-    const contenders = warm ? reloadApps : scenario.startsWith("opened") ? clickApps : apps;
+    const contenders = warm ? reloadApps : scenario.startsWith("opened") ? clickApps : history ? apps : { ...apps, "ours: wasm only": "ours-wasm" };
     const busy0 = cpuTimes();
     const byApp = (results[`${profile}, ${scenario}`] = Object.fromEntries(Object.keys(contenders).map((a) => [a, []])));
     for (let i = 0; i < runsOf(profile) + 1; i++) {
@@ -280,7 +290,7 @@ for (const [name, byApp] of Object.entries(results)) {
   const label = k === "history" ? "history" : k === "click" ? "open→first" : "first msg";
   // Opened after the load: when it was opened (from navigation), then from that call.
   const [first, second] = k === "click" ? ["open", "openedAfter"] : ["script", "opened"];
-  console.log(`${"contender".padEnd(14)} ${first.padStart(8)} ${"opened".padStart(8)} ${label.padStart(10)} ${"bytes".padStart(9)} ${`${k === "click" ? "first" : k} / baseline`.padStart(19)} ${"paired (p25–p75)".padStart(24)}`);
+  console.log(`${"contender".padEnd(16)} ${first.padStart(8)} ${"opened".padStart(8)} ${label.padStart(10)} ${"bytes".padStart(9)} ${`${k === "click" ? "first" : k} / baseline`.padStart(19)} ${"paired (p25–p75)".padStart(24)}`);
   const base = median(byApp.baseline.map((r) => r[k]));
   for (const [app, runs] of Object.entries(byApp)) {
     const m = (key) => median(runs.map((r) => r[key]));
@@ -288,7 +298,8 @@ for (const [name, byApp] of Object.entries(results)) {
     // what the machine was doing then weighs on both.
     const paired = runs.map((r, i) => r[k] / byApp.baseline[i][k]);
     const spread = `${median(paired).toFixed(2)}x (${quantile(paired, 0.25).toFixed(2)}–${quantile(paired, 0.75).toFixed(2)})`;
-    console.log(`${app.padEnd(14)} ${m(first).toFixed(0).padStart(8)} ${m(second).toFixed(0).padStart(8)} ${m(k).toFixed(0).padStart(10)} ${m("bytes").toFixed(0).padStart(9)} ${(m(k) / base).toFixed(2).padStart(18)}x ${spread.padStart(24)}`);
+    console.log(`${app.padEnd(16)} ${m(first).toFixed(0).padStart(8)} ${m(second).toFixed(0).padStart(8)} ${m(k).toFixed(0).padStart(10)} ${m("bytes").toFixed(0).padStart(9)} ${(m(k) / base).toFixed(2).padStart(18)}x ${spread.padStart(24)}`);
   }
+  if (byApp["ours: wasm only"]) console.log("(ours: wasm only: `init()` alone, its times when it resolved: the wasm downloaded, compiled and instantiated)");
   if (busy[name] != null) console.log(`(the machine's cores were ${busy[name].toFixed(0)}% busy during these loads)`);
 }
