@@ -174,6 +174,9 @@ async function buildApps(apiOrigin) {
 }
 
 const apps = { ours: "ours", "ours + hint": "ours-hint", baseline: "baseline", ...(BEFORE ? { "ours, before": "before" } : {}) };
+/** The contender that only loads the wasm (`init()`), and the new convo's contenders with it. */
+const WASM_ONLY = "ours: wasm only";
+const newConvoApps = { ...apps, [WASM_ONLY]: "ours-wasm" };
 /** The warm reload's contenders. */
 const reloadApps = { "ours + persist": "ours-persist", ours: "ours", baseline: "baseline" };
 /** The opened-after-the-load contenders. */
@@ -262,7 +265,7 @@ for (const [scenario, history] of Object.entries(SCENARIOS)) {
   await playing(history);
   for (const profile of Object.keys(PROFILES)) {
     const warm = scenario.startsWith("warm");
-    const contenders = warm ? reloadApps : scenario.startsWith("opened") ? clickApps : history ? apps : { ...apps, "ours: wasm only": "ours-wasm" };
+    const contenders = warm ? reloadApps : scenario.startsWith("opened") ? clickApps : history ? apps : newConvoApps;
     const busy0 = cpuTimes();
     const byApp = (results[`${profile}, ${scenario}`] = Object.fromEntries(Object.keys(contenders).map((a) => [a, []])));
     for (let i = 0; i < runsOf(profile) + 1; i++) {
@@ -300,6 +303,6 @@ for (const [name, byApp] of Object.entries(results)) {
     const spread = `${median(paired).toFixed(2)}x (${quantile(paired, 0.25).toFixed(2)}–${quantile(paired, 0.75).toFixed(2)})`;
     console.log(`${app.padEnd(16)} ${m(first).toFixed(0).padStart(8)} ${m(second).toFixed(0).padStart(8)} ${m(k).toFixed(0).padStart(10)} ${m("bytes").toFixed(0).padStart(9)} ${(m(k) / base).toFixed(2).padStart(18)}x ${spread.padStart(24)}`);
   }
-  if (byApp["ours: wasm only"]) console.log("(ours: wasm only: `init()` alone, its times when it resolved: the wasm downloaded, compiled and instantiated)");
+  if (byApp[WASM_ONLY]) console.log(`(${WASM_ONLY}: \`init()\` alone, its times when it resolved: the wasm downloaded, compiled and instantiated)`);
   if (busy[name] != null) console.log(`(the machine's cores were ${busy[name].toFixed(0)}% busy during these loads)`);
 }
