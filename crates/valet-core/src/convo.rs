@@ -392,7 +392,11 @@ pub struct ConvoMachine {
     resume_passed: bool,
     /// The last message delivered (for the resume point).
     last_delivered: Option<(String, Option<u64>)>,
-    last_persist_ms: u64,
+    /// When the resume point was last stored (with a delivery at most once
+    /// a second, and at `pagehide`); `None` before the first delivery, which
+    /// starts that clock without storing: the opening's first messages are
+    /// not held up by a storage write.
+    last_persist_ms: Option<u64>,
     /// Relay what this tab receives (it leads, and another tab listens).
     relaying: bool,
     /// What to relay at the end of this input.
@@ -512,7 +516,7 @@ impl ConvoMachine {
             resumed_until,
             resume_passed: false,
             last_delivered,
-            last_persist_ms: 0,
+            last_persist_ms: None,
             relaying,
             relay_buf: String::new(),
             durable,
@@ -779,7 +783,7 @@ impl ConvoMachine {
     }
 
     fn persist(&mut self) {
-        self.last_persist_ms = self.now_ms;
+        self.last_persist_ms = Some(self.now_ms);
         let point = self.resume_point();
         if point.id.is_some() || point.event_id.is_some() {
             self.out.push(Action::Persist(point.to_json()));
@@ -925,8 +929,10 @@ impl ConvoMachine {
         if let Some(last) = delivered.last() {
             self.last_delivered = Some((last.message.id.clone(), last.message.seq));
         }
-        if self.now_ms.saturating_sub(self.last_persist_ms) >= 1000 {
-            self.persist();
+        match self.last_persist_ms {
+            None => self.last_persist_ms = Some(self.now_ms),
+            Some(at) if self.now_ms.saturating_sub(at) >= 1000 => self.persist(),
+            Some(_) => {}
         }
         let size: usize = delivered.iter().map(|d| self.message_prefix.len() + d.message.json.len() + 24).sum();
         // What one input delivers goes out in batches (one crossing, one

@@ -571,7 +571,11 @@ pub struct Durable {
     /// Sends stored under the unknown scope (by earlier pages), taken by
     /// `scope`'s identity: `Some` until taken, when the tab stored under it.
     adopted: Option<Vec<Stored>>,
-    /// The outbox's change count last stored.
+    /// Storage holds sends under the tentative scope (an earlier page's,
+    /// or this one's before the first token).
+    tentative_held: bool,
+    /// The outbox's change count last stored (or that storage already
+    /// holds, as it would be stored).
     saved: Option<u64>,
 }
 
@@ -587,7 +591,10 @@ impl Durable {
             Some(Some(sends)) => (sends, true),
             Some(None) => (Vec::new(), false),
         };
-        (Durable { tentative: Some((scope, sends)), ..Durable::default() }, readable)
+        // Readable, storage holds what the empty outbox would store there:
+        // nothing is written until it changes.
+        let saved = readable.then_some(0);
+        (Durable { tentative: Some((scope, sends)), tentative_held: json.is_some(), saved, ..Durable::default() }, readable)
     }
 
     /// A token's identity's scope: the first one names where the outbox is
@@ -597,11 +604,17 @@ impl Durable {
         if self.scope.is_some() {
             return;
         }
+        let in_sync = self.saved == Some(outbox.changes());
         self.saved = None;
         self.scope = Some(scope.clone());
         match self.tentative.take() {
             Some((last, earlier)) if last == scope => {
                 self.loaded = true;
+                // Stored under this very scope, with nothing to restore:
+                // storage holds what it would store.
+                if in_sync && earlier.is_empty() {
+                    self.saved = Some(outbox.changes());
+                }
                 outbox.restore(earlier, out);
                 return;
             }
@@ -627,7 +640,9 @@ impl Durable {
         if let Some(adopted) = self.adopted.take() {
             // They (and this page's own) are stored under this scope at the
             // end of this input.
-            out.push(Action::SaveOutbox { scope: String::new(), json: None });
+            if self.tentative_held {
+                out.push(Action::SaveOutbox { scope: String::new(), json: None });
+            }
             merge(&mut sends, adopted);
         }
         for orphan in orphans {
@@ -651,7 +666,11 @@ impl Durable {
             return;
         }
         self.saved = Some(outbox.changes());
-        out.push(Action::SaveOutbox { scope: scope.clone(), json: outbox.to_json(before) });
+        let json = outbox.to_json(before);
+        if self.scope.is_none() {
+            self.tentative_held = json.is_some();
+        }
+        out.push(Action::SaveOutbox { scope: scope.clone(), json });
     }
 }
 

@@ -34,6 +34,8 @@ struct Tab {
     last: Option<String>,
     /// The app asks for `persist: "local"` (files are kept).
     persist: bool,
+    /// The writes of `sessionStorage` so far (each `SaveOutbox`).
+    writes: usize,
 }
 
 impl Tab {
@@ -58,6 +60,7 @@ impl Tab {
         for a in &page.out {
             match a {
                 Action::SaveOutbox { scope, json } => {
+                    self.writes += 1;
                     self.stored.retain(|(k, _)| k != scope);
                     if let Some(json) = json {
                         self.stored.push((scope.clone(), json.clone()));
@@ -219,6 +222,35 @@ fn another_users_token_never_restores_them_and_puts_them_back_as_they_were() {
     assert_eq!(tab.texts(&scope("v")), ["theirs"]);
 }
 
+/// Storage is written when what it holds changes: a tab's opening with
+/// nothing to send writes once (the identity's scope, for the next page),
+/// after the token, and a reload of that page writes nothing more; a
+/// tab whose last page left something unreadable drops it at the opening.
+#[test]
+fn an_opening_with_nothing_to_send_writes_once() {
+    let mut tab = Tab::default();
+    for page in 0..3 {
+        let mut p = tab.open();
+        p.feed(Input::Start);
+        tab.store(&mut p);
+        assert_eq!(tab.writes, page.min(1), "nothing written before the token (page {page})");
+        let stream = p.out.iter().find_map(|a| match a {
+            Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
+            _ => None,
+        });
+        p.feed(Input::Token { purpose: TokenFor::Stream(stream.expect("the stream's token asked for")), token: jwt("u") });
+        tab.store(&mut p);
+        assert_eq!(tab.writes, 1, "the scope, once (page {page})");
+        assert_eq!(tab.last.as_deref(), Some(scope("u").as_str()));
+        assert!(tab.stored.is_empty());
+    }
+    let mut tab = Tab { stored: vec![("x".into(), "not json".into())], last: Some("x".into()), ..Tab::default() };
+    let mut p = tab.open();
+    p.feed(Input::Start);
+    tab.store(&mut p);
+    assert!(tab.stored.is_empty(), "the unreadable outbox is dropped");
+}
+
 #[test]
 fn sends_of_a_tab_that_never_had_a_token_are_taken_by_the_first_user() {
     let mut tab = Tab::default();
@@ -287,7 +319,7 @@ fn an_apps_idempotency_key_is_the_sends_key() {
 
 #[test]
 fn unreadable_storage_loses_only_the_stored_outbox_and_is_reported_once() {
-    let mut tab = Tab { stored: vec![(scope("u"), "{\"v\":1,\"sends\":".into())], last: Some(scope("u")), persist: false };
+    let mut tab = Tab { stored: vec![(scope("u"), "{\"v\":1,\"sends\":".into())], last: Some(scope("u")), ..Tab::default() };
     let mut p = tab.open();
     p.send(&mut tab, 1, "still goes", None);
     let reports = |p: &Page| p.out.iter().filter(|a| matches!(a, Action::Observe { kind: "storage_error", .. })).count();
@@ -298,7 +330,7 @@ fn unreadable_storage_loses_only_the_stored_outbox_and_is_reported_once() {
     p.feed(Input::OutboxNotSaved);
     assert_eq!(reports(&p), 0);
     for json in ["{\"v\":2,\"sends\":[]}", "[]", "null", "{\"v\":1,\"sends\":[{\"key\":7}]}"] {
-        let tab = Tab { stored: vec![(scope("u"), json.into())], last: Some(scope("u")), persist: false };
+        let tab = Tab { stored: vec![(scope("u"), json.into())], last: Some(scope("u")), ..Tab::default() };
         let mut p = tab.open();
         p.feed(Input::Token { purpose: TokenFor::Open, token: jwt("u") });
         assert!(p.restored_events().is_empty(), "{json}");

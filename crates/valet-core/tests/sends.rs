@@ -431,6 +431,45 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
     assert_eq!(persisted, Some(ResumePoint { id: Some("m3".into()), seq: Some(3), event_id: Some("3".into()) }));
 }
 
+/// The resume point is stored at most once a second, and at `pagehide`;
+/// the opening's first delivery starts that clock without storing (its
+/// messages reach the app before any storage write).
+#[test]
+fn the_resume_point_is_stored_a_second_after_the_first_delivery_and_at_pagehide() {
+    let persisted = |out: &[Action]| {
+        out.iter().find_map(|x| match x {
+            Action::Persist(json) => Some(serde_json::from_str::<Value>(json).unwrap()["id"].clone()),
+            _ => None,
+        })
+    };
+    let frame = |s: u64| {
+        format!("id: {s}\nevent: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}}}\n\n")
+    };
+    // Times as the browser gives them (Unix ms).
+    const T: u64 = 1_800_000_000_000;
+    let mut m = ConvoMachine::new(ConvoConfig::new("agent", "convo"), 1);
+    let out = m.handle(T + 1, Input::Start);
+    let a = out.iter().find_map(|x| match x {
+        Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
+        _ => None,
+    });
+    let a = a.unwrap();
+    m.handle(T + 2, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
+    m.handle(T + 3, Input::StreamOpened { attempt: a });
+    let out = m.handle(T + 4, Input::StreamText { attempt: a, text: format!("event: ready\ndata: {{\"conn_id\":\"c\"}}\n\n{}", frame(1)) });
+    assert_eq!(delivered_as(&out), vec![("m1".into(), false)]);
+    assert_eq!(persisted(&out), None, "the first delivery stores nothing");
+    let out = m.handle(T + 900, Input::StreamText { attempt: a, text: frame(2) });
+    assert_eq!(delivered_as(&out).len(), 1);
+    assert_eq!(persisted(&out), None, "within a second of it: nothing either");
+    let out = m.handle(T + 1004, Input::StreamText { attempt: a, text: frame(3) });
+    assert_eq!(persisted(&out), Some(Value::from("m3")), "a second after it: stored");
+    let out = m.handle(T + 1100, Input::StreamText { attempt: a, text: frame(4) });
+    assert_eq!(persisted(&out), None);
+    let out = m.handle(T + 1200, Input::PageHide);
+    assert_eq!(persisted(&out), Some(Value::from("m4")), "and where it is at pagehide");
+}
+
 /// What came while the tab was away is new to the user however it comes:
 /// here the history asked for with the stream answers before the stream
 /// replays anything, with and without `seq`.
