@@ -307,6 +307,12 @@ impl ConvoInner {
         self.session.read().is_closed()
     }
 
+    /// The opening resolved, and its held events are released in the next
+    /// task (see `Action::Opened`).
+    fn release_pending(&self) -> bool {
+        self.opened.read().is_none() && self.events_held()
+    }
+
     fn execute(&self, action: Action) {
         // A handler may have closed the convo mid-batch: then only cleanup runs.
         if self.is_closed()
@@ -367,7 +373,13 @@ impl ConvoInner {
                 let sink = self.this.clone();
                 let url = self.client.config.history_url(&self.convo_id, after.as_deref());
                 let signal = self.rest_abort.signal();
+                // The opening's held events are released in the next task:
+                // they go before this request is made.
+                let after_release = self.release_pending();
                 crate::rt::spawn(async move {
+                    if after_release {
+                        crate::rt::next_task().await;
+                    }
                     let input = match http::send_read("GET", &url, Some(&token), http::Body::Empty, Some(&signal)).await {
                         Ok(reply) => Input::ReconcileDone { req, status: reply.status, body: reply.body },
                         Err(message) => Input::ReconcileFailed { req, message },
@@ -502,6 +514,14 @@ impl ConvoInner {
             Action::Relay { .. } => {}
             Action::Opened(result) => {
                 if let Some(tx) = self.opened.write().take() {
+                    if result.is_ok() {
+                        // Events of the opening are held until the app
+                        // subscribed in the continuation of its `await
+                        // openConvo(...)` (microtasks of this task): they go
+                        // in the next task, before any the stream's reader
+                        // queues after this chunk.
+                        self.emitter.release_soon();
+                    }
                     tx.send(result);
                 }
             }
@@ -614,13 +634,8 @@ impl Convo {
         inner.follow_page();
         let outcome = rx.await.unwrap_or_else(|| Err(ClientError::new(ErrorCode::Closed, "the convo was closed")));
         match outcome {
-            Ok(()) => {
-                // Events of the opening are held until the app subscribed in
-                // the task where `await openConvo(...)` returns: a macrotask
-                // runs after that continuation (a microtask).
-                inner.emitter.release_soon();
-                Ok(Convo { inner })
-            }
+            // The held events go in the next task (see `Action::Opened`).
+            Ok(()) => Ok(Convo { inner }),
             Err(e) => {
                 inner.close();
                 Err(e)

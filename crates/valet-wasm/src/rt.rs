@@ -110,6 +110,14 @@ extern "C" {
     /// A promise resolved in `ms` milliseconds.
     #[wasm_bindgen(js_name = sleep)]
     fn js_sleep(ms: i32) -> js_sys::Promise;
+    /// A promise resolved in a task of its own.
+    #[wasm_bindgen(js_name = nextTask)]
+    fn js_next_task() -> js_sys::Promise;
+}
+
+/// Resumes in a task of its own, after the tasks queued before it.
+pub(crate) async fn next_task() {
+    let _ = wasm_bindgen_futures::JsFuture::from(js_next_task()).await;
 }
 
 #[wasm_bindgen]
