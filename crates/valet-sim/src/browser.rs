@@ -401,7 +401,17 @@ impl World {
             return;
         }
         match what {
-            PageEv::Input(input) => self.feed(slot, input),
+            PageEv::Input(input) => {
+                // A stream's answer ends the server's 401 streak only when
+                // the page takes it, as its machine counts: an answer to an
+                // attempt it gave up on (a tab that began to follow) is not.
+                if let SessionInput::Convo(Input::StreamOpened { attempt }) = input {
+                    if self.page_streams(pid, attempt) {
+                        self.succeeded(pid, crate::server::Endpoint::Stream);
+                    }
+                }
+                self.feed(slot, input)
+            }
             PageEv::Timer(timer, arm) => {
                 let page = self.tabs[slot].page.as_mut().unwrap();
                 if let Some(i) = page.timers.iter().position(|t| *t == (timer, arm)) {

@@ -263,7 +263,7 @@ impl World {
     }
 
     /// `pid`'s request to `ep` succeeded.
-    fn succeeded(&mut self, pid: u64, ep: Endpoint) {
+    pub(crate) fn succeeded(&mut self, pid: u64, ep: Endpoint) {
         self.server.refused_401.remove(&(pid, ep));
     }
 
@@ -520,7 +520,7 @@ impl World {
             let (retry_after, body) = status_body(status, secs);
             return self.answer(pid, Input::StreamRefused { attempt, status, retry_after, body });
         }
-        self.succeeded(pid, Endpoint::Stream);
+        // The 401 streak ends when the page takes this answer (see `page_event`).
         let sid = self.server.streams.len();
         let lat = self.latency();
         self.server.streams.push(Stream { pid, attempt, alive: true, stalled: false, held: Vec::new(), next_at: self.now + lat, answered_at: self.now + lat });
