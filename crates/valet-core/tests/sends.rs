@@ -67,6 +67,19 @@ fn reconcile_asked(out: &[Action]) -> Option<u64> {
     })
 }
 
+/// The stream attempt `out` asks a token for, if any.
+fn stream_asked(out: &[Action]) -> Option<u64> {
+    out.iter().find_map(|x| match x {
+        Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
+        _ => None,
+    })
+}
+
+/// A `message` frame of the stream: message `m{seq}` from `from`, event id `seq`.
+fn message_frame(seq: u64, from: &str) -> String {
+    format!("id: {seq}\nevent: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{seq}\",\"content\":\"c\",\"from\":\"{from}\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{seq}}}}}\n\n")
+}
+
 fn settled(out: &[Action], id: u64) -> Option<Result<(), valet_core::error::ClientError>> {
     out.iter().find_map(|a| match a {
         Action::SendSettled { id: x, result } if *x == id => Some(result.clone().map(|_| ())),
@@ -308,11 +321,7 @@ fn upload_files_settles_with_the_draft_id_and_a_later_send_finalizes_it() {
 /// failing again and again.
 fn in_long_backoff(h: &mut H) -> u64 {
     let out = h.feed(Input::Start);
-    let a = out.iter().find_map(|a| match a {
-        Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
-        _ => None,
-    });
-    let mut attempt = a.unwrap();
+    let mut attempt = stream_asked(&out).unwrap();
     let mut delay = 0;
     for _ in 0..10 {
         h.feed(Input::Token { purpose: TokenFor::Stream(attempt), token: "t".into() });
@@ -389,13 +398,7 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
     cfg.resume = Some(ResumePoint { id: Some("m2".into()), seq: Some(2), event_id: Some("2".into()) });
     let mut m = ConvoMachine::new(cfg, 1);
     let out = m.handle(1, Input::Start);
-    let a = out
-        .iter()
-        .find_map(|x| match x {
-            Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
-            _ => None,
-        })
-        .unwrap();
+    let a = stream_asked(&out).unwrap();
     // The history asked for with the stream (no history is in yet).
     let early = reconcile_asked(&out);
     let out = m.handle(2, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
@@ -407,9 +410,7 @@ fn a_resumed_tab_delivers_what_an_earlier_page_had_as_history_and_resumes_the_st
     let out = m.handle(4, Input::StreamText { attempt: a, text: "event: ready\ndata: {\"conn_id\":\"c\"}\n\n".into() });
     let req = reconcile_asked(&out).or(early).unwrap();
     // The server replays m2 (already delivered before the reload) and m3 (new) live.
-    let frame = |s: u64| {
-        format!("id: {s}\nevent: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"appuser\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}}}\n\n")
-    };
+    let frame = |s: u64| message_frame(s, "appuser");
     m.handle(5, Input::StreamText { attempt: a, text: format!("{}{}", frame(2), frame(3)) });
     m.handle(6, Input::Token { purpose: TokenFor::Reconcile(req), token: "t".into() });
     let hist: Vec<String> = (1..=3)
@@ -442,18 +443,12 @@ fn the_resume_point_is_stored_a_second_after_the_first_delivery_and_at_pagehide(
             _ => None,
         })
     };
-    let frame = |s: u64| {
-        format!("id: {s}\nevent: message\ndata: {{\"type\":\"message\",\"action\":\"create\",\"agent_id\":\"agent\",\"convo_id\":\"convo\",\"message\":{{\"id\":\"m{s}\",\"content\":\"c\",\"from\":\"ai_agent\",\"turn_number\":1,\"created_at\":\"t\",\"participant\":null,\"files\":[],\"seq\":{s}}}}}\n\n")
-    };
+    let frame = |s: u64| message_frame(s, "ai_agent");
     // Times as the browser gives them (Unix ms).
     const T: u64 = 1_800_000_000_000;
     let mut m = ConvoMachine::new(ConvoConfig::new("agent", "convo"), 1);
     let out = m.handle(T + 1, Input::Start);
-    let a = out.iter().find_map(|x| match x {
-        Action::GetToken { purpose: TokenFor::Stream(n), .. } => Some(*n),
-        _ => None,
-    });
-    let a = a.unwrap();
+    let a = stream_asked(&out).unwrap();
     m.handle(T + 2, Input::Token { purpose: TokenFor::Stream(a), token: "t".into() });
     m.handle(T + 3, Input::StreamOpened { attempt: a });
     let out = m.handle(T + 4, Input::StreamText { attempt: a, text: format!("event: ready\ndata: {{\"conn_id\":\"c\"}}\n\n{}", frame(1)) });

@@ -518,8 +518,8 @@ impl ConvoInner {
                         // Events of the opening are held until the app
                         // subscribed in the continuation of its `await
                         // openConvo(...)` (microtasks of this task): they go
-                        // in the next task, before any the stream's reader
-                        // queues after this chunk.
+                        // in the next task, ahead of any task the stream's
+                        // reader queues after this chunk.
                         self.emitter.release_soon();
                     }
                     tx.send(result);
