@@ -5,7 +5,9 @@
 // the convo takes them (a tab another tab leads asks for nothing; a guess
 // not taken is aborted). A client that is only constructed fetches no token.
 // A convo opened once the wasm is in calls fetchJwt before the rest of its
-// setup, and asks for the tab lock while the token comes. Headless
+// setup, and asks for the tab lock while the token comes. The opening's
+// held events reach the app before its next request (the history read
+// asked for after `ready`). Headless
 // Chromium, the reference server, the package as built (pkg/), its wasm
 // held back by the test until it says so.
 import { after, before, test } from "node:test";
@@ -223,6 +225,40 @@ test("a convo opened once the wasm is in: fetchJwt first, and the tab lock while
   await p.evaluate(() => window.t.convo.send("opened after the load"));
   await p.waitForFunction(() => window.t.messages.some((m) => m.content === 'You said: "opened after the load"'), null, { timeout: 20_000 });
   assert.equal(await p.evaluate(() => window.t.calls), 1, "one fetchJwt call");
+});
+
+test("the opening's held events reach the app before the history is asked for again after `ready`", async (t) => {
+  const { p, release } = await page(t);
+  release();
+  const convoId = await server.session(`startup-${users}`);
+  // The stream's answer held until the first history is in: `ready`
+  // then asks for the history again at once.
+  let history;
+  const historyIn = new Promise((ok) => { history = ok; });
+  await p.route(`**/agent_convos/${convoId}/events*`, async (route) => {
+    await historyIn;
+    await route.continue();
+  });
+  await p.exposeFunction("historyAnswered", () => history());
+  await p.evaluate(async ({ base, AGENT, convoId }) => {
+    const t = window.t;
+    await t.pkg.init();
+    t.historyReads = 0;
+    const fetch0 = window.fetch;
+    window.fetch = (url, ...rest) => {
+      const read = new URL(String(url)).pathname.endsWith(`/agent_convos/${convoId}`);
+      if (read) t.historyReads++;
+      const answer = fetch0(url, ...rest);
+      if (read) answer.then(() => window.historyAnswered(), () => {});
+      return answer;
+    };
+    const client = new t.pkg.ValetClient({ agentId: AGENT, fetchJwt: t.fetchJwt, baseUrl: base, pauseOnHidden: false });
+    t.convo = await client.openConvo({ convoId });
+    t.convo.on("ready", () => { t.readsAtReady ??= t.historyReads; });
+  }, { base: server.base, AGENT, convoId });
+  await eventually("the history asked for again after `ready`", () => p.evaluate(() => window.t.historyReads >= 2));
+  assert.equal(await p.evaluate(() => window.t.readsAtReady), 1, "`ready` handed to the app before the second history request");
+  await p.evaluate(() => window.t.convo.close());
 });
 
 test("a convo that asks before the guess is made: no guess", async (t) => {
